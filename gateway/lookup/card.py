@@ -1,0 +1,56 @@
+"""The caller card: everything an agent sees about a number while the phone rings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class PersonKind(StrEnum):
+    CONTACT = "contact"
+    LEAD = "lead"
+    ACCOUNT = "account"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Interaction:
+    """One past activity (call, note, email) shown on the card, newest first."""
+
+    kind: str
+    at: float  # epoch seconds
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    id: str
+    due_at: float  # epoch seconds
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallerCard:
+    """The answer of a lookup. ``source`` is ``store`` or a connector name; an unknown number
+    still gets a card with its normalized form, country and line type."""
+
+    number: str  # E.164 when it parsed, else the digits as received
+    kind: PersonKind = PersonKind.UNKNOWN
+    display_name: str = ""
+    company: str = ""
+    person_id: str | None = None
+    account_id: str | None = None
+    owner: str | None = None  # owner agent's username
+    lead_status: str | None = None
+    lead_score: float | None = None
+    country: str | None = None  # ISO region, e.g. "ES"
+    line_type: str | None = None  # mobile, fixed_line, toll_free...
+    interactions: tuple[Interaction, ...] = ()
+    follow_ups: tuple[FollowUp, ...] = ()
+    source: str = "store"
+    external_url: str | None = None  # the record in the external CRM
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def known(self) -> bool:
+        return self.kind is not PersonKind.UNKNOWN
