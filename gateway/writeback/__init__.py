@@ -1,0 +1,1 @@
+"""Write-back of finished calls to external CRMs, through a persistent outbox."""

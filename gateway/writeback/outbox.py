@@ -1,0 +1,317 @@
+"""Persistent outbox of call records for the CRM connectors.
+
+Theory of operation: ``enqueue(record)`` inserts one row per connector into ``crm_outbox``
+(migration 0004) and commits before returning, so a call accepted here survives a crash. One
+worker task per connector delivers that connector's rows oldest first: a CRM that is down holds
+back only its own rows, retried with capped exponential backoff, while other CRMs keep going.
+A row is marked delivered (and committed) right after its CRM accepted it; the gap between the
+CRM's answer and that commit is covered by the connectors, whose ``log_call`` finds an earlier
+write of the same record id before creating a new one. A record the CRM refuses as such
+(``RecordRejected``) is retried a few times, then parked so it cannot block the queue forever;
+parked rows stay in the table and ``retry_parked`` puts them back.
+
+Times come from the injected clock (epoch seconds); the workers only use it to decide what is
+due, so tests drive ``deliver_due`` with a fake clock and never sleep.
+
+Sharing the store's connection: pass ``transaction=db.transaction`` so every outbox write runs
+under the store's write lock. Without it, a write issued while another task holds a
+``BEGIN ... COMMIT`` open on the same connection would join that transaction (and vanish with
+its rollback). A connection of its own needs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+
+import aiosqlite
+
+from connectors.base import CrmConnector, RecordRejected
+from gateway.errors import ConnectorError
+
+log = logging.getLogger("gateway.writeback")
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Delay before retry number ``attempts`` (1-based): initial * factor**(n-1), capped."""
+
+    initial: float = 5.0
+    maximum: float = 900.0
+    factor: float = 2.0
+
+    def delay(self, attempts: int) -> float:
+        return min(self.maximum, self.initial * self.factor ** max(0, attempts - 1))
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    """Per-connector queue figures, for ``/health`` and ``/metrics``."""
+
+    connector: str
+    pending: int
+    delivered: int
+    parked: int
+    oldest_pending_at: float | None
+    last_error: str | None
+
+
+class Outbox:
+    """Queues finished calls for each CRM connector and delivers them in order, once."""
+
+    def __init__(
+        self,
+        conn: aiosqlite.Connection,
+        connectors: Iterable[CrmConnector],
+        clock: Callable[[], float] = time.time,
+        *,
+        backoff: Backoff | None = None,
+        reject_limit: int = 3,
+        call_timeout: float = 120.0,
+        poll_interval: float = 30.0,
+        hold: float = 0.0,
+        transaction: Callable[[], AbstractAsyncContextManager[aiosqlite.Connection]] | None = None,
+    ) -> None:
+        self._db = conn
+        # the store's transaction() when the connection is shared: our writes then take its
+        # write lock instead of committing (or joining) a transaction another task has open
+        self._transaction = transaction
+        self._connectors: dict[str, CrmConnector] = {c.name: c for c in connectors}
+        self._clock = clock
+        self._backoff = backoff or Backoff()
+        self._reject_limit = max(1, reject_limit)
+        self._call_timeout = call_timeout
+        self._poll = poll_interval  # longest nap, so a stepped clock is noticed soon
+        self._hold = hold  # a new call waits this long before its first delivery (wrap-up)
+        self._locks = {name: asyncio.Lock() for name in self._connectors}
+        self._wake = {name: asyncio.Event() for name in self._connectors}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+
+    # -- queueing -------------------------------------------------------------------------
+
+    async def enqueue(self, record: Mapping[str, object]) -> int:
+        """Queue a finished call for every connector; returns how many rows were new.
+
+        A record already queued (same id) is ignored, so calling this twice is harmless."""
+        rid = record.get("id")
+        if rid is None or str(rid) == "":
+            raise ValueError("call record has no 'id'; it cannot be queued for CRMs")
+        if not self._connectors:
+            return 0
+        payload = json.dumps(dict(record), default=str, ensure_ascii=False)
+        now = self._clock()
+        added = await self._write(
+            "INSERT OR IGNORE INTO crm_outbox"
+            " (connector, record_id, payload, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?)",
+            [(name, str(rid), payload, now, now + self._hold) for name in self._connectors],
+        )
+        self.kick()
+        return added
+
+    async def refresh(self, record: Mapping[str, object]) -> int:
+        """Replace the queued copy of a call not yet delivered (notes or disposition added
+        after hang-up); returns how many connectors will get the new version."""
+        rid = record.get("id")
+        if rid is None or str(rid) == "":
+            raise ValueError("call record has no 'id'")
+        payload = json.dumps(dict(record), default=str, ensure_ascii=False)
+        return await self._write(
+            "UPDATE crm_outbox SET payload = ? WHERE record_id = ? AND delivered_at IS NULL",
+            [(payload, str(rid))],
+        )
+
+    def kick(self) -> None:
+        """Wake every worker now (new rows, or the clock moved)."""
+        for ev in self._wake.values():
+            ev.set()
+
+    # -- delivery -------------------------------------------------------------------------
+
+    async def deliver_due(self, name: str) -> int:
+        """Deliver ``name``'s due rows oldest first until one fails or none is due.
+
+        Returns how many were delivered. Never runs twice at once for one connector."""
+        connector = self._connectors[name]
+        delivered = 0
+        async with self._locks[name]:
+            while not self._closing:
+                async with self._db.execute(
+                    "SELECT id, record_id, payload, attempts, next_attempt_at FROM crm_outbox"
+                    " WHERE connector = ? AND delivered_at IS NULL AND parked_at IS NULL"
+                    " ORDER BY id LIMIT 1",
+                    (name,),
+                ) as cur:
+                    row = await cur.fetchone()
+                if row is None:
+                    return delivered
+                row_id, rid, payload, attempts, next_at = row
+                now = self._clock()
+                if next_at > now:
+                    return delivered
+                attempts += 1
+                try:
+                    try:
+                        record = json.loads(payload)
+                    except ValueError as e:  # damaged row: no retry can read it
+                        raise RecordRejected(f"stored call record is not JSON: {e}") from e
+                    async with asyncio.timeout(self._call_timeout):
+                        await connector.log_call(record)
+                except RecordRejected as e:
+                    if attempts >= self._reject_limit:
+                        log.error(
+                            "crm %s refused call %r for good, parked after %d attempts: %s",
+                            name,
+                            rid,
+                            attempts,
+                            e,
+                        )
+                        await self._update(
+                            "UPDATE crm_outbox SET attempts = ?, parked_at = ?, last_error = ?"
+                            " WHERE id = ?",
+                            (attempts, now, str(e)[:500], row_id),
+                        )
+                        continue
+                    await self._retry_later(name, row_id, rid, attempts, e)
+                    return delivered
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # a CRM error or a connector bug: retry, never lose
+                    if not isinstance(e, ConnectorError | TimeoutError):
+                        log.exception("crm %s: unexpected error delivering call %r", name, rid)
+                    await self._retry_later(name, row_id, rid, attempts, e)
+                    return delivered
+                await self._update(
+                    "UPDATE crm_outbox SET attempts = ?, delivered_at = ?, last_error = NULL"
+                    " WHERE id = ?",
+                    (attempts, self._clock(), row_id),
+                )
+                delivered += 1
+                log.info("crm %s: call %r written after %d attempt(s)", name, rid, attempts)
+            return delivered
+
+    async def _retry_later(
+        self, name: str, row_id: int, rid: str, attempts: int, err: BaseException
+    ) -> None:
+        delay = self._backoff.delay(attempts)
+        text = str(err) or type(err).__name__
+        log.warning(
+            "crm %s: call %r not written (attempt %d): %s; retry in %.0f s",
+            name,
+            rid,
+            attempts,
+            text,
+            delay,
+        )
+        await self._update(
+            "UPDATE crm_outbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
+            (attempts, self._clock() + delay, text[:500], row_id),
+        )
+
+    async def _update(self, sql: str, args: tuple[object, ...]) -> None:
+        await self._write(sql, [args])
+
+    async def _write(self, sql: str, rows: Sequence[tuple[object, ...]]) -> int:
+        """Run one statement per row and commit them together; returns rows changed."""
+        if self._transaction is not None:
+            async with self._transaction() as conn:
+                cur = await conn.executemany(sql, rows)
+                return max(cur.rowcount, 0)
+        cur = await self._db.executemany(sql, rows)
+        await self._db.commit()
+        return max(cur.rowcount, 0)
+
+    async def next_due_in(self, name: str) -> float | None:
+        """Seconds until ``name``'s head row is due (0 if now), or None if nothing waits."""
+        async with self._db.execute(
+            "SELECT next_attempt_at FROM crm_outbox WHERE connector = ?"
+            " AND delivered_at IS NULL AND parked_at IS NULL ORDER BY id LIMIT 1",
+            (name,),
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None else max(0.0, row[0] - self._clock())
+
+    # -- workers --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start one delivery task per connector; rows left from a previous run go first."""
+        if self._tasks:
+            return
+        for name in self._connectors:
+            self._tasks.append(asyncio.create_task(self._worker(name), name=f"outbox:{name}"))
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Stop the workers; a write in flight gets ``grace`` seconds to finish and be marked,
+        so a call the CRM just accepted is not sent again after a restart."""
+        self._closing = True
+        tasks, self._tasks = self._tasks, []
+        self.kick()
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=grace)
+            for t in late:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+        self._closing = False
+
+    async def _worker(self, name: str) -> None:
+        wake = self._wake[name]
+        while not self._closing:
+            wake.clear()
+            try:
+                await self.deliver_due(name)
+                due = await self.next_due_in(name)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the store failed: keep the task alive, try again later
+                log.exception("crm %s: outbox store error", name)
+                due = self._poll
+            nap = self._poll if due is None else min(due, self._poll)
+            if nap <= 0 or self._closing:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), nap)
+
+    # -- inspection -----------------------------------------------------------------------
+
+    async def stats(self) -> list[OutboxStats]:
+        out = []
+        for name in self._connectors:
+            async with self._db.execute(
+                "SELECT"
+                " SUM(delivered_at IS NULL AND parked_at IS NULL),"
+                " SUM(delivered_at IS NOT NULL), SUM(parked_at IS NOT NULL),"
+                " MIN(CASE WHEN delivered_at IS NULL AND parked_at IS NULL THEN created_at END)"
+                " FROM crm_outbox WHERE connector = ?",
+                (name,),
+            ) as cur:
+                pending, delivered, parked, oldest = await cur.fetchone() or (0, 0, 0, None)
+            async with self._db.execute(
+                "SELECT last_error FROM crm_outbox WHERE connector = ? AND last_error IS NOT NULL"
+                " AND delivered_at IS NULL ORDER BY id LIMIT 1",
+                (name,),
+            ) as cur:
+                err = await cur.fetchone()
+            out.append(
+                OutboxStats(
+                    name, pending or 0, delivered or 0, parked or 0, oldest, err[0] if err else None
+                )
+            )
+        return out
+
+    async def retry_parked(self, name: str) -> int:
+        """Put ``name``'s parked rows back in the queue (after fixing the CRM side)."""
+        changed = await self._write(
+            "UPDATE crm_outbox SET parked_at = NULL, attempts = 0, next_attempt_at = ?"
+            " WHERE connector = ? AND parked_at IS NOT NULL",
+            [(self._clock(), name)],
+        )
+        self.kick()
+        return changed

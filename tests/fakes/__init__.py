@@ -1,0 +1,1 @@
+"""Stand-in servers for systems that cannot run here (vendor CRMs), as real aiohttp apps."""
