@@ -85,6 +85,12 @@ class OriginateSettings(_Section):
     caller_id: str = ""  # caller ID shown on the agent's phone; default: the customer number
 
 
+class WritebackSettings(_Section):
+    # a finished call waits this long before it goes to the CRMs, so the agent's notes and
+    # disposition (added in wrap-up) travel with it instead of as a second write
+    hold_seconds: float = 60.0
+
+
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -106,6 +112,7 @@ class GatewayConfig(_Section):
     recordings: RecordingSettings = msgspec.field(default_factory=RecordingSettings)
     originate: OriginateSettings = msgspec.field(default_factory=OriginateSettings)
     api: ApiSettings = msgspec.field(default_factory=ApiSettings)
+    writeback: WritebackSettings = msgspec.field(default_factory=WritebackSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     demo: DemoSettings = msgspec.field(default_factory=DemoSettings)
 
@@ -192,15 +199,40 @@ def _explain(err: msgspec.ValidationError, raw: dict[str, Any]) -> ConfigError:
     missing = re.match(r"Object missing required field `([^`]*)`", msg)
     if missing:
         return ConfigError(_join(at, missing.group(1)), "required key is missing")
-    found = _lookup(raw, at)
+    found = _shown(_lookup(raw, at))
     expected = re.match(r"Expected `([^`]*)`, got `([^`]*)`", msg)
     if expected:
         return ConfigError(
             at, f"expected {expected.group(1)}, found {found!r} ({expected.group(2)})"
         )
     if msg.startswith("Invalid enum value"):
-        return ConfigError(at, f"expected {_allowed(at)}, found {found!r}")
+        return ConfigError(at, f"expected {_allowed(at, raw)}, found {found!r}")
+    # a struct's own check ("url: expected ..., found ...") already names key and finding
+    own = re.match(r"^([A-Za-z_][\w]*): (.*)$", msg, re.S)
+    if own and "found" in own.group(2):
+        return ConfigError(_join(at, own.group(1)), own.group(2))
+    if "found" in msg:
+        return ConfigError(at, msg)
     return ConfigError(at, f"{msg[0].lower()}{msg[1:]}, found {found!r}")
+
+
+class _Shown:
+    """A found value as an error message may show it: scalars as they are, mappings and lists
+    only by shape, so a password next to the mistake never reaches a terminal or a log."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _shown(value: Any) -> Any:
+    if isinstance(value, dict):
+        return _Shown(f"a mapping with keys {sorted(map(str, value))}")
+    if isinstance(value, list):
+        return _Shown(f"a list of {len(value)} item(s)")
+    return value
 
 
 def _lookup(raw: Any, path: str) -> Any:
@@ -213,11 +245,14 @@ def _lookup(raw: Any, path: str) -> Any:
     return node
 
 
-def _type_at(at: str) -> Any:
-    """The declared type at a key path, found by walking the struct types."""
+def _type_at(at: str, raw: Any = None) -> Any:
+    """The declared type at a key path, found by walking the struct types (a tagged union
+    is resolved by the ``type`` key found in the raw config at that place)."""
     typ: Any = GatewayConfig
+    walked = ""
     for part in re.findall(r"[^.\[\]]+|\[\d+\]", at):
-        typ = _unwrap(typ)
+        typ = _resolve_tag(_unwrap(typ), _lookup(raw, walked))
+        walked = walked + part if part.startswith("[") else _join(walked, part)
         if part.startswith("["):
             args = typing.get_args(typ)
             typ = args[0] if args else Any
@@ -227,7 +262,22 @@ def _type_at(at: str) -> Any:
         except TypeError:
             return Any
         typ = next((f.type for f in fields if f.name == part), Any)
-    return _unwrap(typ) if typing.get_origin(typ) is not Literal else typ
+    if typing.get_origin(typ) is Literal:
+        return typ
+    return _resolve_tag(_unwrap(typ), _lookup(raw, walked))
+
+
+def _resolve_tag(typ: Any, node: Any) -> Any:
+    members = (
+        typing.get_args(typ) if typing.get_origin(typ) in (typing.Union, types.UnionType) else ()
+    )
+    if not members or not isinstance(node, dict):
+        return typ
+    for member in members:
+        info = getattr(member, "__struct_config__", None)
+        if info is not None and info.tag == node.get(info.tag_field):
+            return member
+    return typ
 
 
 def _unwrap(typ: Any) -> Any:
@@ -240,13 +290,13 @@ def _unwrap(typ: Any) -> Any:
 
 def _known_keys(at: str, raw: dict[str, Any]) -> str:
     try:
-        return ", ".join(f.name for f in msgspec.structs.fields(_type_at(at)))
+        return ", ".join(f.name for f in msgspec.structs.fields(_type_at(at, raw)))
     except TypeError:
         return "?"
 
 
-def _allowed(at: str) -> str:
-    typ = _type_at(at)
+def _allowed(at: str, raw: Any) -> str:
+    typ = _type_at(at, raw)
     if typing.get_origin(typ) is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(typ))
     return "one of the allowed values"

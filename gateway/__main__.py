@@ -1,0 +1,235 @@
+"""Command line: ``centralita run | demo | replay | check-config | import | export``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from gateway.config import GatewayConfig, load_config
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+from gateway.errors import ConfigError, GatewayError
+from gateway.log import setup_logging
+
+log = logging.getLogger("gateway.cli")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    except GatewayError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="centralita",
+        description="Telephony-first integration gateway for Asterisk (AMI) and CRMs.",
+    )
+    sub = p.add_subparsers(metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the gateway against the PBXs in a config file")
+    run.add_argument("-c", "--config", required=True, help="YAML config file")
+    run.add_argument("--record", metavar="FILE", help="append the raw AMI stream to FILE")
+    run.set_defaults(func=_cmd_run)
+
+    demo = sub.add_parser("demo", help="everything on this machine: simulated PBX, SQLite, panel")
+    demo.add_argument("--port", type=int, default=8080, help="web port (default 8080)")
+    demo.add_argument("--state", default="centralita-demo", help="state folder (SQLite file)")
+    demo.add_argument("--rate", type=float, default=6.0, help="new calls per minute")
+    demo.add_argument("--flavour", choices=("pjsip", "lab"), default="pjsip")
+    demo.add_argument("--seed", type=int, default=7, help="random seed for data and traffic")
+    demo.add_argument("--contacts", type=int, default=300, help="seeded contacts and leads")
+    demo.add_argument("--duration", type=float, default=0, help="stop after N seconds (0: never)")
+    demo.set_defaults(func=_cmd_demo)
+
+    replay = sub.add_parser("replay", help="turn a raw AMI capture into call records (JSON lines)")
+    replay.add_argument("file", help="capture as received from the socket ('-' for stdin)")
+    replay.add_argument("-c", "--config", help="config whose tracking: section describes the PBX")
+    replay.add_argument(
+        "--flush", action="store_true", help="also print calls still open at the end of the capture"
+    )
+    replay.set_defaults(func=_cmd_replay)
+
+    check = sub.add_parser("check-config", help="validate a config file")
+    check.add_argument("file")
+    check.set_defaults(func=_cmd_check)
+
+    imp = sub.add_parser("import", help="import contacts or leads from CSV")
+    imp.add_argument("file")
+    imp.add_argument("-c", "--config", help="config file (store path, default region)")
+    imp.add_argument("--kind", choices=("contacts", "leads"), default="contacts")
+    imp.add_argument(
+        "--map", action="append", default=[], metavar="COLUMN=FIELD", help="column mapping"
+    )
+    imp.add_argument("--strict", action="store_true", help="import nothing if any row is bad")
+    imp.set_defaults(func=_cmd_import)
+
+    exp = sub.add_parser("export", help="export contacts or leads to CSV")
+    exp.add_argument("-c", "--config", help="config file (store path)")
+    exp.add_argument("--kind", choices=("contacts", "leads"), default="contacts")
+    exp.add_argument("-o", "--output", default="-", help="output file (default stdout)")
+    exp.set_defaults(func=_cmd_export)
+    return p
+
+
+def _config_or_default(path: str | None) -> GatewayConfig:
+    return load_config(path) if path else GatewayConfig()
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    cfg = load_config(args.file)
+    pbx = ", ".join(f"{p.name} ({p.host}:{p.port})" for p in cfg.pbx) or "none"
+    print(
+        f"{args.file}: OK — pbx: {pbx}; store: {cfg.store.path}; http: "
+        f"{cfg.http.host}:{cfg.http.port}; connectors: {len(cfg.connectors)}"
+    )
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from gateway.calls.replay import replay_capture
+
+    cfg = _config_or_default(args.config)
+    data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    result = replay_capture(data, cfg.tracking, flush_open=args.flush)
+    for record in result.records:
+        print(json.dumps(record.to_json(), ensure_ascii=False))
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if result.parse_errors:
+        print(f"warning: {result.parse_errors} malformed AMI message(s) skipped", file=sys.stderr)
+    if result.open_calls and not args.flush:
+        print(
+            f"note: {result.open_calls} call(s) still open at the end of the capture "
+            "(--flush prints them)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import msgspec
+
+    cfg = load_config(args.config)
+    setup_logging(cfg.log.level, cfg.log.format)
+    if args.record:
+        cfg = msgspec.structs.replace(
+            cfg, pbx=[msgspec.structs.replace(p, record_to=args.record) for p in cfg.pbx]
+        )
+    if not cfg.pbx:
+        raise ConfigError("pbx", "expected at least one PBX to connect to, found none")
+    asyncio.run(serve(cfg))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.demo import run_demo
+
+    setup_logging("INFO", "text")
+    Path(args.state).mkdir(parents=True, exist_ok=True)
+    asyncio.run(run_demo(args))
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from gateway.store.csv_io import import_csv
+    from gateway.store.db import Database
+
+    cfg = _config_or_default(args.config)
+    mapping = {}
+    for item in args.map:
+        column, sep, field = item.partition("=")
+        if not sep:
+            raise ConfigError("--map", f"expected COLUMN=FIELD, found {item!r}")
+        mapping[column] = field
+
+    async def go() -> int:
+        db = await Database.open(cfg.store.path)
+        try:
+            report = await import_csv(
+                db,
+                Path(args.file),
+                kind=args.kind,
+                mapping=mapping or None,
+                strict=args.strict,
+                default_region=cfg.lookup.default_region,
+            )
+        finally:
+            await db.close()
+        print(report.summary())
+        for err in report.errors:
+            print(f"line {err.line}: {err.reason}", file=sys.stderr)
+        return 1 if report.errors and args.strict else 0
+
+    return asyncio.run(go())
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from gateway.store.csv_io import export_csv
+    from gateway.store.db import Database
+
+    cfg = _config_or_default(args.config)
+
+    async def go(out: TextIO) -> int:
+        db = await Database.open(cfg.store.path)
+        try:
+            await export_csv(db, args.kind, out)
+        finally:
+            await db.close()
+        return 0
+
+    if args.output == "-":
+        return asyncio.run(go(sys.stdout))
+    with open(args.output, "w", newline="", encoding="utf-8") as out:
+        return asyncio.run(go(out))
+
+
+async def serve(
+    cfg: GatewayConfig, *, gateway: Gateway | None = None, until: asyncio.Event | None = None
+) -> None:
+    """Run the web server and the gateway until SIGINT/SIGTERM (or ``until`` is set)."""
+    from aiohttp import web
+
+    from gateway.app import create_app
+
+    app = await create_app(cfg, gateway)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, cfg.http.host, cfg.http.port)
+    await site.start()
+    log.info("listening on http://%s:%d", cfg.http.host, cfg.http.port)
+    stop = until or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""Composition root: builds every component from the config and wires them through the bus.
+
+Only this module knows about every component. ``Gateway`` owns the long-lived parts (AMI
+links, call trackers, store, lookup, call log); ``build_app`` puts the HTTP face on it and
+ties the gateway's start and stop to the web server's lifecycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from connectors import build_connectors
+from gateway.ami.events import AmiEvent, ResyncSnapshot
+from gateway.ami.link import LINK_EVENTS, AmiLink
+from gateway.bus import Bus
+from gateway.calls.events import CallEnded
+from gateway.calls.tracker import CallTracker
+from gateway.calls.tracker import event_filter as event_filter_for
+from gateway.config import GatewayConfig
+from gateway.lookup.chain import LookupChain
+from gateway.store.calllog import CallLog
+from gateway.store.cards import StoreCardSource
+from gateway.store.db import Database
+from gateway.writeback.outbox import Outbox
+
+log = logging.getLogger("gateway.app")
+
+GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+
+class Gateway:
+    """Every long-lived component of one daemon, started and stopped together."""
+
+    def __init__(self, cfg: GatewayConfig, *, clock: Callable[[], float] = time.time) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.bus = Bus()
+        self.started_at = clock()
+        # most of a real stream is noise the tracker never reads: drop it before parsing
+        event_filter = event_filter_for(cfg.tracking, also=LINK_EVENTS)
+        self.links = {
+            p.name: AmiLink(p, self.bus, event_filter=event_filter, clock=clock) for p in cfg.pbx
+        }
+        self.trackers = {p.name: CallTracker(cfg.tracking, pbx=p.name) for p in cfg.pbx}
+        self.connectors = build_connectors(cfg.connectors, public_url=self.public_url)
+        self.db: Database | None = None
+        self.lookup: LookupChain | None = None
+        self.call_log: CallLog | None = None
+        self.outbox: Outbox | None = None
+        self.calls_ended = 0
+        self.calls_by_outcome: dict[str, int] = {}
+        self._ended: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self.bus.subscribe(AmiEvent, self._on_ami_event)
+        self.bus.subscribe(ResyncSnapshot, self._on_resync)
+        self.bus.subscribe(CallEnded, self._on_call_ended)
+
+    @property
+    def public_url(self) -> str:
+        h = self.cfg.http
+        return h.public_url or f"http://{h.host}:{h.port}"
+
+    async def open(self) -> None:
+        """Open the store and the lookup chain (before the HTTP routes are built on them)."""
+        if self.db is not None:
+            return
+        self.db = await Database.open(self.cfg.store.path)
+        self.call_log = CallLog(self.db, self.cfg.lookup.default_region)
+        for c in self.connectors:
+            await c.start()
+        self.lookup = LookupChain(StoreCardSource(self.db), self.connectors, self.cfg.lookup)
+        self.outbox = Outbox(
+            self.db.conn,
+            self.connectors,
+            self.clock,
+            hold=self.cfg.writeback.hold_seconds,
+            transaction=self.db.transaction,  # shared connection: take the store's write lock
+        )
+
+    async def start(self) -> None:
+        await self.open()
+        assert self.outbox is not None
+        await self.outbox.start()
+        self._writer = asyncio.create_task(self._write_calls(), name="call-log-writer")
+        for link in self.links.values():
+            link.start()
+        log.info(
+            "gateway started pbx=%s store=%s connectors=%s",
+            ",".join(self.links) or "-",
+            self.cfg.store.path,
+            ",".join(c.name for c in self.connectors) or "-",
+        )
+
+    async def stop(self) -> None:
+        """Stop taking events, then write every call already finished: nothing is lost."""
+        for link in self.links.values():
+            await link.stop()
+        if self._writer is not None:
+            await self._ended.join()
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+        if self.outbox is not None:
+            await self.outbox.close()
+        for c in self.connectors:
+            with contextlib.suppress(Exception):
+                await c.close()
+        if self.db is not None:
+            await self.db.close()
+        log.info("gateway stopped calls_logged=%d", self.calls_ended)
+
+    # -- wiring ------------------------------------------------------------------------------
+
+    def _on_ami_event(self, event: AmiEvent) -> None:
+        tracker = self.trackers.get(event.pbx)
+        if tracker is None:
+            return
+        for domain_event in tracker.feed(event.frame, event.received_at):
+            self.bus.publish(domain_event)
+
+    def _on_resync(self, snap: ResyncSnapshot) -> None:
+        tracker = self.trackers.get(snap.pbx)
+        if tracker is None:
+            return
+        for domain_event in tracker.resync(snap.channels, snap.at):
+            self.bus.publish(domain_event)
+
+    def _on_call_ended(self, event: CallEnded) -> None:
+        record = event.record.to_json()
+        record["id"] = f"{event.record.pbx}:{event.record.linkedid}"
+        record["pbx"] = event.record.pbx
+        if event.record.recordings:
+            record["recording_url"] = f"{self.public_url}/panel/recordings/{record['id']}/0"
+        self.calls_ended += 1
+        outcome = str(record.get("outcome"))
+        self.calls_by_outcome[outcome] = self.calls_by_outcome.get(outcome, 0) + 1
+        self._ended.put_nowait(record)
+
+    async def _write_calls(self) -> None:
+        while True:
+            record = await self._ended.get()
+            try:
+                assert self.call_log is not None and self.outbox is not None
+                if await self.call_log.save(record):  # False: seen already (resync)
+                    await self.outbox.enqueue(record)
+            except Exception:
+                # the record stays in the log line: an operator can replay it
+                log.exception("call log write failed id=%s record=%r", record.get("id"), record)
+            finally:
+                self._ended.task_done()
+
+    # -- health ------------------------------------------------------------------------------
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        links = [link.health() for link in self.links.values()]
+        ok = all(h.logged_in for h in links)
+        doc: dict[str, Any] = {
+            "status": "ok" if ok else "degraded",
+            "uptime": round(self.clock() - self.started_at, 1),
+            "pbx": [
+                {
+                    "name": h.name,
+                    "host": h.host,
+                    "port": h.port,
+                    "status": h.status,
+                    "connected": h.connected,
+                    "logged_in": h.logged_in,
+                    "since": h.since,
+                    "last_event_age": h.last_event_age,
+                    "reconnects": h.reconnects,
+                    "last_error": h.last_error,
+                    "banner": h.banner,
+                }
+                for h in links
+            ],
+            "open_calls": {name: t.open_calls for name, t in self.trackers.items()},
+            "connectors": [_connector_health(c) for c in self.connectors],
+        }
+        return ok, doc
+
+    async def outbox_health(self) -> list[dict[str, Any]]:
+        if self.outbox is None:
+            return []
+        return [
+            {
+                "connector": s.connector,
+                "pending": s.pending,
+                "delivered": s.delivered,
+                "parked": s.parked,
+                "oldest_pending_at": s.oldest_pending_at,
+                "last_error": s.last_error,
+            }
+            for s in await self.outbox.stats()
+        ]
+
+
+def _connector_health(connector: Any) -> dict[str, Any]:
+    h = connector.health()
+    return {
+        "name": h.name,
+        "last_success": h.last_success,
+        "last_error": h.last_error,
+        "last_error_at": h.last_error_at,
+    }
+
+
+async def create_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.Application:
+    """The aiohttp application: ops routes, the API, the panel, and the gateway's lifecycle.
+
+    The store is opened here, before the routes are built on it; the AMI links start with
+    the web server and stop with it (``cleanup_ctx``), so a stopped server has logged every
+    call it saw end.
+    """
+    from gateway.api import setup_api
+    from gateway.ops import setup_ops
+
+    gw = gateway or Gateway(cfg)
+    await gw.open()
+    assert gw.db is not None and gw.lookup is not None
+    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app[GATEWAY] = gw
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await gw.start()
+        yield
+        await gw.stop()
+
+    app.cleanup_ctx.append(lifecycle)
+    setup_ops(app)
+    setup_api(app, db=gw.db, lookup=gw.lookup, config=cfg)
+    return app
