@@ -210,3 +210,58 @@ async def test_a_call_survives_a_dropped_link_without_duplicate_and_one_ending_i
     page = await gw.call_log.list()
     ids = sorted(c["id"] for c in page.items)
     assert ids == sorted([f"lab:{first}", f"lab:{second}"])
+
+
+async def test_a_finished_call_is_written_back_to_an_external_crm_once(
+    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any, sim: SimulatedPbx
+) -> None:
+    import msgspec
+
+    from connectors.settings import GenericHttpSettings
+    from gateway.config import WritebackSettings
+    from tests.fakes.generic_http import GenericCrm
+
+    crm = GenericCrm(secret="hmac-key")
+    crm.people["+34911234567"] = {"name": "Lucía Martín", "company": "Ibérica"}
+    server = await aiohttp_server(crm.app())
+    base = f"http://127.0.0.1:{server.port}"
+    connector = GenericHttpSettings(
+        name="crm",
+        lookup_url=base + "/api/lookup?number={e164}",
+        log_url=base + "/api/calls",
+        headers={"Authorization": f"Bearer {crm.token}"},
+        fields={"display_name": "data.name", "company": "data.company"},
+        hmac_secret="hmac-key",
+    )
+    cfg = msgspec.structs.replace(
+        _config(tmp_path, sim.port),
+        connectors=[connector],
+        writeback=WritebackSettings(hold_seconds=0),
+    )
+    gw = Gateway(cfg)
+    ringing: list[CallRinging] = []
+    gw.bus.subscribe(CallRinging, ringing.append)
+    await aiohttp_client(await create_app(cfg, gw))
+    await _until(lambda: gw.links["lab"].health().logged_in)
+    assert gw.lookup is not None
+    card = await gw.lookup.lookup("+34 911 23 45 67")
+    assert (card.display_name, card.company, card.source) == ("Lucía Martín", "Ibérica", "crm")
+
+    linkedid = sim.start_call("inbound_answered", caller="+34911234567")
+    await sim.advance(30)
+    await asyncio.wait_for(crm.wait_for_calls(1), 10)
+    (posted,) = crm.calls.values()
+    assert posted["linkedid"] == linkedid
+    assert posted["outcome"] == "answered" and posted["answered_by"] == "101"
+    assert crm.bad_signatures == 0
+    assert posted.get("recording_url", "").endswith(f"/panel/recordings/lab:{linkedid}/0")
+    for _ in range(200):
+        health = await gw.outbox_health()
+        if health[0]["delivered"] == 1:
+            break
+        await asyncio.sleep(0.02)
+    assert health == [
+        {"connector": "crm", "pending": 0, "delivered": 1, "parked": 0,
+         "oldest_pending_at": None, "last_error": None},
+    ]  # fmt: skip
+    assert crm.posts == 1
