@@ -1,0 +1,321 @@
+"""Turn the real Asterisk captures into the scenario templates the simulator renders.
+
+Developer tool, run once when the captures change::
+
+    python -m gateway.sim.build_templates [tests/data/ami-traces]
+
+It writes ``gateway/sim/templates.py``: for every scenario, the exact event sequence of the
+capture (names, header order, values) with everything that varies per call replaced by a
+``str.format`` field: uniqueids ``{u3}``, channel names ``{ch3}``, bridge ids ``{b0}``, the
+caller number, caller name, DID, agent extensions, queue name, click-to-call id, and every
+time-derived value (Timestamp, CDR times and durations, queue hold/ring/talk times, Dial
+timing variables). ``scenarios.py`` fills the fields from the scenario parameters.
+
+Why templates rather than hand-written generators: the real stream's order is Asterisk's
+thread interleaving, which no model reproduces; copying it keeps the simulator honest.
+"""
+
+from __future__ import annotations
+
+import calendar
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from gateway.ami.frames import AmiFrame, iter_capture
+
+SCENARIOS = (
+    "inbound_answered",
+    "inbound_missed_noanswer",
+    "inbound_busy",
+    "inbound_caller_abandons",
+    "queue_answered",
+    "queue_abandoned",
+    "click_to_call",
+    "click_to_call_agent_noanswer",
+    "click_to_call_agent_busy",
+    "blind_transfer",
+)
+
+CALLER = "+34911234567"
+DID = "5551000"
+AGENTS = ("101", "102")
+QUEUE = "sales"
+BURST_GAP = 0.15  # seconds of silence that separate two bursts of a capture
+
+_LOCAL = re.compile(r"Local/([^\s,;@/]+)@([a-z-]+)-([0-9a-f]{8});([12])")
+_LOCAL_BASE = re.compile(r"Local/([^\s,;@/]+)@(agents|from-pstn|pstn-customers)(/n)?(?![-\w])")
+_DIALSTRING = re.compile(r"^([^\s,;@/]+)@(agents|from-pstn|pstn-customers)(/n)?$")
+_UID = re.compile(r"\b\d{10}\.\d+\b")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_DURATION_VARS = ("ANSWEREDTIME", "DIALEDTIME", "RINGTIME", "PROGRESSTIME")
+_CDR_TIME = "%Y-%m-%d %H:%M:%S"
+
+
+def _field(*parts: object) -> str:
+    """A format field, e.g. ``_field("u", 3)`` -> ``"{u3}"``, ``_field("d_", 5, "_", 1)``."""
+    return "{" + "".join(str(p) for p in parts) + "}"
+
+
+def _token(text: str, word: str, field: str) -> str:
+    return re.sub(r"(?<![\w+])" + re.escape(word) + r"(?![\w])", _field(field), text)
+
+
+class _Builder:
+    def __init__(self, name: str, frames: list[AmiFrame]) -> None:
+        self.name = name
+        start = next(i for i, f in enumerate(frames) if f.get("Events") == "On") + 1
+        end = max(i for i, f in enumerate(frames) if f.get("Response") == "Goodbye")
+        self.frames = frames[start:end]
+        self.uptime = int(frames[1]["Uptime"])
+        self.login_time = next((f["LoginTime"] for f in self.frames if "LoginTime" in f), None)
+        self._bursts()
+        self._channels()
+        self.bridges: dict[str, int] = {}
+        self.hold_time = "0"
+        self.gwid = ""
+        for f in self.frames:
+            for v in f.values():
+                m = re.search(r"GATEWAY_CALL_ID=(gw-c2c-\d+)", v)
+                if m:
+                    self.gwid = m.group(1)
+
+    # --- timeline ---------------------------------------------------------------------
+    def _bursts(self) -> None:
+        """Group events into bursts (Asterisk reacts to one stimulus in a few ms)."""
+        self.t0 = next(float(f["Timestamp"]) for f in self.frames if "Timestamp" in f)
+        self.bursts: list[float] = []
+        self.timing: list[tuple[int, float]] = []
+        top = None
+        for f in self.frames:
+            ts = f.get("Timestamp")
+            if ts is None:  # a response: it rides with the burst it arrived in
+                k = max(len(self.bursts) - 1, 0)
+                self.timing.append((k, 0.0))
+                continue
+            t = float(ts) - self.t0
+            if top is None or t - top > BURST_GAP:
+                self.bursts.append(t)
+                top = t
+            top = max(top, t)
+            k = len(self.bursts) - 1
+            self.timing.append((k, t - self.bursts[k]))
+        if not self.bursts:
+            self.bursts = [0.0]
+
+    def _burst_near(self, rel: float) -> int:
+        return min(range(len(self.bursts)), key=lambda k: abs(self.bursts[k] - rel))
+
+    def _burst_of_second(self, epoch: int) -> tuple[int, int]:
+        """The burst an integer wall-clock second belongs to, and the offset in seconds."""
+        same = [k for k, b in enumerate(self.bursts) if int(self.t0 + b) == epoch]
+        if same:
+            return same[-1], 0
+        k = self._burst_near(epoch + 0.5 - self.t0)
+        return k, epoch - int(self.t0 + self.bursts[k])
+
+    # --- channels ---------------------------------------------------------------------
+    def _channels(self) -> None:
+        """Symbolic channels, numbered in creation (uniqueid) order."""
+        seen: dict[str, str] = {}
+        for f in self.frames:
+            if f.get("Event") == "Newchannel":
+                seen[f["Uniqueid"]] = f["Channel"]
+        order = sorted(seen, key=lambda u: int(u.split(".")[1]))
+        self.uid_index = {u: i for i, u in enumerate(order)}
+        self.chan_index = {seen[u]: i for i, u in enumerate(order)}
+        pairs: dict[str, int] = {}
+        self.channels: list[dict[str, Any]] = []
+        for u in order:
+            m = _LOCAL.fullmatch(seen[u])
+            assert m, seen[u]
+            exten, context, seq, half = m.groups()
+            pair = pairs.setdefault(seq, len(pairs))
+            if context == "agents":
+                role = f"a{AGENTS.index(exten)}"
+            elif context == "from-pstn":
+                role = "in"
+            else:
+                role = "cust"
+            first = next(
+                i
+                for i, f in enumerate(self.frames)
+                if f.get("Uniqueid") == u or f.get("UniqueID") == u
+            )
+            self.channels.append({"role": role, "half": int(half), "pair": pair, "first": first})
+
+    # --- values -----------------------------------------------------------------------
+    def _text(self, value: str) -> str:
+        v = value.replace("{", "{{").replace("}", "}}")
+        v = _UUID.sub(self._bridge, v)
+        v = _LOCAL.sub(lambda m: _field("ch", self.chan_index[m.group(0)]), v)
+        v = _UID.sub(lambda m: _field("u", self.uid_index[m.group(0)]), v)
+        v = _LOCAL_BASE.sub(self._base, v)
+        m = _DIALSTRING.match(v)
+        if m:
+            prefix = "dsn" if m.group(3) else "ds"
+            v = _field(prefix, "_", self._role(m.group(1), m.group(2)))
+        if self.gwid:
+            v = v.replace(self.gwid, "{gwid}")
+        v = v.replace('"" <' + CALLER + ">", '"{cname}" <' + CALLER + ">")
+        v = v.replace('"Click-to-call" <', '"{cname}" <')
+        v = _token(v, CALLER, "caller")
+        v = _token(v, DID, "did")
+        for i, a in enumerate(AGENTS):
+            v = _token(v, a, f"a{i}")
+        v = _token(v, QUEUE, "queue")
+        v = v.replace("scenario=" + self.name, "scenario={scenario}")
+        return v
+
+    def _bridge(self, m: re.Match[str]) -> str:
+        return _field("b", self.bridges.setdefault(m.group(0), len(self.bridges)))
+
+    @staticmethod
+    def _role(exten: str, context: str) -> str:
+        if context == "agents":
+            return f"a{AGENTS.index(exten)}"
+        return "in" if context == "from-pstn" else "cust"
+
+    def _base(self, m: re.Match[str]) -> str:
+        role = self._role(m.group(1), m.group(2))
+        return _field("if_" if m.group(3) else "dial_", role)
+
+    def _duration(self, i: int, value: str, ms: bool) -> str:
+        """A duration that ends at event ``i``: which bursts it spans, and its capture value."""
+        k2, _ = self.timing[i]
+        rel = self.bursts[k2] + self.timing[i][1]
+        k1 = self._burst_near(rel - int(value) / (1000 if ms else 1))
+        if ms:
+            return _field(f"m_{value}_{k1}_{k2}")
+        return self._seconds(value, k1, k2, rel)
+
+    def _seconds(self, value: str, k1: int, k2: int, end: float) -> str:
+        """Whole seconds truncated from an exact span: keep the span's fraction (in ms) so
+        that a re-timed call truncates like Asterisk does (billsec 4.999 s -> 4)."""
+        frac = end - self.bursts[k1] - int(value)
+        frac_ms = round(frac * 1000) if -0.05 <= frac < 1.0 else 500
+        return _field(f"d_{value}_{k1}_{k2}_{min(max(frac_ms, 0), 999)}")
+
+    def _cdr_time(self, value: str) -> tuple[str, int | None]:
+        if not value:
+            return "", None
+        epoch = calendar.timegm(time.strptime(value, _CDR_TIME))
+        k, off = self._burst_of_second(epoch)
+        return _field(f"t_{k}_{off}"), k
+
+    def event(self, i: int, f: AmiFrame) -> list[list[str]]:
+        ev = f.get("Event", "")
+        out: list[list[str]] = []
+        cdr_k: dict[str, int | None] = {}
+        if ev == "Cdr":
+            for key in ("StartTime", "AnswerTime", "EndTime"):
+                cdr_k[key] = self._cdr_time(f[key])[1]
+        for key, value in f.items():
+            if key == "Timestamp":
+                v = "{ts}"
+            elif ev == "CEL" and key == "EventTime":
+                v = "{et}"
+            elif ev == "Cdr" and key in cdr_k:
+                v = self._cdr_time(value)[0]
+            elif ev == "Cdr" and key in ("Duration", "BillableSeconds"):
+                k1 = cdr_k["StartTime" if key == "Duration" else "AnswerTime"]
+                k2 = cdr_k["EndTime"]
+                end = self.bursts[self.timing[i][0]] + self.timing[i][1]
+                v = value if k1 is None or k2 is None else self._seconds(value, k1, k2, end)
+            elif ev == "AgentComplete" and key == "HoldTime":
+                # the hold before the agent answered, carried over from AgentConnect
+                v = self.hold_time
+            elif key in ("HoldTime", "RingTime", "TalkTime") and ev != "QueueParams":
+                v = self._duration(i, value, ms=False)
+            elif (
+                ev == "VarSet"
+                and key == "Value"
+                and value
+                and f["Variable"].startswith(_DURATION_VARS)
+            ):
+                v = self._duration(i, value, ms=f["Variable"].endswith("_MS"))
+            elif key == "LastCall" and value != "0":
+                k, off = self._burst_of_second(int(value))
+                v = _field(f"e_{k}_{off}")
+            elif key == "LoginTime":
+                v = "{login_time}"
+            elif key == "ActionID" and value in ("orig-1", "c2c-1"):
+                v = "{action_id}"
+            elif key == "ActionID":
+                v = "{transfer_action_id}"
+            else:
+                v = self._text(value)
+            if key.endswith(("CallerIDName", "ConnectedLineName")) and v == "<unknown>":
+                num = f.get(key[: -len("Name")] + "Num")
+                if num == CALLER:
+                    v = "{cname_u}"
+            elif key == "CallerIDname" and v == "" and f.get("CallerIDnum") == CALLER:
+                v = "{cname}"
+            elif v == "Click-to-call":
+                v = "{cname_u}" if key.endswith("Name") else "{cname}"
+            if ev == "AgentConnect" and key == "HoldTime":
+                self.hold_time = v
+            out.append([key, v])
+        return out
+
+    def build(self) -> dict[str, Any]:
+        events = []
+        for i, f in enumerate(self.frames):
+            k, delta = self.timing[i]
+            kind = "event" if "Event" in f else "response"
+            events.append([k, round(delta, 6), kind, self.event(i, f)])
+        return {
+            "bursts": [round(b, 6) for b in self.bursts],
+            "channels": self.channels,
+            "bridges": len(self.bridges),
+            "uptime": self.uptime,
+            "events": events,
+        }
+
+
+def build(trace_dir: Path) -> dict[str, Any]:
+    out = {}
+    for name in SCENARIOS:
+        _, frames = iter_capture((trace_dir / f"{name}.ami").read_bytes())
+        out[name] = _Builder(name, frames).build()
+    return out
+
+
+def main(argv: list[str]) -> int:
+    default = Path(__file__).resolve().parents[2] / "tests" / "data" / "ami-traces"
+    trace_dir = Path(argv[1]) if len(argv) > 1 else default
+    data = build(trace_dir)
+    target = Path(__file__).with_name("templates.py")
+    lines = [
+        "# ruff: noqa: E501",
+        '"""Scenario templates generated from the Asterisk 22.10.1 captures.',
+        "",
+        "Generated by ``python -m gateway.sim.build_templates``; do not edit by hand.",
+        "Layout per scenario: bursts (capture offsets in s), channels (role, Local half,",
+        "Local pair, index of first event), bridges, uptime, events",
+        "[burst, delta s, kind, [[header, format-string value], ...]].",
+        '"""',
+        "",
+        "# fmt: off",
+        "TEMPLATES = {",
+    ]
+    for name, tpl in data.items():
+        lines.append(f"    {name!r}: {{")
+        for key, value in tpl.items():
+            if key != "events":
+                lines.append(f"        {key!r}: {json.dumps(value)},")
+        lines.append("        'events': [")
+        lines.extend(f"            {json.dumps(ev, ensure_ascii=False)}," for ev in tpl["events"])
+        lines.append("        ],")
+        lines.append("    },")
+    lines += ["}", "# fmt: on", ""]
+    target.write_text("\n".join(lines))
+    print(f"wrote {target} ({target.stat().st_size} bytes)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,518 @@
+"""Call scenarios as data: the real captures' event streams, re-timed and re-labelled per call.
+
+Pure (no asyncio, no I/O, no wall clock): ``render_call(name, start=..., ids=..., **params)``
+returns the AMI frames of one call with their emission times, computed from ``start`` and
+the scenario's phase lengths (ring, talk, ...). The simulated PBX schedules them on its
+clock; ``render.py`` writes them out as a capture file.
+
+How a template becomes a call:
+* ``templates.py`` holds each capture's exact frame sequence with per-call values replaced by
+  format fields (see ``build_templates.py``). Events are grouped in *bursts*: Asterisk reacts
+  to one stimulus (answer, hangup, timeout) with a few ms of events, then waits.
+* Each scenario names its *phases* (``ring_seconds``, ``talk_seconds``...) as spans between
+  bursts. Changing a phase shifts every later burst; events keep their tiny offsets inside
+  their burst, so the capture's interleaving (and its Timestamp inversions) survives.
+* Time-derived values (CDR times, billsec, duration, queue HoldTime/TalkTime, DIALEDTIME...)
+  are stored relative to bursts and recomputed, so they stay consistent with the Timestamps.
+* Two channel flavours. ``lab`` is the capture itself (Local channel halves, the capture
+  client's own Originate of the customer handset). ``pjsip`` is what a production Asterisk
+  shows: the trunk leg ``PJSIP/trunk-…`` and agent phones ``PJSIP/101-…``; the lab-only
+  channels (handset ;1, the phone side ;2 of agent Local channels) and their events are gone.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from gateway.sim.templates import TEMPLATES
+
+FLAVOURS = ("lab", "pjsip")
+DEFAULT_START = 1795346324.0
+_MIN_PHASE = 0.6  # keeps a phase longer than the 0.5 s intra-phase bursts (Answer delay)
+_CDR_TIME = "%Y-%m-%d %H:%M:%S"
+_FIELD = re.compile(r"(?<!\{)\{([a-z_0-9]+)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class Phase:
+    """A span of a scenario whose length is a parameter (seconds between two bursts)."""
+
+    param: str
+    from_burst: int
+    to_burst: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioSpec:
+    """What a scenario is: its template, phases, and the outcome the tracker should see."""
+
+    name: str
+    kind: str  # "inbound" | "queue" | "click_to_call"
+    outcome: str
+    phases: tuple[Phase, ...] = ()
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+    def phase_defaults(self) -> dict[str, float]:
+        bursts = TEMPLATES[self.name]["bursts"]
+        return {p.param: round(bursts[p.to_burst] - bursts[p.from_burst], 6) for p in self.phases}
+
+
+_INBOUND = {"caller_name": "", "action_id": "orig-1"}
+_C2C = {"caller_name": "Click-to-call", "action_id": "c2c-1"}
+SPECS: dict[str, ScenarioSpec] = {
+    s.name: s
+    for s in (
+        ScenarioSpec(
+            "inbound_answered",
+            "inbound",
+            "answered",
+            (Phase("ring_seconds", 0, 1), Phase("talk_seconds", 1, 3)),
+            _INBOUND,
+        ),
+        ScenarioSpec(
+            "inbound_missed_noanswer",
+            "inbound",
+            "noanswer",
+            (Phase("ring_seconds", 0, 1),),
+            _INBOUND,
+        ),
+        ScenarioSpec("inbound_busy", "inbound", "busy", (), _INBOUND),
+        ScenarioSpec(
+            "inbound_caller_abandons",
+            "inbound",
+            "abandoned",
+            (Phase("ring_seconds", 0, 1),),
+            _INBOUND,
+        ),
+        ScenarioSpec(
+            "queue_answered",
+            "queue",
+            "answered",
+            (Phase("ring_seconds", 1, 2), Phase("talk_seconds", 2, 4)),
+            _INBOUND,
+        ),
+        ScenarioSpec(
+            "queue_abandoned", "queue", "abandoned", (Phase("ring_seconds", 1, 2),), _INBOUND
+        ),
+        ScenarioSpec(
+            "click_to_call",
+            "click_to_call",
+            "answered",
+            (
+                Phase("ring_seconds", 0, 1),
+                Phase("customer_ring_seconds", 1, 2),
+                Phase("talk_seconds", 2, 3),
+            ),
+            {**_C2C, "gateway_call_id": "gw-c2c-0001"},
+        ),
+        ScenarioSpec(
+            "click_to_call_agent_noanswer",
+            "click_to_call",
+            "failed",
+            (Phase("ring_seconds", 0, 1),),
+            {**_C2C, "gateway_call_id": "gw-c2c-0002"},
+        ),
+        ScenarioSpec(
+            "click_to_call_agent_busy",
+            "click_to_call",
+            "failed",
+            (),
+            {**_C2C, "gateway_call_id": "gw-c2c-0003"},
+        ),
+        ScenarioSpec(
+            "blind_transfer",
+            "inbound",
+            "transferred",
+            (
+                Phase("ring_seconds", 0, 1),
+                Phase("talk_seconds", 1, 3),
+                Phase("transfer_ring_seconds", 3, 4),
+                Phase("transfer_talk_seconds", 4, 6),
+            ),
+            {**_INBOUND, "transfer_action_id": "gw-3"},
+        ),
+    )
+}
+SCENARIO_NAMES: tuple[str, ...] = tuple(SPECS)
+_PHASE_PARAMS = frozenset(p.param for spec in SPECS.values() for p in spec.phases)
+
+COMMON_DEFAULTS: dict[str, Any] = {
+    "caller": "+34911234567",
+    "did": "5551000",
+    "agents": ("101", "102"),
+    "queue": "sales",
+    "trunk": "trunk",
+    "gateway_call_id": "",
+    "transfer_action_id": "",
+    "login_time": None,
+}
+
+
+# --- ids ----------------------------------------------------------------------------------
+@dataclass(slots=True)
+class IdAllocator:
+    """Asterisk's two global counters: the uniqueid sequence and the channel name suffix."""
+
+    next_uid: int = 0
+    next_chan: int = 0
+
+    def uid(self) -> int:
+        self.next_uid += 1
+        return self.next_uid - 1
+
+    def chan(self) -> int:
+        self.next_chan += 1
+        return self.next_chan - 1
+
+
+@dataclass(slots=True)
+class CallIds:
+    """The ids one call holds, by template channel index, so a re-render keeps them."""
+
+    alloc: IdAllocator
+    uids: dict[int, int] = field(default_factory=dict)
+    chans: dict[int, int] = field(default_factory=dict)  # by Local pair index
+
+    def uid(self, index: int) -> int:
+        if index not in self.uids:
+            self.uids[index] = self.alloc.uid()
+        return self.uids[index]
+
+    def chan(self, pair: int) -> int:
+        if pair not in self.chans:
+            self.chans[pair] = self.alloc.chan()
+        return self.chans[pair]
+
+
+# --- compiled templates --------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class _Event:
+    burst: int
+    delta: float
+    kind: str
+    headers: tuple[tuple[str, str], ...]
+    block: str  # the whole frame as one format string (fast bulk path)
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    name: str
+    flavour: str
+    bursts: tuple[float, ...]
+    events: tuple[_Event, ...]
+    kept: tuple[int, ...]  # template channel indices present in this flavour
+    channel_names: dict[int, str]  # index -> name format string
+    created: dict[int, tuple[int, float]]  # index -> (burst, delta) of its first event
+    bridges: int
+    uptime: int
+
+
+def _partner(channels: list[dict[str, Any]], i: int) -> int:
+    pair = channels[i]["pair"]
+    return next(j for j, c in enumerate(channels) if c["pair"] == pair and j != i)
+
+
+def _keeps(flavour: str, ch: dict[str, Any]) -> bool:
+    if flavour == "lab":
+        return True
+    if ch["role"] == "in":
+        return ch["half"] == 2  # the ;2 half runs the inbound dialplan: the trunk channel
+    return ch["half"] == 1  # agent phone and outbound customer leg: the side Asterisk dials
+
+
+def _channel_name(flavour: str, ch: dict[str, Any]) -> str:
+    seq = "{cs" + str(ch["pair"]) + "}"
+    role, half = ch["role"], ch["half"]
+    if flavour == "lab":
+        base = {"in": "{did}@from-pstn", "cust": "{caller}@pstn-customers"}.get(
+            role, "{" + role + "}@agents"
+        )
+        return f"Local/{base}-{seq};{half}"
+    if role in ("in", "cust"):
+        return "PJSIP/{trunk}-" + seq
+    return "PJSIP/{" + role + "}-" + seq
+
+
+@cache
+def _compile(name: str, flavour: str) -> _Compiled:
+    if flavour not in FLAVOURS:
+        raise ValueError(f"unknown flavour {flavour!r}, expected one of {FLAVOURS}")
+    tpl = TEMPLATES[name]
+    channels: list[dict[str, Any]] = tpl["channels"]
+    kept = tuple(i for i, c in enumerate(channels) if _keeps(flavour, c))
+    remap: dict[str, str] = {}
+    for i in range(len(channels)):
+        if i not in kept:
+            j = _partner(channels, i)
+            remap[f"{{u{i}}}"] = f"{{u{j}}}"
+            remap[f"{{ch{i}}}"] = f"{{ch{j}}}"
+    inbound = channels[0]["role"] == "in"
+    # an agent's SIP phone hangs up for the reason its Local ;2 side gave (busy: 17, not 0)
+    causes: dict[str, list[list[str]]] = {}
+    if flavour == "pjsip":
+        for _b, _d, _k, headers in tpl["events"]:
+            hd = dict(headers)
+            m = re.fullmatch(r"\{ch(\d+)\}", hd.get("Channel", ""))
+            dropped = m is not None and int(m.group(1)) not in kept
+            if (
+                hd.get("Event") == "Hangup"
+                and dropped
+                and channels[int(m.group(1))]["role"][0] == "a"
+            ):
+                partner = f"{{ch{_partner(channels, int(m.group(1)))}}}"
+                causes[partner] = [[k, hd[k]] for k in ("Cause", "Cause-txt")]
+    events: list[_Event] = []
+    for burst, delta, kind, headers in tpl["events"]:
+        hd = dict(headers)
+        owner = hd.get("Channel") or hd.get("DestChannel") or ""
+        m = re.fullmatch(r"\{ch(\d+)\}", owner)
+        if flavour == "pjsip":
+            if hd.get("Event") == "LocalBridge":
+                continue
+            if kind == "response" and inbound and hd.get("ActionID") == "{action_id}":
+                continue  # the lab client's Originate of the customer handset
+            if hd.get("Event") == "OriginateResponse" and inbound:
+                continue
+            if m and int(m.group(1)) not in kept and hd.get("EventName") != "LINKEDID_END":
+                continue
+            headers = [[k, _pjsip_value(k, v, remap, hd)] for k, v in headers]
+            if hd.get("Event") == "Hangup" and hd.get("Channel") in causes:
+                override = dict(causes[hd["Channel"]])
+                headers = [[k, override.get(k, v)] for k, v in headers]
+        pairs = tuple((k, v) for k, v in headers)
+        block = "".join(f"{k}: {v}\r\n" for k, v in pairs) + "\r\n"
+        events.append(_Event(burst, delta, kind, pairs, block))
+    created: dict[int, tuple[int, float]] = {}
+    for i, ch in enumerate(channels):
+        ev = tpl["events"][ch["first"]]
+        created[i] = (ev[0], ev[1])
+    return _Compiled(
+        name=name,
+        flavour=flavour,
+        bursts=tuple(tpl["bursts"]),
+        events=tuple(events),
+        kept=kept,
+        channel_names={i: _channel_name(flavour, channels[i]) for i in kept},
+        created=created,
+        bridges=tpl["bridges"],
+        uptime=tpl["uptime"],
+    )
+
+
+def _pjsip_value(key: str, value: str, remap: dict[str, str], hd: dict[str, str]) -> str:
+    for old, new in remap.items():
+        if old in value:
+            value = value.replace(old, new)
+    value = value.replace("from-pstn", "from-trunk")
+    if hd.get("Event") == "Newchannel" and hd.get("Context") == "from-pstn":
+        # a SIP trunk channel carries the caller ID from the INVITE from the start
+        if key == "CallerIDNum":
+            return "{caller}"
+        if key == "CallerIDName":
+            return "{cname_u}"
+    return value
+
+
+# --- rendering -----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class TimedFrame:
+    """One frame of a call: when the PBX emits it, which burst it belongs to, its headers."""
+
+    at: float
+    burst: int
+    kind: str  # "event" or "response" (a response only the acting client sees)
+    headers: dict[str, str]
+
+
+class _Ctx(dict[str, str]):
+    """Format fields; time-derived ones (t_/e_/d_/m_) are computed on first use."""
+
+    def __init__(self, base: dict[str, str], abs_bursts: list[float], shifts: list[float]):
+        super().__init__(base)
+        self.abs_bursts = abs_bursts
+        self.shifts = shifts
+
+    def __missing__(self, key: str) -> str:
+        kind, _, rest = key.partition("_")
+        nums = [int(x) for x in rest.split("_")]
+        if kind == "t":
+            value = time.strftime(_CDR_TIME, time.gmtime(int(self.abs_bursts[nums[0]]) + nums[1]))
+        elif kind == "e":
+            value = str(int(self.abs_bursts[nums[0]]) + nums[1])
+        elif kind == "d":  # whole seconds: capture value + its ms fraction + re-timing
+            orig, k1, k2, frac_ms = nums
+            exact = orig + frac_ms / 1000 + self.shifts[k2] - self.shifts[k1]
+            value = str(max(0, int(exact + 1e-6)))
+        elif kind == "m":
+            orig, k1, k2 = nums
+            value = str(max(0, round(orig + 1000 * (self.shifts[k2] - self.shifts[k1]))))
+        else:
+            raise KeyError(key)
+        self[key] = value
+        return value
+
+
+def scenario_params(name: str, **params: Any) -> dict[str, Any]:
+    """The full parameter set of a scenario: defaults overlaid with ``params``."""
+    spec = SPECS[name]
+    out: dict[str, Any] = {**COMMON_DEFAULTS, **spec.phase_defaults(), **spec.defaults}
+    if "agent" in params:
+        agent = str(params.pop("agent"))
+        params["agents"] = (agent, *tuple(params.get("agents", out["agents"]))[1:])
+    # a timing another scenario uses is accepted and ignored (busy has no ring time)
+    unknown = set(params) - set(out) - _PHASE_PARAMS
+    if unknown:
+        raise TypeError(f"{name}: unknown parameter(s) {sorted(unknown)}")
+    out.update({k: v for k, v in params.items() if k in out})
+    return out
+
+
+def _clean(value: object) -> str:
+    text = str(value)
+    if "\r" in text or "\n" in text:
+        text = text.replace("\r", " ").replace("\n", " ")
+    return text
+
+
+def _dial_fields(flavour: str, p: dict[str, Any]) -> dict[str, str]:
+    agents = tuple(p["agents"])
+    out: dict[str, str] = {}
+    for i in range(2):
+        a = _clean(agents[i] if i < len(agents) else agents[-1])
+        out[f"a{i}"] = a
+        if flavour == "lab":
+            out[f"dial_a{i}"] = f"Local/{a}@agents"
+            out[f"ds_a{i}"] = f"{a}@agents"
+            out[f"dsn_a{i}"] = f"{a}@agents/n"
+            out[f"if_a{i}"] = f"Local/{a}@agents/n"
+        else:
+            out[f"dial_a{i}"] = out[f"if_a{i}"] = f"PJSIP/{a}"
+            out[f"ds_a{i}"] = out[f"dsn_a{i}"] = a
+    caller, did, trunk = _clean(p["caller"]), _clean(p["did"]), _clean(p["trunk"])
+    if flavour == "lab":
+        out.update(
+            dial_in=f"Local/{did}@from-pstn",
+            ds_in=f"{did}@from-pstn",
+            dial_cust=f"Local/{caller}@pstn-customers",
+            ds_cust=f"{caller}@pstn-customers",
+        )
+    else:
+        out.update(
+            dial_in=f"PJSIP/{did}@{trunk}",
+            ds_in=f"{did}@{trunk}",
+            dial_cust=f"PJSIP/{caller}@{trunk}",
+            ds_cust=f"{caller}@{trunk}",
+        )
+    return out
+
+
+def render_call(
+    name: str,
+    *,
+    start: float = DEFAULT_START,
+    flavour: str = "lab",
+    ids: CallIds | None = None,
+    from_burst: int = 0,
+    **params: Any,
+) -> list[TimedFrame]:
+    """Every frame of one call of scenario ``name``, the first burst at ``start``.
+
+    ``ids`` carries the uniqueid/channel counters (a fresh call starts them at 0);
+    ``from_burst`` skips earlier bursts (a live call switching scenario mid-way).
+    """
+    comp = _compile(name, flavour)
+    ctx = _context(comp, start, ids or CallIds(IdAllocator()), params)
+    out: list[TimedFrame] = []
+    at = start
+    fmt = str.format_map
+    for ev in comp.events:
+        if ev.burst < from_burst:
+            continue
+        t = ctx.abs_bursts[ev.burst] + ev.delta
+        at = max(at, t)
+        if ev.kind == "event":
+            ctx["ts"] = f"{t:.6f}"
+            ctx["et"] = time.strftime(_CDR_TIME, time.gmtime(int(t)))
+        headers = {k: fmt(v, ctx) for k, v in ev.headers}
+        out.append(TimedFrame(at, ev.burst, ev.kind, headers))
+    return out
+
+
+def render_call_bytes(
+    name: str, *, start: float, flavour: str = "lab", ids: CallIds, **params: Any
+) -> Iterator[tuple[float, bytes]]:
+    """The fast path of ``render_call`` for bulk streams: (emission time, frame bytes)."""
+    comp = _compile(name, flavour)
+    ctx = _context(comp, start, ids, params)
+    at = start
+    fmt = str.format_map
+    gmtime, strftime = time.gmtime, time.strftime
+    for ev in comp.events:
+        if ev.kind != "event":
+            continue
+        t = ctx.abs_bursts[ev.burst] + ev.delta
+        at = at if at > t else t
+        ctx["ts"] = f"{t:.6f}"
+        ctx["et"] = strftime(_CDR_TIME, gmtime(int(t)))
+        yield at, fmt(ev.block, ctx).encode()
+
+
+def _context(comp: _Compiled, start: float, ids: CallIds, params: dict[str, Any]) -> _Ctx:
+    spec = SPECS[comp.name]
+    p = scenario_params(comp.name, **params)
+    defaults = spec.phase_defaults()
+    shifts = [0.0] * len(comp.bursts)
+    for phase in spec.phases:
+        extra = max(float(p[phase.param]), _MIN_PHASE) - defaults[phase.param]
+        for k in range(phase.to_burst, len(shifts)):
+            shifts[k] += extra
+    abs_bursts = [start + b + s for b, s in zip(comp.bursts, shifts, strict=True)]
+    name = _clean(p["caller_name"])
+    base = {
+        "caller": _clean(p["caller"]),
+        "cname": name,
+        "cname_u": name or "<unknown>",
+        "did": _clean(p["did"]),
+        "queue": _clean(p["queue"]),
+        "trunk": _clean(p["trunk"]),
+        "gwid": _clean(p["gateway_call_id"]),
+        "scenario": comp.name,
+        "action_id": _clean(p["action_id"]),
+        "transfer_action_id": _clean(p["transfer_action_id"]),
+        "login_time": str(
+            int(start) - comp.uptime if p["login_time"] is None else int(p["login_time"])
+        ),
+        **_dial_fields(comp.flavour, p),
+    }
+    ctx = _Ctx(base, abs_bursts, shifts)
+    channels = TEMPLATES[comp.name]["channels"]
+    for i in comp.kept:
+        pair = channels[i]["pair"]
+        ctx[f"cs{pair}"] = f"{ids.chan(pair):08x}"
+    for i in comp.kept:
+        burst, delta = comp.created[i]
+        ctx[f"u{i}"] = f"{int(abs_bursts[burst] + delta)}.{ids.uid(i)}"
+        ctx[f"ch{i}"] = comp.channel_names[i].format_map(ctx)
+    seed = ctx[f"u{comp.kept[0]}"]
+    for b in range(comp.bridges):
+        ctx[f"b{b}"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"centralita-sim/{seed}/{b}"))
+    return ctx
+
+
+def linkedid_of(frames: Iterable[TimedFrame]) -> str:
+    """The Linkedid of a rendered call (the uniqueid of its first channel)."""
+    for f in frames:
+        if "Linkedid" in f.headers:
+            return f.headers["Linkedid"]
+    return ""
+
+
+def bursts_of(name: str) -> tuple[float, ...]:
+    """The capture's burst offsets of a scenario (seconds from its first event)."""
+    return _compile(name, "lab").bursts

@@ -1,0 +1,209 @@
+"""Call traffic for the simulated PBX: a live generator for the demo, a bulk stream for benches.
+
+``TrafficGenerator`` starts calls on a ``SimulatedPbx`` at a Poisson rate, mixing scenarios
+with realistic parameters: caller numbers in several countries' formats, some with a
+caller name, a few with hostile names (the gateway must treat caller ID as data). Arrivals
+are scheduled on the PBX clock, so a test with a ``ManualClock`` drives them with
+``advance()``, and ``step()`` starts exactly one call.
+
+``render_traffic`` renders many overlapping calls into one capture-shaped byte stream (the
+input of ``bench/ami_ingest.py``), with distinct uniqueids and channel names throughout.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from gateway.sim.clock import TimerHandle
+from gateway.sim.pbx import SimulatedPbx
+from gateway.sim.render import session_header
+from gateway.sim.scenarios import SPECS, CallIds, IdAllocator, render_call_bytes
+
+# inbound traffic as a contact centre sees it; click-to-call is started by the gateway itself
+DEFAULT_MIX: dict[str, float] = {
+    "inbound_answered": 0.28,
+    "queue_answered": 0.30,
+    "inbound_missed_noanswer": 0.08,
+    "inbound_busy": 0.05,
+    "inbound_caller_abandons": 0.07,
+    "queue_abandoned": 0.10,
+    "blind_transfer": 0.12,
+}
+
+DEFAULT_NUMBERS: tuple[str, ...] = (
+    "+34911234567",
+    "+34612345678",
+    "0034 933 456 789",
+    "+44 20 7946 0958",
+    "+447700900123",
+    "+49 30 901820",
+    "+33 1 42 68 53 00",
+    "+1 (415) 555-0132",
+    "+52 55 1234 5678",
+    "+54 9 11 2345-6789",
+    "612345678",
+    "911234567",
+)
+
+DEFAULT_NAMES: tuple[str, ...] = (
+    "",
+    "",
+    "",
+    "Ana García",
+    "John Smith",
+    "Jürgen Müller",
+    "Zoë O'Brien",
+    "ACME CORP",
+    "María-José Núñez",
+)
+
+HOSTILE_NAMES: tuple[str, ...] = (
+    "<script>alert(1)</script>",
+    '"><img src=x onerror=alert(1)>',
+    "Robert'); DROP TABLE contacts;--",
+    "${jndi:ldap://x}",
+    "{caller}{0}%s%n",
+)
+
+DEFAULT_AGENTS: tuple[str, ...] = ("101", "102", "103")
+
+
+def random_params(
+    scenario: str,
+    rng: random.Random,
+    *,
+    numbers: Sequence[str] = DEFAULT_NUMBERS,
+    agents: Sequence[str] = DEFAULT_AGENTS,
+    hostile_rate: float = 0.05,
+) -> dict[str, Any]:
+    """Plausible parameters for one call of ``scenario`` (ring/talk times, caller, agent)."""
+    spec = SPECS[scenario]
+    params: dict[str, Any] = {"caller": rng.choice(list(numbers))}
+    if rng.random() < hostile_rate:
+        params["caller_name"] = rng.choice(HOSTILE_NAMES)
+    else:
+        params["caller_name"] = rng.choice(DEFAULT_NAMES)
+    if spec.kind != "queue":
+        first = rng.choice(list(agents))
+        others = [a for a in agents if a != first] or [first]
+        params["agents"] = (first, rng.choice(others))
+    timing = {
+        "ring_seconds": (1.0, 9.0),
+        "talk_seconds": (8.0, 150.0),
+        "customer_ring_seconds": (1.0, 6.0),
+        "transfer_ring_seconds": (1.0, 6.0),
+        "transfer_talk_seconds": (10.0, 120.0),
+    }
+    for phase in spec.phases:
+        low, high = timing[phase.param]
+        if scenario in ("inbound_missed_noanswer",):
+            low, high = 15.0, 30.0  # a dial timeout
+        params[phase.param] = round(rng.uniform(low, high), 3)
+    return params
+
+
+class TrafficGenerator:
+    """Starts a random mix of calls on a simulated PBX at ``calls_per_minute`` (Poisson)."""
+
+    def __init__(
+        self,
+        pbx: SimulatedPbx,
+        calls_per_minute: float,
+        mix: Mapping[str, float] | None = None,
+        rng: random.Random | None = None,
+        numbers: Sequence[str] | None = None,
+        *,
+        agents: Sequence[str] | None = None,
+        hostile_rate: float = 0.05,
+    ) -> None:
+        if calls_per_minute <= 0:
+            raise ValueError("calls_per_minute must be positive")
+        self.pbx = pbx
+        self.calls_per_minute = calls_per_minute
+        self.mix = dict(mix or DEFAULT_MIX)
+        unknown = set(self.mix) - set(SPECS)
+        if unknown or not self.mix or min(self.mix.values()) < 0:
+            raise ValueError(f"bad scenario mix {self.mix!r} (known: {sorted(SPECS)})")
+        self.rng = rng or random.Random()
+        self.numbers = list(numbers or DEFAULT_NUMBERS)
+        self.agents = list(agents or DEFAULT_AGENTS)
+        self.hostile_rate = hostile_rate
+        self.started: list[tuple[str, str]] = []  # (scenario, linkedid), oldest first
+        self._handle: TimerHandle | None = None
+
+    def step(self) -> str:
+        """Start one call now; returns its Linkedid."""
+        names = list(self.mix)
+        scenario = self.rng.choices(names, weights=[self.mix[n] for n in names])[0]
+        params = random_params(
+            scenario,
+            self.rng,
+            numbers=self.numbers,
+            agents=self.agents,
+            hostile_rate=self.hostile_rate,
+        )
+        linkedid = self.pbx.start_call(scenario, **params)
+        self.started.append((scenario, linkedid))
+        del self.started[:-1000]
+        return linkedid
+
+    def start(self) -> None:
+        """Keep starting calls on the PBX clock until ``stop()``."""
+        if self._handle is None:
+            self._schedule_next()
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    @property
+    def running(self) -> bool:
+        return self._handle is not None
+
+    def _schedule_next(self) -> None:
+        gap = self.rng.expovariate(self.calls_per_minute / 60.0)
+        self._handle = self.pbx.clock.call_at(self.pbx.clock.now() + gap, self._arrive)
+
+    def _arrive(self) -> None:
+        try:
+            self.step()
+        except Exception:  # one bad call must not end the demo's traffic
+            import logging
+
+            logging.getLogger("gateway.sim").exception("traffic generator: call failed")
+        if self._handle is not None:
+            self._schedule_next()
+
+
+def render_traffic(
+    n_calls: int,
+    start: float,
+    rng: random.Random,
+    *,
+    calls_per_second: float = 20.0,
+    mix: Mapping[str, float] | None = None,
+    flavour: str = "lab",
+) -> bytes:
+    """A long capture-shaped stream of ``n_calls`` overlapping calls (for benchmarks).
+
+    Calls arrive as a Poisson process at ``calls_per_second``; every call gets its own
+    uniqueids and channel names from one pair of Asterisk-like counters.
+    """
+    weights = dict(mix or DEFAULT_MIX)
+    names = list(weights)
+    alloc = IdAllocator()
+    streams: list[Iterator[tuple[float, bytes]]] = []
+    t = start
+    for _ in range(n_calls):
+        scenario = rng.choices(names, weights=[weights[n] for n in names])[0]
+        params = random_params(scenario, rng)
+        streams.append(
+            render_call_bytes(scenario, start=t, flavour=flavour, ids=CallIds(alloc), **params)
+        )
+        t += rng.expovariate(calls_per_second)
+    body = b"".join(data for _, data in heapq.merge(*streams, key=lambda item: item[0]))
+    return session_header(start) + body
