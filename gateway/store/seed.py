@@ -1,0 +1,279 @@
+"""Demo data: believable accounts, contacts and leads for `centralita demo` and for tests.
+
+Numbers are written the way people type them in each country ("+34 911 23 45 67",
+"0044 20 7946 0018", "(415) 555-0134"), so the demo exercises normalization too. The lab traces
+call from +34911234567, which is always a known contact (Lucía Martín, Ibérica Logística).
+Deterministic for a given ``rng`` and ``now``.
+"""
+
+from __future__ import annotations
+
+import random
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.store.db import Database
+from gateway.store.models import PersonType
+from gateway.store.repositories import (
+    AccountRepository,
+    ActivityRepository,
+    FollowUpRepository,
+    PersonRepository,
+)
+
+DEMO_AGENTS = ("ana", "bruno", "carla")
+LAB_CALLER = "+34911234567"
+
+_FIRST = {
+    "ES": ["Lucía", "Javier", "Marta", "Carlos", "Elena", "Pablo", "Sofía", "Diego", "Nuria"],
+    "GB": ["Oliver", "Amelia", "Harry", "Isla", "George", "Emily", "Jack", "Poppy"],
+    "US": ["James", "Olivia", "Noah", "Emma", "Liam", "Ava", "Mason", "Mia"],
+    "MX": ["Alejandro", "Valentina", "Santiago", "Camila", "Mateo", "Regina", "Emiliano"],
+    "DE": ["Lukas", "Hannah", "Felix", "Lea", "Jonas", "Mia", "Leon", "Anna"],
+    "FR": ["Louis", "Chloé", "Hugo", "Léa", "Gabriel", "Manon", "Arthur", "Camille"],
+}
+_LAST = {
+    "ES": ["García", "Martín", "López", "Sánchez", "Romero", "Navarro", "Torres", "Gil"],
+    "GB": ["Smith", "Jones", "Taylor", "Brown", "Williams", "Evans", "Wilson", "Walker"],
+    "US": ["Johnson", "Miller", "Davis", "Garcia", "Rodriguez", "Martinez", "Anderson"],
+    "MX": ["Hernández", "González", "Pérez", "Ramírez", "Flores", "Cruz", "Morales"],
+    "DE": ["Müller", "Schmidt", "Schneider", "Fischer", "Weber", "Meyer", "Wagner"],
+    "FR": ["Martin", "Bernard", "Dubois", "Thomas", "Robert", "Richard", "Petit"],
+}
+_COMPANY_WORDS = [
+    "Logística",
+    "Solar",
+    "Dental",
+    "Consulting",
+    "Foods",
+    "Textil",
+    "Motors",
+    "Software",
+    "Seguros",
+    "Hotels",
+    "Legal",
+    "Print",
+    "Clima",
+    "Farma",
+]
+_COMPANY_PREFIX = [
+    "Ibérica",
+    "Northwind",
+    "Acme",
+    "Atlántica",
+    "Sierra",
+    "Blue Harbor",
+    "Rhein",
+    "Lumière",
+    "Azteca",
+    "Cantábrico",
+    "Kestrel",
+    "Mistral",
+]
+_LOST_REASONS = ["price", "no budget", "chose competitor", "no answer", "timing"]
+_NOTES = [
+    "Asked for a quote",
+    "Wants a demo next week",
+    "Prefers calls after 16:00",
+    "Sent brochure by e-mail",
+    "Decision maker is the CFO",
+    "Interested in annual plan",
+]
+_TASKS = ["Call back about the quote", "Confirm demo date", "Send contract", "Check budget"]
+
+
+@dataclass(frozen=True, slots=True)
+class SeedSummary:
+    accounts: int
+    contacts: int
+    leads: int
+    merged: int  # people the dedupe rule folded into an earlier one
+    activities: int
+    follow_ups: int
+    known_number: str = LAB_CALLER
+
+
+def _digits(rng: random.Random, n: int) -> str:
+    return "".join(str(rng.randrange(10)) for _ in range(n))
+
+
+def demo_number(rng: random.Random, country: str) -> tuple[str, str]:
+    """A (number as typed, phone type) in ``country``'s habits; numbers parse in that region."""
+    d = _digits
+    if country == "ES":
+        if rng.random() < 0.5:
+            return f"6{d(rng, 2)} {d(rng, 2)} {d(rng, 2)} {d(rng, 2)}", "mobile"
+        return f"+34 91{rng.randrange(2, 10)} {d(rng, 2)} {d(rng, 2)} {d(rng, 2)}", "work"
+    if country == "GB":
+        if rng.random() < 0.5:
+            return f"07700 900{d(rng, 3)}", "mobile"
+        return f"0044 20 7946 0{d(rng, 3)}", "work"
+    if country == "US":
+        area = rng.choice(["415", "212", "312", "617"])
+        return f"({area}) {rng.randrange(2, 10)}{d(rng, 2)}-{d(rng, 4)}", rng.choice(
+            ["work", "mobile"]
+        )
+    if country == "MX":
+        return f"+52 55 {d(rng, 4)} {d(rng, 4)}", rng.choice(["work", "mobile"])
+    if country == "DE":
+        if rng.random() < 0.5:
+            return f"0151 {d(rng, 8)}", "mobile"
+        return f"030 {d(rng, 7)}", "work"
+    # FR
+    if rng.random() < 0.5:
+        return f"06 {d(rng, 2)} {d(rng, 2)} {d(rng, 2)} {d(rng, 2)}", "mobile"
+    return f"+33 1 {d(rng, 2)} {d(rng, 2)} {d(rng, 2)} {d(rng, 2)}", "work"
+
+
+def _email(first: str, last: str, company: str, rng: random.Random) -> str:
+    def ascii_part(s: str) -> str:
+        plain = unicodedata.normalize("NFKD", s).replace("ß", "ss")
+        return "".join(ch for ch in plain.lower() if ch.isascii() and ch.isalnum())
+
+    domain = ascii_part(company) or rng.choice(["gmail", "outlook", "yahoo"])
+    return f"{ascii_part(first)}.{ascii_part(last)}@{domain}.example"
+
+
+async def seed_demo(
+    db: Database,
+    n: int = 300,
+    rng: random.Random | None = None,
+    *,
+    now: float | None = None,
+    default_region: str = "ES",
+) -> SeedSummary:
+    """Create about ``n`` people (a third leads) in ~n/6 accounts, with activities and tasks."""
+    rng = rng or random.Random(7)
+    now = db.clock() if now is None else now
+    people = PersonRepository(db, default_region)
+    accounts_repo = AccountRepository(db, default_region)
+    activities = ActivityRepository(db)
+    tasks = FollowUpRepository(db)
+    countries = list(_FIRST)
+    counts = {"accounts": 0, "contact": 0, "lead": 0, "merged": 0, "activities": 0, "tasks": 0}
+    async with db.transaction():
+        iberica = await accounts_repo.create(
+            {
+                "name": "Ibérica Logística",
+                "domain": "iberica-logistica.example",
+                "country": "ES",
+                "owner": "ana",
+                "phones": ["+34 910 00 00 00"],
+            }
+        )
+        account_ids = [(iberica.id, "ES", iberica.name)]
+        counts["accounts"] += 1
+        for _ in range(max(0, n // 6 - 1)):
+            country = rng.choice(countries)
+            name = f"{rng.choice(_COMPANY_PREFIX)} {rng.choice(_COMPANY_WORDS)}"
+            acc = await accounts_repo.create(
+                {"name": name, "country": country, "owner": rng.choice(DEMO_AGENTS)}
+            )
+            account_ids.append((acc.id, country, name))
+            counts["accounts"] += 1
+        lab = await people.create(
+            PersonType.CONTACT,
+            {
+                "first_name": "Lucía",
+                "last_name": "Martín",
+                "account_id": iberica.id,
+                "title": "Operations manager",
+                "owner": "ana",
+                "country": "ES",
+                "phones": [
+                    {"number": "+34 911 23 45 67", "type": "work"},
+                    {"number": "+34 612 34 56 78", "type": "mobile"},
+                ],
+                "emails": ["lucia.martin@iberica-logistica.example"],
+            },
+        )
+        counts["contact"] += 1
+        await activities.add(
+            lab.person.id, "call", "inbound call, answered by 101, talk 95 s", at=now - 3 * 86400
+        )
+        await activities.add(
+            lab.person.id,
+            "note",
+            "Wants a quote for 40 pallets a week",
+            at=now - 3 * 86400 + 120,
+            author="ana",
+        )
+        await tasks.add(lab.person.id, now + 86400, "Send the pallet quote", "ana")
+        counts["activities"] += 2
+        counts["tasks"] += 1
+        for i in range(max(0, n - 1)):
+            kind = PersonType.LEAD if i % 3 == 0 else PersonType.CONTACT
+            acc_id, country, company = rng.choice(account_ids)
+            if kind is PersonType.LEAD and rng.random() < 0.5:
+                country = rng.choice(countries)
+                company, acc_id = (
+                    f"{rng.choice(_COMPANY_PREFIX)} {rng.choice(_COMPANY_WORDS)}",
+                    None,
+                )
+            first, last = rng.choice(_FIRST[country]), rng.choice(_LAST[country])
+            phones = []
+            for _ in range(rng.choice((1, 1, 2, 3))):
+                raw, typ = demo_number(rng, country)
+                phones.append({"number": raw, "type": typ})
+            data: dict[str, Any] = {
+                "first_name": first,
+                "last_name": last,
+                "country": country,
+                "owner": rng.choice(DEMO_AGENTS),
+                "phones": phones,
+                "emails": [_email(first, last, company, rng)],
+            }
+            if acc_id is not None:
+                data["account_id"] = acc_id
+            else:
+                data["company"] = company
+            if kind is PersonType.LEAD:
+                status = rng.choice(
+                    ["new", "new", "contacted", "qualified", "nurturing", "won", "lost"]
+                )
+                data["status"] = status
+                data["score"] = round(rng.uniform(0, 10), 1)
+                if status == "lost":
+                    data["lost_reason"] = rng.choice(_LOST_REASONS)
+                source = rng.choice(["web_form", "inbound_call", "import", "api"])
+                data["source"] = source
+            else:
+                source = "api"
+            if rng.random() < 0.03:
+                data["do_not_call"] = True
+            result = await people.create(kind, data, source=source)
+            if not result.created:
+                counts["merged"] += 1
+                continue
+            counts[kind.value] += 1
+            pid = result.person.id
+            for _ in range(rng.choice((0, 0, 1, 2, 3))):
+                at = now - rng.uniform(0, 60) * 86400
+                if rng.random() < 0.5:
+                    summary = rng.choice(
+                        [
+                            "inbound call, answered",
+                            "outbound call, noanswer",
+                            "outbound call, answered",
+                            "inbound call, abandoned",
+                        ]
+                    )
+                    await activities.add(pid, "call", summary, at=at)
+                else:
+                    await activities.add(
+                        pid, "note", rng.choice(_NOTES), at=at, author=data["owner"]
+                    )
+                counts["activities"] += 1
+            if rng.random() < 0.2:
+                due = now + rng.uniform(-2, 14) * 86400  # some are already overdue
+                await tasks.add(pid, due, rng.choice(_TASKS), data["owner"])
+                counts["tasks"] += 1
+    return SeedSummary(
+        counts["accounts"],
+        counts["contact"],
+        counts["lead"],
+        counts["merged"],
+        counts["activities"],
+        counts["tasks"],
+    )
