@@ -1,0 +1,228 @@
+"""The live picture the panel shows: who sits at which extension, their presence, calls in progress.
+
+Pure (no I/O, no asyncio, no clock): the panel service feeds it sign-ins and the tracker's call
+events; it answers who must hear about each event and what the supervisors' board shows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.calls.events import CallAnswered, CallEnded, CallRinging
+
+AVAILABLE, PAUSED, ON_CALL, OFFLINE = "available", "paused", "on_call", "offline"
+
+
+@dataclass(slots=True)
+class AgentState:
+    username: str
+    display_name: str
+    role: str
+    extensions: tuple[str, ...] = ()
+    status: str = AVAILABLE  # what the agent chose: available or paused
+    reason: str = ""
+    signed_in: bool = False
+    calls: set[str] = field(default_factory=set)  # call keys the agent is talking on
+
+    @property
+    def presence(self) -> str:
+        if not self.signed_in:
+            return OFFLINE
+        if self.calls:
+            return ON_CALL
+        return self.status
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "username": self.username,
+            "display_name": self.display_name or self.username,
+            "role": self.role,
+            "extensions": list(self.extensions),
+            "status": self.presence,
+            "reason": self.reason if self.presence == PAUSED else "",
+        }
+
+
+@dataclass(slots=True)
+class LiveCall:
+    key: str  # "<pbx>:<linkedid>", the call log's id
+    pbx: str
+    linkedid: str
+    direction: str
+    caller: str | None
+    caller_name: str | None
+    did: str | None
+    dialed: str | None
+    number: str | None  # the outside party: the caller in, the dialed number out
+    queue: str | None
+    click_to_call: bool
+    call_id: str | None
+    started_at: float
+    state: str = "ringing"
+    ringing: tuple[str, ...] = ()
+    ringing_agents: tuple[str, ...] = ()
+    answered_by: str | None = None
+    answered_agent: str | None = None
+    answered_at: float | None = None
+    involved: set[str] = field(default_factory=set)  # every user who was told of this call
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.key,
+            "pbx": self.pbx,
+            "linkedid": self.linkedid,
+            "direction": self.direction,
+            "caller": self.caller,
+            "caller_name": self.caller_name,
+            "did": self.did,
+            "dialed": self.dialed,
+            "number": self.number,
+            "queue": self.queue,
+            "click_to_call": self.click_to_call,
+            "call_id": self.call_id,
+            "started_at": self.started_at,
+            "state": self.state,
+            "ringing": list(self.ringing),
+            "agents": list(self.ringing_agents),
+            "answered_by": self.answered_by,
+            "answered_agent": self.answered_agent,
+            "answered_at": self.answered_at,
+        }
+
+
+class Board:
+    """Agents and live calls; every method returns who must be told about the change."""
+
+    def __init__(self) -> None:
+        self.agents: dict[str, AgentState] = {}
+        self.calls: dict[str, LiveCall] = {}
+        self._at_ext: dict[str, set[str]] = {}
+
+    # -- agents ------------------------------------------------------------------------------
+
+    def sign_in(
+        self, username: str, display_name: str, role: str, extensions: tuple[str, ...]
+    ) -> AgentState:
+        agent = self.agents.get(username)
+        if agent is None:
+            agent = self.agents[username] = AgentState(username, display_name, role)
+        self._unseat(agent)
+        agent.display_name, agent.role, agent.extensions = display_name, role, extensions
+        agent.signed_in = True
+        for ext in extensions:
+            self._at_ext.setdefault(ext, set()).add(username)
+        return agent
+
+    def sign_out(self, username: str) -> AgentState | None:
+        agent = self.agents.get(username)
+        if agent is None:
+            return None
+        self._unseat(agent)
+        agent.signed_in = False
+        return agent
+
+    def _unseat(self, agent: AgentState) -> None:
+        for ext in agent.extensions:
+            seated = self._at_ext.get(ext)
+            if seated:
+                seated.discard(agent.username)
+                if not seated:
+                    del self._at_ext[ext]
+
+    def set_status(self, username: str, status: str, reason: str = "") -> AgentState | None:
+        agent = self.agents.get(username)
+        if agent is None:
+            return None
+        agent.status, agent.reason = status, reason
+        return agent
+
+    def agents_at(self, extensions: tuple[str, ...] | list[str]) -> list[str]:
+        out: list[str] = []
+        for ext in extensions:
+            for name in sorted(self._at_ext.get(ext, ())):
+                if name not in out:
+                    out.append(name)
+        return out
+
+    def watchers(self) -> list[str]:
+        """Signed-in supervisors and admins: they see every call and every presence change."""
+        return [a.username for a in self.agents.values() if a.signed_in and a.role != "agent"]
+
+    # -- calls -------------------------------------------------------------------------------
+
+    def ringing(self, e: CallRinging) -> tuple[LiveCall, bool]:
+        """Apply a ring; returns the call and whether it is new."""
+        key = f"{e.pbx}:{e.linkedid}"
+        call = self.calls.get(key)
+        new = call is None
+        if call is None:
+            call = self.calls[key] = LiveCall(
+                key=key,
+                pbx=e.pbx,
+                linkedid=e.linkedid,
+                direction=e.direction.value,
+                caller=e.caller,
+                caller_name=e.caller_name,
+                did=e.did,
+                dialed=e.dialed,
+                number=e.number,
+                queue=e.queue,
+                click_to_call=e.click_to_call,
+                call_id=e.call_id,
+                started_at=e.at,
+            )
+        call.queue = call.queue or e.queue
+        call.call_id = call.call_id or e.call_id
+        call.ringing = tuple(e.ringing)
+        call.ringing_agents = tuple(self.agents_at(e.ringing))
+        call.involved.update(call.ringing_agents)
+        return call, new
+
+    def answered(self, e: CallAnswered) -> tuple[LiveCall | None, list[str]]:
+        """Apply an answer; returns the call and the agents whose presence changed."""
+        call = self.calls.get(f"{e.pbx}:{e.linkedid}")
+        if call is None:
+            return None, []
+        call.state = "answered"
+        call.call_id = call.call_id or e.call_id
+        call.answered_by = e.by
+        call.answered_at = call.answered_at or e.at
+        call.ringing = ()
+        takers = self.agents_at([e.by]) if e.by else []
+        call.answered_agent = takers[0] if takers else None
+        call.ringing_agents = ()
+        call.involved.update(takers)
+        for name in takers:
+            self.agents[name].calls.add(call.key)
+        return call, takers
+
+    def ended(self, e: CallEnded) -> tuple[LiveCall | None, list[str]]:
+        """Forget the call; returns it (None if never seen ringing) and the agents freed."""
+        call = self.calls.pop(f"{e.pbx}:{e.linkedid}", None)
+        freed = []
+        key = f"{e.pbx}:{e.linkedid}"
+        for agent in self.agents.values():
+            if key in agent.calls:
+                agent.calls.discard(key)
+                freed.append(agent.username)
+        if call is not None:
+            call.state = "ended"
+        return call, freed
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "agents": [a.to_json() for a in sorted(self.agents.values(), key=_agent_order)],
+            "calls": [c.to_json() for c in sorted(self.calls.values(), key=_call_order)],
+        }
+
+    def calls_of(self, username: str) -> list[LiveCall]:
+        return [c for c in self.calls.values() if username in c.involved]
+
+
+def _agent_order(a: AgentState) -> tuple[bool, str]:
+    return (not a.signed_in, a.username)
+
+
+def _call_order(c: LiveCall) -> float:
+    return c.started_at

@@ -1,0 +1,248 @@
+"""HTTP face of the panel: pages, the JSON routes under ``/panel/api``, recordings, the socket.
+
+Every route but the login page and the sign-in itself needs a session; state-changing routes
+also need a same-origin ``Origin`` (when the browser sends one) and a JSON body, which with the
+SameSite=Strict cookie closes the door to cross-site request forgery. Errors leave as
+``{"error": {"id", "message", "details"}}`` with a message meant for the agent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import mimetypes
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from gateway.errors import ApiError
+from gateway.panel.service import PanelService
+from gateway.panel.sessions import COOKIE, Session
+
+log = logging.getLogger("gateway.panel")
+
+PANEL: web.AppKey[PanelService] = web.AppKey("panel", PanelService)
+WEB_PANEL = Path(__file__).resolve().parent.parent.parent / "web" / "panel"
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; media-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+SessionHandler = Callable[[web.Request, Session], Awaitable[Any]]
+
+
+def _error(err: ApiError) -> web.Response:
+    body = {"error": {"id": err.error_id, "message": err.message, "details": err.details}}
+    return web.json_response(body, status=err.status)
+
+
+def _same_origin(request: web.Request) -> bool:
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True  # not a browser, or a same-origin GET; the cookie is SameSite=Strict
+    panel = request.app[PANEL]
+    if origin.rstrip("/").lower() in panel.hub.allowed_origins:
+        return True
+    return urlsplit(origin).netloc.lower() == request.host.lower()
+
+
+def api(handler: SessionHandler, *, session: bool = True) -> Handler:
+    """JSON in and out; ApiError becomes a JSON error; the session is looked up first."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            if request.method != "GET":
+                if not _same_origin(request):
+                    raise ApiError(403, "cross_origin", "Request from another site refused.")
+                if request.content_type != "application/json":
+                    raise ApiError(415, "json_only", "Send the body as application/json.")
+            s = await request.app[PANEL].session_of(request) if session else None
+            if session and s is None:
+                raise ApiError(401, "signed_out", "Your session ended; sign in again.")
+            result = await handler(request, s)  # type: ignore[arg-type]
+        except ApiError as e:
+            return _error(e)
+        except json.JSONDecodeError:
+            return _error(ApiError(400, "invalid_json", "The body is not valid JSON."))
+        if isinstance(result, web.StreamResponse):
+            return result
+        resp = web.json_response(result)
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+
+    return wrapped
+
+
+async def _body(request: web.Request) -> Any:
+    if request.content_length and request.content_length > 64 * 1024:
+        raise ApiError(413, "too_large", "Body too large.")
+    return await request.json()
+
+
+# -- pages ------------------------------------------------------------------------------------
+
+
+def _page(name: str) -> web.FileResponse:
+    resp = web.FileResponse(WEB_PANEL / name)
+    resp.headers["Content-Security-Policy"] = CSP
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    resp.headers["Referrer-Policy"] = "same-origin"
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+async def panel_page(request: web.Request) -> web.StreamResponse:
+    if await request.app[PANEL].session_of(request) is None:
+        raise web.HTTPFound("/panel/login")
+    return _page("index.html")
+
+
+async def login_page(request: web.Request) -> web.StreamResponse:
+    return _page("login.html")
+
+
+async def to_panel(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/panel/")
+
+
+# -- sign-in ----------------------------------------------------------------------------------
+
+
+async def login(request: web.Request, _: Session | None) -> web.Response:
+    body = await _body(request)
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_request", "Expected a JSON object.")
+    panel = request.app[PANEL]
+    token, session = await panel.login(
+        body.get("username"), body.get("password"), body.get("extensions"), request.remote or "?"
+    )
+    resp = web.json_response({"me": session.to_json()})
+    resp.set_cookie(
+        COOKIE,
+        token,
+        httponly=True,
+        samesite="Strict",
+        secure=request.secure,
+        path="/",
+        max_age=int(panel.settings.session_hours * 3600),
+    )
+    return resp
+
+
+async def logout(request: web.Request, _: Session | None) -> web.Response:
+    await request.app[PANEL].logout(request.cookies.get(COOKIE))
+    resp = web.json_response({"ok": True})
+    resp.del_cookie(COOKIE, path="/")
+    return resp
+
+
+# -- the panel's data ------------------------------------------------------------------------
+
+
+async def state(request: web.Request, s: Session) -> Any:
+    return request.app[PANEL].state_of(s)
+
+
+async def board(request: web.Request, s: Session) -> Any:
+    return request.app[PANEL].board_of(s)
+
+
+async def presence(request: web.Request, s: Session) -> Any:
+    body = await _body(request)
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_request", "Expected a JSON object.")
+    return await request.app[PANEL].set_presence(s, body.get("status"), body.get("reason"))
+
+
+async def calls(request: web.Request, s: Session) -> Any:
+    return await request.app[PANEL].history(s, request.query)
+
+
+async def call(request: web.Request, s: Session) -> Any:
+    return await request.app[PANEL].call_for(s, request.match_info["call_id"])
+
+
+async def wrap_up(request: web.Request, s: Session) -> Any:
+    body = await _body(request)
+    return await request.app[PANEL].wrap_up(s, request.match_info["call_id"], body)
+
+
+async def lookup(request: web.Request, s: Session) -> Any:
+    from gateway.panel.service import card_to_json
+
+    panel = request.app[PANEL]
+    number = request.query.get("number", "")
+    return {"card": card_to_json(await panel.lookup.lookup(number))}
+
+
+async def create_person(request: web.Request, s: Session) -> Any:
+    return await request.app[PANEL].create_person(s, await _body(request))
+
+
+async def originate(request: web.Request, s: Session) -> Any:
+    body = await _body(request)
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_request", "Expected a JSON object.")
+    attempt = await request.app[PANEL].originate(s, body.get("number"))
+    return attempt.to_json()
+
+
+async def followups(request: web.Request, s: Session) -> Any:
+    panel = request.app[PANEL]
+    tasks = await panel.follow_ups.open_due(owner=s.username, limit=100)
+    out = []
+    for t in tasks:
+        person = await panel.people.get(t.person_id)
+        out.append(
+            {
+                **t.to_dict(),
+                "person": person.display_name if person else "",
+                "number": person.phones[0].e164 if person and person.phones else None,
+            }
+        )
+    return {"items": out}
+
+
+async def recording(request: web.Request, s: Session) -> web.StreamResponse:
+    try:
+        index = int(request.match_info["index"])
+    except ValueError:
+        raise ApiError(404, "not_found", "No such recording.") from None
+    path = await request.app[PANEL].recording_path(s, request.match_info["call_id"], index)
+    resp = web.FileResponse(path)
+    ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    resp.headers["Content-Type"] = ctype
+    resp.headers["Cache-Control"] = "private, no-store"
+    resp.headers["Content-Disposition"] = "inline"
+    return resp
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    return await request.app[PANEL].hub.handle(request)
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/panel", to_panel)
+    r.add_get("/panel/", panel_page)
+    r.add_get("/panel/login", login_page)
+    r.add_static("/panel/assets/", WEB_PANEL / "assets", follow_symlinks=False)
+    r.add_get("/panel/ws", websocket)
+    r.add_post("/panel/api/login", api(login, session=False))
+    r.add_post("/panel/api/logout", api(logout, session=False))
+    r.add_get("/panel/api/state", api(state))
+    r.add_get("/panel/api/board", api(board))
+    r.add_post("/panel/api/presence", api(presence))
+    r.add_get("/panel/api/calls", api(calls))
+    r.add_get("/panel/api/calls/{call_id}", api(call))
+    r.add_post("/panel/api/calls/{call_id}/wrapup", api(wrap_up))
+    r.add_get("/panel/api/lookup", api(lookup))
+    r.add_post("/panel/api/people", api(create_person))
+    r.add_post("/panel/api/originate", api(originate))
+    r.add_get("/panel/api/followups", api(followups))
+    r.add_get("/panel/recordings/{call_id}/{index}", api(recording))

@@ -1,0 +1,718 @@
+"""PanelService: everything behind the agent panel, between the bus, the store and the hub.
+
+It listens to the tracker's call events on the bus (synchronous handlers that only update the
+pure :class:`Board` and queue work), looks each new caller up once, and pushes typed messages
+to the agents concerned and to every signed-in supervisor. Sign-in, presence (with QueuePause
+in the PBX), call history, wrap-up, recordings and click-to-call are its methods; the HTTP
+routes in ``routes.py`` only translate requests into these calls.
+
+Ordering: the pop-up of a new call waits for its caller lookup; events of that call arriving
+meanwhile (answered, ended) are held and sent right after it, so an agent never sees a call
+answered before it rang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from gateway.api.auth import Principal
+from gateway.calls.events import CallAnswered, CallEnded, CallRinging
+from gateway.config import GatewayConfig
+from gateway.errors import AmiError, ApiError
+from gateway.lookup.card import CallerCard
+from gateway.panel.board import AVAILABLE, PAUSED, Board, LiveCall
+from gateway.panel.clicktocall import Attempt, ClickToCall
+from gateway.panel.ratelimit import SlidingWindowLimiter
+from gateway.panel.sessions import COOKIE, Session, SessionStore
+from gateway.panel.settings import PanelSettings
+from gateway.panel.users import Role, UserError, UserRepository, check_extensions
+from gateway.push import messages as m
+from gateway.push.hub import AgentHub
+from gateway.store.db import Database
+from gateway.store.models import PersonType
+from gateway.store.repositories import (
+    ActivityRepository,
+    FollowUpRepository,
+    PersonRepository,
+)
+from gateway.store.validation import FieldError
+
+log = logging.getLogger("gateway.panel")
+
+MISSED = ("noanswer", "abandoned", "busy")
+USER_SCOPES = {
+    Role.AGENT: frozenset({"lookup", "calls:read", "crm:write"}),
+    Role.SUPERVISOR: frozenset({"lookup", "calls:read", "crm:write"}),
+    Role.ADMIN: frozenset({"*"}),
+}
+
+Writeback = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A call whose pop-up waits for its caller card; its later messages wait behind it."""
+
+    held: list[tuple[list[str], m.Encoded]] = field(default_factory=list)
+
+
+class PanelService:
+    """Sign-in, pop-ups, presence, history, wrap-up, recordings and click-to-call."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        bus: Any,
+        lookup: Any,
+        links: Mapping[str, Any],
+        cfg: GatewayConfig,
+        settings: PanelSettings | None = None,
+        clock: Callable[[], float] = time.time,
+        writeback: Writeback | None = None,
+    ) -> None:
+        self.db = db
+        self.bus = bus
+        self.lookup = lookup
+        self.links = links
+        self.cfg = cfg
+        self.settings = settings or PanelSettings()
+        self.clock = clock
+        self.writeback = writeback
+        self.users = UserRepository(db)
+        self.sessions = SessionStore(db, ttl=self.settings.session_hours * 3600)
+        self.people = PersonRepository(db, cfg.lookup.default_region)
+        self.activities = ActivityRepository(db)
+        self.follow_ups = FollowUpRepository(db)
+        self.board = Board()
+        self.hub = AgentHub(
+            self.agent_of,
+            buffer_size=self.settings.buffer_size,
+            max_pending=self.settings.max_pending,
+            allowed_origins=self.settings.allowed_origins,
+        )
+        s = self.settings
+        self.login_limiter = SlidingWindowLimiter(s.login_attempts, s.login_window)
+        self.address_limiter = SlidingWindowLimiter(s.login_attempts * 6, s.login_window)
+        self.clicktocall = ClickToCall(
+            db,
+            links,
+            cfg,
+            self._publish_progress,
+            SlidingWindowLimiter(s.originate_limit, s.originate_window),
+            clock,
+        )
+        self.dispositions = {d.id: d.label for d in s.dispositions}
+        self._pending: dict[str, _Pending] = {}
+        self._cards: dict[str, dict[str, Any]] = {}
+        self._attribution: asyncio.Queue[tuple[str, list[str]]] = asyncio.Queue()
+        self._announced_followups: set[int] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._workers: list[asyncio.Task[None]] = []
+        self._unsubscribe: list[Callable[[], None]] = []
+        self.rings_published = 0
+
+    @classmethod
+    def from_gateway(
+        cls, gateway: Any, settings: PanelSettings | None = None, **kw: Any
+    ) -> PanelService:
+        """Built on a ``gateway.app.Gateway`` whose store is open."""
+        cfg = gateway.cfg
+        return cls(
+            db=gateway.db,
+            bus=gateway.bus,
+            lookup=gateway.lookup,
+            links=gateway.links,
+            cfg=cfg,
+            settings=settings or getattr(cfg, "panel", None),
+            clock=getattr(gateway, "clock", time.time),
+            **kw,
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def attach(self) -> None:
+        """Subscribe to the call events (idempotent)."""
+        if self._unsubscribe:
+            return
+        sub = self.bus.subscribe
+        self._unsubscribe = [
+            sub(CallRinging, self.on_ringing),
+            sub(CallAnswered, self.on_answered),
+            sub(CallEnded, self.on_ended),
+        ]
+
+    async def start(self) -> None:
+        self.attach()
+        for s in await self.sessions.active():
+            self.board.sign_in(s.username, s.display_name, s.role.value, s.extensions)
+        rows = await self.db.conn.execute_fetchall(
+            "SELECT username, status, reason FROM agent_presence"
+        )
+        for r in rows:
+            self.board.set_status(r["username"], r["status"], r["reason"])
+        self._workers = [
+            asyncio.create_task(self._attribute_calls(), name="panel-call-attribution"),
+            asyncio.create_task(self._watch_followups(), name="panel-followups"),
+        ]
+
+    async def stop(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe = []
+        await self.hub.close()
+        await self.clicktocall.close()
+        # calls already ended keep their attribution
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._attribution.join(), 5)
+        for task in [*self._workers, *self._tasks]:
+            task.cancel()
+        await asyncio.gather(*self._workers, *self._tasks, return_exceptions=True)
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- authentication ----------------------------------------------------------------------
+
+    async def session_of(self, request: web.Request) -> Session | None:
+        return await self.sessions.get(request.cookies.get(COOKIE))
+
+    async def agent_of(self, request: web.Request) -> str | None:
+        """The hub's authenticator: the signed-in user's name, from the session cookie."""
+        s = await self.session_of(request)
+        return s.username if s else None
+
+    async def api_principal(self, request: web.Request) -> Principal | None:
+        """For ``API_AUTHENTICATORS``: a signed-in panel user may call /api/v1 too."""
+        s = await self.session_of(request)
+        if s is None:
+            return None
+        return Principal(s.username, "user", USER_SCOPES[s.role], s.role.value)
+
+    async def login(
+        self, username: Any, password: Any, extensions: Any, address: str
+    ) -> tuple[str, Session]:
+        """Check the password (rate-limited per user name + address) and open a session."""
+        if not isinstance(username, str) or not isinstance(password, str):
+            raise ApiError(400, "bad_request", "Expected a user name and a password.")
+        name = username.strip().lower()[:40]
+        now = self.clock()
+        key = (name, address)
+        wait = max(
+            self.login_limiter.retry_after(key, now), self.address_limiter.retry_after(address, now)
+        )
+        if wait:
+            raise ApiError(
+                429,
+                "too_many_attempts",
+                f"Too many failed sign-ins; try again in {int(wait) + 1} s.",
+                {"retry_after": int(wait) + 1},
+            )
+        user = await self.users.verify(name, password)
+        if user is None:
+            self.login_limiter.hit(key, now)
+            self.address_limiter.hit(address, now)
+            log.info("panel sign-in refused user=%r from %s", name, address)
+            raise ApiError(401, "bad_credentials", "Wrong user name or password.")
+        self.login_limiter.reset(key)
+        chosen: tuple[str, ...] = user.extensions
+        if extensions not in (None, "", []):
+            try:
+                chosen = check_extensions(extensions)
+            except UserError as e:
+                raise ApiError(400, "bad_extension", str(e)) from e
+        token, session = await self.sessions.create(user, chosen)
+        agent = self.board.sign_in(user.username, user.display_name, user.role.value, chosen)
+        log.info("panel sign-in user=%s extensions=%s", user.username, ",".join(chosen) or "-")
+        self._publish_presence(agent.username)
+        del agent
+        return token, session
+
+    async def logout(self, token: str | None) -> None:
+        username = await self.sessions.end(token)
+        if username is None:
+            return
+        remaining = [s for s in await self.sessions.active() if s.username == username]
+        if remaining:
+            s = remaining[-1]
+            self.board.sign_in(s.username, s.display_name, s.role.value, s.extensions)
+        else:
+            self.board.sign_out(username)
+            await self.hub.disconnect(username)
+        self._publish_presence(username)
+
+    # -- messages ----------------------------------------------------------------------------
+
+    def _send(self, key: str | None, agents: list[str], msg: m.Encoded) -> None:
+        pending = self._pending.get(key) if key else None
+        if pending is not None:
+            pending.held.append((agents, msg))
+            return
+        self.hub.publish(agents, msg)
+
+    def _audience(self, *groups: Any) -> list[str]:
+        out: list[str] = []
+        for group in (*groups, self.board.watchers()):
+            for name in group:
+                if name and name not in out:
+                    out.append(name)
+        return out
+
+    def _publish_presence(self, username: str) -> None:
+        agent = self.board.agents.get(username)
+        if agent is None:
+            return
+        self.hub.publish(self._audience([username]), m.encode(m.PRESENCE, agent.to_json()))
+
+    def _publish_progress(self, agent: str, data: dict[str, Any]) -> None:
+        self.hub.publish([agent], m.encode(m.CLICKTOCALL_PROGRESS, data))
+
+    # -- call events (bus handlers: synchronous, quick) --------------------------------------
+
+    def on_ringing(self, e: CallRinging) -> None:
+        call, new = self.board.ringing(e)
+        if new:
+            self._pending[call.key] = _Pending()
+            # the pop-up shows the call as it was when it started ringing, whatever happens
+            # to it while the lookup runs (those changes follow in their own messages)
+            self._spawn(self._pop_up(call, call.to_json(), e.number), f"panel-popup-{call.key}")
+            return
+        self._send_ringing(call)
+
+    def _send_ringing(self, call: LiveCall) -> None:
+        data = {"call": call.to_json(), "card": self._cards.get(call.key)}
+        self._send(call.key, self._audience(call.involved), m.encode(m.CALL_RINGING, data))
+
+    async def _pop_up(self, call: LiveCall, snapshot: dict[str, Any], number: str | None) -> None:
+        card_json: dict[str, Any] | None = None
+        try:
+            if number and self.lookup is not None:
+                card_json = card_to_json(await self.lookup.lookup(number))
+        except Exception:  # the pop-up goes out without a card rather than not at all
+            log.exception("panel lookup failed call=%s", call.key)
+        finally:
+            pending = self._pending.pop(call.key, None)
+            if card_json is not None:
+                self._cards[call.key] = card_json
+            data = {"call": snapshot, "card": card_json}
+            self.hub.publish(self._audience(call.involved), m.encode(m.CALL_RINGING, data))
+            self.rings_published += 1
+            for agents, msg in pending.held if pending else ():
+                self.hub.publish(agents, msg)
+            if call.state == "ended":
+                self._cards.pop(call.key, None)
+
+    def on_answered(self, e: CallAnswered) -> None:
+        call, takers = self.board.answered(e)
+        self.clicktocall.on_answered(e)
+        if call is None:
+            return
+        data = {"call": call.to_json()}
+        self._send(call.key, self._audience(call.involved), m.encode(m.CALL_ANSWERED, data))
+        for name in takers:
+            self._publish_presence(name)
+
+    def on_ended(self, e: CallEnded) -> None:
+        r = e.record
+        call, freed = self.board.ended(e)
+        c2c = self.clicktocall.on_ended(e)
+        key = f"{r.pbx}:{r.linkedid}"
+        involved = set(call.involved) if call else set()
+        involved.update(self.board.agents_at([*r.agents_rang, *r.agents_answered]))
+        if c2c:
+            involved.add(c2c)
+        takers = self.board.agents_at(
+            r.agents_answered or ([r.answered_by] if r.answered_by else [])
+        )
+        if r.click_to_call and c2c and c2c not in takers:
+            takers.append(c2c)
+        data = {
+            "call": {
+                **(call.to_json() if call else {"id": key, "pbx": r.pbx, "linkedid": r.linkedid}),
+                "state": "ended",
+                "direction": r.direction.value,
+                "number": r.dialed if r.direction.value == "outbound" else r.caller,
+                "caller": r.caller,
+                "caller_name": r.caller_name,
+                "outcome": r.outcome.value,
+                "answered_by": r.answered_by,
+                "ring_seconds": r.ring_seconds,
+                "talk_seconds": r.talk_seconds,
+                "total_seconds": r.total_seconds,
+                "ended_at": r.ended_at,
+                "recordings": len(r.recordings),
+            },
+            "wrapup": takers,
+        }
+        self._send(key, self._audience(involved), m.encode(m.CALL_ENDED, data))
+        if key not in self._pending:
+            self._cards.pop(key, None)
+        for name in freed:
+            self._publish_presence(name)
+        if involved:
+            self._attribution.put_nowait((key, sorted(involved)))
+
+    async def _attribute_calls(self) -> None:
+        while True:
+            key, users = await self._attribution.get()
+            try:
+                async with self.db.transaction() as conn:
+                    await conn.executemany(
+                        "INSERT OR IGNORE INTO call_users (call_id, username) VALUES (?, ?)",
+                        [(key, u) for u in users],
+                    )
+            except Exception:
+                log.exception("panel: could not record who took call %s users=%s", key, users)
+            finally:
+                self._attribution.task_done()
+
+    async def flush(self) -> None:
+        """Wait until every ended call's attribution is stored (tests, shutdown)."""
+        await self._attribution.join()
+
+    # -- follow-ups --------------------------------------------------------------------------
+
+    async def _watch_followups(self) -> None:
+        while True:
+            try:
+                await self.announce_due_followups()
+            except Exception:
+                log.exception("panel: follow-up check failed")
+            await asyncio.sleep(self.settings.followup_check_seconds)
+
+    async def announce_due_followups(self) -> int:
+        """Tell each signed-in agent about their follow-ups that fell due (once each)."""
+        now = self.clock()
+        sent = 0
+        for agent in list(self.board.agents.values()):
+            if not agent.signed_in:
+                continue
+            for task in await self.follow_ups.open_due(owner=agent.username, before=now):
+                if task.id in self._announced_followups:
+                    continue
+                self._announced_followups.add(task.id)
+                person = await self.people.get(task.person_id)
+                data = {
+                    "id": task.id,
+                    "person_id": task.person_id,
+                    "person": person.display_name if person else "",
+                    "number": person.phones[0].e164 if person and person.phones else None,
+                    "title": task.title,
+                    "due_at": task.due_at,
+                }
+                self.hub.publish([agent.username], m.encode(m.FOLLOWUP_DUE, data))
+                sent += 1
+        return sent
+
+    # -- presence ----------------------------------------------------------------------------
+
+    async def set_presence(self, session: Session, status: Any, reason: Any) -> dict[str, Any]:
+        """Available or paused, in the panel and in the PBX's queues (QueuePause)."""
+        if status not in (AVAILABLE, PAUSED):
+            raise ApiError(400, "bad_status", "Status must be 'available' or 'paused'.")
+        reason = str(reason or "")[:60].replace("\r", " ").replace("\n", " ")
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO agent_presence (username, status, reason, updated_at)"
+                " VALUES (?,?,?,?) ON CONFLICT (username) DO UPDATE SET status = excluded.status,"
+                " reason = excluded.reason, updated_at = excluded.updated_at",
+                (session.username, status, reason, self.clock()),
+            )
+        agent = self.board.set_status(session.username, status, reason)
+        if agent is None:
+            agent = self.board.sign_in(
+                session.username, session.display_name, session.role.value, session.extensions
+            )
+            self.board.set_status(session.username, status, reason)
+        warning = await self._queue_pause(session.extensions, status == PAUSED, reason)
+        self._publish_presence(session.username)
+        return {**agent.to_json(), "pbx_warning": warning}
+
+    async def _queue_pause(self, extensions: tuple[str, ...], paused: bool, reason: str) -> str:
+        if not extensions:
+            return ""
+        failures = []
+        for name, link in self.links.items():
+            for ext in extensions:
+                action = {
+                    "Action": "QueuePause",
+                    "Interface": self.cfg.originate.agent_channel.format(ext=ext),
+                    "Paused": "true" if paused else "false",
+                }
+                if reason and paused:
+                    action["Reason"] = reason
+                try:
+                    await link.send_action(action)
+                except AmiError as e:
+                    if "Interface not found" not in str(e):  # not a queue member: no-op
+                        failures.append(f"{name}: {e}")
+        if failures:
+            log.warning("panel QueuePause failed: %s", "; ".join(failures))
+            return "The phone system could not be updated: " + "; ".join(failures)[:300]
+        return ""
+
+    # -- state for a (re)loading tab ---------------------------------------------------------
+
+    def state_of(self, session: Session) -> dict[str, Any]:
+        agent = self.board.agents.get(session.username)
+        calls = [
+            {"call": c.to_json(), "card": self._cards.get(c.key)}
+            for c in self.board.calls_of(session.username)
+        ]
+        return {
+            "me": session.to_json(),
+            "presence": agent.to_json() if agent else None,
+            "calls": calls,
+            "clicktocall": [a.to_json() for a in self.clicktocall.of(session.username)],
+            "dispositions": [{"id": k, "label": v} for k, v in self.dispositions.items()],
+            "seq": self.hub.last_seq(session.username),
+            "epoch": self.hub.epoch,
+        }
+
+    def board_of(self, session: Session) -> dict[str, Any]:
+        if not session.role.sees_everyone:
+            raise ApiError(403, "forbidden", "Only supervisors see the live board.")
+        snap = self.board.snapshot()
+        for a in snap["agents"]:
+            a["tabs"] = self.hub.connections(a["username"])
+        return snap
+
+    # -- history -----------------------------------------------------------------------------
+
+    async def history(self, session: Session, q: Mapping[str, str]) -> dict[str, Any]:
+        """Calls the user may see, newest first; filters: since, until, outcome, number,
+        missed, agent (supervisors), limit, before (paging cursor: started_at of the last)."""
+        where, args = ["1 = 1"], []
+        if not session.role.sees_everyone:
+            where.append("c.id IN (SELECT call_id FROM call_users WHERE username = ?)")
+            args.append(session.username)
+        elif q.get("agent"):
+            where.append("c.id IN (SELECT call_id FROM call_users WHERE username = ?)")
+            args.append(q["agent"].strip().lower())
+        for name, op in (("since", ">="), ("until", "<")):
+            if q.get(name):
+                where.append(f"c.started_at {op} ?")
+                args.append(_time_param(q[name], name))
+        if q.get("before"):
+            where.append("c.started_at < ?")
+            args.append(_time_param(q["before"], "before"))
+        if q.get("outcome"):
+            where.append("c.outcome = ?")
+            args.append(q["outcome"])
+        if q.get("missed") in ("1", "true"):
+            where.append(f"c.outcome IN ({','.join('?' * len(MISSED))}) AND c.direction = ?")
+            args += [*MISSED, "inbound"]
+        if q.get("number"):
+            digits = "".join(ch for ch in q["number"] if ch.isdigit())[:20]
+            if digits:
+                pattern = f"%{digits}%"
+                where.append("(c.caller LIKE ? OR c.dialed LIKE ? OR c.did LIKE ?)")
+                args += [pattern, pattern, pattern]
+        try:
+            limit = max(1, min(int(q.get("limit") or 50), 200))
+        except ValueError:
+            raise ApiError(400, "bad_limit", "limit must be a number") from None
+        rows = await self.db.conn.execute_fetchall(
+            "SELECT c.*, (SELECT group_concat(username) FROM call_users u WHERE u.call_id = c.id)"
+            f" AS users FROM calls c WHERE {' AND '.join(where)}"
+            " ORDER BY c.started_at DESC, c.id DESC LIMIT ?",
+            [*args, limit],
+        )
+        items = [_call_row(r) for r in rows]
+        return {
+            "items": items,
+            "next_before": items[-1]["started_at"] if len(items) == limit else None,
+        }
+
+    async def may_access(self, session: Session, call_id: str) -> bool:
+        if session.role.sees_everyone:
+            return True
+        rows = await self.db.conn.execute_fetchall(
+            "SELECT 1 FROM call_users WHERE call_id = ? AND username = ?",
+            (call_id, session.username),
+        )
+        return bool(rows)
+
+    async def call_for(self, session: Session, call_id: str) -> dict[str, Any]:
+        rows = await self.db.conn.execute_fetchall(
+            "SELECT c.*, NULL AS users FROM calls c WHERE c.id = ?", (call_id,)
+        )
+        if not rows:
+            raise ApiError(404, "not_found", "No such call.")
+        if not await self.may_access(session, call_id):
+            raise ApiError(403, "forbidden", "This call is not in your history.")
+        return _call_row(rows[0])
+
+    # -- wrap-up -----------------------------------------------------------------------------
+
+    async def wrap_up(self, session: Session, call_id: str, body: Any) -> dict[str, Any]:
+        """Notes, disposition and an optional follow-up: on the call log, on the person's
+        timeline, and handed to the CRM write-back."""
+        if not isinstance(body, dict):
+            raise ApiError(400, "bad_request", "Expected a JSON object.")
+        notes = body.get("notes") or ""
+        disposition = body.get("disposition") or ""
+        if not isinstance(notes, str) or len(notes) > 10_000:
+            raise ApiError(400, "bad_notes", "Notes must be text of at most 10,000 characters.")
+        if disposition and disposition not in self.dispositions:
+            raise ApiError(
+                400,
+                "bad_disposition",
+                f"Unknown disposition; expected one of: {', '.join(self.dispositions)}.",
+            )
+        follow_up_at = _follow_up_time(body.get("follow_up_at"))
+        call = await self.call_for(session, call_id)
+        if follow_up_at is not None and call.get("person_id") is None:
+            raise ApiError(
+                409,
+                "no_person",
+                "Save the caller as a lead or contact first, then schedule the follow-up.",
+            )
+        # imported lazily: the call log is the store helper's module
+        from gateway.store.calllog import CallLog
+
+        await CallLog(self.db).annotate(call_id, notes=notes, disposition=disposition)
+        person_id = call.get("person_id")
+        label = self.dispositions.get(disposition, "")
+        task = None
+        if person_id is not None:
+            summary = f"Call {call_id.split(':', 1)[-1]}" + (f": {label}" if label else "")
+            if notes or label:
+                await self.activities.add(
+                    int(person_id), "note", summary, body=notes, author=session.username
+                )
+            if follow_up_at is not None:
+                title = str(body.get("follow_up_title") or f"Call back ({label or 'follow-up'})")
+                task = await self.follow_ups.add(
+                    int(person_id), follow_up_at, title[:200], owner=session.username
+                )
+        if self.writeback is not None:
+            record = {**call, "notes": notes, "disposition": disposition, "agent": session.username}
+            try:
+                await self.writeback(record)
+            except Exception:  # the CRM may be down: the outbox retries, the agent goes on
+                log.exception("panel: write-back of wrap-up failed call=%s", call_id)
+        return {
+            "call_id": call_id,
+            "notes": notes,
+            "disposition": disposition,
+            "follow_up": task.to_dict() if task else None,
+        }
+
+    async def create_person(self, session: Session, body: Any) -> dict[str, Any]:
+        """The pop-up's one-click "create lead / contact" for an unknown number."""
+        if not isinstance(body, dict):
+            raise ApiError(400, "bad_request", "Expected a JSON object.")
+        kind = body.get("kind")
+        if kind not in ("lead", "contact"):
+            raise ApiError(400, "bad_kind", "kind must be 'lead' or 'contact'.")
+        data = {
+            k: body[k]
+            for k in ("first_name", "last_name", "name", "company", "email", "phone", "country")
+            if body.get(k)
+        }
+        data.setdefault("owner", session.username)
+        if kind == "lead":
+            data["status"] = "new"
+        try:
+            result = await self.people.create(
+                PersonType(kind), data, source="inbound_call" if kind == "lead" else "api"
+            )
+        except FieldError as e:
+            raise ApiError(400, "bad_field", str(e)) from e
+        person = result.person
+        return {"outcome": result.outcome, "person": person.to_dict()}
+
+    # -- recordings --------------------------------------------------------------------------
+
+    async def recording_path(self, session: Session, call_id: str, index: int) -> Path:
+        """The file of a call's recording, if this user may hear it and it lies inside the
+        recordings folder (a name with ``..`` or an absolute path elsewhere is refused)."""
+        call = await self.call_for(session, call_id)
+        names = call.get("recordings") or []
+        if not 0 <= index < len(names):
+            raise ApiError(404, "not_found", "This call has no such recording.")
+        return safe_recording_path(self.cfg.recordings.directory, names[index])
+
+    # -- click-to-call -----------------------------------------------------------------------
+
+    async def originate(self, session: Session, number: Any) -> Attempt:
+        return await self.clicktocall.start(session.username, session.extensions, number)
+
+
+def safe_recording_path(directory: str, name: Any) -> Path:
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise ApiError(404, "not_found", "Recording not found.")
+    root = Path(directory).resolve()
+    candidate = Path(name)
+    if not candidate.is_absolute():
+        candidate = root / candidate
+    try:
+        resolved = candidate.resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise ApiError(404, "not_found", "Recording file not found.") from None
+    if not resolved.is_relative_to(root) or not resolved.is_file():
+        log.warning("panel refused recording outside %s: %r", root, name)
+        raise ApiError(404, "not_found", "Recording file not found.")
+    return resolved
+
+
+def card_to_json(card: CallerCard) -> dict[str, Any]:
+    d = dataclasses.asdict(card)
+    d["kind"] = card.kind.value
+    d["known"] = card.known
+    d["do_not_call"] = card.extra.get("do_not_call") == "1"
+    return d
+
+
+def _call_row(r: Any) -> dict[str, Any]:
+    keys = r.keys()
+    d = {k: r[k] for k in keys if k not in ("caller_e164", "other_e164", "saved_at", "users")}
+    for f in ("agents_rang", "transfers", "recordings"):
+        try:
+            d[f] = json.loads(d.get(f) or "[]")
+        except ValueError:
+            d[f] = []
+    d["users"] = (r["users"] or "").split(",") if "users" in keys and r["users"] else []
+    d["number"] = d.get("dialed") if d.get("direction") == "outbound" else d.get("caller")
+    d["click_to_call"] = bool(d.get("click_to_call"))
+    return d
+
+
+def _time_param(value: str, name: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise ApiError(400, "bad_time", f"{name}: expected a date (YYYY-MM-DD) or epoch") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def _follow_up_time(value: Any) -> float | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        return _time_param(value, "follow_up_at")
+    raise ApiError(400, "bad_time", "follow_up_at: expected a date or epoch seconds")

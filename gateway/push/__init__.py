@@ -1,0 +1,1 @@
+"""Live push to the agents' browsers: the websocket hub and its wire messages."""

@@ -1,0 +1,261 @@
+"""AgentHub: the agents' websockets, one writer task and one bounded queue per connection.
+
+Theory of operation (the Home Assistant ``websocket_api`` shape):
+
+* Each agent (a signed-in user name) has a *channel*: a sequence counter and a bounded buffer of
+  the last ``buffer_size`` messages sent to them. Every browser tab of that agent is a
+  *connection* on the channel. Publishing gives the message the channel's next number, keeps it
+  in the buffer and appends it to each connection's pending queue: it never awaits, so the bus
+  handler that publishes is never held up by a slow browser.
+* One writer task per connection drains its queue onto the socket. A connection whose queue
+  grows past ``max_pending`` is a client that cannot keep up: it is closed (code 4008) rather
+  than letting memory grow; the browser reconnects and catches up from the buffer.
+* A tab that reconnects sends ``since=<last seq seen>&epoch=<server epoch>``: it gets every
+  buffered message after ``since``, or one ``refresh`` message when the gap is no longer
+  buffered or the server restarted (new epoch); it then reloads its state over HTTP.
+* The handshake is checked before the upgrade: the ``Origin`` must be this server (a page on
+  another site cannot open a socket with the agent's cookie), and the authenticator (the
+  session cookie) must name a user. Heartbeat pings drop dead connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from aiohttp import WSMsgType, web
+
+from gateway.push.messages import HELLO, REFRESH, Encoded, control
+
+log = logging.getLogger("gateway.push")
+
+Authenticator = Callable[[web.Request], Awaitable[str | None]]
+ConnectionListener = Callable[[str, int], None]  # (agent, connections now)
+
+SLOW_CLIENT_CLOSE = 4008  # application close code: "you fell behind, reconnect"
+
+
+@dataclass(slots=True, eq=False)
+class _Connection:
+    agent: str
+    ws: web.WebSocketResponse
+    transport: asyncio.BaseTransport | None
+    pending: deque[str] = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    closing: bool = False
+    slow: bool = False
+
+
+@dataclass(slots=True)
+class _Channel:
+    seq: int = 0
+    buffer: deque[tuple[int, str]] = field(default_factory=deque)
+    connections: set[_Connection] = field(default_factory=set)
+
+
+class AgentHub:
+    """Fans events out to every tab of the agents they concern; replays what a tab missed."""
+
+    def __init__(
+        self,
+        authenticate: Authenticator,
+        *,
+        buffer_size: int = 256,
+        max_pending: int = 512,
+        heartbeat: float = 30.0,
+        allowed_origins: Iterable[str] = (),
+    ) -> None:
+        self.authenticate = authenticate
+        self.buffer_size = buffer_size
+        self.max_pending = max_pending
+        self.heartbeat = heartbeat
+        self.allowed_origins = {o.rstrip("/").lower() for o in allowed_origins}
+        self.epoch = secrets.token_hex(6)  # a restarted server numbers from 0 again
+        self.listeners: list[ConnectionListener] = []
+        self.slow_disconnects = 0
+        self.messages_sent = 0
+        self._channels: dict[str, _Channel] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+
+    # -- publishing (synchronous: safe to call from a bus handler) ----------------------------
+
+    def publish(self, agents: Iterable[str], message: Encoded) -> None:
+        """Number ``message`` for each agent, buffer it and queue it on each of their tabs."""
+        for agent in agents:
+            channel = self._channels.get(agent)
+            if channel is None:
+                channel = self._channels[agent] = _Channel()
+            channel.seq += 1
+            text = message.with_seq(channel.seq)
+            channel.buffer.append((channel.seq, text))
+            if len(channel.buffer) > self.buffer_size:
+                channel.buffer.popleft()
+            for conn in tuple(channel.connections):
+                self._enqueue(conn, text)
+
+    def last_seq(self, agent: str) -> int:
+        channel = self._channels.get(agent)
+        return channel.seq if channel else 0
+
+    def connections(self, agent: str | None = None) -> int:
+        if agent is not None:
+            channel = self._channels.get(agent)
+            return len(channel.connections) if channel else 0
+        return sum(len(c.connections) for c in self._channels.values())
+
+    def online(self) -> list[str]:
+        """Agents with at least one tab open."""
+        return [a for a, c in self._channels.items() if c.connections]
+
+    def _enqueue(self, conn: _Connection, text: str) -> None:
+        if conn.closing:
+            return
+        if len(conn.pending) >= self.max_pending:
+            self.slow_disconnects += 1
+            log.warning(
+                "push agent=%s disconnected: %d messages pending (slow client)",
+                conn.agent,
+                len(conn.pending),
+            )
+            conn.closing = conn.slow = True
+            conn.pending.clear()
+            conn.wake.set()
+            task = asyncio.get_running_loop().create_task(self._drop_slow(conn))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
+        conn.pending.append(text)
+        conn.wake.set()
+
+    # -- the websocket route -----------------------------------------------------------------
+
+    def origin_allowed(self, request: web.Request) -> bool:
+        """Only pages served by this gateway (or configured origins) may open a socket."""
+        origin = request.headers.get("Origin")
+        if not origin:
+            return False
+        origin = origin.rstrip("/").lower()
+        if origin in self.allowed_origins:
+            return True
+        parts = urlsplit(origin)
+        return parts.scheme in ("http", "https") and parts.netloc == request.host.lower()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """``GET /panel/ws?since=N&epoch=E``: checks origin and session, then streams."""
+        if not self.origin_allowed(request):
+            log.warning("push refused cross-origin socket origin=%r", request.headers.get("Origin"))
+            raise web.HTTPForbidden(text="cross-origin websocket refused")
+        agent = await self.authenticate(request)
+        if agent is None:
+            raise web.HTTPUnauthorized(text="sign in first")
+        if self._closing:
+            raise web.HTTPServiceUnavailable(text="shutting down")
+        ws = web.WebSocketResponse(heartbeat=self.heartbeat, compress=False, max_msg_size=64 * 1024)
+        await ws.prepare(request)
+        conn = _Connection(agent, ws, request.transport)
+        channel = self._channels.get(agent)
+        if channel is None:
+            channel = self._channels[agent] = _Channel()
+        # greeting and replay are queued before the connection joins the channel, with no
+        # await in between: nothing published meanwhile can be lost or sent twice
+        for text in self._catch_up(channel, request.query):
+            conn.pending.append(text)
+        conn.wake.set()
+        channel.connections.add(conn)
+        self._notify(agent, len(channel.connections))
+        writer = asyncio.create_task(self._write(conn), name=f"push-writer-{agent}")
+        try:
+            async for msg in ws:
+                if msg.type is WSMsgType.TEXT and msg.data == '{"type":"ping"}':
+                    self._enqueue(conn, control("pong", channel.seq))
+                # everything else a client sends is ignored: actions go through HTTP routes
+        finally:
+            channel.connections.discard(conn)
+            conn.closing = True
+            conn.wake.set()
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+            self._notify(agent, len(channel.connections))
+        return ws
+
+    def _catch_up(self, channel: _Channel, query: object) -> list[str]:
+        get = getattr(query, "get", lambda _k, _d=None: None)
+        hello = control(HELLO, channel.seq, {"epoch": self.epoch})
+        since_raw, epoch = get("since"), get("epoch")
+        if since_raw is None:
+            return [hello]  # a fresh tab loads its state over HTTP after the hello
+        try:
+            since = int(since_raw)
+        except ValueError:
+            since = -1
+        if epoch != self.epoch or since < 0 or since > channel.seq:
+            return [hello, control(REFRESH, channel.seq, {"reason": "server restarted"})]
+        if since == channel.seq:
+            return [hello]
+        oldest = channel.buffer[0][0] if channel.buffer else channel.seq + 1
+        if since + 1 < oldest:
+            return [hello, control(REFRESH, channel.seq, {"reason": "too far behind"})]
+        return [hello, *(text for seq, text in channel.buffer if seq > since)]
+
+    async def _write(self, conn: _Connection) -> None:
+        ws = conn.ws
+        try:
+            while True:
+                await conn.wake.wait()
+                conn.wake.clear()
+                if conn.closing:
+                    break
+                while conn.pending:
+                    text = conn.pending.popleft()
+                    await ws.send_str(text)
+                    self.messages_sent += 1
+                    if conn.closing:
+                        break
+                if conn.closing:
+                    break
+        except (ConnectionError, RuntimeError) as e:
+            log.info("push agent=%s socket gone: %s", conn.agent, e)
+
+    async def _drop_slow(self, conn: _Connection) -> None:
+        """Close a connection that fell behind; abort it if even the close frame cannot go
+        out (its writer may be stuck waiting for the socket to drain)."""
+        try:
+            await asyncio.wait_for(
+                conn.ws.close(code=SLOW_CLIENT_CLOSE, message=b"too slow, reconnect"), 2.0
+            )
+        except (TimeoutError, ConnectionError, RuntimeError):
+            if conn.transport is not None:
+                conn.transport.abort()  # type: ignore[attr-defined]
+
+    def _notify(self, agent: str, count: int) -> None:
+        for listener in self.listeners:
+            try:
+                listener(agent, count)
+            except Exception:
+                log.exception("push connection listener failed agent=%s", agent)
+
+    async def disconnect(self, agent: str, code: int = 4001) -> int:
+        """Close every tab of ``agent``; returns how many. 4001 tells the tab it was signed
+        out (it goes to the login page); any other code makes it reconnect and catch up."""
+        channel = self._channels.get(agent)
+        conns = list(channel.connections) if channel else []
+        for conn in conns:
+            with contextlib.suppress(Exception):
+                await conn.ws.close(code=code, message=b"signed out" if code == 4001 else b"")
+        return len(conns)
+
+    async def close(self) -> None:
+        """Close every socket (server shutdown); browsers reconnect to the next server."""
+        self._closing = True
+        conns = [c for ch in self._channels.values() for c in ch.connections]
+        for conn in conns:
+            with contextlib.suppress(Exception):
+                await conn.ws.close(code=1001, message=b"server shutting down")

@@ -1,0 +1,91 @@
+// DOM helpers. Every string from a caller, the PBX or a CRM goes in as a text node, never as
+// HTML: h('b', {}, untrusted) shows the characters of `untrusted`, whatever they are.
+
+export function h(tag, props, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(props || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === 'class') el.className = value;
+    else if (key.startsWith('on')) el.addEventListener(key.slice(2), value);
+    else if (key === 'dataset') Object.assign(el.dataset, value);
+    else if (key === 'href') el.setAttribute('href', safeUrl(value));
+    else el.setAttribute(key, value === true ? '' : String(value));
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+// Only http(s) links: a CRM record URL of "javascript:..." becomes a dead link.
+export function safeUrl(value) {
+  try {
+    const url = new URL(String(value), window.location.href);
+    return url.protocol === 'http:' || url.protocol === 'https:' ? url.href : '#';
+  } catch (e) {
+    return '#';
+  }
+}
+
+export function clear(el) {
+  while (el.firstChild) el.removeChild(el.firstChild);
+  return el;
+}
+
+export function initials(name) {
+  const parts = String(name || '').trim().split(/\s+/).filter(Boolean);
+  if (!parts.length) return '?';
+  return (parts[0][0] + (parts.length > 1 ? parts[parts.length - 1][0] : '')).toUpperCase();
+}
+
+export function duration(seconds) {
+  const s = Math.max(0, Math.round(Number(seconds) || 0));
+  const m = Math.floor(s / 60);
+  return m ? `${m} min ${String(s % 60).padStart(2, '0')} s` : `${s} s`;
+}
+
+export function when(epoch) {
+  if (!epoch) return '';
+  const d = new Date(Number(epoch) * 1000);
+  const today = new Date();
+  const sameDay = d.toDateString() === today.toDateString();
+  const time = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  return sameDay ? time : `${d.toLocaleDateString([], { day: 'numeric', month: 'short', year: 'numeric' })} ${time}`;
+}
+
+const COUNTRIES = (() => {
+  try {
+    return new Intl.DisplayNames([navigator.language || 'en'], { type: 'region' });
+  } catch (e) {
+    return null;
+  }
+})();
+
+export function countryName(code) {
+  if (!code) return '';
+  try {
+    return (COUNTRIES && COUNTRIES.of(String(code).toUpperCase())) || String(code);
+  } catch (e) {
+    return String(code);
+  }
+}
+
+export async function api(path, body) {
+  const options = body === undefined
+    ? { headers: { Accept: 'application/json' } }
+    : { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) };
+  const r = await fetch(path, options);
+  if (r.status === 401) {
+    window.location.assign('/panel/login');
+    throw new Error('signed out');
+  }
+  const doc = await r.json().catch(() => ({}));
+  if (!r.ok) {
+    const err = new Error(doc.error ? doc.error.message : `Request failed (${r.status})`);
+    err.status = r.status;
+    err.id = doc.error ? doc.error.id : '';
+    throw err;
+  }
+  return doc;
+}
