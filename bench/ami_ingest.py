@@ -26,12 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gateway.ami.events import AmiEvent, ResyncSnapshot
 from gateway.ami.frames import FrameParser
-from gateway.ami.link import AmiLink
-from gateway.app import tracker_filter
+from gateway.ami.link import LINK_EVENTS, AmiLink
 from gateway.bus import Bus
 from gateway.calls.events import CallEnded
 from gateway.calls.settings import TrackingSettings
-from gateway.calls.tracker import CallTracker
+from gateway.calls.tracker import CallTracker, event_filter
 from gateway.config import PbxSettings
 from gateway.sim.render import session_header
 from gateway.sim.traffic import render_traffic
@@ -113,7 +112,7 @@ async def through_link(
         ping_interval=60,
     )  # fmt: skip
     link = AmiLink(
-        settings, bus, event_filter=tracker_filter("GATEWAY_CALL_ID") if filtered else None
+        settings, bus, event_filter=event_filter(LAB, also=LINK_EVENTS) if filtered else None
     )
     seen = 0
     ended = 0
@@ -155,7 +154,7 @@ def main() -> None:
     body = build_stream(args.calls)
     probe = FrameParser()
     n_events = len(probe.feed(body))
-    kept = FrameParser(drop=tracker_filter("GATEWAY_CALL_ID"))
+    kept = FrameParser(drop=event_filter(LAB, also=LINK_EVENTS))
     n_kept = len(kept.feed(body))
     print(f"stream: {args.calls} calls, {n_events:,} events, {len(body) / 1e6:.1f} MB "
           f"({len(body) / n_events:.0f} B/event); the filter keeps {n_kept:,} "

@@ -138,12 +138,27 @@ class Gateway:
         record = event.record.to_json()
         record["id"] = f"{event.record.pbx}:{event.record.linkedid}"
         record["pbx"] = event.record.pbx
-        if event.record.recordings:
-            record["recording_url"] = f"{self.public_url}/panel/recordings/{record['id']}/0"
+        url = self.outbox_recording_url(record)
+        if url:
+            record["recording_url"] = url
         self.calls_ended += 1
         outcome = str(record.get("outcome"))
         self.calls_by_outcome[outcome] = self.calls_by_outcome.get(outcome, 0) + 1
         self._ended.put_nowait(record)
+
+    async def write_back_wrapup(self, record: dict[str, Any]) -> None:
+        """An agent's notes and disposition after the call: they replace the queued copy
+        while the call still waits out its hold; once delivered, they follow as a wrap-up."""
+        assert self.outbox is not None
+        if self.outbox_recording_url(record) and "recording_url" not in record:
+            record["recording_url"] = self.outbox_recording_url(record)
+        if not await self.outbox.refresh(record):
+            await self.outbox.enqueue({**record, "id": f"{record['id']}#wrapup"})
+
+    def outbox_recording_url(self, record: dict[str, Any]) -> str | None:
+        if not record.get("recordings"):
+            return None
+        return f"{self.public_url}/panel/recordings/{record['id']}/0"
 
     async def _write_calls(self) -> None:
         while True:
@@ -222,6 +237,8 @@ async def create_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.
     """
     from gateway.api import setup_api
     from gateway.ops import setup_ops
+    from gateway.panel.service import PanelService
+    from gateway.panel.setup import setup_panel
 
     gw = gateway or Gateway(cfg)
     await gw.open()
@@ -237,4 +254,5 @@ async def create_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.
     app.cleanup_ctx.append(lifecycle)
     setup_ops(app)
     setup_api(app, db=gw.db, lookup=gw.lookup, config=cfg)
+    setup_panel(app, gw, service=PanelService.from_gateway(gw, writeback=gw.write_back_wrapup))
     return app

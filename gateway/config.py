@@ -22,6 +22,7 @@ from connectors.settings import ConnectorSettings
 from gateway.calls.settings import TrackingSettings
 from gateway.errors import ConfigError
 from gateway.lookup.settings import LookupSettings
+from gateway.panel.settings import PanelSettings
 
 
 class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -113,6 +114,7 @@ class GatewayConfig(_Section):
     originate: OriginateSettings = msgspec.field(default_factory=OriginateSettings)
     api: ApiSettings = msgspec.field(default_factory=ApiSettings)
     writeback: WritebackSettings = msgspec.field(default_factory=WritebackSettings)
+    panel: PanelSettings = msgspec.field(default_factory=PanelSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     demo: DemoSettings = msgspec.field(default_factory=DemoSettings)
 

@@ -32,12 +32,6 @@ from gateway.config import (
 
 log = logging.getLogger("gateway.demo")
 
-# demo agents: username, display name, extension (the simulated queue rings 101 and 102)
-DEMO_AGENTS = (
-    ("ana", "Ana García", "101"),
-    ("bruno", "Bruno Silva", "102"),
-    ("carla", "Carla Romero", "103"),
-)
 LAB_TRACKING = TrackingSettings(
     agent_contexts=["agents"], inbound_contexts=["from-pstn"], click_to_call_context="outbound"
 )
@@ -139,6 +133,7 @@ def demo_numbers(db: Any, rng: random.Random, known: int = 40) -> list[str]:
 async def run_demo(args: argparse.Namespace) -> None:
     from gateway.__main__ import serve
     from gateway.app import Gateway
+    from gateway.panel.users import seed_demo_users
     from gateway.sim.pbx import SimulatedPbx
     from gateway.sim.traffic import TrafficGenerator
     from gateway.store.seed import seed_demo
@@ -173,11 +168,12 @@ async def run_demo(args: argparse.Namespace) -> None:
     await gateway.open()
     assert gateway.db is not None
     summary = await seed_demo(gateway.db, n=args.contacts, rng=rng)
+    users = await seed_demo_users(gateway.db)
     console = ConsoleView(gateway)
     console.start()
     numbers = demo_numbers(gateway.db, rng)
     traffic = TrafficGenerator(pbx, calls_per_minute=args.rate, rng=rng, numbers=numbers)
-    _banner(cfg, state, api_token, summary)
+    _banner(cfg, api_token, summary, users)
     stop = asyncio.Event()
     if args.duration:
         asyncio.get_running_loop().call_later(args.duration, stop.set)
@@ -191,20 +187,21 @@ async def run_demo(args: argparse.Namespace) -> None:
         print("demo stopped; state kept in", state, flush=True)
 
 
-def _banner(cfg: GatewayConfig, state: Path, api_token: str, summary: Any) -> None:
+def _banner(cfg: GatewayConfig, api_token: str, summary: Any, users: list[Any]) -> None:
     url = f"http://{cfg.http.host}:{cfg.http.port}"
     pbx = cfg.pbx[0]
     lines = [
         "",
         "Centralita demo",
-        f"  panel       {url}/",
+        f"  panel       {url}/panel/   (sign in as one of the users below)",
         f"  health      {url}/health      metrics {url}/metrics",
         f"  API token   {api_token}   (curl -H 'Authorization: Bearer …' {url}/api/v1/calls)",
         f"  simulated PBX  AMI on {pbx.host}:{pbx.port} (Asterisk Call Manager/11.0.0)",
         f"  store       {cfg.store.path}  ({summary.contacts} contacts, {summary.leads} leads, "
         f"{summary.accounts} accounts)",
         f"  traffic     {cfg.demo.calls_per_minute:g} calls/minute",
-        "  agents      " + "   ".join(f"{u} ({n}, ext {x})" for u, n, x in DEMO_AGENTS),
+        "  users       " + "   ".join(f"{u} (ext {x})" for u, _, x in users),
+        f"  password    {users[0][1] if users else '-'}   (the same for every demo user)",
         "  Ctrl-C stops everything.",
         "",
     ]

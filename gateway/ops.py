@@ -55,8 +55,12 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
 
-async def index(request: web.Request) -> web.FileResponse:
+async def status_page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(WEB_DIR / "index.html")
+
+
+async def index(request: web.Request) -> web.Response:
+    raise web.HTTPFound("/panel/")
 
 
 @web.middleware
@@ -73,4 +77,5 @@ def setup_ops(app: web.Application) -> None:
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/", index)
+    app.router.add_get("/status", status_page)
     app.router.add_static("/static/", WEB_DIR / "static", follow_symlinks=False)

@@ -258,3 +258,51 @@ async def test_several_pbxs_on_one_bus_keep_their_names() -> None:
             await link.stop()
         for sim in sims:
             await sim.stop()
+
+
+async def test_the_snapshot_takes_its_place_in_the_event_order() -> None:
+    """Events written right behind the CoreShowChannels answer reach the bus after the
+    snapshot: a snapshot applied late would bring back a call whose Hangup was seen."""
+    from gateway.ami.frames import FrameParser, encode_frame
+
+    writers: list[asyncio.StreamWriter] = []
+
+    async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        writer.write(b"Asterisk Call Manager/11.0.0\r\n")
+        parser = FrameParser()
+        while data := await reader.read(4096):
+            for action in parser.feed(data):
+                aid = action.get("ActionID", "")
+                name = action.get("Action")
+                if name == "CoreShowChannels":
+                    chan = {"Channel": "PJSIP/101-00000001", "Uniqueid": "9.1", "Linkedid": "9.1"}
+                    writer.write(
+                        encode_frame({"Response": "Success", "ActionID": aid,
+                                      "EventList": "start", "Message": "Channels will follow"})
+                        + encode_frame({"Event": "CoreShowChannel", "ActionID": aid, **chan})
+                        + encode_frame({"Event": "CoreShowChannelsComplete", "ActionID": aid,
+                                        "EventList": "Complete", "ListItems": "1"})
+                        + encode_frame({"Event": "Hangup", **chan, "Cause": "16"})
+                    )  # fmt: skip
+                elif name in ("Login", "Ping", "QueueStatus"):
+                    resp = "Error" if name == "QueueStatus" else "Success"
+                    writer.write(encode_frame({"Response": resp, "ActionID": aid}))
+
+    server = await asyncio.start_server(peer, "127.0.0.1", 0)
+    bus = Bus()
+    order: list[str] = []
+    bus.subscribe(ResyncSnapshot, lambda s: order.append(f"snapshot:{len(s.channels)}"))
+    bus.subscribe(AmiEvent, lambda e: order.append(e.frame["Event"]))
+    link = AmiLink(settings(server.sockets[0].getsockname()[1], auth="plain"), bus)
+    link.start()
+    try:
+        await until(lambda: "Hangup" in order)
+        assert order.index("snapshot:1") < order.index("Hangup")
+    finally:
+        await link.stop()
+        server.close()
+        for w in writers:
+            w.close()
+            await w.wait_closed()
+        await server.wait_closed()

@@ -162,7 +162,7 @@ def test_demo_starts_serves_health_shows_calls_and_stops_on_ctrl_c(tmp_path: Pat
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0, out
-    assert "agents" in out and "ext 101" in out
+    assert "ana (ext 101)" in out and "password" in out
     assert "☎" in out, out  # calls shown as the gateway sees them
     assert (tmp_path / "demo" / "centralita.db").exists()
     assert "demo stopped" in out

@@ -22,7 +22,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from panoramisk.actions import Action
@@ -78,6 +78,16 @@ class _LinkProtocol(AMIProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.link.connection_lost(exc)
+
+
+@dataclass(slots=True)
+class _PendingSnapshot:
+    """A CoreShowChannels answer being collected from the read path."""
+
+    action_id: str
+    reconnect: bool
+    queues: list[AmiFrame]
+    channels: list[AmiFrame] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -137,6 +147,8 @@ class AmiLink:
         self._record: BinaryIO | None = None
         self._uptime: tuple[float, float] | None = None  # (Uptime seconds, seen at)
         self._connected_once = False
+        self._resyncs = 0
+        self._snapshot: _PendingSnapshot | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -191,6 +203,7 @@ class AmiLink:
         s = self.settings
         loop = asyncio.get_running_loop()
         self._lost = loop.create_future()
+        self._snapshot = None
         _, protocol = await asyncio.wait_for(
             loop.create_connection(lambda: _LinkProtocol(self), s.host, s.port),
             s.connect_timeout,
@@ -224,25 +237,29 @@ class AmiLink:
             await self._send({"Action": "Events", "EventMask": "on"})
 
     async def _resync(self, reconnect: bool) -> None:
-        """Read the live picture so components above can rebuild state after a gap."""
-        at = self.clock()
-        channels = _as_list(await self.send_action({"Action": "CoreShowChannels"}))
+        """Read the live picture so components above can rebuild state after a gap.
+
+        The snapshot is published from the read path the moment its last frame arrives
+        (``event_received``), so it takes its place in the event order: an event that follows
+        it on the wire reaches the tracker after it, never before (a snapshot applied late
+        would resurrect a call whose Hangup was already seen).
+        """
         queues: list[AmiFrame] = []
         if self.settings.queues:
             try:
                 queues = _as_list(await self.send_action({"Action": "QueueStatus"}))
             except AmiError as e:  # app_queue not loaded: not fatal
                 log.warning("pbx=%s QueueStatus failed: %s", self.name, e)
-        chans = [f for f in channels if f.get("Event") == "CoreShowChannel"]
-        qs = [f for f in queues if f.get("Event") in ("QueueParams", "QueueMember", "QueueEntry")]
-        log.info(
-            "pbx=%s resync channels=%d queue_items=%d reconnect=%s",
-            self.name,
-            len(chans),
-            len(qs),
-            reconnect,
+        self._resyncs += 1
+        pending = _PendingSnapshot(
+            action_id=f"centralita-resync-{self._resyncs}",
+            reconnect=reconnect,
+            queues=[
+                f for f in queues if f.get("Event") in ("QueueParams", "QueueMember", "QueueEntry")
+            ],
         )
-        self.bus.publish(ResyncSnapshot(self.name, at, chans, qs, reconnect))
+        self._snapshot = pending
+        await self.send_action({"Action": "CoreShowChannels", "ActionID": pending.action_id})
 
     async def _watch(self) -> None:
         """Ping every interval; a ping unanswered for a whole interval means the link is dead."""
@@ -323,6 +340,19 @@ class AmiLink:
         if name in LINK_EVENTS:
             self._link_event(name, frame, now)
         self.bus.publish(AmiEvent(self.name, frame, now))
+        snap = self._snapshot
+        if snap is not None and frame.get("ActionID") == snap.action_id:
+            if name == "CoreShowChannel":
+                snap.channels.append(frame)
+            elif name == "CoreShowChannelsComplete":
+                self._snapshot = None
+                log.info(
+                    "pbx=%s resync channels=%d queue_items=%d reconnect=%s",
+                    self.name, len(snap.channels), len(snap.queues), snap.reconnect,
+                )  # fmt: skip
+                self.bus.publish(
+                    ResyncSnapshot(self.name, now, snap.channels, snap.queues, snap.reconnect)
+                )
 
     def parse_errors(self, errors: list[Any]) -> None:
         self.parse_error_count += len(errors)
