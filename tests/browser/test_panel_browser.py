@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import struct
 import wave
 from pathlib import Path
@@ -18,7 +19,12 @@ from gateway.store.models import PersonType
 from tests.test_panel_support import PASSWORD, open_world, ringing, until
 
 pytestmark = pytest.mark.browser
-playwright_api = pytest.importorskip("playwright.async_api")
+# CI sets CENTRALITA_REQUIRE_BROWSER=1: there a missing browser is a failure, not a skip
+REQUIRED = os.environ.get("CENTRALITA_REQUIRE_BROWSER") == "1"
+if REQUIRED:
+    import playwright.async_api as playwright_api
+else:
+    playwright_api = pytest.importorskip("playwright.async_api")
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -34,6 +40,8 @@ ARGS = [
 ]
 
 if not CHROMIUM.exists():
+    if REQUIRED:
+        raise RuntimeError("CENTRALITA_REQUIRE_BROWSER=1 but /usr/bin/chromium is missing")
     pytest.skip("Debian's chromium is not installed", allow_module_level=True)
 
 
