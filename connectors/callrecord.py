@@ -146,18 +146,15 @@ class FinishedCall:
             f"Start (UTC): {self.started_at:%Y-%m-%d %H:%M:%S}",
             f"Talk time: {self.talk_seconds} s",
         ]
-        if self.caller_name:
-            lines.append(f"Caller ID name: {self.caller_name}")
-        if self.did:
-            lines.append(f"DID: {self.did}")
-        if self.queue:
-            lines.append(f"Queue: {self.queue}")
-        if self.agent:
-            lines.append(f"Agent: {self.agent}")
-        if self.disposition:
-            lines.append(f"Disposition: {self.disposition}")
-        if self.recording_url:
-            lines.append(f"Recording: {self.recording_url}")
+        optional = (
+            ("Caller ID name", self.caller_name),
+            ("DID", self.did),
+            ("Queue", self.queue),
+            ("Agent", self.agent),
+            ("Disposition", self.disposition),
+            ("Recording", self.recording_url),
+        )
+        lines += [f"{label}: {value}" for label, value in optional if value]
         if self.notes:
             lines += ["", self.notes]
         lines += ["", self.marker]

@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 import msgspec
 
-from connectors.base import ConnectorHealth, RecordRejected
+from connectors.base import RecordRejected
 from connectors.callrecord import FinishedCall
-from connectors.health import HealthTracker
+from connectors.http_base import HttpCrmConnector
 from connectors.numbers import digits_only, national_digits
 from connectors.settings import GenericHttpSettings
-from connectors.transport import HttpTransport, deadline, decode_json
+from connectors.transport import decode_json
 from gateway.errors import ConnectorError
 from gateway.lookup.card import CallerCard, PersonKind
 
@@ -48,58 +46,31 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-class GenericHttpConnector:
+class GenericHttpConnector(HttpCrmConnector[GenericHttpSettings]):
     """Looks callers up and logs calls through two configurable HTTP endpoints."""
 
-    def __init__(
-        self,
-        settings: GenericHttpSettings,
-        *,
-        public_url: str = "",
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.name = settings.name
-        self.settings = settings
-        self._public_url = public_url
-        self._clock = clock
-        self._health = HealthTracker(settings.name, clock)
-        base = settings.lookup_url or settings.log_url
-        self._http = HttpTransport(base, verify_tls=settings.verify_tls)
-
-    async def start(self) -> None:
-        await self._http.start()
-
-    async def close(self) -> None:
-        await self._http.close()
-
-    def health(self) -> ConnectorHealth:
-        return self._health.snapshot()
+    def _base_url(self) -> str:
+        return self.settings.lookup_url or self.settings.log_url
 
     async def lookup(self, e164: str, raw: str) -> CallerCard | None:
-        s = self.settings
-        if not s.lookup_url:
+        if not self.settings.lookup_url:
             return None
+        return await super().lookup(e164, raw)
+
+    async def _find(self, e164: str, raw: str, timeout: float) -> CallerCard | None:
+        s = self.settings
         url = s.lookup_url.format(
             e164=quote(e164, safe=""),
             digits=quote(digits_only(e164), safe=""),
             national=quote(national_digits(e164), safe=""),
             raw=quote(raw, safe=""),
         )
-        try:
-            async with deadline(s.timeout_ms / 1000, self.name):
-                status, body = await self._http.request(
-                    "GET", url, timeout=s.timeout_ms / 1000, headers=s.headers
-                )
-            if status == 404:
-                self._health.success()
-                return None
-            if status >= 300:
-                raise ConnectorError(f"{self._http.host}: lookup answered HTTP {status}")
-            doc = decode_json(body, self._http.host) if body.strip() else None
-        except ConnectorError as e:
-            self._health.error(str(e))
-            raise
-        self._health.success()
+        status, body = await self._http.request("GET", url, timeout=timeout, headers=s.headers)
+        if status == 404:
+            return None
+        if status >= 300:
+            raise ConnectorError(f"{self._http.host}: lookup answered HTTP {status}")
+        doc = decode_json(body, self._http.host) if body.strip() else None
         return self._card(e164, doc)
 
     def _card(self, e164: str, doc: Any) -> CallerCard | None:
@@ -142,6 +113,7 @@ class GenericHttpConnector:
         )
 
     async def log_call(self, record: dict[str, object]) -> None:
+        """POST the whole record, internal calls included (unlike the CRM connectors)."""
         s = self.settings
         if not s.log_url:
             return
@@ -154,18 +126,14 @@ class GenericHttpConnector:
         if s.hmac_secret:
             headers["X-Centralita-Timestamp"] = str(int(self._clock()))
             headers["X-Centralita-Signature"] = sign(s.hmac_secret, body)
-        try:
-            async with deadline(s.write_timeout_ms / 1000, self.name):
-                status, _ = await self._http.request(
-                    "POST", s.log_url, timeout=s.write_timeout_ms / 1000, data=body, headers=headers
-                )
+        timeout = s.write_timeout_ms / 1000
+        async with self._tracked(timeout):
+            status, _ = await self._http.request(
+                "POST", s.log_url, timeout=timeout, data=body, headers=headers
+            )
             if status == 409:  # the receiver already has this record: that is success
                 pass
             elif 400 <= status < 500 and status not in (401, 403, 408, 429):
                 raise RecordRejected(f"{self._http.host}: call {call.id!r} refused, HTTP {status}")
             elif status >= 300:
                 raise ConnectorError(f"{self._http.host}: call log answered HTTP {status}")
-        except ConnectorError as e:
-            self._health.error(str(e))
-            raise
-        self._health.success()

@@ -16,22 +16,19 @@ else ``phone`` and ``mobile``. Calls are logged as a note in the record's chatte
 
 from __future__ import annotations
 
-import asyncio
 import html
 import itertools
 import logging
-import time
-from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
-from connectors.base import ConnectorHealth, RecordRejected, SessionExpired
+from connectors.base import RecordRejected, SessionExpired
 from connectors.callrecord import FinishedCall
-from connectors.health import HealthTracker
+from connectors.http_base import SessionCrmConnector, first_found
 from connectors.numbers import dial_string, last_digits, national_digits, spellings
 from connectors.settings import OdooSettings
-from connectors.transport import HttpTransport, LoginGate, LoginRefused, all_of, deadline
+from connectors.transport import LoginRefused
 from gateway.errors import ConnectorError
 from gateway.lookup.card import CallerCard, PersonKind
 
@@ -80,39 +77,17 @@ def _m2o(value: Any) -> tuple[int | None, str]:
     return None, ""
 
 
-class OdooConnector:
+class OdooConnector(SessionCrmConnector[OdooSettings, int]):
     """Looks callers up in contacts and CRM leads; logs calls as notes on them."""
 
-    def __init__(
-        self,
-        settings: OdooSettings,
-        *,
-        public_url: str = "",
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.name = settings.name
-        self.settings = settings
-        self._public_url = public_url
-        self._health = HealthTracker(settings.name, clock)
-        self._http = HttpTransport(settings.url, verify_tls=settings.verify_tls)
-        self._endpoint = self._http.base_url + "/jsonrpc"
-        self._uid: int | None = None
+    API_PATH = "/jsonrpc"
+
+    def _setup(self) -> None:
+        super()._setup()
         self._major = 16
         self._fields: dict[str, set[str]] = {}
         self._partner_of_user: dict[str, int] = {}
-        self._login_lock = asyncio.Lock()
-        self._gate = LoginGate()
         self._ids = itertools.count(1)
-        self._owner_of = {uid: agent for agent, uid in settings.users.items()}
-
-    async def start(self) -> None:
-        await self._http.start()
-
-    async def close(self) -> None:
-        await self._http.close()
-
-    def health(self) -> ConnectorHealth:
-        return self._health.snapshot()
 
     # -- protocol -------------------------------------------------------------------------
 
@@ -146,52 +121,43 @@ class OdooConnector:
             raise ConnectorError(f"{self._http.host}: {method} failed: {short}")
         return doc.get("result")
 
-    async def _login(self, stale: int | None, timeout: float) -> int:
-        async with self._login_lock:
-            if self._uid is not None and self._uid != stale:
-                return self._uid
-            self._gate.check()
-            s = self.settings
-            try:
-                uid = await self._rpc(
-                    "common", "login", [s.database, s.username, s.password], timeout
-                )
-            except SessionExpired:
-                uid = False
-            if not isinstance(uid, int) or isinstance(uid, bool) or uid <= 0:
-                message = (
-                    f"{self._http.host}: login refused for {s.username!r} on database "
-                    f"{s.database!r}; check username and password/API key"
-                )
-                self._gate.refused(message)
-                raise LoginRefused(message)
-            self._gate.accepted()
-            version = await self._rpc("common", "version", [], timeout)
-            info = version.get("server_version_info") if isinstance(version, dict) else None
-            if isinstance(info, list) and info and isinstance(info[0], int):
-                self._major = info[0]
-            self._uid = uid
-            log.info("crm %s: logged in to %s as uid %d", self.name, self._http.host, uid)
-            return uid
+    async def _open_session(self, timeout: float) -> int:
+        s = self.settings
+        try:
+            uid = await self._rpc("common", "login", [s.database, s.username, s.password], timeout)
+        except SessionExpired:
+            uid = False
+        if not isinstance(uid, int) or isinstance(uid, bool) or uid <= 0:
+            raise LoginRefused(
+                f"{self._http.host}: login refused for {s.username!r} on database "
+                f"{s.database!r}; check username and password/API key"
+            )
+        version = await self._rpc("common", "version", [], timeout)
+        info = version.get("server_version_info") if isinstance(version, dict) else None
+        if isinstance(info, list) and info and isinstance(info[0], int):
+            self._major = info[0]
+        log.info("crm %s: logged in to %s as uid %d", self.name, self._http.host, uid)
+        return uid
 
     async def _execute(
         self, model: str, method: str, args: list[Any], kwargs: dict[str, Any], timeout: float
     ) -> Any:
         s = self.settings
-        uid = self._uid or await self._login(None, timeout)
-        call = [s.database, uid, s.password, model, method, args, kwargs]
         try:
-            return await self._rpc("object", "execute_kw", call, timeout)
-        except SessionExpired:
-            uid = await self._login(uid, timeout)
-            call[1] = uid
-            try:
-                return await self._rpc("object", "execute_kw", call, timeout)
-            except SessionExpired as e:
-                raise ConnectorError(
-                    f"{self._http.host}: access denied to {model}.{method} for "
-                    f"{s.username!r}; check the user's access rights"
-                ) from e
+            return await self._with_session(
+                lambda uid: self._rpc(
+                    "object",
+                    "execute_kw",
+                    [s.database, uid, s.password, model, method, args, kwargs],
+                    timeout,
+                ),
+                timeout,
+            )
+        except SessionExpired as e:  # even with a fresh uid: the user may not touch this model
+            raise ConnectorError(
+                f"{self._http.host}: access denied to {model}.{method} for "
+                f"{s.username!r}; check the user's access rights"
+            ) from e
 
     async def _model_fields(self, model: str, timeout: float) -> set[str]:
         if model not in self._fields:
@@ -217,12 +183,10 @@ class OdooConnector:
         return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
 
     async def _find(self, e164: str, raw: str, timeout: float) -> CallerCard | None:
-        models = list(self.settings.models)
-        found = await all_of(*(self._search(m, e164, raw, timeout) for m in models))
-        for model, rows in zip(models, found, strict=True):
-            if rows:
-                return self._card(e164, model, rows[0])
-        return None
+        hit = await first_found(
+            list(self.settings.models), lambda m: self._search(m, e164, raw, timeout)
+        )
+        return None if hit is None else self._card(e164, *hit)
 
     def _card(self, e164: str, model: str, row: dict[str, Any]) -> CallerCard:
         rid = str(row.get("id"))
@@ -264,31 +228,7 @@ class OdooConnector:
             extra={"model": model},
         )
 
-    async def lookup(self, e164: str, raw: str) -> CallerCard | None:
-        timeout = self.settings.timeout_ms / 1000
-        try:
-            async with deadline(timeout, self.name):
-                card = await self._find(e164, raw, timeout)
-        except ConnectorError as e:
-            self._health.error(str(e))
-            raise
-        self._health.success()
-        return card
-
     # -- call log -------------------------------------------------------------------------
-
-    async def log_call(self, record: dict[str, object]) -> None:
-        call = FinishedCall.from_record(record, self._public_url)
-        if not call.is_customer_call:
-            return
-        timeout = self.settings.write_timeout_ms / 1000
-        try:
-            async with deadline(timeout, self.name):
-                await self._write(call, timeout)
-        except ConnectorError as e:
-            self._health.error(str(e))
-            raise
-        self._health.success()
 
     def _body(self, call: FinishedCall) -> str:
         text = f"{call.subject}\n{call.description()}"

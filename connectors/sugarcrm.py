@@ -13,20 +13,17 @@ own marker tag ever go into it, quoted by ``sql_literal`` all the same.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
-import time
-from collections.abc import Callable
 from typing import Any
 
-from connectors.base import ConnectorHealth, RecordRejected, SessionExpired
+from connectors.base import RecordRejected, SessionExpired
 from connectors.callrecord import FinishedCall, split_duration
-from connectors.health import HealthTracker
+from connectors.http_base import SessionCrmConnector, first_found
 from connectors.numbers import last_digits, spellings
 from connectors.settings import SugarCrmSettings
-from connectors.transport import HttpTransport, LoginGate, LoginRefused, all_of, deadline
+from connectors.transport import LoginRefused
 from gateway.errors import ConnectorError
 from gateway.lookup.card import CallerCard, PersonKind
 
@@ -90,36 +87,14 @@ def _value(entry: dict[str, Any], key: str) -> str:
     return "" if v is None else str(v)
 
 
-class SugarCrmConnector:
+class SugarCrmConnector(SessionCrmConnector[SugarCrmSettings, str]):
     """Looks callers up in Contacts, Leads and Accounts and logs calls in Calls."""
 
-    def __init__(
-        self,
-        settings: SugarCrmSettings,
-        *,
-        public_url: str = "",
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.name = settings.name
-        self.settings = settings
-        self._public_url = public_url
-        self._health = HealthTracker(settings.name, clock)
-        self._http = HttpTransport(settings.url, verify_tls=settings.verify_tls)
-        self._endpoint = self._http.base_url + "/service/v4_1/rest.php"
-        self._sid: str | None = None
+    API_PATH = "/service/v4_1/rest.php"
+
+    def _setup(self) -> None:
+        super()._setup()
         self._user_id = ""
-        self._login_lock = asyncio.Lock()
-        self._gate = LoginGate()
-        self._owner_of = {uid: agent for agent, uid in settings.users.items()}
-
-    async def start(self) -> None:
-        await self._http.start()
-
-    async def close(self) -> None:
-        await self._http.close()
-
-    def health(self) -> ConnectorHealth:
-        return self._health.snapshot()
 
     # -- protocol -------------------------------------------------------------------------
 
@@ -143,45 +118,32 @@ class SugarCrmConnector:
             raise ConnectorError(f"{self._http.host}: {method} failed: {result.get('name')!r}")
         return result
 
-    async def _login(self, stale: str | None, timeout: float) -> str:
-        async with self._login_lock:
-            if self._sid is not None and self._sid != stale:
-                return self._sid  # someone else logged in while we waited
-            self._gate.check()
-            s = self.settings
-            try:
-                result = await self._post(
-                    "login",
-                    {
-                        "user_auth": {
-                            "user_name": s.username,
-                            "password": hashlib.md5(s.password.encode()).hexdigest(),
-                        },
-                        "application_name": "Centralita",
-                        "name_value_list": [],
-                    },
-                    timeout,
-                )
-            except LoginRefused as e:
-                self._gate.refused(str(e))
-                raise
-            self._gate.accepted()
-            sid = result.get("id") if isinstance(result, dict) else None
-            if not isinstance(sid, str) or not sid:
-                raise ConnectorError(f"{self._http.host}: login answered without a session id")
-            self._sid = sid
-            self._user_id = _value(result, "user_id")
-            log.info("crm %s: logged in to %s", self.name, self._http.host)
-            return sid
+    async def _open_session(self, timeout: float) -> str:
+        s = self.settings
+        result = await self._post(
+            "login",
+            {
+                "user_auth": {
+                    "user_name": s.username,
+                    "password": hashlib.md5(s.password.encode()).hexdigest(),
+                },
+                "application_name": "Centralita",
+                "name_value_list": [],
+            },
+            timeout,
+        )
+        sid = result.get("id") if isinstance(result, dict) else None
+        if not isinstance(sid, str) or not sid:
+            raise ConnectorError(f"{self._http.host}: login answered without a session id")
+        self._user_id = _value(result, "user_id")
+        log.info("crm %s: logged in to %s", self.name, self._http.host)
+        return sid
 
     async def _api(self, method: str, args: dict[str, Any], timeout: float) -> Any:
         """Call ``method`` with ``session`` first, logging in (again, once) as needed."""
-        sid = self._sid or await self._login(None, timeout)
-        try:
-            return await self._post(method, {"session": sid, **args}, timeout)
-        except SessionExpired:
-            sid = await self._login(sid, timeout)
-            return await self._post(method, {"session": sid, **args}, timeout)
+        return await self._with_session(
+            lambda sid: self._post(method, {"session": sid, **args}, timeout), timeout
+        )
 
     async def _entries(
         self, module: str, query: str, fields: tuple[str, ...], timeout: float, limit: int = 5
@@ -209,22 +171,15 @@ class SugarCrmConnector:
     # -- lookup ---------------------------------------------------------------------------
 
     async def _find(self, e164: str, raw: str, timeout: float) -> CallerCard | None:
-        modules = [m for m in self.settings.modules if phone_where(m, e164, raw, 0)]
-        found = await all_of(
-            *(
-                self._entries(
-                    m,
-                    phone_where(m, e164, raw, self.settings.match_last_digits),
-                    _SELECT[m],
-                    timeout,
-                )
-                for m in modules
-            )
+        s = self.settings
+        modules = [m for m in s.modules if phone_where(m, e164, raw, 0)]
+        hit = await first_found(
+            modules,
+            lambda m: self._entries(
+                m, phone_where(m, e164, raw, s.match_last_digits), _SELECT[m], timeout
+            ),
         )
-        for module, entries in zip(modules, found, strict=True):
-            if entries:
-                return self._card(e164, module, entries[0])
-        return None
+        return None if hit is None else self._card(e164, *hit)
 
     def _card(self, e164: str, module: str, entry: dict[str, Any]) -> CallerCard:
         rid = str(entry["id"])
@@ -249,31 +204,7 @@ class SugarCrmConnector:
             extra={"module": module},
         )
 
-    async def lookup(self, e164: str, raw: str) -> CallerCard | None:
-        timeout = self.settings.timeout_ms / 1000
-        try:
-            async with deadline(timeout, self.name):
-                card = await self._find(e164, raw, timeout)
-        except ConnectorError as e:
-            self._health.error(str(e))
-            raise
-        self._health.success()
-        return card
-
     # -- call log -------------------------------------------------------------------------
-
-    async def log_call(self, record: dict[str, object]) -> None:
-        call = FinishedCall.from_record(record, self._public_url)
-        if not call.is_customer_call:
-            return
-        timeout = self.settings.write_timeout_ms / 1000
-        try:
-            async with deadline(timeout, self.name):
-                await self._write(call, timeout)
-        except ConnectorError as e:
-            self._health.error(str(e))
-            raise
-        self._health.success()
 
     async def _write(self, call: FinishedCall, timeout: float) -> None:
         earlier = await self._entries(

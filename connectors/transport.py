@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -22,6 +22,14 @@ from gateway.errors import ConnectorError, ConnectorTimeout
 T = TypeVar("T")
 
 USER_AGENT = "Centralita/0.1 (+crm-connector)"
+
+
+class RequestOptions(TypedDict, total=False):
+    """What ``request_json`` passes through to ``request`` unchanged."""
+
+    params: Mapping[str, str] | None
+    data: Mapping[str, str] | bytes | None
+    headers: Mapping[str, str] | None
 
 
 class HttpTransport:
@@ -76,19 +84,10 @@ class HttpTransport:
             raise ConnectorError(f"{self.host}: {type(e).__name__}") from e
 
     async def request_json(
-        self,
-        method: str,
-        url: str,
-        *,
-        timeout: float,
-        params: Mapping[str, str] | None = None,
-        data: Mapping[str, str] | bytes | None = None,
-        headers: Mapping[str, str] | None = None,
+        self, method: str, url: str, *, timeout: float, **options: Unpack[RequestOptions]
     ) -> Any:
         """The decoded JSON answer of a 2xx response; anything else is a ConnectorError."""
-        status, body = await self.request(
-            method, url, timeout=timeout, params=params, data=data, headers=headers
-        )
+        status, body = await self.request(method, url, timeout=timeout, **options)
         if 300 <= status < 400:
             raise ConnectorError(
                 f"{self.host}: HTTP {status} redirect; set the connector url to the final "

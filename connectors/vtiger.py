@@ -15,22 +15,19 @@ or lead's Activities; the PBXManager module is left to vTiger's own Asterisk con
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
-import time
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from connectors.base import ConnectorHealth, RecordRejected, SessionExpired
+from connectors.base import RecordRejected, SessionExpired
 from connectors.callrecord import FinishedCall, split_duration
-from connectors.health import HealthTracker
+from connectors.http_base import SessionCrmConnector, first_found
 from connectors.numbers import last_digits, spellings
 from connectors.settings import VtigerSettings
-from connectors.transport import HttpTransport, LoginGate, LoginRefused, all_of, deadline
+from connectors.transport import LoginRefused
 from gateway.errors import ConnectorError
 from gateway.lookup.card import CallerCard, PersonKind
 
@@ -75,37 +72,15 @@ def _numeric(ws_id: str) -> str:
     return ws_id.partition("x")[2] or ws_id
 
 
-class VtigerConnector:
+class VtigerConnector(SessionCrmConnector[VtigerSettings, str]):
     """Looks callers up in Contacts, Leads and Accounts; logs calls as "Call" events."""
 
-    def __init__(
-        self,
-        settings: VtigerSettings,
-        *,
-        public_url: str = "",
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.name = settings.name
-        self.settings = settings
-        self._public_url = public_url
-        self._health = HealthTracker(settings.name, clock)
-        self._http = HttpTransport(settings.url, verify_tls=settings.verify_tls)
-        self._endpoint = self._http.base_url + "/webservice.php"
-        self._session: str | None = None
+    API_PATH = "/webservice.php"
+
+    def _setup(self) -> None:
+        super()._setup()
         self._user_id = ""
-        self._login_lock = asyncio.Lock()
-        self._gate = LoginGate()
-        self._owner_of = {uid: agent for agent, uid in settings.users.items()}
-        self._tz = ZoneInfo(settings.timezone)
-
-    async def start(self) -> None:
-        await self._http.start()
-
-    async def close(self) -> None:
-        await self._http.close()
-
-    def health(self) -> ConnectorHealth:
-        return self._health.snapshot()
+        self._tz = ZoneInfo(self.settings.timezone)
 
     # -- protocol -------------------------------------------------------------------------
 
@@ -135,44 +110,29 @@ class VtigerConnector:
         doc = await self._http.request_json("POST", self._endpoint, data=form, timeout=timeout)
         return self._result(doc, form["operation"])
 
-    async def _login(self, stale: str | None, timeout: float) -> str:
-        async with self._login_lock:
-            if self._session is not None and self._session != stale:
-                return self._session
-            self._gate.check()
-            s = self.settings
-            challenge = await self._get(
-                {"operation": "getchallenge", "username": s.username}, timeout
-            )
-            token = challenge.get("token") if isinstance(challenge, dict) else None
-            if not isinstance(token, str):
-                raise ConnectorError(f"{self._http.host}: getchallenge answered no token")
-            key = hashlib.md5((token + s.access_key).encode()).hexdigest()
-            try:
-                result = await self._post(
-                    {"operation": "login", "username": s.username, "accessKey": key}, timeout
-                )
-            except LoginRefused as e:
-                self._gate.refused(str(e))
-                raise
-            self._gate.accepted()
-            session = result.get("sessionName") if isinstance(result, dict) else None
-            if not isinstance(session, str) or not session:
-                raise ConnectorError(f"{self._http.host}: login answered no sessionName")
-            self._session = session
-            self._user_id = str(result.get("userId") or "")
-            log.info("crm %s: logged in to %s", self.name, self._http.host)
-            return session
+    async def _open_session(self, timeout: float) -> str:
+        s = self.settings
+        challenge = await self._get({"operation": "getchallenge", "username": s.username}, timeout)
+        token = challenge.get("token") if isinstance(challenge, dict) else None
+        if not isinstance(token, str):
+            raise ConnectorError(f"{self._http.host}: getchallenge answered no token")
+        key = hashlib.md5((token + s.access_key).encode()).hexdigest()
+        result = await self._post(
+            {"operation": "login", "username": s.username, "accessKey": key}, timeout
+        )
+        session = result.get("sessionName") if isinstance(result, dict) else None
+        if not isinstance(session, str) or not session:
+            raise ConnectorError(f"{self._http.host}: login answered no sessionName")
+        self._user_id = str(result.get("userId") or "")
+        log.info("crm %s: logged in to %s", self.name, self._http.host)
+        return session
 
     async def _call(self, method: str, args: dict[str, str], timeout: float) -> Any:
         """An operation with ``sessionName``, logging in (again, once) as needed."""
         send = self._get if method == "GET" else self._post
-        session = self._session or await self._login(None, timeout)
-        try:
-            return await send({**args, "sessionName": session}, timeout)
-        except SessionExpired:
-            session = await self._login(session, timeout)
-            return await send({**args, "sessionName": session}, timeout)
+        return await self._with_session(
+            lambda session: send({**args, "sessionName": session}, timeout), timeout
+        )
 
     async def _query(self, statement: str, timeout: float) -> list[dict[str, Any]]:
         rows = await self._call("GET", {"operation": "query", "query": statement}, timeout)
@@ -185,13 +145,10 @@ class VtigerConnector:
     async def _find(self, e164: str, raw: str, timeout: float) -> CallerCard | None:
         s = self.settings
         modules = [m for m in s.modules if phone_query(m, e164, raw, 0)]
-        found = await all_of(
-            *(self._query(phone_query(m, e164, raw, s.match_last_digits), timeout) for m in modules)
+        hit = await first_found(
+            modules, lambda m: self._query(phone_query(m, e164, raw, s.match_last_digits), timeout)
         )
-        for module, rows in zip(modules, found, strict=True):
-            if rows:
-                return await self._card(e164, module, rows[0], timeout)
-        return None
+        return None if hit is None else await self._card(e164, *hit, timeout)
 
     async def _card(
         self, e164: str, module: str, row: dict[str, Any], timeout: float
@@ -230,31 +187,7 @@ class VtigerConnector:
             extra={"module": module},
         )
 
-    async def lookup(self, e164: str, raw: str) -> CallerCard | None:
-        timeout = self.settings.timeout_ms / 1000
-        try:
-            async with deadline(timeout, self.name):
-                card = await self._find(e164, raw, timeout)
-        except ConnectorError as e:
-            self._health.error(str(e))
-            raise
-        self._health.success()
-        return card
-
     # -- call log -------------------------------------------------------------------------
-
-    async def log_call(self, record: dict[str, object]) -> None:
-        call = FinishedCall.from_record(record, self._public_url)
-        if not call.is_customer_call:
-            return
-        timeout = self.settings.write_timeout_ms / 1000
-        try:
-            async with deadline(timeout, self.name):
-                await self._write(call, timeout)
-        except ConnectorError as e:
-            self._health.error(str(e))
-            raise
-        self._health.success()
 
     async def _write(self, call: FinishedCall, timeout: float) -> None:
         earlier = await self._query(

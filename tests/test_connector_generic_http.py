@@ -7,8 +7,10 @@ import pytest
 from connectors.base import RecordRejected
 from connectors.generic_http import GenericHttpConnector
 from connectors.settings import GenericHttpSettings
-from gateway.errors import ConnectorError, ConnectorTimeout
+from gateway.errors import ConnectorError
 from gateway.lookup.card import PersonKind
+from tests.fakes import connector_harness as harness
+from tests.fakes.connector_harness import record as record  # tests/test_outbox.py imports it
 from tests.fakes.generic_http import GenericCrm
 
 PERSON = {
@@ -21,37 +23,7 @@ PERSON = {
 }
 
 
-def record(rid: str = "call-1", **over: object) -> dict[str, object]:
-    r: dict[str, object] = {
-        "id": rid,
-        "pbx": "lab",
-        "linkedid": "1700000000.1",
-        "direction": "inbound",
-        "caller": "+34612345678",
-        "caller_name": "Ana",
-        "did": "+34910000000",
-        "dialed": "",
-        "queue": "sales",
-        "agents_rang": ["201"],
-        "answered_by": "201",
-        "outcome": "answered",
-        "started_at": 1_700_000_000.0,
-        "answered_at": 1_700_000_005.0,
-        "ended_at": 1_700_000_065.0,
-        "ring_seconds": 5,
-        "talk_seconds": 60,
-        "total_seconds": 65,
-        "hangup_cause": "16",
-        "recordings": ["q-1700000000.1.wav"],
-        "notes": "wants a quote",
-        "disposition": "interested",
-        "recording_url": "/api/v1/recordings/call-1",
-    }
-    r.update(over)
-    return r
-
-
-async def make(aiohttp_server, crm: GenericCrm, **over: object):
+async def make(aiohttp_server, crm: GenericCrm, **over: object) -> GenericHttpConnector:
     server = await aiohttp_server(crm.app())
     base = str(server.make_url("/api"))
     kw: dict[str, object] = {
@@ -72,17 +44,14 @@ async def make(aiohttp_server, crm: GenericCrm, **over: object):
         "write_timeout_ms": 300,
     }
     kw.update(over)
-    conn = GenericHttpConnector(
-        GenericHttpSettings(**kw), public_url="https://gw.example", clock=lambda: 1_700_000_100.0
+    return GenericHttpConnector(
+        GenericHttpSettings(**kw), public_url=harness.PUBLIC_URL, clock=lambda: 1_700_000_100.0
     )
-    await conn.start()
-    return conn
 
 
 async def test_lookup_maps_the_answer_onto_the_card(aiohttp_server):
     crm = GenericCrm(people={"+34612345678": PERSON})
-    conn = await make(aiohttp_server, crm)
-    try:
+    async with harness.started(await make(aiohttp_server, crm)) as conn:
         card = await conn.lookup("+34612345678", "612345678")
         assert card is not None
         assert (card.display_name, card.company, card.person_id) == ("Ana García", "Acme SL", "42")
@@ -91,74 +60,47 @@ async def test_lookup_maps_the_answer_onto_the_card(aiohttp_server):
         assert card.source == "inhouse"
         assert await conn.lookup("+34699999999", "699999999") is None
         assert conn.health().last_success is not None and conn.health().last_error is None
-    finally:
-        await conn.close()
 
 
 async def test_number_is_url_encoded_so_nothing_is_smuggled(aiohttp_server):
-    crm = GenericCrm(people={"+34612345678": PERSON, "' OR 1=1 --": PERSON})
-    conn = await make(aiohttp_server, crm)
-    try:
+    crm = GenericCrm(people={"+34612345678": PERSON, harness.HOSTILE: PERSON})
+    async with harness.started(await make(aiohttp_server, crm)) as conn:
         assert await conn.lookup("+34612345678", "") is not None  # '+' arrived as '+'
         # unencoded, this would add a second number=... that the receiver reads instead
         assert await conn.lookup("+34699999999&number=+34612345678", "") is None
-        card = await conn.lookup("' OR 1=1 --", "' OR 1=1 --")
+        card = await conn.lookup(harness.HOSTILE, harness.HOSTILE)
         assert card is not None  # the stand-in has that literal key: it arrived intact
-    finally:
-        await conn.close()
 
 
 async def test_signed_record_is_verified_and_stored_once(aiohttp_server):
     crm = GenericCrm(secret="hmac-key")
-    conn = await make(aiohttp_server, crm)
-    try:
-        await conn.log_call(record(caller_name="<script>alert(1)</script>"))
-        await conn.log_call(record())  # a retry after a lost answer
-        assert crm.bad_signatures == 0 and crm.posts == 2
-        assert list(crm.calls) == ["call-1"]
-        stored = crm.calls["call-1"]
-        assert stored["caller_name"] == "<script>alert(1)</script>"
-        assert stored["recording_url"] == "https://gw.example/api/v1/recordings/call-1"
-    finally:
-        await conn.close()
+    async with harness.started(await make(aiohttp_server, crm)) as conn:
+        await conn.log_call(harness.record(caller_name="<script>alert(1)</script>"))
+        await conn.log_call(harness.record())  # a retry after a lost answer
+    assert crm.bad_signatures == 0 and crm.posts == 2
+    assert list(crm.calls) == ["call-1"]
+    stored = crm.calls["call-1"]
+    assert stored["caller_name"] == "<script>alert(1)</script>"
+    assert stored["recording_url"] == harness.PUBLIC_URL + "/api/v1/recordings/call-1"
 
 
 async def test_wrong_secret_is_refused_by_the_receiver(aiohttp_server):
     crm = GenericCrm(secret="hmac-key")
-    conn = await make(aiohttp_server, crm, hmac_secret="other-key")
-    try:
+    async with harness.started(await make(aiohttp_server, crm, hmac_secret="other-key")) as conn:
         with pytest.raises(ConnectorError):
-            await conn.log_call(record())
+            await conn.log_call(harness.record())
         assert crm.bad_signatures == 1 and crm.calls == {}
         assert "HTTP 401" in (conn.health().last_error or "")
-    finally:
-        await conn.close()
 
 
 async def test_receiver_refusing_the_record_is_permanent(aiohttp_server):
-    crm = GenericCrm()
-    conn = await make(aiohttp_server, crm)
-    try:
+    async with harness.started(await make(aiohttp_server, GenericCrm())) as conn:
         with pytest.raises(RecordRejected):
             await conn.log_call({"direction": "inbound"})  # no id: cannot ever be delivered
-    finally:
-        await conn.close()
 
 
 async def test_crm_down_and_hanging_raise_connector_errors(aiohttp_server):
     crm = GenericCrm(people={"+34612345678": PERSON})
-    conn = await make(aiohttp_server, crm)
-    try:
-        crm.faults.down = True
-        with pytest.raises(ConnectorError):
-            await conn.lookup("+34612345678", "")
-        with pytest.raises(ConnectorError):
-            await conn.log_call(record())
-        crm.faults.down = False
-        crm.faults.hang = True
-        with pytest.raises(ConnectorTimeout):
-            await conn.lookup("+34612345678", "")
-        assert conn.health().last_error is not None
-    finally:
-        crm.faults.hang = False
-        await conn.close()
+    async with harness.started(await make(aiohttp_server, crm)) as conn:
+        await harness.check_down_then_hanging(conn, crm.faults)
+    assert crm.calls == {}

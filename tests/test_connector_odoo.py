@@ -6,12 +6,8 @@ import pytest
 
 from connectors.odoo import OdooConnector
 from connectors.settings import OdooSettings
-from gateway.errors import ConnectorError, ConnectorTimeout
-from gateway.lookup.card import PersonKind
+from tests.fakes import connector_harness as harness
 from tests.fakes.odoo import Odoo
-from tests.test_connector_generic_http import record
-
-HOSTILE = "' OR 1=1 --"
 
 
 def seed(crm: Odoo) -> Odoo:
@@ -49,48 +45,22 @@ def crm() -> Odoo:
 
 async def make(aiohttp_server, crm: Odoo, **over: object) -> OdooConnector:
     server = await aiohttp_server(crm.app())
-    kw: dict[str, object] = {
-        "name": "odoo",
-        "url": str(server.make_url("")).rstrip("/"),
-        "database": crm.database,
-        "username": crm.login,
-        "password": crm.password,
-        "users": {"201": "5"},
-        "timeout_ms": 400,
-        "write_timeout_ms": 1000,
-    }
-    kw.update(over)
-    conn = OdooConnector(OdooSettings(**kw), public_url="https://gw.example")
-    await conn.start()
-    return conn
+    kw = harness.settings_for(server, name="odoo", username=crm.login, password=crm.password)
+    settings = OdooSettings(**{**kw, "database": crm.database, "users": {"201": "5"}, **over})
+    return OdooConnector(settings, public_url=harness.PUBLIC_URL)
 
 
-@pytest.fixture
-async def conn(aiohttp_server, crm):
-    c = await make(aiohttp_server, crm)
-    yield c
-    await c.close()
+conn = harness.connector_fixture(make)
 
 
-CASES = [
-    ("+34612345678", "612345678", "Ana García", PersonKind.CONTACT),
-    ("+12125550100", "2125550100", "Bob Smith", PersonKind.CONTACT),
-    ("+34612345679", "612345679", "Luis Pérez", PersonKind.LEAD),
-    ("+34910000000", "910000000", "Acme SL", PersonKind.ACCOUNT),
-]
-
-
-@pytest.mark.parametrize(("e164", "raw", "name", "kind"), CASES)
+@pytest.mark.parametrize(("e164", "raw", "name", "kind"), harness.KNOWN_CALLERS)
 @pytest.mark.parametrize("phone_validation", [True, False])
 async def test_lookup_with_and_without_phone_validation(
     aiohttp_server, e164, raw, name, kind, phone_validation
 ):
     crm = seed(Odoo(has_phone_validation=phone_validation))
-    conn = await make(aiohttp_server, crm)
-    try:
+    async with harness.started(await make(aiohttp_server, crm)) as conn:
         card = await conn.lookup(e164, raw)
-    finally:
-        await conn.close()
     assert card is not None and card.display_name == name and card.kind is kind
     used = {leaf[0] for d in crm.domains for leaf in d if isinstance(leaf, list)}
     assert ("phone_mobile_search" in used) is phone_validation
@@ -110,27 +80,16 @@ async def test_lookup_card_and_miss(conn, crm):
 
 
 async def test_stale_uid_logs_in_again(conn, crm):
-    assert await conn.lookup("+34612345678", "") is not None
-    crm.renumber_user()
-    assert await conn.lookup("+34612345678", "") is not None
-    assert crm.logins == 2
+    await harness.check_logs_in_again(conn, crm.renumber_user, lambda: crm.logins)
 
 
 async def test_wrong_api_key_is_a_clear_error(aiohttp_server, crm):
-    conn = await make(aiohttp_server, crm, password="revoked")
-    try:
-        with pytest.raises(ConnectorError, match="login refused"):
-            await conn.lookup("+34612345678", "")
-        assert "revoked" not in (conn.health().last_error or "")
-        with pytest.raises(ConnectorError, match="not retried"):
-            await conn.lookup("+34612345678", "")
-        assert crm.faults.requests.count("common.login") == 1
-    finally:
-        await conn.close()
+    async with harness.started(await make(aiohttp_server, crm, password="revoked")) as conn:
+        await harness.check_refused_login(conn, crm.faults, login="common.login", secret="revoked")
 
 
 async def test_hostile_caller_id_is_data(conn, crm):
-    assert await conn.lookup(HOSTILE, HOSTILE) is None
+    assert await conn.lookup(harness.HOSTILE, harness.HOSTILE) is None
     assert await conn.lookup("+34612345678", "612' OR '1'='1") is not None
     flat = repr(crm.domains)
     assert "1=1" not in flat
@@ -139,34 +98,23 @@ async def test_hostile_caller_id_is_data(conn, crm):
 @pytest.mark.parametrize("version", [16, 17])
 async def test_call_is_noted_once_on_the_contact(aiohttp_server, version):
     crm = seed(Odoo(version=version))
-    conn = await make(aiohttp_server, crm)
-    try:
-        rec = record(caller_name="<script>alert(1)</script>")
+    async with harness.started(await make(aiohttp_server, crm)) as conn:
+        rec = harness.record(caller_name="<script>alert(1)</script>")
         await conn.log_call(rec)
         await conn.log_call(rec)
-    finally:
-        await conn.close()
     (msg,) = crm.rows["mail.message"]
     assert (msg["model"], msg["res_id"]) == ("res.partner", 11)
     assert msg["subtype_xmlid"] == "mail.mt_note" and msg["author_id"] == 50
     assert "<script>" not in msg["body"] and "&lt;script&gt;" in msg["body"]
-    assert "https://gw.example/api/v1/recordings/call-1" in msg["body"]
+    assert harness.PUBLIC_URL + "/api/v1/recordings/call-1" in msg["body"]
     assert "wants a quote" in msg["body"]
 
 
 async def test_call_with_unknown_number_is_skipped(conn, crm):
-    await conn.log_call(record("call-7", caller="+34699000111"))
+    await conn.log_call(harness.record("call-7", caller="+34699000111"))
     assert crm.rows["mail.message"] == []
 
 
 async def test_crm_errors_and_timeouts(conn, crm):
-    crm.faults.down = True
-    with pytest.raises(ConnectorError):
-        await conn.lookup("+34612345678", "")
-    crm.faults.down = False
-    crm.faults.hang = True
-    with pytest.raises(ConnectorTimeout):
-        await conn.log_call(record())
-    crm.faults.hang = False
+    await harness.check_down_then_hanging(conn, crm.faults)
     assert crm.rows["mail.message"] == []
-    assert conn.health().last_error is not None

@@ -6,12 +6,9 @@ import pytest
 
 from connectors.settings import SuiteCrmSettings
 from connectors.sugarcrm import SugarCrmConnector
-from gateway.errors import ConnectorError, ConnectorTimeout
 from gateway.lookup.card import PersonKind
+from tests.fakes import connector_harness as harness
 from tests.fakes.sugarcrm import SugarCrm
-from tests.test_connector_generic_http import record
-
-HOSTILE = "' OR 1=1 --"
 
 
 @pytest.fixture
@@ -43,35 +40,19 @@ def crm() -> SugarCrm:
 
 async def make(aiohttp_server, crm: SugarCrm, **over: object) -> SugarCrmConnector:
     server = await aiohttp_server(crm.app())
-    kw: dict[str, object] = {
-        "name": "suite",
-        "url": str(server.make_url("")).rstrip("/"),
-        "username": crm.username,
-        "password": crm.password,
-        "users": {"201": "u-sally"},
-        "timeout_ms": 400,
-        "write_timeout_ms": 1000,
-    }
-    kw.update(over)
-    conn = SugarCrmConnector(SuiteCrmSettings(**kw), public_url="https://gw.example")
-    await conn.start()
-    return conn
+    kw = harness.settings_for(server, name="suite", username=crm.username, password=crm.password)
+    settings = SuiteCrmSettings(**{**kw, "users": {"201": "u-sally"}, **over})
+    return SugarCrmConnector(settings, public_url=harness.PUBLIC_URL)
 
 
-@pytest.fixture
-async def conn(aiohttp_server, crm):
-    c = await make(aiohttp_server, crm)
-    yield c
-    await c.close()
+conn = harness.connector_fixture(make)
 
 
 @pytest.mark.parametrize(
     ("e164", "raw", "name", "kind"),
     [
-        ("+34612345678", "612345678", "Ana García", PersonKind.CONTACT),  # stored spaced E.164
-        ("+12125550100", "2125550100", "Bob Smith", PersonKind.CONTACT),  # stored US national
-        ("+34612345679", "0034612345679", "Luis Pérez", PersonKind.LEAD),  # stored digits
-        ("+34910000000", "910000000", "Acme SL", PersonKind.ACCOUNT),  # stored 0034... digits
+        *harness.KNOWN_CALLERS,  # stored as spaced E.164, US national, bare digits, 0034 digits
+        ("+34612345679", "0034612345679", "Luis Pérez", PersonKind.LEAD),  # raw with 00 prefix
     ],
 )
 async def test_lookup_finds_every_stored_spelling(conn, e164, raw, name, kind):
@@ -92,40 +73,29 @@ async def test_lookup_card_fields_and_miss(conn, crm):
 
 
 async def test_session_expiry_logs_in_again_once(conn, crm):
-    assert await conn.lookup("+34612345678", "") is not None
-    crm.expire_sessions()
-    card = await conn.lookup("+34612345678", "")
-    assert card is not None and card.display_name == "Ana García"
-    assert crm.logins == 2
+    await harness.check_logs_in_again(conn, crm.expire_sessions, lambda: crm.logins)
 
 
 async def test_wrong_password_is_a_clear_error(aiohttp_server, crm):
-    conn = await make(aiohttp_server, crm, password="wrong")
-    try:
-        with pytest.raises(ConnectorError, match="login refused"):
-            await conn.lookup("+34612345678", "")
-        assert "wrong" not in (conn.health().last_error or "")
-        # the next calls do not hammer the CRM with failing logins (accounts get locked)
-        with pytest.raises(ConnectorError, match="not retried"):
-            await conn.lookup("+34612345678", "")
-        assert crm.faults.requests.count("login") == 1
-    finally:
-        await conn.close()
+    async with harness.started(await make(aiohttp_server, crm, password="wrong")) as conn:
+        await harness.check_refused_login(conn, crm.faults, login="login", secret="wrong")
 
 
 async def test_hostile_caller_id_finds_nothing_and_breaks_nothing(conn, crm):
     # the stand-in really runs the fragment: an unescaped one matches every contact
-    naive = await conn._entries("Contacts", f"contacts.phone_work = '{HOSTILE}'", ("id",), 1.0)
+    naive = await conn._entries(
+        "Contacts", f"contacts.phone_work = '{harness.HOSTILE}'", ("id",), 1.0
+    )
     assert {e["id"] for e in naive} == {r["id"] for r in crm.tables["Contacts"]}
     crm.queries.clear()
-    assert await conn.lookup(HOSTILE, HOSTILE) is None
+    assert await conn.lookup(harness.HOSTILE, harness.HOSTILE) is None
     assert await conn.lookup("+34612345678", "612' OR '1'='1") is not None
     assert all("1=1" not in q and "'1'='1" not in q for q in crm.queries)
     assert conn.health().last_error is None
 
 
 async def test_answered_call_is_logged_once_with_relations(conn, crm):
-    rec = record(caller_name=HOSTILE + " <b>x</b>")
+    rec = harness.record(caller_name=harness.HOSTILE + " <b>x</b>")
     await conn.log_call(rec)
     await conn.log_call(rec)  # the outbox retried after a lost answer
     (call,) = crm.tables["Calls"]
@@ -134,45 +104,28 @@ async def test_answered_call_is_logged_once_with_relations(conn, crm):
     assert (call["duration_hours"], call["duration_minutes"]) == ("0", "1")
     assert (call["parent_type"], call["parent_id"]) == ("Contacts", "c-ana")
     assert call["assigned_user_id"] == "u-sally"
-    assert call["name"].startswith("Inbound call " + HOSTILE) and len(call["name"]) <= 50
-    assert "https://gw.example/api/v1/recordings/call-1" in call["description"]
+    assert call["name"].startswith("Inbound call " + harness.HOSTILE) and len(call["name"]) <= 50
+    assert harness.PUBLIC_URL + "/api/v1/recordings/call-1" in call["description"]
     assert "wants a quote" in call["description"] and "interested" in call["description"]
     assert crm.relationships == [(call["id"], "contacts", "c-ana")]
 
 
 async def test_missed_call_from_unknown_number(conn, crm):
-    await conn.log_call(
-        record(
-            "call-2",
-            caller="+34699000111",
-            answered_by="",
-            answered_at=None,
-            outcome="abandoned",
-            talk_seconds=0,
-        )
-    )
+    await conn.log_call(harness.missed("call-2", "abandoned", caller="+34699000111"))
     (call,) = crm.tables["Calls"]
     assert call["status"] == "Not Held" and call["assigned_user_id"] == crm.user_id
     assert "parent_id" not in call and crm.relationships == []
 
 
 async def test_outbound_call_to_a_lead(conn, crm):
-    await conn.log_call(record("call-3", direction="outbound", caller="201", dialed="+34612345679"))
+    await conn.log_call(
+        harness.record("call-3", direction="outbound", caller="201", dialed="+34612345679")
+    )
     (call,) = crm.tables["Calls"]
     assert call["direction"] == "Outbound" and call["parent_type"] == "Leads"
     assert crm.relationships == [(call["id"], "leads", "l-luis")]
 
 
 async def test_crm_errors_and_timeouts(conn, crm):
-    crm.faults.down = True
-    with pytest.raises(ConnectorError):
-        await conn.lookup("+34612345678", "")
-    with pytest.raises(ConnectorError):
-        await conn.log_call(record())
-    crm.faults.down = False
-    crm.faults.hang = True
-    with pytest.raises(ConnectorTimeout):
-        await conn.lookup("+34612345678", "")
-    crm.faults.hang = False
+    await harness.check_down_then_hanging(conn, crm.faults)
     assert crm.tables["Calls"] == []
-    assert "no answer within" in (conn.health().last_error or "")

@@ -6,12 +6,10 @@ import pytest
 
 from connectors.settings import VtigerSettings
 from connectors.vtiger import VtigerConnector
-from gateway.errors import ConnectorError, ConnectorTimeout
-from gateway.lookup.card import PersonKind
+from gateway.errors import ConnectorError
+from tests.fakes import connector_harness as harness
 from tests.fakes.vtiger import Vtiger
-from tests.test_connector_generic_http import record
 
-HOSTILE = "' OR 1=1 --"
 TAUTOLOGY = "' or '1'='1"
 
 
@@ -43,38 +41,19 @@ def crm() -> Vtiger:
 
 async def make(aiohttp_server, crm: Vtiger, **over: object) -> VtigerConnector:
     server = await aiohttp_server(crm.app())
-    kw: dict[str, object] = {
-        "name": "tiger",
-        "url": str(server.make_url("")).rstrip("/"),
-        "username": crm.username,
-        "access_key": crm.access_key,
-        "users": {"201": "19x5"},
-        "timezone": "Europe/Madrid",
-        "timeout_ms": 400,
-        "write_timeout_ms": 1000,
-    }
-    kw.update(over)
-    conn = VtigerConnector(VtigerSettings(**kw), public_url="https://gw.example")
-    await conn.start()
-    return conn
+    kw = harness.settings_for(
+        server, name="tiger", username=crm.username, access_key=crm.access_key
+    )
+    settings = VtigerSettings(
+        **{**kw, "users": {"201": "19x5"}, "timezone": "Europe/Madrid", **over}
+    )
+    return VtigerConnector(settings, public_url=harness.PUBLIC_URL)
 
 
-@pytest.fixture
-async def conn(aiohttp_server, crm):
-    c = await make(aiohttp_server, crm)
-    yield c
-    await c.close()
+conn = harness.connector_fixture(make)
 
 
-@pytest.mark.parametrize(
-    ("e164", "raw", "name", "kind"),
-    [
-        ("+34612345678", "612345678", "Ana García", PersonKind.CONTACT),
-        ("+12125550100", "2125550100", "Bob Smith", PersonKind.CONTACT),
-        ("+34612345679", "612345679", "Luis Pérez", PersonKind.LEAD),
-        ("+34910000000", "910000000", "Acme SL", PersonKind.ACCOUNT),
-    ],
-)
+@pytest.mark.parametrize(("e164", "raw", "name", "kind"), harness.KNOWN_CALLERS)
 async def test_lookup_finds_every_stored_spelling(conn, e164, raw, name, kind):
     card = await conn.lookup(e164, raw)
     assert card is not None and card.display_name == name and card.kind is kind
@@ -95,22 +74,14 @@ async def test_lookup_card_and_miss(conn, crm):
 
 @pytest.mark.parametrize("code", ["INVALID_SESSIONID", "SESSION_LEFT_IDLE"])
 async def test_expired_session_logs_in_again(conn, crm, code):
-    assert await conn.lookup("+34612345678", "") is not None
-    crm.expire_sessions(code)
-    assert await conn.lookup("+34612345678", "") is not None
-    assert crm.logins == 2
+    await harness.check_logs_in_again(conn, lambda: crm.expire_sessions(code), lambda: crm.logins)
 
 
 async def test_wrong_access_key_is_a_clear_error(aiohttp_server, crm):
-    conn = await make(aiohttp_server, crm, access_key="nope")
-    try:
-        with pytest.raises(ConnectorError, match="INVALID_USER_CREDENTIALS"):
-            await conn.lookup("+34612345678", "")
-        with pytest.raises(ConnectorError, match="not retried"):
-            await conn.log_call(record())
-        assert crm.faults.requests.count("login") == 1
-    finally:
-        await conn.close()
+    async with harness.started(await make(aiohttp_server, crm, access_key="nope")) as conn:
+        await harness.check_refused_login(
+            conn, crm.faults, login="login", secret="nope", refusal="INVALID_USER_CREDENTIALS"
+        )
 
 
 async def test_hostile_caller_id_finds_nothing(conn, crm):
@@ -118,14 +89,14 @@ async def test_hostile_caller_id_finds_nothing(conn, crm):
     naive = await conn._query(f"select id from Contacts where phone = '{TAUTOLOGY}';", 1.0)
     assert len(naive) == len(crm.tables["Contacts"])
     crm.queries.clear()
-    assert await conn.lookup(HOSTILE, HOSTILE) is None
+    assert await conn.lookup(harness.HOSTILE, harness.HOSTILE) is None
     assert await conn.lookup(TAUTOLOGY, TAUTOLOGY) is None
     assert await conn.lookup("+34612345678", "612' or '1'='1") is not None
     assert all("1=1" not in q and "'1'='1" not in q for q in crm.queries)
 
 
 async def test_answered_call_becomes_a_held_call_event_once(conn, crm):
-    rec = record(caller_name=HOSTILE)
+    rec = harness.record(caller_name=harness.HOSTILE)
     await conn.log_call(rec)
     await conn.log_call(rec)
     (ev,) = crm.tables["Events"]
@@ -134,21 +105,13 @@ async def test_answered_call_becomes_a_held_call_event_once(conn, crm):
     assert (ev["date_start"], ev["time_start"]) == ("2023-11-14", "23:13:20")
     assert (ev["due_date"], ev["time_end"]) == ("2023-11-14", "23:14:20")
     assert ev["contact_id"] == "12x7" and ev["assigned_user_id"] == "19x5"
-    assert HOSTILE in ev["subject"]
-    assert "https://gw.example/api/v1/recordings/call-1" in ev["description"]
+    assert harness.HOSTILE in ev["subject"]
+    assert harness.PUBLIC_URL + "/api/v1/recordings/call-1" in ev["description"]
 
 
 async def test_missed_call_to_lead_is_not_held(conn, crm):
     await conn.log_call(
-        record(
-            "call-9",
-            direction="outbound",
-            caller="201",
-            dialed="+34612345679",
-            answered_at=None,
-            outcome="noanswer",
-            talk_seconds=0,
-        )
+        harness.missed("call-9", direction="outbound", caller="201", dialed="+34612345679")
     )
     (ev,) = crm.tables["Events"]
     assert ev["eventstatus"] == "Not Held" and ev["parent_id"] == "10x9"
@@ -160,8 +123,5 @@ async def test_crm_errors_and_timeouts(conn, crm):
     with pytest.raises(ConnectorError):
         await conn.lookup("+34612345678", "")
     assert await conn.lookup("+34612345678", "") is not None  # next one works
-    crm.faults.hang = True
-    with pytest.raises(ConnectorTimeout):
-        await conn.log_call(record())
-    crm.faults.hang = False
+    await harness.check_down_then_hanging(conn, crm.faults)
     assert crm.tables["Events"] == []
