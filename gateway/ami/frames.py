@@ -38,7 +38,7 @@ class EventFilter:
     Responses and events that answer an action (they carry ``ActionID``) are never dropped.
     """
 
-    __slots__ = ("events", "keep", "rescue", "_names")
+    __slots__ = ("_names", "events", "keep", "rescue")
 
     # Asterisk puts ActionID among the first headers (after Event, Privilege, Timestamp), so
     # looking at the head of a frame is enough and keeps the drop path to a short scan.
