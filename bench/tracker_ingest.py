@@ -10,9 +10,8 @@ over it, counting INPUT events (before any filtering) per second:
   parse+filter     FrameParser dropping noise events unparsed (what the live link does)
   end to end       parse+filter+CallTracker.feed for every frame, records out
 
-``--proposal`` adds the same two filtered paths with ``LeanEventFilter`` below, a drop-in
-for ``frames.EventFilter`` that compares the event name as bytes and searches the rescue
-patterns only inside VarSet frames.
+(The filter compares event names as bytes and looks for rescue patterns only inside VarSet
+frames: that change, proposed from this benchmark, made the filtered paths ~30% faster.)
 """
 
 from __future__ import annotations
@@ -35,48 +34,6 @@ from gateway.calls.tracker import CallTracker, event_filter
 TRACES = Path(__file__).resolve().parent.parent / "tests" / "data" / "ami-traces"
 _ID = re.compile(rb"\b(1795\d{6})\.(\d+)\b")
 CHUNK = 64 * 1024
-
-
-class LeanEventFilter:
-    """Same decisions as ``frames.EventFilter`` on these streams, cheaper per dropped frame
-    (a proposal): the name is compared as bytes (no decode), and the rescue patterns are
-    searched only in the events that can carry them (``rescue_in``, e.g. VarSet) instead of
-    scanning every dropped frame for them."""
-
-    __slots__ = ("_names", "keep", "rescue", "rescue_in")
-
-    def __init__(
-        self,
-        events: frozenset[str],
-        rescue: tuple[bytes, ...],
-        keep: bool,
-        rescue_in: frozenset[str] = frozenset({"VarSet"}),
-    ) -> None:
-        self._names = frozenset(e.encode("latin-1") for e in events)
-        self.rescue = rescue
-        self.keep = keep
-        self.rescue_in = frozenset(e.encode("latin-1") for e in rescue_in)
-
-    def drops(self, buf: bytes, start: int, end: int) -> bool:
-        if not buf.startswith(b"Event: ", start):
-            return False
-        eol = buf.find(b"\r\n", start, end)
-        name = buf[start + 7 : end if eol < 0 else eol]
-        if (name in self._names) is self.keep:
-            return False
-        find = buf.find
-        if find(b"\r\nActionID: ", start, end) >= 0:
-            return False
-        if name in self.rescue_in:
-            for r in self.rescue:
-                if find(r, start, end) >= 0:
-                    return False
-        return True
-
-
-def lean_filter() -> LeanEventFilter:
-    f = event_filter(lab_settings())
-    return LeanEventFilter(f.events, f.rescue, f.keep)
 
 
 def build_stream(copies: int) -> tuple[bytes, int]:
@@ -113,18 +70,18 @@ def run_parse(pieces: list[bytes]) -> int:
     return n
 
 
-def run_filter(pieces: list[bytes], lean: bool = False) -> int:
-    """Frames that pass the filter (the proposed one with ``lean``)."""
-    parser = FrameParser(drop=lean_filter() if lean else event_filter(lab_settings()))  # type: ignore[arg-type]
+def run_filter(pieces: list[bytes]) -> int:
+    """Frames that pass the filter."""
+    parser = FrameParser(drop=event_filter(lab_settings()))
     n = 0
     for piece in pieces:
         n += len(parser.feed(piece))
     return n
 
 
-def run_tracker(pieces: list[bytes], lean: bool = False) -> int:
+def run_tracker(pieces: list[bytes]) -> int:
     settings = lab_settings()
-    parser = FrameParser(drop=lean_filter() if lean else event_filter(settings))  # type: ignore[arg-type]
+    parser = FrameParser(drop=event_filter(settings))
     tracker = CallTracker(settings, "bench")
     feed = tracker.feed
     ended = 0
@@ -152,7 +109,6 @@ def main() -> None:
     ap.add_argument("--copies", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--profile", action="store_true", help="cProfile the end-to-end path")
-    ap.add_argument("--proposal", action="store_true", help="also time LeanEventFilter")
     args = ap.parse_args()
     stream, events = build_stream(args.copies)
     pieces = chunks(stream)
@@ -168,11 +124,6 @@ def main() -> None:
     print(f"parse+filter     {rate:>10,.0f} events/s  ({frames} frames reach the tracker)")
     rate, calls = best_rate(run_tracker, pieces, events, args.rounds)
     print(f"end to end       {rate:>10,.0f} events/s  ({calls} call records)")
-    if args.proposal:
-        rate, frames = best_rate(lambda p: run_filter(p, lean=True), pieces, events, args.rounds)
-        print(f"parse+lean filter{rate:>10,.0f} events/s  ({frames} frames)")
-        rate, calls = best_rate(lambda p: run_tracker(p, lean=True), pieces, events, args.rounds)
-        print(f"end to end, lean {rate:>10,.0f} events/s  ({calls} call records)")
 
 
 if __name__ == "__main__":

@@ -119,6 +119,16 @@ class ConsoleView:
         )
 
 
+def store_summary(db: Any) -> str:
+    """What the store holds, for the banner."""
+    q = db.reader.execute
+    contacts = q("SELECT count(*) FROM people WHERE kind = 'contact'").fetchone()[0]
+    leads = q("SELECT count(*) FROM people WHERE kind = 'lead'").fetchone()[0]
+    accounts = q("SELECT count(*) FROM accounts").fetchone()[0]
+    calls = q("SELECT count(*) FROM calls").fetchone()[0]
+    return f"{contacts} contacts, {leads} leads, {accounts} accounts, {calls} calls logged"
+
+
 def demo_numbers(db: Any, rng: random.Random, known: int = 40) -> list[str]:
     """Caller numbers for the traffic: seeded contacts' numbers as a carrier presents them
     (E.164, or national digits for home-country numbers), plus strangers."""
@@ -167,7 +177,9 @@ async def run_demo(args: argparse.Namespace) -> None:
     gateway = Gateway(cfg)
     await gateway.open()
     assert gateway.db is not None
-    summary = await seed_demo(gateway.db, n=args.contacts, rng=rng)
+    if not gateway.db.reader.execute("SELECT 1 FROM people LIMIT 1").fetchall():
+        await seed_demo(gateway.db, n=args.contacts, rng=rng)  # a restart keeps what is there
+    summary = store_summary(gateway.db)
     users = await seed_demo_users(gateway.db)
     console = ConsoleView(gateway)
     console.start()
@@ -187,7 +199,7 @@ async def run_demo(args: argparse.Namespace) -> None:
         print("demo stopped; state kept in", state, flush=True)
 
 
-def _banner(cfg: GatewayConfig, api_token: str, summary: Any, users: list[Any]) -> None:
+def _banner(cfg: GatewayConfig, api_token: str, summary: str, users: list[Any]) -> None:
     url = f"http://{cfg.http.host}:{cfg.http.port}"
     pbx = cfg.pbx[0]
     lines = [
@@ -197,8 +209,7 @@ def _banner(cfg: GatewayConfig, api_token: str, summary: Any, users: list[Any]) 
         f"  health      {url}/health      metrics {url}/metrics",
         f"  API token   {api_token}   (curl -H 'Authorization: Bearer …' {url}/api/v1/calls)",
         f"  simulated PBX  AMI on {pbx.host}:{pbx.port} (Asterisk Call Manager/11.0.0)",
-        f"  store       {cfg.store.path}  ({summary.contacts} contacts, {summary.leads} leads, "
-        f"{summary.accounts} accounts)",
+        f"  store       {cfg.store.path}  ({summary})",
         f"  traffic     {cfg.demo.calls_per_minute:g} calls/minute",
         "  users       " + "   ".join(f"{u} (ext {x})" for u, _, x in users),
         f"  password    {users[0][1] if users else '-'}   (the same for every demo user)",

@@ -26,7 +26,7 @@ from gateway.sim.pbx import (
     Phone,
     SimulatedPbx,
 )
-from gateway.sim.scenarios import IdAllocator, render_call
+from gateway.sim.scenarios import SCENARIO_NAMES, IdAllocator, render_call
 from gateway.sim.state import LiveState
 from gateway.sim.traffic import TrafficGenerator
 
@@ -643,18 +643,7 @@ async def test_traffic_step_is_deterministic_and_uses_the_given_numbers() -> Non
 
 # --- the lab capture client's own actions, replayed against the simulator ------------------
 TRACES = Path(__file__).parent / "data" / "ami-traces"
-LAB_SCENARIOS = [
-    "inbound_answered",
-    "inbound_missed_noanswer",
-    "inbound_busy",
-    "inbound_caller_abandons",
-    "queue_answered",
-    "queue_abandoned",
-    "click_to_call",
-    "click_to_call_agent_noanswer",
-    "click_to_call_agent_busy",
-    "blind_transfer",
-]
+LAB_SCENARIOS = list(SCENARIO_NAMES)  # every scenario was captured in the lab
 
 
 def _from(frames: list[AmiFrame], offset: float) -> list[str]:
