@@ -88,9 +88,10 @@ class FrameParser:
     def feed(self, data: bytes) -> list[AmiFrame]:
         buf = self._buf + data if self._buf else data
         if self._expect_banner and buf:
-            buf = self._take_banner(buf)
-            if buf is None:
+            after_banner = self._take_banner(buf)
+            if after_banner is None:
                 return []
+            buf = after_banner
         out: list[AmiFrame] = []
         start = 0
         find = buf.find

@@ -47,6 +47,7 @@ class _LinkProtocol(AMIProtocol):
     def __init__(self, link: AmiLink) -> None:
         super().__init__()
         self.link = link
+        self.version: str | None = None
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
