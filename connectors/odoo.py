@@ -111,7 +111,8 @@ class OdooConnector(SessionCrmConnector[OdooSettings, int]):
             raise ConnectorError(f"{self._http.host}: {method} answered an unexpected shape")
         err = doc.get("error")
         if isinstance(err, dict):
-            data = err.get("data") if isinstance(err.get("data"), dict) else {}
+            raw_data = err.get("data")
+            data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
             name = str(data.get("name") or err.get("message") or "error")
             short = name.rpartition(".")[2]
             if short == "AccessDenied":

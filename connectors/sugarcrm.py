@@ -183,6 +183,7 @@ class SugarCrmConnector(SessionCrmConnector[SugarCrmSettings, str]):
 
     def _card(self, e164: str, module: str, entry: dict[str, Any]) -> CallerCard:
         rid = str(entry["id"])
+        account: str | None
         if module == "Accounts":
             name, company, account = _value(entry, "name"), _value(entry, "name"), rid
         else:

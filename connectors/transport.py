@@ -44,7 +44,7 @@ class HttpTransport:
     async def start(self) -> None:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=None if self._verify_tls else False, limit=8),
+                connector=aiohttp.TCPConnector(ssl=self._verify_tls, limit=8),
                 headers={"User-Agent": USER_AGENT},
                 timeout=aiohttp.ClientTimeout(total=120),
             )

@@ -89,7 +89,8 @@ class VtigerConnector(SessionCrmConnector[VtigerSettings, str]):
             raise ConnectorError(f"{self._http.host}: {operation} answered an unexpected shape")
         if doc.get("success") is True:
             return doc.get("result")
-        err = doc.get("error") if isinstance(doc.get("error"), dict) else {}
+        raw_err = doc.get("error")
+        err: dict[str, Any] = raw_err if isinstance(raw_err, dict) else {}
         code = str(err.get("code", "UNKNOWN"))
         if code in SESSION_CODES:
             raise SessionExpired(f"{self._http.host}: {code}")

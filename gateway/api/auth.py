@@ -133,7 +133,8 @@ async def auth_middleware(
 ) -> web.StreamResponse:
     if not request.path.startswith(API_PREFIX):
         return await handler(request)
-    who = await authenticate(request, request.app[API_AUTHENTICATORS])
+    authenticators = request.app[API_AUTHENTICATORS]
+    who = await authenticate(request, authenticators)
     if who is None:
         raise ApiError(401, "unauthorized", "authentication required: send a Bearer token")
     request[PRINCIPAL] = who

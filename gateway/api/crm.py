@@ -30,7 +30,7 @@ from gateway.lookup.card import CallerCard
 from gateway.store.csv_io import import_csv
 from gateway.store.models import LeadSource, LeadStatus, PersonType
 from gateway.store.repositories import MAX_PAGE
-from gateway.store.validation import FieldError
+from gateway.store.validation import FieldError, text
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
@@ -162,7 +162,8 @@ def person_routes(kind: PersonType) -> list[web.RouteDef]:
         if owner is not None and not isinstance(owner, str):
             raise invalid("owner", "expected text", 422)
         try:
-            task = await request.app[keys.FOLLOW_UPS].add(pid, float(due), body.get("title"), owner)
+            title = text(body.get("title"), "title")  # the repository's own check, applied early
+            task = await request.app[keys.FOLLOW_UPS].add(pid, float(due), title, owner)
         except FieldError as e:
             raise field_error(e) from None
         return web.json_response(task.to_dict(), status=201)

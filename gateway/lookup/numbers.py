@@ -165,7 +165,8 @@ def normalize(
     else:
         # fictional or unallocated ranges (the US 555-01xx) are possible but not valid:
         # still a number, the country code tells the region
-        num_region = phonenumbers.region_code_for_country_code(num.country_code)
+        cc = num.country_code  # always set on a parsed number; None would map to "ZZ" anyway
+        num_region = "ZZ" if cc is None else phonenumbers.region_code_for_country_code(cc)
         if num_region == "ZZ":
             num_region = None
     return NormalizedNumber(e164, num_region, line_type, extension)

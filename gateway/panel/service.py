@@ -40,7 +40,7 @@ from gateway.panel.settings import PanelSettings
 from gateway.panel.users import Role, UserError, UserRepository, check_extensions
 from gateway.push import messages as m
 from gateway.push.hub import AgentHub
-from gateway.store.db import Database
+from gateway.store.db import Database, SqlParam
 from gateway.store.models import PersonType
 from gateway.store.repositories import (
     ActivityRepository,
@@ -497,7 +497,8 @@ class PanelService:
     async def history(self, session: Session, q: Mapping[str, str]) -> dict[str, Any]:
         """Calls the user may see, newest first; filters: since, until, outcome, number,
         missed, agent (supervisors), limit, before (paging cursor: started_at of the last)."""
-        where, args = ["1 = 1"], []
+        where = ["1 = 1"]
+        args: list[SqlParam] = []
         if not session.role.sees_everyone:
             where.append("c.id IN (SELECT call_id FROM call_users WHERE username = ?)")
             args.append(session.username)
@@ -549,8 +550,10 @@ class PanelService:
         return bool(rows)
 
     async def call_for(self, session: Session, call_id: str) -> dict[str, Any]:
-        rows = await self.db.conn.execute_fetchall(
-            "SELECT c.*, NULL AS users FROM calls c WHERE c.id = ?", (call_id,)
+        rows = list(
+            await self.db.conn.execute_fetchall(
+                "SELECT c.*, NULL AS users FROM calls c WHERE c.id = ?", (call_id,)
+            )
         )
         if not rows:
             raise ApiError(404, "not_found", "No such call.")

@@ -67,10 +67,12 @@ class SessionStore:
     async def get(self, token: str | None) -> Session | None:
         if not token or len(token) > 100:
             return None
-        rows = await self.db.conn.execute_fetchall(
-            "SELECT s.extensions AS s_ext, s.expires_at, u.* FROM sessions s"
-            " JOIN users u ON u.username = s.username WHERE s.token_hash = ?",
-            (token_hash(token),),
+        rows = list(
+            await self.db.conn.execute_fetchall(
+                "SELECT s.extensions AS s_ext, s.expires_at, u.* FROM sessions s"
+                " JOIN users u ON u.username = s.username WHERE s.token_hash = ?",
+                (token_hash(token),),
+            )
         )
         if not rows:
             return None
@@ -85,8 +87,10 @@ class SessionStore:
             return None
         h = token_hash(token)
         async with self.db.transaction() as conn:
-            rows = await conn.execute_fetchall(
-                "SELECT username FROM sessions WHERE token_hash = ?", (h,)
+            rows = list(
+                await conn.execute_fetchall(
+                    "SELECT username FROM sessions WHERE token_hash = ?", (h,)
+                )
             )
             await conn.execute("DELETE FROM sessions WHERE token_hash = ?", (h,))
         return rows[0][0] if rows else None

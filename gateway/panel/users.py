@@ -124,8 +124,10 @@ class UserRepository:
         return User(username, display_name, role, exts)
 
     async def get(self, username: str) -> User | None:
-        rows = await self.db.conn.execute_fetchall(
-            "SELECT * FROM users WHERE username = ?", (username,)
+        rows = list(
+            await self.db.conn.execute_fetchall(
+                "SELECT * FROM users WHERE username = ?", (username,)
+            )
         )
         return _user(rows[0]) if rows else None
 
@@ -136,8 +138,10 @@ class UserRepository:
     async def verify(self, username: str, password: str) -> User | None:
         """The user when the password is right and the account enabled; None otherwise."""
         username = (username or "").strip().lower()
-        rows = await self.db.conn.execute_fetchall(
-            "SELECT * FROM users WHERE username = ?", (username[:40],)
+        rows = list(
+            await self.db.conn.execute_fetchall(
+                "SELECT * FROM users WHERE username = ?", (username[:40],)
+            )
         )
         if not rows:
             await asyncio.to_thread(self._verify_hash, await self._dummy(), password)

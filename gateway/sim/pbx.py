@@ -446,7 +446,7 @@ class SimulatedPbx:
         self._sessions.add(session)
         task = asyncio.current_task()
         if task is not None:
-            self._tasks.add(task)  # type: ignore[arg-type]
+            self._tasks.add(task)
         try:
             session.send(BANNER)
             buf = b""
@@ -471,7 +471,7 @@ class SimulatedPbx:
             session.close()
             self._sessions.discard(session)
             if task is not None:
-                self._tasks.discard(task)  # type: ignore[arg-type]
+                self._tasks.discard(task)
 
     def _handle(self, session: Session, action: AmiFrame) -> None:
         self.received_actions.append(action)
@@ -590,9 +590,9 @@ class SimulatedPbx:
         name, num = _callerid(action.get("CallerID", ""))
         if action.get("Application") and channel.endswith("@from-pstn"):
             # the lab capture client's "customer handset" (see ami-traces/README.md)
-            scenario, params = self._lab_inbound(agent, variables, timeout, action)
-            params.update(caller=num or "anonymous", caller_name=name)
-            self._reply_and_launch(session, action, scenario, params)
+            scenario, lab_params = self._lab_inbound(agent, variables, timeout, action)
+            lab_params.update(caller=num or "anonymous", caller_name=name)
+            self._reply_and_launch(session, action, scenario, lab_params)
             return
         phone = self.phone(agent)
         lab_behaviour = variables.get(f"B{agent}")  # the lab's per-call phone behaviour

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+from gateway.sim.template_layout import TemplateChannel
 from gateway.sim.templates import TEMPLATES
 
 FLAVOURS = ("lab", "pjsip")
@@ -213,12 +214,12 @@ class _Compiled:
     uptime: int
 
 
-def _partner(channels: list[dict[str, Any]], i: int) -> int:
+def _partner(channels: list[TemplateChannel], i: int) -> int:
     pair = channels[i]["pair"]
     return next(j for j, c in enumerate(channels) if c["pair"] == pair and j != i)
 
 
-def _keeps(flavour: str, ch: dict[str, Any]) -> bool:
+def _keeps(flavour: str, ch: TemplateChannel) -> bool:
     if flavour == "lab":
         return True
     if ch["role"] == "in":
@@ -226,7 +227,7 @@ def _keeps(flavour: str, ch: dict[str, Any]) -> bool:
     return ch["half"] == 1  # agent phone and outbound customer leg: the side Asterisk dials
 
 
-def _channel_name(flavour: str, ch: dict[str, Any]) -> str:
+def _channel_name(flavour: str, ch: TemplateChannel) -> str:
     seq = "{cs" + str(ch["pair"]) + "}"
     role, half = ch["role"], ch["half"]
     if flavour == "lab":
@@ -244,7 +245,7 @@ def _compile(name: str, flavour: str) -> _Compiled:
     if flavour not in FLAVOURS:
         raise ValueError(f"unknown flavour {flavour!r}, expected one of {FLAVOURS}")
     tpl = TEMPLATES[name]
-    channels: list[dict[str, Any]] = tpl["channels"]
+    channels = tpl["channels"]
     kept = tuple(i for i, c in enumerate(channels) if _keeps(flavour, c))
     remap: dict[str, str] = {}
     for i in range(len(channels)):
@@ -259,13 +260,14 @@ def _compile(name: str, flavour: str) -> _Compiled:
         for _b, _d, _k, headers in tpl["events"]:
             hd = dict(headers)
             m = re.fullmatch(r"\{ch(\d+)\}", hd.get("Channel", ""))
-            dropped = m is not None and int(m.group(1)) not in kept
+            dropped = int(m.group(1)) if m is not None else None
             if (
                 hd.get("Event") == "Hangup"
-                and dropped
-                and channels[int(m.group(1))]["role"][0] == "a"
+                and dropped is not None
+                and dropped not in kept
+                and channels[dropped]["role"][0] == "a"
             ):
-                partner = f"{{ch{_partner(channels, int(m.group(1)))}}}"
+                partner = f"{{ch{_partner(channels, dropped)}}}"
                 causes[partner] = [[k, hd[k]] for k in ("Cause", "Cause-txt")]
     events: list[_Event] = []
     for burst, delta, kind, headers in tpl["events"]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from gateway.errors import InvalidNumber
 from gateway.lookup.numbers import normalize
-from gateway.store.db import Database
+from gateway.store.db import Database, SqlParam
 from gateway.store.repositories import MAX_PAGE, numbers_of_people
 
 log = logging.getLogger("gateway.store")
@@ -71,9 +71,12 @@ class CallLog:
             match_number = row["other_e164"]
         async with self.db.transaction() as conn:
             if match_number:
-                rows = await conn.execute_fetchall(
-                    "SELECT min(person_id) FROM phones WHERE e164 = ? AND person_id IS NOT NULL",
-                    (match_number,),
+                rows = list(
+                    await conn.execute_fetchall(
+                        "SELECT min(person_id) FROM phones"
+                        " WHERE e164 = ? AND person_id IS NOT NULL",
+                        (match_number,),
+                    )
                 )
                 row["person_id"] = rows[0][0] if rows else None
             names = list(row)
@@ -143,7 +146,7 @@ class CallLog:
         if participant is not None:
             sql += " AND id IN (SELECT call_id FROM call_users WHERE username = ?)"
             args.append(participant)
-        rows = await self.db.conn.execute_fetchall(sql, args)
+        rows = list(await self.db.conn.execute_fetchall(sql, args))
         return _record(rows[0]) if rows else None
 
     async def annotate(
@@ -178,7 +181,8 @@ class CallLog:
         ``extension`` matches any extension that rang or answered; ``since``/``until`` bound
         ``started_at`` (``until`` exclusive)."""
         limit = max(1, min(int(limit), MAX_PAGE))
-        where, args = ["1 = 1"], []
+        where = ["1 = 1"]
+        args: list[SqlParam] = []
         if since is not None:
             where.append("c.started_at >= ?")
             args.append(since)

@@ -175,18 +175,18 @@ def _row_input(
         return person_input(data, kind, partial=False, default_region=region)
     except FieldError as e:
         # name the CSV column the user knows, not our internal field path
-        column = next((c for c, t in mapping.items() if e.field.startswith(t)), None)
+        culprit = next((c for c, t in mapping.items() if e.field.startswith(t)), None)
         if e.field.startswith("phones["):
             idx = int(e.field[7 : e.field.index("]")])
-            column = [
+            culprit = [
                 c for c, t in mapping.items() if t in _PHONE_FIELDS and row.get(c, "").strip()
             ][idx]
         elif e.field.startswith("emails["):
             idx = int(e.field[7 : e.field.index("]")])
-            column = [
+            culprit = [
                 c for c, t in mapping.items() if t in _EMAIL_FIELDS and row.get(c, "").strip()
             ][idx]
-        raise FieldError(column or e.field, e.reason) from None
+        raise FieldError(culprit or e.field, e.reason) from None
 
 
 async def import_csv(

@@ -42,6 +42,9 @@ _MIGRATION_NAME = re.compile(r"^(\d{4})_[A-Za-z0-9_]+\.sql$")
 BUSY_TIMEOUT_MS = 5000
 READER_MMAP_BYTES = 1 << 30  # address space only; the OS pages in what lookups touch
 
+# a value sqlite3 binds to a ``?`` placeholder (queries built clause by clause collect these)
+SqlParam = str | int | float | bytes | None
+
 
 class StoreError(GatewayError):
     """The database file cannot be used as it is (wrong schema version, failed migration)."""
@@ -76,7 +79,7 @@ def migrate(path: Path, migrations: list[Migration], upto: int | None = None) ->
     try:
         con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         con.execute("PRAGMA journal_mode = WAL")
-        current = con.execute("PRAGMA user_version").fetchone()[0]
+        current: int = con.execute("PRAGMA user_version").fetchone()[0]
         newest = migrations[-1].version if migrations else 0
         if current > newest:
             raise StoreError(

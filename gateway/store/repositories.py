@@ -25,6 +25,7 @@ Every write reports the E.164 numbers whose caller card changed to
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -32,7 +33,7 @@ import aiosqlite
 
 from gateway.errors import InvalidNumber
 from gateway.lookup.numbers import normalize
-from gateway.store.db import Database
+from gateway.store.db import Database, SqlParam
 from gateway.store.models import (
     Account,
     Activity,
@@ -203,7 +204,7 @@ class PersonRepository:
         if not inputs:
             return
         # we hold the write transaction (BEGIN IMMEDIATE), so nobody else can take these ids
-        rows = await conn.execute_fetchall("SELECT coalesce(max(id), 0) FROM people")
+        rows = list(await conn.execute_fetchall("SELECT coalesce(max(id), 0) FROM people"))
         next_id = rows[0][0] + 1
         now = self.db.clock()
         lead = kind is PersonType.LEAD
@@ -269,11 +270,14 @@ class PersonRepository:
         lowers = [e.email.lower() for e in emails]
         if not e164s and not lowers:
             return None
-        rows = await conn.execute_fetchall(
-            f"SELECT min(person_id) FROM (SELECT person_id FROM phones WHERE person_id IS NOT NULL"
-            f" AND e164 IN ({_placeholders(len(e164s))}) UNION ALL SELECT person_id FROM emails"
-            f" WHERE email_lower IN ({_placeholders(len(lowers))}))",
-            [*e164s, *lowers],
+        rows = list(
+            await conn.execute_fetchall(
+                "SELECT min(person_id) FROM (SELECT person_id FROM phones"
+                f" WHERE person_id IS NOT NULL AND e164 IN ({_placeholders(len(e164s))})"
+                " UNION ALL SELECT person_id FROM emails"
+                f" WHERE email_lower IN ({_placeholders(len(lowers))}))",
+                [*e164s, *lowers],
+            )
         )
         return rows[0][0] if rows else None
 
@@ -300,7 +304,7 @@ class PersonRepository:
     async def _merge(
         self, conn: aiosqlite.Connection, person_id: int, inp: PersonIn, now: float
     ) -> None:
-        rows = await conn.execute_fetchall("SELECT * FROM people WHERE id = ?", (person_id,))
+        rows = list(await conn.execute_fetchall("SELECT * FROM people WHERE id = ?", (person_id,)))
         existing = rows[0]
         fill: dict[str, Any] = {}
         for col, value in inp.columns.items():
@@ -382,8 +386,11 @@ class PersonRepository:
             e164 = normalize(raw, region or self.default_region).e164
         except InvalidNumber:
             return None
-        rows = await self.db.conn.execute_fetchall(
-            "SELECT min(person_id) FROM phones WHERE e164 = ? AND person_id IS NOT NULL", (e164,)
+        rows = list(
+            await self.db.conn.execute_fetchall(
+                "SELECT min(person_id) FROM phones WHERE e164 = ? AND person_id IS NOT NULL",
+                (e164,),
+            )
         )
         if not rows or rows[0][0] is None:
             return None
@@ -517,10 +524,12 @@ class PersonRepository:
         self, conn: aiosqlite.Connection, person_id: int, phones: Sequence[PhoneIn]
     ) -> None:
         for i, p in enumerate(phones):
-            rows = await conn.execute_fetchall(
-                "SELECT person_id FROM phones WHERE e164 = ? AND person_id IS NOT NULL"
-                " AND person_id != ? LIMIT 1",
-                (p.e164, person_id),
+            rows = list(
+                await conn.execute_fetchall(
+                    "SELECT person_id FROM phones WHERE e164 = ? AND person_id IS NOT NULL"
+                    " AND person_id != ? LIMIT 1",
+                    (p.e164, person_id),
+                )
             )
             if rows:
                 raise FieldError(
@@ -682,7 +691,9 @@ class AccountRepository:
             self.db.numbers_changed(numbers)
         return True
 
-    async def _card_numbers(self, conn: aiosqlite.Connection, account_id: int) -> list[str]:
+    async def _card_numbers(
+        self, conn: aiosqlite.Connection, account_id: int
+    ) -> builtins.list[str]:  # the class's own ``list`` method shadows the builtin here
         """Numbers whose card shows this account: its own and its people's."""
         rows = await conn.execute_fetchall(
             "SELECT e164 FROM phones WHERE account_id = ? UNION SELECT ph.e164 FROM phones ph"
@@ -779,8 +790,10 @@ class FollowUpRepository:
             )
             if not cur.rowcount:
                 return False
-            rows = await conn.execute_fetchall(
-                "SELECT person_id FROM follow_ups WHERE id = ?", (task_id,)
+            rows = list(
+                await conn.execute_fetchall(
+                    "SELECT person_id FROM follow_ups WHERE id = ?", (task_id,)
+                )
             )
             self.db.numbers_changed(await numbers_of_people(conn, [rows[0][0]]))
         return True
@@ -796,7 +809,8 @@ class FollowUpRepository:
         self, *, owner: str | None = None, before: float | None = None, limit: int = 100
     ) -> list[FollowUpTask]:
         """Open tasks by due date (the agent's worklist)."""
-        where, args = ["done = 0"], []
+        where = ["done = 0"]
+        args: builtins.list[SqlParam] = []
         if owner is not None:
             where.append("owner = ?")
             args.append(owner)

@@ -202,6 +202,7 @@ async def seed_demo(
         await tasks.add(lab.person.id, now + 86400, "Send the pallet quote", "ana")
         counts["activities"] += 2
         counts["tasks"] += 1
+        acc_id: int | None  # a lead may have no account yet
         for i in range(max(0, n - 1)):
             kind = PersonType.LEAD if i % 3 == 0 else PersonType.CONTACT
             acc_id, country, company = rng.choice(account_ids)

@@ -79,7 +79,7 @@ _PERSON_FIELDS = frozenset(
 _ACCOUNT_FIELDS = frozenset(("name", "domain", "country", "owner", "phones"))
 
 
-def text(value: Any, name: str, *, limit: int = MAX_TEXT) -> str:
+def text(value: object, name: str, *, limit: int = MAX_TEXT) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
