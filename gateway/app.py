@@ -248,6 +248,7 @@ async def create_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.
     call it saw end.
     """
     from gateway.api import setup_api
+    from gateway.api.originate import setup_originate
     from gateway.ops import setup_ops
     from gateway.panel.service import PanelService
     from gateway.panel.setup import setup_panel
@@ -266,5 +267,7 @@ async def create_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.
     app.cleanup_ctx.append(lifecycle)
     setup_ops(app)
     setup_api(app, db=gw.db, lookup=gw.lookup, config=cfg)
-    setup_panel(app, gw, service=PanelService.from_gateway(gw, writeback=gw.write_back_wrapup))
+    panel = PanelService.from_gateway(gw, writeback=gw.write_back_wrapup)
+    setup_panel(app, gw, service=panel)
+    setup_originate(app, panel.clicktocall)  # the panel's call button, for CRMs
     return app

@@ -96,6 +96,7 @@ class ClickToCall:
         self.limiter = limiter
         self.clock = clock
         self.attempts: dict[str, Attempt] = {}
+        self.finished: dict[str, Attempt] = {}  # insertion-ordered: oldest first
         self.owners: dict[str, str] = {}  # call id -> agent, until the call's record ends
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -229,6 +230,14 @@ class ClickToCall:
         self.publish(a.agent, a.to_json())
         if a.state in _FINAL:
             self.attempts.pop(a.call_id, None)
+            # kept a while so a CRM polling GET /api/v1/originate/{id} sees how it ended
+            self.finished[a.call_id] = a
+            while len(self.finished) > 1000:
+                del self.finished[next(iter(self.finished))]
+
+    def find(self, call_id: str) -> Attempt | None:
+        """An attempt in progress, or one of the last thousand that ended."""
+        return self.attempts.get(call_id) or self.finished.get(call_id)
 
     def of(self, agent: str) -> list[Attempt]:
         return [a for a in self.attempts.values() if a.agent == agent]
