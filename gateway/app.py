@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from connectors import build_connectors
+from dialplan.fastagi import FastAgiServer
 from gateway.ami.events import AmiEvent, ResyncSnapshot
 from gateway.ami.link import LINK_EVENTS, AmiLink
 from gateway.bus import Bus
@@ -27,6 +28,7 @@ from gateway.calls.tracker import CallTracker
 from gateway.calls.tracker import event_filter as event_filter_for
 from gateway.config import GatewayConfig
 from gateway.lookup.chain import LookupChain
+from gateway.panel.users import UserRepository
 from gateway.store.calllog import CallLog
 from gateway.store.cards import StoreCardSource
 from gateway.store.db import Database
@@ -57,6 +59,7 @@ class Gateway:
         self.lookup: LookupChain | None = None
         self.call_log: CallLog | None = None
         self.outbox: Outbox | None = None
+        self.agi: FastAgiServer | None = None
         self.calls_ended = 0
         self.calls_by_outcome: dict[str, int] = {}
         self._ended: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -92,6 +95,14 @@ class Gateway:
         assert self.outbox is not None
         await self.outbox.start()
         self._writer = asyncio.create_task(self._write_calls(), name="call-log-writer")
+        if self.cfg.agi.enabled:
+            assert self.lookup is not None
+            self.agi = FastAgiServer(
+                self.lookup.lookup,
+                self._owner_extension,
+                time_limit=self.cfg.agi.time_limit_ms / 1000,
+            )
+            await self.agi.start(self.cfg.agi.host, self.cfg.agi.port)
         for link in self.links.values():
             link.start()
         log.info(
@@ -105,6 +116,8 @@ class Gateway:
         """Stop taking events, then write every call already finished: nothing is lost."""
         for link in self.links.values():
             await link.stop()
+        if self.agi is not None:
+            await self.agi.stop()
         if self._writer is not None:
             await self._ended.join()
             self._writer.cancel()
@@ -146,6 +159,14 @@ class Gateway:
         outcome = str(record.get("outcome"))
         self.calls_by_outcome[outcome] = self.calls_by_outcome.get(outcome, 0) + 1
         self._ended.put_nowait(record)
+
+    async def _owner_extension(self, username: str) -> str | None:
+        """The default extension of a lead's owner, for routing a caller to them."""
+        assert self.db is not None
+        user = await UserRepository(self.db).get(username)
+        if user is None or user.disabled or not user.extensions:
+            return None
+        return user.extensions[0]
 
     async def write_back_wrapup(self, record: dict[str, Any]) -> None:
         """An agent's notes and disposition after the call: they replace the queued copy

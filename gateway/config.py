@@ -86,6 +86,15 @@ class OriginateSettings(_Section):
     caller_id: str = ""  # caller ID shown on the agent's phone; default: the customer number
 
 
+class AgiSettings(_Section):
+    # FastAGI for the dialplan: AGI(agi://<host>:<port>/callerid) sets CALLERID(name) from
+    # the CRM and CENTRALITA_OWNER_EXT to the caller's owner agent (dialplan/centralita.conf)
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 4573
+    time_limit_ms: int = 500  # the call never waits longer than this for a name
+
+
 class WritebackSettings(_Section):
     # a finished call waits this long before it goes to the CRMs, so the agent's notes and
     # disposition (added in wrap-up) travel with it instead of as a second write
@@ -115,6 +124,7 @@ class GatewayConfig(_Section):
     api: ApiSettings = msgspec.field(default_factory=ApiSettings)
     writeback: WritebackSettings = msgspec.field(default_factory=WritebackSettings)
     panel: PanelSettings = msgspec.field(default_factory=PanelSettings)
+    agi: AgiSettings = msgspec.field(default_factory=AgiSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     demo: DemoSettings = msgspec.field(default_factory=DemoSettings)
 
@@ -340,6 +350,8 @@ def _check(cfg: GatewayConfig) -> None:
                 f"tracking.agent_channels[{i}]",
                 f"expected a regex with a named group (?P<ext>...), found {rx!r}",
             )
+    if not 0 <= cfg.agi.port < 65536:
+        raise ConfigError("agi.port", f"expected a TCP port 1-65535, found {cfg.agi.port}")
     if not 0 < cfg.http.port < 65536:
         raise ConfigError("http.port", f"expected a TCP port 1-65535, found {cfg.http.port}")
     conn_names = [c.name for c in cfg.connectors]

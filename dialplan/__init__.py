@@ -1,0 +1,1 @@
+"""Asterisk side of Centralita: dialplan snippets (``*.conf``) and the FastAGI service."""
