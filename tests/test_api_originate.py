@@ -14,20 +14,11 @@ from aiohttp.test_utils import TestClient
 from gateway.app import Gateway, create_app
 from gateway.calls.events import CallEnded
 from gateway.config import ApiSettings, ApiToken
-from gateway.sim.clock import ManualClock
 from gateway.sim.pbx import Phone, SimulatedPbx
 from tests.test_panel_support import make_config
 
 CRM = {"Authorization": "Bearer crm-originate-token"}
 READER = {"Authorization": "Bearer read-only-token"}
-
-
-@pytest.fixture
-async def pbx() -> AsyncIterator[SimulatedPbx]:
-    sim = SimulatedPbx(clock=ManualClock(), flavour="pjsip")
-    await sim.start()
-    yield sim
-    await sim.stop()
 
 
 @pytest.fixture

@@ -10,18 +10,9 @@ from typing import Any
 import pytest
 
 from gateway.panel.settings import PanelSettings
-from gateway.sim.clock import ManualClock
 from gateway.sim.pbx import Phone, SimulatedPbx
 from gateway.store.models import PersonType
 from tests.test_panel_support import open_world, receive_type, until
-
-
-@pytest.fixture
-async def pbx() -> Any:
-    sim = SimulatedPbx(clock=ManualClock(), flavour="pjsip")
-    await sim.start()
-    yield sim
-    await sim.stop()
 
 
 @pytest.fixture

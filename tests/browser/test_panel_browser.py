@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from gateway.sim.clock import ManualClock
 from gateway.sim.pbx import Phone, SimulatedPbx
 from gateway.store.models import PersonType
 from tests.test_panel_support import PASSWORD, open_world, ringing, until
@@ -43,14 +42,6 @@ if not CHROMIUM.exists():
     if REQUIRED:
         raise RuntimeError("CENTRALITA_REQUIRE_BROWSER=1 but /usr/bin/chromium is missing")
     pytest.skip("Debian's chromium is not installed", allow_module_level=True)
-
-
-@pytest.fixture
-async def pbx() -> Any:
-    sim = SimulatedPbx(clock=ManualClock(), flavour="pjsip")
-    await sim.start()
-    yield sim
-    await sim.stop()
 
 
 @pytest.fixture

@@ -1,0 +1,20 @@
+"""Fixtures shared across test modules."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from gateway.sim.clock import ManualClock
+from gateway.sim.pbx import SimulatedPbx
+
+
+@pytest.fixture
+async def pbx() -> AsyncIterator[SimulatedPbx]:
+    """A simulated PBX shaped like a usual PJSIP Asterisk, on a manual clock: the test
+    decides when phones ring and answer (modules needing another flavour define their own)."""
+    sim = SimulatedPbx(clock=ManualClock(), flavour="pjsip")
+    await sim.start()
+    yield sim
+    await sim.stop()
