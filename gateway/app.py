@@ -269,6 +269,7 @@ async def create_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.
     call it saw end.
     """
     from gateway.api import setup_api
+    from gateway.api.openapi import setup_openapi
     from gateway.api.originate import setup_originate
     from gateway.ops import setup_ops
     from gateway.panel.service import PanelService
@@ -291,4 +292,5 @@ async def create_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.
     panel = PanelService.from_gateway(gw, writeback=gw.write_back_wrapup)
     setup_panel(app, gw, service=panel)
     setup_originate(app, panel.clicktocall)  # the panel's call button, for CRMs
+    setup_openapi(app)  # GET /api/v1/openapi.json, public
     return app

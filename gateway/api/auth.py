@@ -127,11 +127,17 @@ async def error_middleware(
         return error_response(ApiError(500, "internal", "internal error; see the gateway log"))
 
 
+# what any client may read without credentials: the API's own description
+PUBLIC_PATHS: frozenset[str] = frozenset({"/api/v1/openapi.json"})
+
+
 @web.middleware
 async def auth_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     if not request.path.startswith(API_PREFIX):
+        return await handler(request)
+    if request.path in PUBLIC_PATHS and request.method in ("GET", "HEAD"):
         return await handler(request)
     authenticators = request.app[API_AUTHENTICATORS]
     who = await authenticate(request, authenticators)
