@@ -361,3 +361,16 @@ async def test_import_bad_requests_name_the_field(client: Any) -> None:
         err = await error_of(resp, 422)
         assert err["details"]["field"] == field
     await error_of(await client.post("/api/v1/import", json={"csv": CSV}, headers=READER), 403)
+
+
+async def test_nan_and_infinity_are_refused_as_invalid_json(client: Any) -> None:
+    auth = {"Authorization": "Bearer admin-secret-token", "Content-Type": "application/json"}
+    created = await client.post("/api/v1/contacts", json={"name": "Ana"}, headers=auth)
+    pid = (await created.json())["id"]
+    for path, raw in (
+        ("/api/v1/contacts", '{"name": "x", "score": NaN}'),
+        (f"/api/v1/contacts/{pid}/follow-ups", '{"due_at": NaN, "title": "t"}'),
+        (f"/api/v1/contacts/{pid}/follow-ups", '{"due_at": -Infinity, "title": "t"}'),
+    ):
+        err = await error_of(await client.post(path, data=raw, headers=auth), 400)
+        assert err["id"] == "invalid_json" and "not a JSON number" in err["message"]

@@ -90,6 +90,14 @@ async def json_body(request: web.Request) -> Any:
     if not raw.strip():
         raise ApiError(400, "invalid_json", "expected a JSON body")
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_refuse_constant)
     except json.JSONDecodeError as e:
         raise ApiError(400, "invalid_json", f"body is not valid JSON: {e}") from None
+    except ValueError as e:
+        raise ApiError(400, "invalid_json", f"body is not valid JSON: {e}") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    """``NaN`` and ``Infinity`` are not JSON (RFC 8259), though Python's parser takes them:
+    one in a due date used to end in a 500."""
+    raise ValueError(f"{name} is not a JSON number")
