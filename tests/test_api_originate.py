@@ -28,6 +28,7 @@ async def world(
     tokens = [
         ApiToken(name="crm", token="crm-originate-token", scopes=["originate", "calls:read"]),
         ApiToken(name="reader", token="read-only-token", scopes=["calls:read"]),
+        ApiToken(name="other-crm", token="other-crm-token", scopes=["originate"]),
     ]
     cfg = msgspec.structs.replace(make_config(tmp_path, pbx.port), api=ApiSettings(tokens=tokens))
     gw = Gateway(cfg)
@@ -75,6 +76,10 @@ async def test_a_crm_places_a_call_and_follows_it_to_the_end(
             break
         await asyncio.sleep(0.01)
     assert (await _state(client, attempt["call_id"]))["state"] == "ended"
+    other = {"Authorization": "Bearer other-crm-token"}
+    assert (
+        await client.get(f"/api/v1/originate/{attempt['call_id']}", headers=other)
+    ).status == 404
     record = ended[0].record
     assert record.click_to_call is True and record.call_id == attempt["call_id"]
     assert record.outcome.value == "answered"

@@ -37,10 +37,12 @@ async def originate(request: web.Request) -> web.Response:
 
 
 async def originate_status(request: web.Request) -> web.Response:
-    require(request, "originate")
+    """Only to the API client that started the attempt (its id is no secret: it rides on the
+    call record as ``call_id``)."""
+    principal = require(request, "originate")
     call_id = request.match_info["call_id"]
     attempt = request.app[CLICK_TO_CALL].find(call_id)
-    if attempt is None:
+    if attempt is None or attempt.agent != f"api:{principal.name}":
         raise ApiError(404, "not_found", f"no click-to-call with id {call_id[:100]!r}")
     return web.json_response(attempt.to_json())
 
