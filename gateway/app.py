@@ -271,6 +271,7 @@ async def create_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.
     from gateway.api import setup_api
     from gateway.api.openapi import setup_openapi
     from gateway.api.originate import setup_originate
+    from gateway.api.scoring import setup_scoring
     from gateway.ops import setup_ops
     from gateway.panel.service import PanelService
     from gateway.panel.setup import setup_panel
@@ -292,5 +293,6 @@ async def create_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.
     panel = PanelService.from_gateway(gw, writeback=gw.write_back_wrapup)
     setup_panel(app, gw, service=panel)
     setup_originate(app, panel.clicktocall)  # the panel's call button, for CRMs
+    setup_scoring(app, gw)  # lead scores, rescored as calls end; /api/v1/worklist
     setup_openapi(app)  # GET /api/v1/openapi.json, public
     return app

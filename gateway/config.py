@@ -23,6 +23,7 @@ from gateway.calls.settings import TrackingSettings
 from gateway.errors import ConfigError
 from gateway.lookup.settings import LookupSettings
 from gateway.panel.settings import PanelSettings
+from gateway.store.scoring import ScoringSettings
 
 
 class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -125,6 +126,7 @@ class GatewayConfig(_Section):
     writeback: WritebackSettings = msgspec.field(default_factory=WritebackSettings)
     panel: PanelSettings = msgspec.field(default_factory=PanelSettings)
     agi: AgiSettings = msgspec.field(default_factory=AgiSettings)
+    scoring: ScoringSettings = msgspec.field(default_factory=ScoringSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     demo: DemoSettings = msgspec.field(default_factory=DemoSettings)
 

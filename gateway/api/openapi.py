@@ -16,6 +16,7 @@ from aiohttp import web
 
 from gateway.api.calls import DIRECTIONS, OUTCOMES
 from gateway.api.params import MAX_QUERY_TEXT
+from gateway.api.scoring import openapi_paths as scoring_paths
 from gateway.panel.sessions import COOKIE
 from gateway.store.csv_io import IMPORT_FIELDS
 from gateway.store.models import ActivityKind, ContactType, LeadSource, LeadStatus
@@ -826,6 +827,7 @@ def _paths() -> dict[str, Schema]:
             ),
         },
     }
+    paths.update(scoring_paths())  # /leads/{id}/score, score-inputs, form-fills, /worklist
     return paths
 
 

@@ -1,0 +1,384 @@
+"""Lead scoring at the edges: gathers a lead's facts from SQLite, stores its score, serves the
+scoring API and the worklist, and rescores a lead when a call with it ends.
+
+The model itself is :mod:`gateway.store.scoring` (pure). The global score is written to
+``people.score``, what lookups show, the worklist orders by and campaigns segment on (left
+alone while the model knows nothing of the lead); the parts are recomputed on demand. A
+finished call is scored from the call record on the bus, not from the call log row, because
+the call log writes it a moment later in its own task.
+
+Routes (JSON, under the API's token/session auth):
+
+* ``GET  /api/v1/leads/{id}/score`` (crm:read): the global score, every part, the manual inputs;
+* ``PUT  /api/v1/leads/{id}/score-inputs`` (crm:write): set manual values, 0-10, null clears;
+* ``POST /api/v1/leads/{id}/form-fills`` (crm:write): a web form the lead filled in;
+* ``GET  /api/v1/worklist?owner=`` (crm:read): who to call next, best score first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from gateway.calls.events import CallEnded
+from gateway.calls.model import CallRecord, Direction, Outcome
+from gateway.errors import InvalidNumber
+from gateway.lookup.numbers import normalize
+from gateway.store.db import Database, SqlParam
+from gateway.store.models import FollowUpTask, Person
+from gateway.store.repositories import MAX_PAGE, PersonRepository, numbers_of_people
+from gateway.store.scoring import DAY, LeadFacts, Score, ScoringSettings, score
+
+if TYPE_CHECKING:
+    pass
+
+log = logging.getLogger("gateway.scoring")
+
+ACTIVE_STATUSES = ("new", "contacted", "nurturing")  # on the worklist even without a task
+_ANSWERED = (Outcome.ANSWERED.value, Outcome.TRANSFERRED.value)
+RESCORE_BATCH = 500
+QUEUE_LIMIT = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class WorklistItem:
+    """One lead to call: who, their score and their next open follow-up (if any)."""
+
+    person: Person
+    next_follow_up: FollowUpTask | None
+    open_follow_ups: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "person": self.person.to_dict(),
+            "score": self.person.score,
+            "next_follow_up": self.next_follow_up.to_dict() if self.next_follow_up else None,
+            "open_follow_ups": self.open_follow_ups,
+        }
+
+
+class ScoringService:
+    """Scores leads from what the store knows and keeps ``people.score`` current."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: ScoringSettings,
+        *,
+        default_region: str = "ES",
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.default_region = default_region
+        self.clock = clock or db.clock
+        self.people = PersonRepository(db, default_region)
+        self._calls: asyncio.Queue[CallRecord] = asyncio.Queue()
+        self.rescored = 0
+
+    # -- facts and scores --------------------------------------------------------------------
+
+    async def facts(self, person_id: int, extra_call: CallRecord | None = None) -> LeadFacts | None:
+        """The lead's facts now; ``extra_call`` is a just-ended call the log may not hold yet."""
+        facts = (await self.facts_of([person_id])).get(person_id)
+        if facts is None or extra_call is None:
+            return facts
+        answered = dict(zip(facts.answered_call_ids, facts.answered_call_times, strict=True))
+        last_contact = facts.last_contact_at
+        if extra_call.outcome.value in _ANSWERED:
+            answered[f"{extra_call.pbx}:{extra_call.linkedid}"] = extra_call.started_at
+        if last_contact is None or extra_call.started_at > last_contact:
+            last_contact = extra_call.started_at
+        return LeadFacts(
+            now=facts.now,
+            source=facts.source,
+            manual=facts.manual,
+            answered_call_ids=tuple(answered),
+            answered_call_times=tuple(answered.values()),
+            form_fill_times=facts.form_fill_times,
+            last_contact_at=last_contact,
+        )
+
+    async def facts_of(self, person_ids: list[int]) -> dict[int, LeadFacts]:
+        """The facts of many leads in a few queries (ids that are not leads are left out)."""
+        conn = self.db.conn
+        marks = ",".join("?" * len(person_ids))
+        sources = {
+            r[0]: r[1]
+            for r in await conn.execute_fetchall(
+                f"SELECT id, source FROM people WHERE id IN ({marks}) AND kind = 'lead'",
+                person_ids,
+            )
+        }
+        if not sources:
+            return {}
+        ids = list(sources)
+        marks = ",".join("?" * len(ids))
+        now = self.clock()
+        since = now - max(p.window_days for p in self.settings.parameters) * DAY
+        manual: dict[int, dict[str, float]] = {pid: {} for pid in ids}
+        for r in await conn.execute_fetchall(
+            f"SELECT person_id, parameter, value FROM score_inputs WHERE person_id IN ({marks})",
+            ids,
+        ):
+            manual[r[0]][r[1]] = float(r[2])
+        calls: dict[int, dict[str, float]] = {pid: {} for pid in ids}
+        for r in await conn.execute_fetchall(
+            f"SELECT person_id, id, started_at FROM calls WHERE person_id IN ({marks})"
+            f" AND started_at >= ? AND outcome IN ({','.join('?' * len(_ANSWERED))})",
+            (*ids, since, *_ANSWERED),
+        ):
+            calls[r[0]][r[1]] = float(r[2])
+        fills: dict[int, list[float]] = {pid: [] for pid in ids}
+        for r in await conn.execute_fetchall(
+            f"SELECT person_id, at FROM form_fills WHERE person_id IN ({marks}) AND at >= ?",
+            (*ids, since),
+        ):
+            fills[r[0]].append(float(r[1]))
+        last = {
+            r[0]: r[1]
+            for r in await conn.execute_fetchall(
+                f"SELECT person_id, max(at) FROM activities WHERE person_id IN ({marks})"
+                " GROUP BY person_id",
+                ids,
+            )
+        }
+        return {
+            pid: LeadFacts(
+                now=now,
+                source=sources[pid],
+                manual=manual[pid],
+                answered_call_ids=tuple(calls[pid]),
+                answered_call_times=tuple(calls[pid].values()),
+                form_fill_times=tuple(fills[pid]),
+                last_contact_at=last.get(pid),
+            )
+            for pid in ids
+        }
+
+    async def score_of(self, person_id: int) -> Score | None:
+        """The lead's score as of now (not stored); None when there is no such lead."""
+        facts = await self.facts(person_id)
+        return None if facts is None else score(facts, self.settings)
+
+    async def recompute(self, person_id: int, extra_call: CallRecord | None = None) -> Score | None:
+        """Score the lead and store the global score; None when there is no such lead."""
+        facts = await self.facts(person_id, extra_call)
+        if facts is None:
+            return None
+        result = score(facts, self.settings)
+        await self._store({person_id: result.global_score})
+        return result
+
+    async def _store(self, scores: dict[int, float | None]) -> None:
+        # a lead the model knows nothing about keeps the score it has (imported from another
+        # CRM, set by hand): "no data" must not wipe it
+        known = {pid: v for pid, v in scores.items() if v is not None}
+        if not known:
+            return
+        async with self.db.transaction() as conn:
+            changed = []
+            for pid, value in known.items():
+                cur = await conn.execute(
+                    "UPDATE people SET score = ? WHERE id = ? AND score IS NOT ?",
+                    (value, pid, value),
+                )
+                if cur.rowcount:
+                    changed.append(pid)
+            if changed:  # the caller card shows the score: cached cards must go
+                self.db.numbers_changed(await numbers_of_people(conn, changed))
+
+    async def rescore_all(self) -> int:
+        """Rescore every lead (scores that depend on time drift; settings may have changed)."""
+        last_id, done = 0, 0
+        while True:
+            ids = [
+                r[0]
+                for r in await self.db.conn.execute_fetchall(
+                    "SELECT id FROM people WHERE kind = 'lead' AND id > ? ORDER BY id LIMIT ?",
+                    (last_id, RESCORE_BATCH),
+                )
+            ]
+            if not ids:
+                return done
+            scores = {
+                pid: score(facts, self.settings).global_score
+                for pid, facts in (await self.facts_of(ids)).items()
+            }
+            await self._store(scores)
+            done += len(scores)
+            last_id = ids[-1]
+
+    # -- inputs ------------------------------------------------------------------------------
+
+    async def inputs(self, person_id: int) -> dict[str, dict[str, Any]]:
+        rows = await self.db.conn.execute_fetchall(
+            "SELECT parameter, value, set_by, set_at FROM score_inputs WHERE person_id = ?"
+            " ORDER BY parameter",
+            (person_id,),
+        )
+        return {r[0]: {"value": r[1], "set_by": r[2], "set_at": r[3]} for r in rows}
+
+    async def set_inputs(
+        self, person_id: int, values: dict[str, float | None], set_by: str | None
+    ) -> Score | None:
+        """Store validated manual values (None clears one) and rescore; None: no such lead."""
+        if await self.people.get(person_id) is None:
+            return None
+        now = self.clock()
+        async with self.db.transaction() as conn:
+            for name, value in values.items():
+                if value is None:
+                    await conn.execute(
+                        "DELETE FROM score_inputs WHERE person_id = ? AND parameter = ?",
+                        (person_id, name),
+                    )
+                else:
+                    await conn.execute(
+                        "INSERT INTO score_inputs (person_id, parameter, value, set_by, set_at)"
+                        " VALUES (?,?,?,?,?) ON CONFLICT (person_id, parameter) DO UPDATE"
+                        " SET value = excluded.value, set_by = excluded.set_by,"
+                        " set_at = excluded.set_at",
+                        (person_id, name, value, set_by, now),
+                    )
+            return await self.recompute(person_id)  # same task: a savepoint inside this one
+
+    async def add_form_fill(self, person_id: int, form: str, at: float | None = None) -> bool:
+        """Record a web form the lead submitted and rescore; False when there is no such lead."""
+        async with self.db.transaction() as conn:
+            rows = list(
+                await conn.execute_fetchall(
+                    "SELECT 1 FROM people WHERE id = ? AND kind = 'lead'", (person_id,)
+                )
+            )
+            if not rows:
+                return False
+            await conn.execute(
+                "INSERT INTO form_fills (person_id, form, at) VALUES (?,?,?)",
+                (person_id, form, self.clock() if at is None else at),
+            )
+            await self.recompute(person_id)
+        return True
+
+    # -- calls -------------------------------------------------------------------------------
+
+    def on_call_ended(self, event: CallEnded) -> None:
+        """Bus handler (sync, quick): the lead is rescored in the worker task."""
+        if self._calls.qsize() >= QUEUE_LIMIT:
+            log.warning("scoring queue full, dropped call %s", event.linkedid)
+            return
+        self._calls.put_nowait(event.record)
+
+    async def lead_of_call(self, record: CallRecord) -> int | None:
+        """The lead a call was with, by the same rule as the call log (caller in, dialed out)."""
+        if record.direction is Direction.INBOUND:
+            number = record.caller
+        elif record.direction is Direction.OUTBOUND:
+            number = record.dialed
+        else:
+            return None
+        if not number:
+            return None
+        try:
+            e164 = normalize(number, self.default_region).e164
+        except InvalidNumber:
+            return None
+        rows = list(
+            await self.db.conn.execute_fetchall(
+                "SELECT min(person_id) FROM phones WHERE e164 = ? AND person_id IS NOT NULL",
+                (e164,),
+            )
+        )
+        if not rows or rows[0][0] is None:
+            return None
+        # the oldest owner of the number is who the call log attaches the call to
+        person = await self.people.get(rows[0][0])
+        return person.id if person is not None and person.kind == "lead" else None
+
+    async def run(self) -> None:
+        """The worker: rescore every lead once, then each lead whose call ends."""
+        try:
+            n = await self.rescore_all()
+            log.info("scoring: rescored %d lead(s) at start", n)
+        except Exception:
+            log.exception("scoring: rescoring at start failed")
+        while True:
+            record = await self._calls.get()
+            try:
+                pid = await self.lead_of_call(record)
+                if pid is not None:
+                    await self.recompute(pid, extra_call=record)
+                    self.rescored += 1
+            except Exception:
+                log.exception("scoring: rescoring after call %s failed", record.linkedid)
+            finally:
+                self._calls.task_done()
+
+    async def settled(self) -> None:
+        """Wait until every ended call handed to the service has been scored."""
+        await self._calls.join()
+
+    # -- worklist ----------------------------------------------------------------------------
+
+    async def worklist(
+        self, *, owner: str | None = None, limit: int = 50, offset: int = 0
+    ) -> tuple[list[WorklistItem], int | None]:
+        """Leads with open follow-ups or an active status (new, contacted, nurturing), best
+        score first, then the earliest due follow-up; leads without a score come last.
+        ``owner`` keeps the leads they own and those with an open follow-up assigned to them."""
+        limit, offset = max(1, min(limit, MAX_PAGE)), max(0, offset)
+        where = [
+            "p.kind = 'lead'",
+            f"(o.person_id IS NOT NULL OR p.status IN ({','.join('?' * len(ACTIVE_STATUSES))}))",
+        ]
+        args: list[SqlParam] = list(ACTIVE_STATUSES)
+        if owner is not None:
+            where.append(
+                "(p.owner = ? OR EXISTS (SELECT 1 FROM follow_ups f WHERE f.person_id = p.id"
+                " AND f.done = 0 AND f.owner = ?))"
+            )
+            args += [owner, owner]
+        rows = list(
+            await self.db.conn.execute_fetchall(
+                "WITH o AS (SELECT person_id, min(due_at) AS next_due, count(*) AS n"
+                " FROM follow_ups WHERE done = 0 GROUP BY person_id)"
+                " SELECT p.*, o.n AS open_n FROM people p LEFT JOIN o ON o.person_id = p.id"
+                f" WHERE {' AND '.join(where)}"
+                " ORDER BY p.score IS NULL, p.score DESC, o.next_due IS NULL, o.next_due, p.id"
+                " LIMIT ? OFFSET ?",
+                [*args, limit + 1, offset],
+            )
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        people = await self.people.hydrate(self.db.conn, rows)
+        counts = {r["id"]: r["open_n"] or 0 for r in rows}
+        nxt = await self._next_tasks(counts)
+        items = [WorklistItem(p, nxt.get(p.id), counts[p.id]) for p in people]
+        return items, offset + limit if more else None
+
+    async def _next_tasks(self, counts: dict[int, int]) -> dict[int, FollowUpTask]:
+        ids = [pid for pid, n in counts.items() if n]
+        if not ids:
+            return {}
+        out: dict[int, FollowUpTask] = {}
+        for r in await self.db.conn.execute_fetchall(
+            f"SELECT * FROM follow_ups WHERE done = 0 AND person_id IN ({','.join('?' * len(ids))})"
+            " ORDER BY due_at, id",
+            ids,
+        ):
+            if r["person_id"] not in out:
+                out[r["person_id"]] = FollowUpTask(
+                    r["id"], r["person_id"], r["due_at"], r["title"], r["owner"], False, None
+                )
+        return out
+
+
+# -- HTTP --------------------------------------------------------------------------------------
+
+SCORING: web.AppKey[ScoringService] = web.AppKey("scoring", ScoringService)
