@@ -141,6 +141,18 @@ async def test_agent_sees_only_own_calls_supervisor_sees_all(world: Any) -> None
         assert r.status == 200
     async with ana.get(world.url("/panel/api/board")) as r:
         assert r.status == 403
+    # agents edit the people they talk to but may not delete them or import in bulk
+    person = await world.panel.people.create(PersonType.CONTACT, {"name": "Keep Me"})
+    path = f"/api/v1/contacts/{person.person.id}"
+    async with ana.delete(world.url(path)) as r:
+        assert r.status == 403
+        assert (await r.json())["error"]["details"]["role"] == "supervisor"
+    async with ana.post(
+        world.url("/api/v1/import"), json={"kind": "contacts", "csv": "name\nX\n"}
+    ) as r:
+        assert r.status == 403
+    async with sofia.delete(world.url(path)) as r:
+        assert r.status == 204
     async with sofia.get(world.url("/panel/api/board")) as r:
         agents = {a["username"]: a["status"] for a in (await r.json())["agents"]}
         assert agents["ana"] == "available"

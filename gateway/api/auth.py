@@ -90,6 +90,20 @@ def require(request: web.Request, scope: str) -> Principal:
     return who
 
 
+def require_manager(request: web.Request, scope: str) -> Principal:
+    """Like ``require``, for what removes or replaces data in bulk (deletes, imports): a
+    signed-in agent may edit the people they talk to, not wipe them; supervisors may."""
+    who = require(request, scope)
+    if who.kind == "user" and who.role == "agent":
+        raise ApiError(
+            403,
+            "forbidden",
+            f"agent {who.name!r} may not do this; ask a supervisor",
+            {"scope": scope, "role": "supervisor"},
+        )
+    return who
+
+
 def error_body(error_id: str, message: str, details: object = None) -> dict[str, Any]:
     return {"error": {"id": error_id, "message": message, "details": details}}
 

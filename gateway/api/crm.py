@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.api import keys
-from gateway.api.auth import require
+from gateway.api.auth import require, require_manager
 from gateway.api.params import (
     choice_param,
     field_error,
@@ -122,7 +122,7 @@ def person_routes(kind: PersonType) -> list[web.RouteDef]:
         return web.json_response(person.to_dict())
 
     async def delete(request: web.Request) -> web.Response:
-        require(request, "crm:write")
+        require_manager(request, "crm:write")
         pid = id_param(request)
         if not await request.app[keys.PEOPLE].delete(pid, kind):
             raise _not_found(kind.value, pid)
@@ -224,7 +224,7 @@ async def update_account(request: web.Request) -> web.Response:
 
 
 async def delete_account(request: web.Request) -> web.Response:
-    require(request, "crm:write")
+    require_manager(request, "crm:write")
     aid = id_param(request)
     if not await request.app[keys.ACCOUNTS].delete(aid):
         raise _not_found("account", aid)
@@ -234,7 +234,7 @@ async def delete_account(request: web.Request) -> web.Response:
 async def import_people(request: web.Request) -> web.Response:
     """CSV body (``Content-Type: text/csv``, options in the query: kind, strict, region,
     mapping as JSON) or a JSON body ``{"kind", "csv", "mapping", "strict", "default_region"}``."""
-    require(request, "crm:write")
+    require_manager(request, "crm:write")
     if request.content_length is not None and request.content_length > MAX_IMPORT_BYTES:
         raise ApiError(413, "too_large", f"import body over {MAX_IMPORT_BYTES} bytes")
     cfg = request.app[keys.CONFIG]

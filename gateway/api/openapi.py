@@ -939,7 +939,9 @@ def build_document() -> dict[str, Any]:
                     "in": "cookie",
                     "name": COOKIE,
                     "description": "A signed-in panel user; scopes follow the role (agent and "
-                    "supervisor: lookup, calls:read, crm:write; admin: *).",
+                    "supervisor: lookup, calls:read, crm:write; admin: *). Agents see only "
+                    "their own calls and may not delete records or import (403, "
+                    "details.role = supervisor).",
                 },
             },
             "schemas": _schemas(),
