@@ -77,7 +77,8 @@ async def test_originations_are_rate_limited_per_agent(world: Any, pbx: Simulate
             assert r.status == 200
     async with ana.post(world.url("/panel/api/originate"), json={"number": "911234567"}) as r:
         assert r.status == 429
-        assert (await r.json())["error"]["details"]["retry_after"] > 0
+        wait = (await r.json())["error"]["details"]["retry_after"]
+        assert wait > 0 and r.headers["Retry-After"] == str(wait)
     async with bruno.post(world.url("/panel/api/originate"), json={"number": "911234567"}) as r:
         assert r.status == 200  # another agent has a budget of their own
 

@@ -109,9 +109,13 @@ def error_body(error_id: str, message: str, details: object = None) -> dict[str,
 
 
 def error_response(err: ApiError) -> web.Response:
+    """The JSON error every route answers (API and panel alike)."""
     resp = web.json_response(error_body(err.error_id, err.message, err.details), status=err.status)
     if err.status == 401:
         resp.headers["WWW-Authenticate"] = 'Bearer realm="centralita"'
+    retry = err.details.get("retry_after") if isinstance(err.details, dict) else None
+    if err.status in (429, 503) and isinstance(retry, int):
+        resp.headers["Retry-After"] = str(retry)  # what clients and proxies look at
     return resp
 
 

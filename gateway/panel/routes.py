@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from gateway.api.auth import error_response
 from gateway.errors import ApiError
 from gateway.panel.service import PanelService
 from gateway.panel.sessions import COOKIE, Session
@@ -34,11 +35,6 @@ CSP = (
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SessionHandler = Callable[[web.Request, Session], Awaitable[Any]]
-
-
-def _error(err: ApiError) -> web.Response:
-    body = {"error": {"id": err.error_id, "message": err.message, "details": err.details}}
-    return web.json_response(body, status=err.status)
 
 
 def _same_origin(request: web.Request) -> bool:
@@ -66,9 +62,9 @@ def api(handler: SessionHandler, *, session: bool = True) -> Handler:
                 raise ApiError(401, "signed_out", "Your session ended; sign in again.")
             result = await handler(request, s)  # type: ignore[arg-type]
         except ApiError as e:
-            return _error(e)
+            return error_response(e)
         except json.JSONDecodeError:
-            return _error(ApiError(400, "invalid_json", "The body is not valid JSON."))
+            return error_response(ApiError(400, "invalid_json", "The body is not valid JSON."))
         if isinstance(result, web.StreamResponse):
             return result
         resp = web.json_response(result)
