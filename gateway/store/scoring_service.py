@@ -27,8 +27,6 @@ from aiohttp import web
 
 from gateway.calls.events import CallEnded
 from gateway.calls.model import CallRecord, Direction, Outcome
-from gateway.errors import InvalidNumber
-from gateway.lookup.numbers import normalize
 from gateway.store.db import Database, SqlParam
 from gateway.store.models import FollowUpTask, Person
 from gateway.store.repositories import MAX_PAGE, PersonRepository, numbers_of_people
@@ -284,20 +282,8 @@ class ScoringService:
             return None
         if not number:
             return None
-        try:
-            e164 = normalize(number, self.default_region).e164
-        except InvalidNumber:
-            return None
-        rows = list(
-            await self.db.conn.execute_fetchall(
-                "SELECT min(person_id) FROM phones WHERE e164 = ? AND person_id IS NOT NULL",
-                (e164,),
-            )
-        )
-        if not rows or rows[0][0] is None:
-            return None
         # the oldest owner of the number is who the call log attaches the call to
-        person = await self.people.get(rows[0][0])
+        person = await self.people.find_by_number(number, self.default_region)
         return person.id if person is not None and person.kind == "lead" else None
 
     async def run(self) -> None:
