@@ -66,3 +66,40 @@ def national_digits(e164: str) -> str:
         return phonenumbers.national_significant_number(phonenumbers.parse(e164, None))
     except phonenumbers.NumberParseException:
         return digits_only(e164)
+
+
+def digit_pattern(e164: str) -> str:
+    """A ``LIKE`` pattern matching the national number's digits with anything between and
+    before them (``%9%1%1%2%3%4%5%6%7``): it finds ``+34 911 234 567``, ``0034911234567`` and
+    ``+34 (91) 123-4567`` alike, where a suffix ``LIKE`` sees nothing past a space. It can also
+    match other numbers holding those digits in order, so check every hit with
+    :func:`same_number`. Only digits and ``%``: safe inside any quoted literal."""
+    nsn = national_digits(e164)
+    return "%" + "%".join(nsn) if len(nsn) >= 6 else ""
+
+
+def same_number(typed: str, e164: str) -> bool:
+    """Whether ``typed`` (a phone field as a CRM user typed it) is the number ``e164``.
+
+    Accepts the forms people type: international with ``+`` or ``00``, national with or
+    without the trunk prefix (``0`` in most of Europe, ``1`` in NANP), any separators.
+    Conservative: the digits must be exactly one of those forms, never a longer number that
+    merely ends in the same digits."""
+    digits = digits_only(typed)
+    if not digits or not e164.startswith("+"):
+        return False
+    try:
+        num = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return False
+    nsn = phonenumbers.national_significant_number(num)
+    code = num.country_code or 0
+    cc = str(code)
+    forms = {nsn, cc + nsn, "00" + cc + nsn, "011" + cc + nsn}
+    region = phonenumbers.region_code_for_country_code(code)
+    prefix = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    trunk = prefix.national_prefix if prefix is not None else None
+    if trunk:
+        forms.add(trunk + nsn)
+        forms |= {cc + trunk + nsn, "00" + cc + trunk + nsn}  # +44 (0)20 ...: a kept "(0)"
+    return digits in forms

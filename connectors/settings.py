@@ -59,6 +59,23 @@ def _check_secret(key: str, value: str) -> None:
         raise ValueError(f"{key}: required; set it, e.g. {key}: ${{CRM_SECRET}}")
 
 
+class DirectorySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """How the caller directory is pulled from this CRM (``gateway/directory/``)."""
+
+    enabled: bool = True  # keep a local copy of the CRM's phone numbers for instant lookups
+    interval_s: int = 300  # incremental pull of what changed, every N seconds
+    full_every_s: int = 86_400  # a full pass (notices deletions the CRM cannot report)
+    page_size: int = 200  # records per request
+
+    def __post_init__(self) -> None:
+        if not 10 <= self.interval_s <= 86_400:
+            raise ValueError(f"interval_s: expected 10-86400, found {self.interval_s}")
+        if not 600 <= self.full_every_s <= 30 * 86_400:
+            raise ValueError(f"full_every_s: expected 600-2592000, found {self.full_every_s}")
+        if not 10 <= self.page_size <= 1000:
+            raise ValueError(f"page_size: expected 10-1000, found {self.page_size}")
+
+
 class _ConnectorBase(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: str
     timeout_ms: int = 1500  # one lookup, login included; the lookup budget may cut it sooner
@@ -66,6 +83,7 @@ class _ConnectorBase(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     match_last_digits: int = 9  # also match numbers ending in these many digits; 0 = off
     users: dict[str, str] = msgspec.field(default_factory=dict)  # agent/extension -> CRM user
     verify_tls: bool = True
+    directory: DirectorySettings = msgspec.field(default_factory=DirectorySettings)
 
 
 class SugarCrmSettings(_ConnectorBase, tag_field="type", tag="sugarcrm"):
