@@ -150,10 +150,11 @@ async def test_refused_record_is_parked_and_does_not_block_the_queue(db, two_crm
     box = Outbox(db, [ca], clock, backoff=Backoff(initial=1, maximum=1), reject_limit=2)
     await box.enqueue(record("bad", started_at=None, answered_at=None, ended_at=None))
     await box.enqueue(record("good"))
-    assert await box.deliver_due("crm-a") == 0  # first refusal: retried later
-    clock.now += 1
-    assert await box.deliver_due("crm-a") == 1  # second refusal parks it; "good" goes through
+    assert await box.deliver_due("crm-a") == 1  # "bad" refused, retried later; "good" goes on
     assert list(a.calls) == ["good"]
+    assert (await box.stats())[0].pending == 1
+    clock.now += 1
+    assert await box.deliver_due("crm-a") == 0  # second refusal parks it
     (st,) = await box.stats()
     assert (st.pending, st.delivered, st.parked) == (0, 1, 1)
     assert await box.retry_parked("crm-a") == 1

@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.api.calls import DIRECTIONS, OUTCOMES
+from gateway.api.outbox import schemas as outbox_schemas
 from gateway.api.params import MAX_QUERY_TEXT
 from gateway.api.scoring import openapi_paths as scoring_paths
 from gateway.panel.sessions import COOKIE
@@ -828,6 +829,30 @@ def _paths() -> dict[str, Schema]:
         },
     }
     paths.update(scoring_paths())  # /leads/{id}/score, score-inputs, form-fills, /worklist
+    paths["/api/v1/outbox"] = {
+        "get": _op(
+            "Write-back",
+            "CRM write-back queues and the records parked in them",
+            "outbox:read",
+            {"200": _json(_ref("OutboxDoc"), "Each queue's figures and the parked records.")},
+            description="A record a CRM kept refusing (it answered with an error about that "
+            "record) is parked after a few attempts so the calls behind it go on; an outage "
+            "holds the whole queue instead (`held_until`). See docs/connectors/outbox.md.",
+            parameters=[_query_text("connector", "only this connector's parked records")],
+        )
+    }
+    paths["/api/v1/outbox/retry"] = {
+        "post": _op(
+            "Write-back",
+            "Re-drive parked records",
+            "outbox:write",
+            {"200": _json(_ref("RetryResult"), "How many records went back in their queue.")},
+            description="After fixing the cause on the CRM side: every parked record, one "
+            "connector's (`connector`), or the listed outbox row ids (`ids`).",
+            body=_ref("RetryRequest"),
+            errors=(404,),
+        )
+    }
     return paths
 
 
@@ -944,7 +969,7 @@ def build_document() -> dict[str, Any]:
                     "details.role = supervisor).",
                 },
             },
-            "schemas": _schemas(),
+            "schemas": {**_schemas(), **outbox_schemas()},
             "responses": _responses(),
             "parameters": _parameters(),
         },

@@ -2,13 +2,20 @@
 
 Theory of operation: ``enqueue(record)`` inserts one row per connector into ``crm_outbox``
 (migration 0004) and commits before returning, so a call accepted here survives a crash. One
-worker task per connector delivers that connector's rows oldest first: a CRM that is down holds
-back only its own rows, retried with capped exponential backoff, while other CRMs keep going.
-A row is marked delivered (and committed) right after its CRM accepted it; the gap between the
-CRM's answer and that commit is covered by the connectors, whose ``log_call`` finds an earlier
-write of the same record id before creating a new one. A record the CRM refuses as such
-(``RecordRejected``) is retried a few times, then parked so it cannot block the queue forever;
-parked rows stay in the table and ``retry_parked`` puts them back.
+worker task per connector delivers that connector's rows oldest first. A row is marked delivered
+(and committed) right after its CRM accepted it; the gap between the CRM's answer and that
+commit is covered by the connectors, whose ``log_call`` finds an earlier write of the same
+record id before creating a new one.
+
+The rule for failures (``docs/connectors/outbox.md``) tells an outage from a refusal:
+- *outage* (connection refused, timeout, HTTP 5xx, login refused: any ``ConnectorError`` that is
+  not ``CrmRefused``): the whole queue of that CRM waits, in order, with capped exponential
+  backoff; other CRMs keep going.
+- *refusal* (the CRM answered, but with an error: ``CrmRefused``, ``RecordRejected``; or a
+  connector bug on this record): only that record waits for its own retry; after
+  ``reject_limit`` attempts it is parked with its last error, and the records behind it are
+  delivered meanwhile. Parked rows stay in the table: ``parked()`` lists them, ``retry_parked``
+  re-drives them (CLI ``centralita outbox``, API ``/api/v1/outbox``).
 
 Times come from the injected clock (epoch seconds); the workers only use it to decide what is
 due, so tests drive ``deliver_due`` with a fake clock and never sleep.
@@ -32,7 +39,7 @@ from dataclasses import dataclass
 
 import aiosqlite
 
-from connectors.base import CrmConnector, RecordRejected
+from connectors.base import CrmConnector, CrmRefused, RecordRejected
 from gateway.errors import ConnectorError
 
 log = logging.getLogger("gateway.writeback")
@@ -59,6 +66,20 @@ class OutboxStats:
     delivered: int
     parked: int
     oldest_pending_at: float | None
+    last_error: str | None
+    held_until: float | None = None  # an outage holds the whole queue until then
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedRecord:
+    """A call record a CRM kept refusing, waiting for an operator to re-drive it."""
+
+    id: int
+    connector: str
+    record_id: str
+    attempts: int
+    created_at: float
+    parked_at: float
     last_error: str | None
 
 
@@ -91,8 +112,13 @@ class Outbox:
         self._hold = hold  # a new call waits this long before its first delivery (wrap-up)
         self._locks = {name: asyncio.Lock() for name in self._connectors}
         self._wake = {name: asyncio.Event() for name in self._connectors}
+        self._held_until: dict[str, float] = {}  # outage: nothing of that CRM before then
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
+
+    @property
+    def connector_names(self) -> list[str]:
+        return list(self._connectors)
 
     # -- queueing -------------------------------------------------------------------------
 
@@ -135,26 +161,26 @@ class Outbox:
     # -- delivery -------------------------------------------------------------------------
 
     async def deliver_due(self, name: str) -> int:
-        """Deliver ``name``'s due rows oldest first until one fails or none is due.
+        """Deliver ``name``'s due rows oldest first, until an outage or none is due.
 
         Returns how many were delivered. Never runs twice at once for one connector."""
         connector = self._connectors[name]
         delivered = 0
         async with self._locks[name]:
             while not self._closing:
+                now = self._clock()
+                if self._held_until.get(name, 0.0) > now:
+                    return delivered
                 async with self._db.execute(
-                    "SELECT id, record_id, payload, attempts, next_attempt_at FROM crm_outbox"
+                    "SELECT id, record_id, payload, attempts FROM crm_outbox"
                     " WHERE connector = ? AND delivered_at IS NULL AND parked_at IS NULL"
-                    " ORDER BY id LIMIT 1",
-                    (name,),
+                    " AND next_attempt_at <= ? ORDER BY id LIMIT 1",
+                    (name, now),
                 ) as cur:
                     row = await cur.fetchone()
                 if row is None:
                     return delivered
-                row_id, rid, payload, attempts, next_at = row
-                now = self._clock()
-                if next_at > now:
-                    return delivered
+                row_id, rid, payload, attempts = row
                 attempts += 1
                 try:
                     try:
@@ -163,30 +189,20 @@ class Outbox:
                         raise RecordRejected(f"stored call record is not JSON: {e}") from e
                     async with asyncio.timeout(self._call_timeout):
                         await connector.log_call(record)
-                except RecordRejected as e:
-                    if attempts >= self._reject_limit:
-                        log.error(
-                            "crm %s refused call %r for good, parked after %d attempts: %s",
-                            name,
-                            rid,
-                            attempts,
-                            e,
-                        )
-                        await self._update(
-                            "UPDATE crm_outbox SET attempts = ?, parked_at = ?, last_error = ?"
-                            " WHERE id = ?",
-                            (attempts, now, str(e)[:500], row_id),
-                        )
-                        continue
-                    await self._retry_later(name, row_id, rid, attempts, e)
-                    return delivered
                 except asyncio.CancelledError:
                     raise
-                except Exception as e:  # a CRM error or a connector bug: retry, never lose
-                    if not isinstance(e, ConnectorError | TimeoutError):
-                        log.exception("crm %s: unexpected error delivering call %r", name, rid)
-                    await self._retry_later(name, row_id, rid, attempts, e)
-                    return delivered
+                except (CrmRefused, ConnectorError, TimeoutError) as e:
+                    if not isinstance(e, CrmRefused):  # an outage: the whole queue waits
+                        delay = await self._retry_later(name, row_id, rid, attempts, e)
+                        self._held_until[name] = self._clock() + delay
+                        return delivered
+                    await self._refused(name, row_id, rid, attempts, e)
+                    continue
+                except Exception as e:  # a connector bug on this record: as a refusal
+                    log.exception("crm %s: unexpected error delivering call %r", name, rid)
+                    await self._refused(name, row_id, rid, attempts, e)
+                    continue
+                self._held_until.pop(name, None)
                 await self._update(
                     "UPDATE crm_outbox SET attempts = ?, delivered_at = ?, last_error = NULL"
                     " WHERE id = ?",
@@ -196,9 +212,30 @@ class Outbox:
                 log.info("crm %s: call %r written after %d attempt(s)", name, rid, attempts)
             return delivered
 
-    async def _retry_later(
+    async def _refused(
         self, name: str, row_id: int, rid: str, attempts: int, err: BaseException
     ) -> None:
+        """The CRM refused this record: retry it alone later, or park it at the limit."""
+        self._held_until.pop(name, None)  # it answered, so it is up
+        if attempts < self._reject_limit:
+            await self._retry_later(name, row_id, rid, attempts, err)
+            return
+        text = str(err) or type(err).__name__
+        log.error(
+            "crm %s refused call %r %d times; parked (re-drive with 'centralita outbox retry'): %s",
+            name,
+            rid,
+            attempts,
+            text,
+        )
+        await self._update(
+            "UPDATE crm_outbox SET attempts = ?, parked_at = ?, last_error = ? WHERE id = ?",
+            (attempts, self._clock(), text[:500], row_id),
+        )
+
+    async def _retry_later(
+        self, name: str, row_id: int, rid: str, attempts: int, err: BaseException
+    ) -> float:
         delay = self._backoff.delay(attempts)
         text = str(err) or type(err).__name__
         log.warning(
@@ -213,6 +250,7 @@ class Outbox:
             "UPDATE crm_outbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
             (attempts, self._clock() + delay, text[:500], row_id),
         )
+        return delay
 
     async def _update(self, sql: str, args: tuple[object, ...]) -> None:
         await self._write(sql, [args])
@@ -228,14 +266,17 @@ class Outbox:
         return max(cur.rowcount, 0)
 
     async def next_due_in(self, name: str) -> float | None:
-        """Seconds until ``name``'s head row is due (0 if now), or None if nothing waits."""
+        """Seconds until one of ``name``'s rows is due (0 if now), or None if nothing waits."""
         async with self._db.execute(
-            "SELECT next_attempt_at FROM crm_outbox WHERE connector = ?"
-            " AND delivered_at IS NULL AND parked_at IS NULL ORDER BY id LIMIT 1",
+            "SELECT MIN(next_attempt_at) FROM crm_outbox WHERE connector = ?"
+            " AND delivered_at IS NULL AND parked_at IS NULL",
             (name,),
         ) as cur:
             row = await cur.fetchone()
-        return None if row is None else max(0.0, row[0] - self._clock())
+        if row is None or row[0] is None:
+            return None
+        due = max(float(row[0]), self._held_until.get(name, 0.0))
+        return max(0.0, due - self._clock())
 
     # -- workers --------------------------------------------------------------------------
 
@@ -299,19 +340,47 @@ class Outbox:
                 (name,),
             ) as cur:
                 err = await cur.fetchone()
+            held = self._held_until.get(name)
             out.append(
                 OutboxStats(
-                    name, pending or 0, delivered or 0, parked or 0, oldest, err[0] if err else None
+                    name,
+                    pending or 0,
+                    delivered or 0,
+                    parked or 0,
+                    oldest,
+                    err[0] if err else None,
+                    held if held and held > self._clock() else None,
                 )
             )
         return out
 
-    async def retry_parked(self, name: str) -> int:
-        """Put ``name``'s parked rows back in the queue (after fixing the CRM side)."""
-        changed = await self._write(
-            "UPDATE crm_outbox SET parked_at = NULL, attempts = 0, next_attempt_at = ?"
-            " WHERE connector = ? AND parked_at IS NOT NULL",
-            [(self._clock(), name)],
+    async def parked(self, name: str | None = None, limit: int = 100) -> list[ParkedRecord]:
+        """Parked rows, oldest first (of one connector, or all)."""
+        sql = (
+            "SELECT id, connector, record_id, attempts, created_at, parked_at, last_error"
+            " FROM crm_outbox WHERE parked_at IS NOT NULL"
         )
+        args: tuple[object, ...] = ()
+        if name is not None:
+            sql += " AND connector = ?"
+            args = (name,)
+        async with self._db.execute(sql + " ORDER BY id LIMIT ?", (*args, limit)) as cur:
+            return [ParkedRecord(*r) for r in await cur.fetchall()]
+
+    async def retry_parked(self, name: str | None = None, ids: Sequence[int] = ()) -> int:
+        """Put parked rows back in the queue (after fixing the CRM side): those of ``name``
+        (every connector when None), only ``ids`` when given. Returns how many."""
+        sql = (
+            "UPDATE crm_outbox SET parked_at = NULL, attempts = 0, last_error = NULL,"
+            " next_attempt_at = ? WHERE parked_at IS NOT NULL"
+        )
+        args: list[object] = [self._clock()]
+        if name is not None:
+            sql += " AND connector = ?"
+            args.append(name)
+        if ids:
+            sql += f" AND id IN ({', '.join('?' * len(ids))})"
+            args.extend(ids)
+        changed = await self._write(sql, [tuple(args)])
         self.kick()
         return changed
