@@ -19,8 +19,9 @@ from connectors.base import ConnectorHealth, SessionExpired
 from connectors.callrecord import FinishedCall
 from connectors.health import HealthTracker
 from connectors.transport import HttpTransport, LoginGate, LoginRefused, all_of, deadline
-from gateway.errors import ConnectorError
+from gateway.errors import ConnectorError, InvalidNumber
 from gateway.lookup.card import CallerCard
+from gateway.lookup.numbers import normalize
 
 
 class _Settings(Protocol):
@@ -78,6 +79,10 @@ class HttpCrmConnector(Generic[S]):
         self._clock = clock
         self._health = HealthTracker(settings.name, clock)
         self._http = HttpTransport(self._base_url(), verify_tls=settings.verify_tls)
+        # the caller directory's view of this CRM (set by the app): write-backs find the
+        # record a call belongs to there first, however the number was typed in the CRM
+        self.directory_find: Callable[[str], CallerCard | None] | None = None
+        self.default_region = "ES"  # the app sets the config's ``lookup.default_region``
         self._setup()
 
     def _base_url(self) -> str:
@@ -121,6 +126,19 @@ class HttpCrmConnector(Generic[S]):
         timeout = self.settings.write_timeout_ms / 1000
         async with self._tracked(timeout):
             await self._write(call, timeout)
+
+    async def _parent(self, number: str, timeout: float) -> CallerCard | None:
+        """The CRM record a call with ``number`` belongs to: the directory's copy when it has
+        one (no round trip), else a live query."""
+        try:
+            e164 = normalize(number, self.default_region).e164
+        except InvalidNumber:
+            return None  # an anonymous or broken caller ID: the call is logged unlinked
+        if self.directory_find is not None:
+            card = self.directory_find(e164)
+            if card is not None:
+                return card
+        return await self._find(e164, number, timeout)
 
     async def _find(self, e164: str, raw: str, timeout: float) -> CallerCard | None:
         """The caller's card, or None; every request inside ``timeout`` seconds."""

@@ -1,4 +1,5 @@
-"""Command line: ``centralita run | demo | replay | check-config | import | export``."""
+"""Command line: ``centralita run | demo | replay | check-config | import | export | outbox |
+directory``."""
 
 from __future__ import annotations
 
@@ -100,6 +101,29 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--kind", choices=("contacts", "leads"), default="contacts")
     exp.add_argument("-o", "--output", default="-", help="output file (default stdout)")
     exp.set_defaults(func=_cmd_export)
+
+    box = sub.add_parser("outbox", help="CRM write-back queues: parked records, re-drive")
+    box_sub = box.add_subparsers(metavar="ACTION")
+    lst = box_sub.add_parser("list", help="each queue's figures and the parked records")
+    lst.add_argument("-c", "--config", required=True, help="config file (store, connectors)")
+    lst.add_argument("--connector", help="only this connector's parked records")
+    lst.set_defaults(func=_cmd_outbox_list)
+    rty = box_sub.add_parser("retry", help="put parked records back in their queue")
+    rty.add_argument("-c", "--config", required=True, help="config file (store, connectors)")
+    rty.add_argument("--connector", help="only this connector's parked records")
+    rty.add_argument("--id", type=int, action="append", default=[], help="outbox row id(s)")
+    rty.set_defaults(func=_cmd_outbox_retry)
+
+    dire = sub.add_parser("directory", help="the caller directory pulled from each CRM")
+    dire_sub = dire.add_subparsers(metavar="ACTION")
+    dsync = dire_sub.add_parser("sync", help="pull now (a first sync before 'run', or a repair)")
+    dsync.add_argument("-c", "--config", required=True, help="config file (store, connectors)")
+    dsync.add_argument("--connector", help="only this connector")
+    dsync.add_argument("--full", action="store_true", help="a full pass (also sweeps deletions)")
+    dsync.set_defaults(func=_cmd_directory_sync)
+    dstat = dire_sub.add_parser("status", help="records, last sync and errors per CRM module")
+    dstat.add_argument("-c", "--config", required=True, help="config file (store, connectors)")
+    dstat.set_defaults(func=_cmd_directory_status)
     return p
 
 
@@ -236,6 +260,133 @@ def _cmd_export(args: argparse.Namespace) -> int:
         return asyncio.run(go(sys.stdout))
     with open(args.output, "w", newline="", encoding="utf-8") as out:
         return asyncio.run(go(out))
+
+
+def _cmd_outbox_list(args: argparse.Namespace) -> int:
+    from gateway.store.db import Database
+    from gateway.writeback.outbox import Outbox
+
+    cfg = load_config(args.config)
+
+    async def go() -> int:
+        db = await Database.open(cfg.store.path)
+        try:
+            box = Outbox(db.conn, _named(cfg), transaction=db.transaction)
+            for st in await box.stats():
+                print(
+                    f"{st.connector}: {st.pending} pending, {st.delivered} delivered, "
+                    f"{st.parked} parked"
+                    + (f"; last error: {st.last_error}" if st.last_error else "")
+                )
+            parked = await box.parked(args.connector, limit=1000)
+            for p in parked:
+                print(
+                    f"parked id={p.id} connector={p.connector} call={p.record_id} "
+                    f"attempts={p.attempts} error={p.last_error}"
+                )
+            if not parked:
+                print("no parked records")
+        finally:
+            await db.close()
+        return 0
+
+    return asyncio.run(go())
+
+
+def _cmd_outbox_retry(args: argparse.Namespace) -> int:
+    from gateway.store.db import Database
+    from gateway.writeback.outbox import Outbox
+
+    cfg = load_config(args.config)
+    names = [c.name for c in cfg.connectors]
+    if args.connector and args.connector not in names:
+        raise ConfigError("--connector", f"expected one of {names}, found {args.connector!r}")
+
+    async def go() -> int:
+        db = await Database.open(cfg.store.path)
+        try:
+            box = Outbox(db.conn, _named(cfg), transaction=db.transaction)
+            n = await box.retry_parked(args.connector, args.id)
+        finally:
+            await db.close()
+        print(f"{n} parked record(s) back in their queue; a running gateway sends them soon")
+        return 0
+
+    return asyncio.run(go())
+
+
+def _named(cfg: GatewayConfig) -> list[Any]:
+    """Stand-ins carrying only each connector's name: listing and re-driving the outbox
+    touches the store, never the CRMs."""
+    import types
+
+    return [types.SimpleNamespace(name=c.name) for c in cfg.connectors]
+
+
+def _cmd_directory_sync(args: argparse.Namespace) -> int:
+    from connectors import build_connectors
+    from connectors.base import DirectorySource
+    from gateway.directory import DirectoryStore, DirectorySync
+    from gateway.store.db import Database
+
+    cfg = load_config(args.config)
+    setup_logging(cfg.log.level, cfg.log.format)
+    pairs = [
+        (c, s)
+        for c, s in zip(
+            build_connectors(cfg.connectors, public_url=""), cfg.connectors, strict=True
+        )
+        if isinstance(c, DirectorySource) and (args.connector in (None, c.name))
+    ]
+    if args.connector and not pairs:
+        raise ConfigError("--connector", f"no connector {args.connector!r} with a directory")
+
+    async def go() -> int:
+        db = await Database.open(cfg.store.path)
+        failed = 0
+        try:
+            store = DirectoryStore(db, cfg.lookup.default_region, [c.name for c in cfg.connectors])
+            sync = DirectorySync(store, [(c, s.directory) for c, s in pairs])
+            for connector, settings in pairs:
+                await connector.start()
+                try:
+                    for r in await sync.sync_source(connector, settings.directory, full=args.full):
+                        print(
+                            f"{r.connector} {r.module}: {'full' if r.full else 'incremental'}"
+                            f" {r.stored} records, {r.numbers} numbers, {r.deleted + r.swept}"
+                            f" removed in {r.seconds:.1f} s ({r.rate:.0f} records/s)"
+                        )
+                except GatewayError as e:
+                    print(f"{connector.name}: {e}", file=sys.stderr)
+                    failed += 1
+                finally:
+                    await connector.close()
+        finally:
+            await db.close()
+        return 1 if failed else 0
+
+    return asyncio.run(go())
+
+
+def _cmd_directory_status(args: argparse.Namespace) -> int:
+    from gateway.directory import DirectoryStore, DirectorySync
+    from gateway.store.db import Database
+
+    cfg = load_config(args.config)
+
+    async def go() -> int:
+        db = await Database.open(cfg.store.path)
+        try:
+            rows = await DirectorySync(DirectoryStore(db, cfg.lookup.default_region), []).health()
+        finally:
+            await db.close()
+        for h in rows:
+            print(json.dumps(h, ensure_ascii=False))
+        if not rows:
+            print("no directory synced yet: 'centralita directory sync -c CONFIG'")
+        return 0
+
+    return asyncio.run(go())
 
 
 async def serve(

@@ -19,6 +19,8 @@ from typing import Any
 from aiohttp import web
 
 from connectors import build_connectors
+from connectors.base import DirectorySource
+from connectors.http_base import HttpCrmConnector
 from dialplan.fastagi import FastAgiServer
 from gateway.ami.events import AmiEvent, ResyncSnapshot
 from gateway.ami.link import LINK_EVENTS, AmiLink
@@ -27,6 +29,7 @@ from gateway.calls.events import CallEnded
 from gateway.calls.tracker import CallTracker
 from gateway.calls.tracker import event_filter as event_filter_for
 from gateway.config import GatewayConfig
+from gateway.directory import DirectoryStore, DirectorySync
 from gateway.lookup.chain import LookupChain
 from gateway.panel.users import UserRepository
 from gateway.store.calllog import CallLog
@@ -59,6 +62,8 @@ class Gateway:
         self.lookup: LookupChain | None = None
         self.call_log: CallLog | None = None
         self.outbox: Outbox | None = None
+        self.directory: DirectoryStore | None = None
+        self.directory_sync: DirectorySync | None = None
         self.agi: FastAgiServer | None = None
         self.calls_ended = 0
         self.calls_by_outcome: dict[str, int] = {}
@@ -81,7 +86,20 @@ class Gateway:
         self.call_log = CallLog(self.db, self.cfg.lookup.default_region)
         for c in self.connectors:
             await c.start()
-        self.lookup = LookupChain(StoreCardSource(self.db), self.connectors, self.cfg.lookup)
+        region = self.cfg.lookup.default_region
+        self.directory = DirectoryStore(self.db, region, [c.name for c in self.connectors])
+        pulled = []
+        for c, settings in zip(self.connectors, self.cfg.connectors, strict=True):
+            if isinstance(c, HttpCrmConnector):
+                c.default_region = region
+            if isinstance(c, DirectorySource) and settings.directory.enabled:
+                pulled.append((c, settings.directory))
+                if isinstance(c, HttpCrmConnector):
+                    c.directory_find = self.directory.finder(c.name)
+        self.directory_sync = DirectorySync(self.directory, pulled, self.clock)
+        self.lookup = LookupChain(
+            StoreCardSource(self.db), self.connectors, self.cfg.lookup, directory=self.directory
+        )
         self.outbox = Outbox(
             self.db.conn,
             self.connectors,
@@ -94,6 +112,8 @@ class Gateway:
         await self.open()
         assert self.outbox is not None
         await self.outbox.start()
+        assert self.directory_sync is not None
+        self.directory_sync.start()
         self._writer = asyncio.create_task(self._write_calls(), name="call-log-writer")
         if self.cfg.agi.enabled:
             assert self.lookup is not None
@@ -123,6 +143,8 @@ class Gateway:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
+        if self.directory_sync is not None:
+            await self.directory_sync.close()
         if self.outbox is not None:
             await self.outbox.close()
         for c in self.connectors:
@@ -235,9 +257,15 @@ class Gateway:
                 "parked": s.parked,
                 "oldest_pending_at": s.oldest_pending_at,
                 "last_error": s.last_error,
+                "held_until": s.held_until,
             }
             for s in await self.outbox.stats()
         ]
+
+    async def directory_health(self) -> list[dict[str, Any]]:
+        if self.directory_sync is None:
+            return []
+        return await self.directory_sync.health()
 
 
 def _connector_health(connector: Any) -> dict[str, Any]:
@@ -271,6 +299,7 @@ async def create_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.
     from gateway.api import setup_api
     from gateway.api.openapi import setup_openapi
     from gateway.api.originate import setup_originate
+    from gateway.api.outbox import setup_outbox_api
     from gateway.api.scoring import setup_scoring
     from gateway.ops import setup_ops
     from gateway.panel.service import PanelService
@@ -294,5 +323,7 @@ async def create_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.
     setup_panel(app, gw, service=panel)
     setup_originate(app, panel.clicktocall)  # the panel's call button, for CRMs
     setup_scoring(app, gw)  # lead scores, rescored as calls end; /api/v1/worklist
+    assert gw.outbox is not None
+    setup_outbox_api(app, gw.outbox)  # /api/v1/outbox: queues, parked records, re-drive
     setup_openapi(app)  # GET /api/v1/openapi.json, public
     return app

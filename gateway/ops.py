@@ -18,6 +18,7 @@ async def health(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     ok, doc = gw.health()
     doc["outbox"] = await gw.outbox_health()
+    doc["directories"] = await gw.directory_health()
     return web.json_response(doc, status=200 if ok else 503)
 
 
@@ -50,6 +51,17 @@ async def metrics(request: web.Request) -> web.Response:
     lines += [
         f'centralita_calls_ended_total{{outcome="{o}"}} {c}'
         for o, c in sorted(gw.calls_by_outcome.items())
+    ]
+    lines += ["# TYPE centralita_directory_records gauge"]
+    lines += [
+        f'centralita_directory_records{{connector="{d["connector"]}",module="{d["module"]}"}}'
+        f" {d['records']}"
+        for d in await gw.directory_health()
+    ]
+    lines += ["# TYPE centralita_outbox_parked gauge"]
+    lines += [
+        f'centralita_outbox_parked{{connector="{o["connector"]}"}} {o["parked"]}'
+        for o in await gw.outbox_health()
     ]
     lines += ["# TYPE centralita_bus_handler_errors_total counter"]
     lines += [f"centralita_bus_handler_errors_total {gw.bus.errors}"]

@@ -262,6 +262,6 @@ async def test_a_finished_call_is_written_back_to_an_external_crm_once(
         await asyncio.sleep(0.02)
     assert health == [
         {"connector": "crm", "pending": 0, "delivered": 1, "parked": 0,
-         "oldest_pending_at": None, "last_error": None},
+         "oldest_pending_at": None, "last_error": None, "held_until": None},
     ]  # fmt: skip
     assert crm.posts == 1

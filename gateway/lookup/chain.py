@@ -1,12 +1,14 @@
 """The lookup chain: from a ringing number to a caller card within a time budget.
 
-Order: normalize, cache, the embedded store (synchronous, sub-millisecond), then the external
-CRM connectors *concurrently* with whatever remains of ``settings.budget_ms``. A connector that
-fails is logged and skipped; one that is still running when the budget ends is cancelled and
-logged. Among the connectors that answered, the one listed first in the config wins; the chain
-stops waiting as soon as no connector listed before the best answer is still running. Every
-input gets a card: unknown numbers a card with their E.164 form, country and line type; input
-that is not a number a card that says why (``extra["invalid"]``) and is never cached.
+Order: normalize, cache, the embedded store (synchronous, sub-millisecond), the caller
+directory synchronised from the CRMs (``gateway/directory/``: same store, same speed), then the
+external CRM connectors live, *concurrently*, with whatever remains of ``settings.budget_ms``.
+A connector that fails is logged and skipped; one that is still running when the budget ends
+is cancelled and logged. Among the connectors that answered, the one listed first in the config
+wins; the chain stops waiting as soon as no connector listed before the best answer is still
+running. Every input gets a card: unknown numbers a card with their E.164 form, country and
+line type; input that is not a number a card that says why (``extra["invalid"]``) and is never
+cached.
 """
 
 from __future__ import annotations
@@ -46,8 +48,11 @@ class LookupChain:
         connectors: Sequence[CrmConnector],
         settings: LookupSettings,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        directory: StoreSource | None = None,
     ) -> None:
         self.store = store_source
+        self.directory = directory
         self.connectors = list(connectors)
         self.settings = settings
         self.clock = clock
@@ -60,8 +65,9 @@ class LookupChain:
         # parsing costs ~30 µs, more than the store query: remember it per raw string (pure,
         # so never stale; failures are not remembered and parse again)
         self._normalize = functools.lru_cache(maxsize=max(1, settings.cache_size))(self._parse)
-        if store_source is not None:
-            store_source.watch(self.invalidate)
+        for source in (store_source, directory):
+            if source is not None:
+                source.watch(self.invalidate)
 
     def _parse(self, raw: str) -> NormalizedNumber:
         return normalize(raw, self.settings.default_region)
@@ -89,7 +95,9 @@ class LookupChain:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.budget_ms / 1000
         generation = self.cache.generation
-        card = self._from_store(num)
+        card = self._from_store("store", self.store, num) or self._from_store(
+            "directory", self.directory, num
+        )
         if card is None and self.connectors:
             card = await self._from_connectors(num, raw, deadline)
         if card is None:
@@ -99,18 +107,24 @@ class LookupChain:
             self.cache.put(num.e164, card)
         return card
 
-    def _from_store(self, num: NormalizedNumber) -> CallerCard | None:
-        if self.store is None:
+    @staticmethod
+    def _from_store(
+        what: str, source: StoreSource | None, num: NormalizedNumber
+    ) -> CallerCard | None:
+        if source is None:
             return None
         try:
-            card = self.store.find(num.e164)
+            card = source.find(num.e164)
         except Exception:  # a broken store must not stop the pop-up; connectors may still know
-            log.exception("lookup: store failed for %s", num.e164)
+            log.exception("lookup: %s failed for %s", what, num.e164)
             return None
         if card is None:
             return None
         return dataclasses.replace(
-            card, country=card.country or num.region, line_type=card.line_type or num.line_type
+            card,
+            number=num.e164,
+            country=card.country or num.region,
+            line_type=card.line_type or num.line_type,
         )
 
     async def _from_connectors(
