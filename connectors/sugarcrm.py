@@ -3,12 +3,27 @@
 Every call is a form POST to ``<url>/service/v4_1/rest.php`` with ``method``,
 ``input_type=JSON``, ``response_type=JSON`` and ``rest_data`` (a JSON object whose *order* of
 keys is the order of the PHP method's arguments: the server splats it positionally). Errors
-come back as HTTP 200 with ``{"name", "number", "description"}``; number 11 is
-"Invalid Session ID", after which we log in again once and retry.
+come back as HTTP 200 with ``{"name", "number", "description"}`` (``number`` is a string for
+some, e.g. ``"-1"``); number 11 is "Invalid Session ID" (also an expired or logged-out
+session), after which we log in again once and retry; 10 is a refused login; any other fault
+is the CRM refusing the request (``CrmRefused``). A database error is HTTP 500 with a
+``text/html`` body ("Database failure..."): an outage, a plain ``ConnectorError``.
 
-``get_entry_list`` takes a raw SQL ``query`` fragment pasted after ``WHERE``. Only number
-spellings made of digits, ``+``, space, ``-`` and parentheses (``connectors.numbers``) and our
-own marker tag ever go into it, quoted by ``sql_literal`` all the same.
+What SuiteCRM 7.14.6 really does (``tests/data/crm-traces/suitecrm-7.14.6/``, issue #9):
+
+- ``get_entry_list`` takes a raw SQL ``query`` fragment pasted after ``WHERE``, checked first by
+  a validator that answers fault 40 "Access Denied" for SQL function calls, ``--`` comments and
+  a string literal holding ``(`` inside an ``IN (...)`` list followed by another condition.
+  Phone numbers are stored exactly as typed (``+34 911 234 567``, ``0034911234568``,
+  ``+1 (212) 555-0100``), so a lookup asks for each phone field ``LIKE '%9%1%1%2%3%4%5%6%7'``
+  (the national number's digits with anything between them: only digits and ``%`` go into
+  the query, and the validator accepts it) and keeps the rows whose stored text really is the
+  number (``same_number``): the pattern can also match other numbers holding those digits.
+- Values come back HTML-encoded: ``'`` as ``&#039;``, ``"`` as ``&quot;``, ``<``/``>`` as
+  ``&lt;``/``&gt;``, ``&`` left raw. ``decode`` reverses exactly those four.
+- ``get_entry_list(..., deleted=1)`` returns live and deleted rows alike (each with its
+  ``deleted`` field), which is what the caller directory pull uses; ``order_by`` takes bare
+  field names (the server prefixes the table; a ``table.field`` it does not know is dropped).
 """
 
 from __future__ import annotations
@@ -16,14 +31,22 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
+from collections.abc import Sequence
 from typing import Any
 
-from connectors.base import RecordRejected, SessionExpired
+from connectors.base import (
+    CrmRefused,
+    DirectoryPage,
+    DirectoryRecord,
+    RecordRejected,
+    SessionExpired,
+)
 from connectors.callrecord import FinishedCall, split_duration
 from connectors.http_base import SessionCrmConnector, first_found
-from connectors.numbers import last_digits, spellings
+from connectors.numbers import digit_pattern, same_number
 from connectors.settings import SugarCrmSettings
-from connectors.transport import LoginRefused
+from connectors.transport import LoginRefused, decode_json
 from gateway.errors import ConnectorError
 from gateway.lookup.card import CallerCard, PersonKind
 
@@ -35,30 +58,29 @@ PHONE_FIELDS = {
     "Accounts": ("phone_office", "phone_alternate", "phone_fax"),
 }
 _SELECT = {
-    "Contacts": (
-        "id",
-        "first_name",
-        "last_name",
-        "account_name",
-        "account_id",
-        "assigned_user_id",
-        "assigned_user_name",
-    ),
-    "Leads": (
-        "id",
-        "first_name",
-        "last_name",
-        "account_name",
-        "status",
-        "assigned_user_id",
-        "assigned_user_name",
-    ),
-    "Accounts": ("id", "name", "assigned_user_id", "assigned_user_name"),
+    "Contacts": ("id", "first_name", "last_name", "account_name", "account_id"),
+    "Leads": ("id", "first_name", "last_name", "account_name", "status"),
+    "Accounts": ("id", "name"),
 }
+_COMMON = ("assigned_user_id", "date_modified", "deleted")
 _KIND = {"Contacts": PersonKind.CONTACT, "Leads": PersonKind.LEAD, "Accounts": PersonKind.ACCOUNT}
 _LINK = {"Contacts": "contacts", "Leads": "leads"}  # Calls' relationship link fields
 _INVALID_SESSION = 11
 _INVALID_LOGIN = 10
+LOOKUP_ROWS = 20  # rows fetched per module and lookup; the digit pattern may match others
+PULL_ORDER = "date_modified ASC, id ASC"  # bare names: the server adds the table itself
+
+# the four entities SuiteCRM's get_entry/get_entry_list produce; '&' itself is sent raw
+_ENTITY = {"&#039;": "'", "&quot;": '"', "&lt;": "<", "&gt;": ">"}
+_ENTITIES = re.compile("|".join(map(re.escape, _ENTITY)))
+_DB_TIME = re.compile(r"(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})?")
+
+
+def decode(text: str) -> str:
+    """A value as typed in the CRM, from what get_entry(_list) answers: exactly the four
+    entities SuiteCRM encodes are reversed, in one pass (``&`` is never encoded, so
+    ``&amp;`` stays as it came: that is what was typed)."""
+    return _ENTITIES.sub(lambda m: _ENTITY[m.group(0)], text)
 
 
 def sql_literal(value: str) -> str:
@@ -66,18 +88,36 @@ def sql_literal(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def phone_where(module: str, e164: str, raw: str, match_last: int) -> str:
-    """The ``query`` fragment matching any phone field of ``module`` against the number."""
-    table = module.lower()
-    values = spellings(e164, raw)
-    suffix = last_digits(e164, match_last)
-    if not values:
+def phone_where(module: str, e164: str) -> str:
+    """The ``query`` fragment finding ``e164`` in any phone field of ``module``, however it
+    was typed; "" when the number is too short to look up. Only digits and ``%`` in it."""
+    pattern = digit_pattern(e164)
+    if not pattern or not e164.startswith("+"):
         return ""
-    listed = ", ".join(sql_literal(v) for v in values)
-    parts = [f"{table}.{f} IN ({listed})" for f in PHONE_FIELDS[module]]
-    if suffix:
-        parts += [f"{table}.{f} LIKE {sql_literal('%' + suffix)}" for f in PHONE_FIELDS[module]]
-    return "(" + " OR ".join(parts) + ")"
+    table = module.lower()
+    literal = sql_literal(pattern)
+    return "(" + " OR ".join(f"{table}.{f} LIKE {literal}" for f in PHONE_FIELDS[module]) + ")"
+
+
+def keyset_where(module: str, cursor: str) -> str:
+    """The ``query`` fragment of the records after ``cursor`` in (date_modified, id) order."""
+    after = _parse_cursor(cursor)
+    if after is None:
+        return ""
+    modified, rid = (sql_literal(v) for v in after)
+    t = module.lower()
+    return (
+        f"({t}.date_modified > {modified} OR ({t}.date_modified = {modified} AND {t}.id > {rid}))"
+    )
+
+
+def _parse_cursor(cursor: str) -> tuple[str, str] | None:
+    if not cursor:
+        return None
+    modified, sep, rid = cursor.partition("|")
+    if not sep or not rid or not _DB_TIME.fullmatch(modified):
+        raise ConnectorError(f"directory cursor {cursor[:80]!r} is not one this connector made")
+    return modified, rid
 
 
 def _value(entry: dict[str, Any], key: str) -> str:
@@ -87,8 +127,16 @@ def _value(entry: dict[str, Any], key: str) -> str:
     return "" if v is None else str(v)
 
 
+def _fault_number(value: object) -> int | None:
+    try:
+        return int(str(value))
+    except ValueError:
+        return None
+
+
 class SugarCrmConnector(SessionCrmConnector[SugarCrmSettings, str]):
-    """Looks callers up in Contacts, Leads and Accounts and logs calls in Calls."""
+    """Looks callers up in Contacts, Leads and Accounts, logs calls in Calls, and hands the
+    caller directory every record's phone fields (``DirectorySource``)."""
 
     API_PATH = "/service/v4_1/rest.php"
 
@@ -105,17 +153,30 @@ class SugarCrmConnector(SessionCrmConnector[SugarCrmSettings, str]):
             "response_type": "JSON",
             "rest_data": json.dumps(rest_data),
         }
-        result = await self._http.request_json("POST", self._endpoint, data=form, timeout=timeout)
+        host = self._http.host
+        status, body = await self._http.request("POST", self._endpoint, data=form, timeout=timeout)
+        if 300 <= status < 400:
+            raise ConnectorError(
+                f"{host}: HTTP {status} redirect; set the connector url to the final address"
+            )
+        if status >= 400:
+            text = body[:200].decode("utf-8", "replace").strip()
+            said = f" ({text.splitlines()[0][:120]})" if text and not text.startswith("<") else ""
+            raise ConnectorError(f"{host}: {method} failed: HTTP {status}{said}")
+        result = decode_json(body, host)
         if isinstance(result, dict) and {"name", "number", "description"} <= result.keys():
-            number = result.get("number")
+            number = _fault_number(result.get("number"))
             if number == _INVALID_SESSION:
-                raise SessionExpired(f"{self._http.host}: session expired")
+                raise SessionExpired(f"{host}: session expired")
             if number == _INVALID_LOGIN:
                 raise LoginRefused(
-                    f"{self._http.host}: login refused for user {self.settings.username!r}; "
+                    f"{host}: login refused for user {self.settings.username!r}; "
                     "check username and password"
                 )
-            raise ConnectorError(f"{self._http.host}: {method} failed: {result.get('name')!r}")
+            raise CrmRefused(
+                f"{host}: {method} refused: fault {result.get('number')} "
+                f"{result.get('name')!r} ({result.get('description')})"
+            )
         return result
 
     async def _open_session(self, timeout: float) -> str:
@@ -146,19 +207,27 @@ class SugarCrmConnector(SessionCrmConnector[SugarCrmSettings, str]):
         )
 
     async def _entries(
-        self, module: str, query: str, fields: tuple[str, ...], timeout: float, limit: int = 5
+        self,
+        module: str,
+        query: str,
+        fields: Sequence[str],
+        timeout: float,
+        *,
+        limit: int = 5,
+        order_by: str = "",
+        deleted: int = 0,
     ) -> list[dict[str, Any]]:
         result = await self._api(
             "get_entry_list",
             {
                 "module_name": module,
                 "query": query,
-                "order_by": "",
+                "order_by": order_by,
                 "offset": 0,
                 "select_fields": list(fields),
                 "link_name_to_fields_array": [],
                 "max_results": limit,
-                "deleted": 0,
+                "deleted": deleted,
                 "favorites": False,
             },
             timeout,
@@ -168,42 +237,83 @@ class SugarCrmConnector(SessionCrmConnector[SugarCrmSettings, str]):
             raise ConnectorError(f"{self._http.host}: get_entry_list answered no entry_list")
         return [e for e in entries if isinstance(e, dict) and e.get("id")]
 
-    # -- lookup ---------------------------------------------------------------------------
+    # -- records --------------------------------------------------------------------------
 
-    async def _find(self, e164: str, raw: str, timeout: float) -> CallerCard | None:
-        s = self.settings
-        modules = [m for m in s.modules if phone_where(m, e164, raw, 0)]
-        hit = await first_found(
-            modules,
-            lambda m: self._entries(
-                m, phone_where(m, e164, raw, s.match_last_digits), _SELECT[m], timeout
-            ),
-        )
-        return None if hit is None else self._card(e164, *hit)
+    def _fields(self, module: str) -> tuple[str, ...]:
+        return _SELECT[module] + PHONE_FIELDS[module] + _COMMON
 
-    def _card(self, e164: str, module: str, entry: dict[str, Any]) -> CallerCard:
+    def _record(self, module: str, entry: dict[str, Any]) -> DirectoryRecord:
+        """One row of ``get_entry_list`` as the directory (and the caller card) sees it."""
+
+        def v(key: str) -> str:
+            return decode(_value(entry, key))
+
         rid = str(entry["id"])
         account: str | None
         if module == "Accounts":
-            name, company, account = _value(entry, "name"), _value(entry, "name"), rid
+            name = company = v("name")
+            account = rid
         else:
-            name = f"{_value(entry, 'first_name')} {_value(entry, 'last_name')}".strip()
-            company, account = _value(entry, "account_name"), _value(entry, "account_id") or None
-        owner_id = _value(entry, "assigned_user_id")
-        return CallerCard(
-            number=e164,
+            name = f"{v('first_name')} {v('last_name')}".strip()
+            company, account = v("account_name"), v("account_id") or None
+        return DirectoryRecord(
+            module=module,
+            record_id=rid,
             kind=_KIND[module],
             display_name=name,
             company=company,
-            person_id=rid,
             account_id=account,
-            owner=self._owner_of.get(owner_id) or _value(entry, "assigned_user_name") or None,
-            lead_status=_value(entry, "status") or None if module == "Leads" else None,
-            source=self.name,
+            owner=self._owner_of.get(_value(entry, "assigned_user_id")),
+            lead_status=(v("status") or None) if module == "Leads" else None,
             external_url=f"{self._http.base_url}/index.php?module={module}&action=DetailView"
             f"&record={rid}",
-            extra={"module": module},
+            phones=tuple(p for p in (v(f) for f in PHONE_FIELDS[module]) if p.strip()),
+            deleted=_value(entry, "deleted") == "1",
         )
+
+    # -- lookup ---------------------------------------------------------------------------
+
+    async def _matching(self, module: str, e164: str, timeout: float) -> list[DirectoryRecord]:
+        """The records of ``module`` with a phone field that is ``e164`` as typed."""
+        rows = await self._entries(
+            module, phone_where(module, e164), self._fields(module), timeout, limit=LOOKUP_ROWS
+        )
+        records = (self._record(module, row) for row in rows)
+        return [r for r in records if any(same_number(p, e164) for p in r.phones)]
+
+    async def _find(self, e164: str, raw: str, timeout: float) -> CallerCard | None:
+        modules = [m for m in self.settings.modules if phone_where(m, e164)]
+        hit = await first_found(modules, lambda m: self._matching(m, e164, timeout))
+        return None if hit is None else hit[1].card(e164, self.name)
+
+    # -- caller directory -----------------------------------------------------------------
+
+    def directory_modules(self) -> Sequence[str]:
+        return tuple(self.settings.modules)
+
+    async def pull(self, module: str, cursor: str, limit: int) -> DirectoryPage:
+        """Up to ``limit`` records of ``module`` changed after ``cursor``, deleted ones
+        included (``deleted=True``), in (date_modified, id) order; the cursor is the last
+        row's ``date_modified|id``."""
+        if module not in PHONE_FIELDS:
+            raise ConnectorError(f"{self.name}: no directory for module {module!r}")
+        query = keyset_where(module, cursor)
+        timeout = self.settings.write_timeout_ms / 1000
+        async with self._tracked(timeout):
+            rows = await self._entries(
+                module,
+                query,
+                self._fields(module),
+                timeout,
+                limit=limit,
+                order_by=PULL_ORDER,
+                deleted=1,
+            )
+        records = [self._record(module, row) for row in rows]
+        if rows:
+            cursor = f"{_value(rows[-1], 'date_modified')}|{rows[-1]['id']}"
+            _parse_cursor(cursor)  # a row without a DB time would make a cursor we cannot use
+        return DirectoryPage(records=records, cursor=cursor, more=len(rows) >= limit)
 
     # -- call log -------------------------------------------------------------------------
 
@@ -218,13 +328,14 @@ class SugarCrmConnector(SessionCrmConnector[SugarCrmSettings, str]):
         if earlier:
             log.info("crm %s: call %r already written as %s", self.name, call.id, earlier[0]["id"])
             return
-        parent = await self._find(call.customer, call.customer, timeout)
+        parent = await self._parent(call.customer, timeout)
         hours, minutes = split_duration(call.duration_seconds)
         values: dict[str, str] = {
             "name": call.subject[:50],  # calls.name is varchar(50)
             "direction": "Outbound" if call.direction == "outbound" else "Inbound",
             "status": "Held" if call.answered else "Not Held",
-            "date_start": call.started_at.strftime("%Y-%m-%d %H:%M:%S"),  # UTC, DB format
+            # UTC in the DB format: SuiteCRM stores it as sent, whatever the API user's zone
+            "date_start": call.started_at.strftime("%Y-%m-%d %H:%M:%S"),
             "duration_hours": str(hours),
             "duration_minutes": str(minutes),
             "description": call.description(),
@@ -233,7 +344,7 @@ class SugarCrmConnector(SessionCrmConnector[SugarCrmSettings, str]):
         if user:
             values["assigned_user_id"] = user
         module = parent.extra.get("module", "") if parent else ""
-        if parent is not None and parent.person_id:
+        if parent is not None and parent.person_id and module in PHONE_FIELDS:
             values["parent_type"] = module
             values["parent_id"] = parent.person_id
         result = await self._api(
@@ -248,6 +359,7 @@ class SugarCrmConnector(SessionCrmConnector[SugarCrmSettings, str]):
         if not isinstance(call_id, str) or not call_id or call_id == "-1":
             raise RecordRejected(f"{self._http.host}: set_entry stored no call for {call.id!r}")
         if parent is not None and parent.person_id and module in _LINK:
+            # answers created=1 even for an id that does not exist: nothing to check here
             await self._api(
                 "set_relationship",
                 {
