@@ -5,28 +5,48 @@ Stateless: ``common.login(db, login, password)`` gives the user id, then every
 (an API key works as the password). Errors come back as JSON-RPC errors whose
 ``data.name`` is the Python exception (``odoo.exceptions.AccessDenied``...). An AccessDenied
 on a call that worked before means the uid went stale (database restored, user re-created):
-we log in again once and retry.
+we log in again once and retry. Any other JSON-RPC error is Odoo answering "no"
+(``CrmRefused``; ``RecordRejected`` when it is about the record: ValidationError, UserError,
+MissingError); HTTP errors, refused connections and timeouts stay outages (``ConnectorError``).
 
 Lookups search ``res.partner`` and ``crm.lead`` with a domain passed as data (never built as
-text), on the fields the database really has (``fields_get``): ``phone_sanitized`` (E.164)
-and ``phone_mobile_search`` (which ignores separators) from the phone_validation module,
-else ``phone`` and ``mobile``. Calls are logged as a note in the record's chatter
+text), on the fields the database really has (``fields_get``). With the phone_validation
+module: ``phone_sanitized`` (stored, indexed E.164 of mobile or else phone) or
+``phone_mobile_search`` (phone and mobile without separators, containing the national
+digits). Without it: ``phone`` and ``mobile`` ``=like`` a digit-wildcard pattern. Every
+candidate is then checked here with ``same_number``, so a longer number that merely contains
+the digits is never taken for the caller. Calls are logged as a note in the record's chatter
 (``message_post`` with subtype ``mail.mt_note``).
+
+The caller directory pulls both models ordered by ``write_date`` then ``id``. Odoo stores
+``write_date`` with microseconds but reads and compares it in whole seconds, so the cursor
+is (second, id): the rest of that second is read by id, then later seconds in order (see
+``pull``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import itertools
 import logging
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 
-from connectors.base import RecordRejected, SessionExpired
+from connectors.base import (
+    CrmRefused,
+    DirectoryPage,
+    DirectoryRecord,
+    RecordRejected,
+    SessionExpired,
+)
 from connectors.callrecord import FinishedCall
 from connectors.http_base import SessionCrmConnector, first_found
-from connectors.numbers import dial_string, last_digits, national_digits, spellings
+from connectors.numbers import digit_pattern, national_digits, same_number
 from connectors.settings import OdooSettings
 from connectors.transport import LoginRefused
 from gateway.errors import ConnectorError
@@ -34,7 +54,7 @@ from gateway.lookup.card import CallerCard, PersonKind
 
 log = logging.getLogger("gateway.connectors.odoo")
 
-_PHONE_FIELDS = ("phone_sanitized", "phone_mobile_search", "phone", "mobile")
+_PHONES = ("phone", "mobile")
 _READ = {
     "res.partner": ["name", "is_company", "parent_id", "commercial_company_name", "user_id"],
     "crm.lead": [
@@ -48,33 +68,77 @@ _READ = {
         "type",
     ],
 }
+_ALWAYS = ["phone", "mobile", "phone_sanitized", "active", "write_date"]
 _REJECTING = ("ValidationError", "UserError", "MissingError")
+_E164 = re.compile(r"\+[1-9][0-9]{5,14}")
+_STAMP = "%Y-%m-%d %H:%M:%S"  # how Odoo reads and compares datetimes: whole seconds, UTC
+_CURSOR = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2})\|([0-9]{1,18})")
+_SECOND = timedelta(seconds=1)
+# a second this recent (by our clock) may still get saves: a caught-up pull reads it again
+_SETTLE = timedelta(seconds=60)
+_LOOKUP_ROWS = 20  # candidates read per model; false hits are dropped by same_number
+LOST = "Lost"  # the status an archived (lost) lead keeps in the directory and on its card
 
 
-def phone_domain(fields: set[str], e164: str, raw: str, match_last: int) -> list[Any]:
-    """An Odoo domain (prefix notation) matching the number on the fields that exist."""
+def phone_domain(fields: set[str], e164: str) -> list[Any]:
+    """An Odoo domain (prefix notation) finding the number on the fields that exist, or []
+    when ``e164`` is not an E.164 number (nothing else ever reaches Odoo). It may find more
+    than the number: check each row with :func:`row_has_number`."""
+    if not _E164.fullmatch(e164):
+        return []
     terms: list[list[Any]] = []
-    if "phone_sanitized" in fields and dial_string(e164).startswith("+"):
-        terms.append(["phone_sanitized", "=", dial_string(e164)])
-    digits = last_digits(e164, match_last) or national_digits(e164)
-    if "phone_mobile_search" in fields and len(digits) >= 3:
-        terms.append(["phone_mobile_search", "ilike", digits])
+    nsn = national_digits(e164)
+    if "phone_sanitized" in fields:
+        terms.append(["phone_sanitized", "=", e164])
+    if "phone_mobile_search" in fields:
+        terms.append(["phone_mobile_search", "ilike", nsn])  # Odoo wraps it: %digits%
     else:
-        values = spellings(e164, raw)
-        for f in ("phone", "mobile"):
-            if f in fields and values:
-                terms.append([f, "in", values])
-                if match_last and last_digits(e164, match_last):
-                    terms.append([f, "=like", "%" + last_digits(e164, match_last)])
+        # ``=like`` sends the pattern as is (``like`` would add the same % around it); the
+        # trailing % keeps "911 234 567 (home)" findable. Only digits and %.
+        pattern = digit_pattern(e164)
+        terms += [[f, "=like", pattern + "%"] for f in _PHONES if f in fields and pattern]
     if not terms:
         return []
     return ["|"] * (len(terms) - 1) + terms
+
+
+def row_has_number(row: dict[str, Any], e164: str) -> bool:
+    """Whether one of the row's phone fields is the number ``e164``."""
+    if row.get("phone_sanitized") == e164:
+        return True
+    return any(isinstance(row.get(f), str) and same_number(row[f], e164) for f in _PHONES)
 
 
 def _m2o(value: Any) -> tuple[int | None, str]:
     if isinstance(value, list) and len(value) == 2:
         return (value[0] if isinstance(value[0], int) else None), str(value[1] or "")
     return None, ""
+
+
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _second(row: dict[str, Any]) -> datetime:
+    """The row's write_date as Odoo reads it ("YYYY-MM-DD HH:MM:SS", naive UTC)."""
+    value = row.get("write_date")
+    try:
+        return datetime.strptime(str(value)[:19], _STAMP)
+    except ValueError:
+        raise ConnectorError(f"odoo answered a write_date that is not a time: {value!r}") from None
+
+
+def _cursor(second: datetime, after_id: int) -> str:
+    return f"{second.strftime(_STAMP)}|{after_id}"
+
+
+def _parse_cursor(cursor: str) -> tuple[datetime | None, int]:
+    if not cursor:
+        return None, 0
+    m = _CURSOR.fullmatch(cursor)
+    if m is None:
+        raise ConnectorError(f"odoo: directory cursor {cursor[:40]!r} not understood")
+    return datetime.strptime(m[1], _STAMP), int(m[2])
 
 
 class OdooConnector(SessionCrmConnector[OdooSettings, int]):
@@ -117,9 +181,9 @@ class OdooConnector(SessionCrmConnector[OdooSettings, int]):
             short = name.rpartition(".")[2]
             if short == "AccessDenied":
                 raise SessionExpired(f"{self._http.host}: access denied")
-            if short in _REJECTING:
-                raise RecordRejected(f"{self._http.host}: {method}: {short}: {data.get('message')}")
-            raise ConnectorError(f"{self._http.host}: {method} failed: {short}")
+            refused = RecordRejected if short in _REJECTING else CrmRefused
+            detail = str(data.get("message") or "")[:200]
+            raise refused(f"{self._http.host}: {method}: {short}: {detail}".rstrip(": "))
         return doc.get("result")
 
     async def _open_session(self, timeout: float) -> int:
@@ -155,7 +219,7 @@ class OdooConnector(SessionCrmConnector[OdooSettings, int]):
                 timeout,
             )
         except SessionExpired as e:  # even with a fresh uid: the user may not touch this model
-            raise ConnectorError(
+            raise CrmRefused(
                 f"{self._http.host}: access denied to {model}.{method} for "
                 f"{s.username!r}; check the user's access rights"
             ) from e
@@ -168,66 +232,170 @@ class OdooConnector(SessionCrmConnector[OdooSettings, int]):
             self._fields[model] = set(got)
         return self._fields[model]
 
-    # -- lookup ---------------------------------------------------------------------------
+    def _wanted(self, model: str, fields: set[str]) -> list[str]:
+        return [f for f in [*_READ[model], *_ALWAYS] if f in fields]
 
-    async def _search(
-        self, model: str, e164: str, raw: str, timeout: float
-    ) -> list[dict[str, Any]]:
-        fields = await self._model_fields(model, timeout)
-        domain = phone_domain(fields, e164, raw, self.settings.match_last_digits)
-        if not domain:
-            return []
-        wanted = [f for f in _READ[model] if f in fields]
-        rows = await self._execute(
-            model, "search_read", [domain], {"fields": wanted, "limit": 5}, timeout
-        )
-        return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+    # -- records --------------------------------------------------------------------------
 
-    async def _find(self, e164: str, raw: str, timeout: float) -> CallerCard | None:
-        hit = await first_found(
-            list(self.settings.models), lambda m: self._search(m, e164, raw, timeout)
-        )
-        return None if hit is None else self._card(e164, *hit)
-
-    def _card(self, e164: str, model: str, row: dict[str, Any]) -> CallerCard:
+    def _record(self, model: str, row: dict[str, Any]) -> DirectoryRecord:
+        """What one partner or lead row says about a person: the directory's record, and
+        (through ``DirectoryRecord.card``) the live lookup's card."""
         rid = str(row.get("id"))
         owner_id, owner_name = _m2o(row.get("user_id"))
-        owner = self._owner_of.get(str(owner_id)) or owner_name or None
-        url = f"{self._http.base_url}/web#id={rid}&model={model}&view_type=form"
+        extra = {"model": model}
+        if owner_name:
+            extra["owner_name"] = owner_name
+        phones = tuple(t for t in (_text(row.get(f)) for f in _PHONES) if t)
+        if not phones and _text(row.get("phone_sanitized")):
+            phones = (_text(row.get("phone_sanitized")),)
+        archived = row.get("active") is False
+        common: dict[str, Any] = {
+            "module": model,
+            "record_id": rid,
+            "owner": self._owner_of.get(str(owner_id)) if owner_id else None,
+            "external_url": f"{self._http.base_url}/web#id={rid}&model={model}&view_type=form",
+            "phones": phones,
+            "extra": extra,
+        }
         if model == "crm.lead":
-            partner_id, _ = _m2o(row.get("partner_id"))
+            partner_id, partner = _m2o(row.get("partner_id"))
             _, stage = _m2o(row.get("stage_id"))
-            prob = row.get("probability")
-            return CallerCard(
-                number=e164,
+            company = _text(row.get("partner_name")) or partner
+            # a lost lead is archived in Odoo; it stays a known caller, with that status
+            return DirectoryRecord(
                 kind=PersonKind.LEAD,
-                display_name=str(
-                    row.get("contact_name") or row.get("partner_name") or row.get("name") or ""
-                ),
-                company=str(row.get("partner_name") or ""),
-                person_id=rid,
+                display_name=_text(row.get("contact_name")) or company or _text(row.get("name")),
+                company=company,
                 account_id=str(partner_id) if partner_id else None,
-                owner=owner,
-                lead_status=stage or None,
-                lead_score=float(prob) / 10 if isinstance(prob, int | float) else None,
-                source=self.name,
-                external_url=url,
-                extra={"model": model},
+                lead_status=LOST if archived else (stage or None),
+                **common,
             )
         parent_id, parent_name = _m2o(row.get("parent_id"))
         is_company = bool(row.get("is_company"))
-        return CallerCard(
-            number=e164,
+        return DirectoryRecord(
             kind=PersonKind.ACCOUNT if is_company else PersonKind.CONTACT,
-            display_name=str(row.get("name") or ""),
-            company=str(row.get("commercial_company_name") or parent_name or ""),
-            person_id=rid,
+            display_name=_text(row.get("name")),
+            company=_text(row.get("commercial_company_name")) or parent_name,
             account_id=rid if is_company else (str(parent_id) if parent_id else None),
-            owner=owner,
-            source=self.name,
-            external_url=url,
-            extra={"model": model},
+            deleted=archived,
+            **common,
         )
+
+    # -- lookup ---------------------------------------------------------------------------
+
+    async def _search(self, model: str, e164: str, timeout: float) -> list[dict[str, Any]]:
+        fields = await self._model_fields(model, timeout)
+        domain = phone_domain(fields, e164)
+        if not domain:
+            return []
+        kwargs: dict[str, Any] = {"fields": self._wanted(model, fields), "limit": _LOOKUP_ROWS}
+        if model == "crm.lead":
+            kwargs["context"] = {"active_test": False}  # lost leads are archived, still known
+        rows = await self._execute(model, "search_read", [domain], kwargs, timeout)
+        if not isinstance(rows, list):
+            return []
+        hits = [r for r in rows if isinstance(r, dict) and row_has_number(r, e164)]
+        hits.sort(key=lambda r: r.get("active") is False)  # an open lead before a lost one
+        return hits
+
+    async def _find(self, e164: str, raw: str, timeout: float) -> CallerCard | None:
+        hit = await first_found(
+            list(self.settings.models), lambda m: self._search(m, e164, timeout)
+        )
+        if hit is None:
+            return None
+        model, row = hit
+        card = self._record(model, row).card(e164, self.name)
+        prob = row.get("probability")
+        if model == "crm.lead" and isinstance(prob, int | float) and not isinstance(prob, bool):
+            card = dataclasses.replace(card, lead_score=float(prob) / 10)
+        return card
+
+    # -- caller directory -----------------------------------------------------------------
+
+    def directory_modules(self) -> Sequence[str]:
+        return list(self.settings.models)
+
+    async def pull(self, module: str, cursor: str, limit: int) -> DirectoryPage:
+        """Up to ``limit`` records of ``module`` changed after ``cursor``, archived ones
+        included (``deleted=True``; a lost lead stays, with status "Lost").
+
+        Odoo keeps ``write_date`` with microseconds but reads it, and compares a domain
+        value, in whole seconds; ordering by it sorts on the microseconds. A cursor of
+        (last second read, last id) with ``write_date > s or (= s and id > n)`` would then
+        read again the whole of second s (and loop forever on a bulk import). So the cursor
+        is "every second before s is done, and in s every id up to n": a pull reads the rest
+        of second s by id, then the later seconds by (write_date, id), keeping only whole
+        seconds unless the page ends the data; a page that would hold nothing but one big
+        second reads that second by id. When a pull catches up on a second less than a minute
+        old, the next one reads that second again (a save of an older record may still land
+        in it); anything else saved into an already-read second is left to the full pass."""
+        if module not in self.settings.models:
+            raise ConnectorError(f"{self.name}: {module!r} is not among the configured models")
+        start, after_id = _parse_cursor(cursor)
+        limit = max(1, limit)
+        timeout = self.settings.write_timeout_ms / 1000
+        async with self._tracked(timeout):
+            page = await self._pull(module, start, after_id, limit, timeout)
+        return page
+
+    def _utc_now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC).replace(tzinfo=None)
+
+    async def _pull(
+        self, module: str, start: datetime | None, after_id: int, limit: int, timeout: float
+    ) -> DirectoryPage:
+        fields = await self._model_fields(module, timeout)
+        if "write_date" not in fields:
+            raise ConnectorError(f"{self._http.host}: {module} has no write_date to sync on")
+        wanted = self._wanted(module, fields)
+
+        async def search(domain: list[Any], order: str, n: int) -> list[dict[str, Any]]:
+            kwargs = {
+                "fields": wanted,
+                "order": order,
+                "limit": n,
+                "context": {"active_test": False},  # archived records too: they are news
+            }
+            rows = await self._execute(module, "search_read", [domain], kwargs, timeout)
+            if not isinstance(rows, list):
+                raise ConnectorError(f"{self._http.host}: search_read on {module} gave no list")
+            return [r for r in rows if isinstance(r, dict) and isinstance(r.get("id"), int)]
+
+        def second(s: datetime, after: int) -> list[Any]:
+            return [
+                ["write_date", ">=", s.strftime(_STAMP)],
+                ["write_date", "<", (s + _SECOND).strftime(_STAMP)],
+                ["id", ">", after],
+            ]
+
+        def done(rows: list[dict[str, Any]], cursor: str, more: bool) -> DirectoryPage:
+            return DirectoryPage([self._record(module, r) for r in rows], cursor, more)
+
+        head: list[dict[str, Any]] = []
+        if start is not None:  # the rest of the cursor's second, by id
+            head = await search(second(start, after_id), "id asc", limit)
+            if len(head) >= limit:
+                return done(head, _cursor(start, head[-1]["id"]), True)
+        later = [["write_date", ">=", (start + _SECOND).strftime(_STAMP)]] if start else []
+        room = limit - len(head)
+        tail = await search(later, "write_date asc, id asc", room)
+        if len(tail) < room:  # everything there is: the cursor is the last second read
+            if tail:
+                last = _second(tail[-1])
+                top = max(r["id"] for r in tail if _second(r) == last)
+                if last >= self._utc_now() - _SETTLE:
+                    top = 0  # the second may still be taking saves: read it again next time
+                return done(head + tail, _cursor(last, top), False)
+            if head:
+                return done(head, _cursor(start or _second(head[-1]), head[-1]["id"]), False)
+            return DirectoryPage([], "" if start is None else _cursor(start, after_id), False)
+        last = _second(tail[-1])  # may continue past this page: leave that second whole
+        whole = [r for r in tail if _second(r) < last]
+        if head or whole:
+            return done(head + whole, _cursor(last, 0), True)
+        rows = await search(second(last, 0), "id asc", limit)  # one second fills the page
+        return done(rows, _cursor(last, rows[-1]["id"] if rows else 0), True)
 
     # -- call log -------------------------------------------------------------------------
 
@@ -252,13 +420,14 @@ class OdooConnector(SessionCrmConnector[OdooSettings, int]):
         return self._partner_of_user[uid]
 
     async def _write(self, call: FinishedCall, timeout: float) -> None:
-        target = await self._find(call.customer, call.customer, timeout)
-        if target is None or not target.person_id:
+        target = await self._parent(call.customer, timeout)
+        model = (target.extra.get("model") or target.extra.get("module")) if target else None
+        if target is None or not (target.person_id or "").isdigit() or model not in _READ:
             log.info(
                 "crm %s: no record for %r, call %r not logged", self.name, call.customer, call.id
             )
             return
-        model, res_id = target.extra["model"], int(target.person_id)
+        res_id = int(target.person_id or 0)
         seen = await self._execute(
             "mail.message",
             "search_count",
