@@ -118,7 +118,9 @@ class VtigerSettings(_ConnectorBase, tag_field="type", tag="vtiger"):
     username: str
     access_key: str = ""  # My Preferences > Access Key of that user
     modules: list[str] = msgspec.field(default_factory=lambda: ["Contacts", "Leads", "Accounts"])
-    timezone: str = "UTC"  # the API user's time zone: vTiger reads event times in it
+    # ignored (a warning at start): vTiger stores event times exactly as sent, so they are
+    # sent in UTC whatever the API user's zone; still accepted so older configs keep working
+    timezone: str = ""
     default_user_id: str = ""  # e.g. 19x1; "" = API user
 
     def __post_init__(self) -> None:
@@ -128,12 +130,14 @@ class VtigerSettings(_ConnectorBase, tag_field="type", tag="vtiger"):
         for m in self.modules:
             if m not in ("Contacts", "Leads", "Accounts"):
                 raise ValueError(f"modules: expected Contacts, Leads or Accounts, found {m!r}")
-        try:
-            ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError) as e:
-            raise ValueError(
-                f"timezone: expected an IANA zone such as Europe/Madrid, found {self.timezone!r}"
-            ) from e
+        if self.timezone:  # ignored, but a typo is still a mistake worth naming
+            try:
+                ZoneInfo(self.timezone)
+            except (ZoneInfoNotFoundError, ValueError) as e:
+                raise ValueError(
+                    "timezone: expected an IANA zone such as Europe/Madrid (or better, no "
+                    f"timezone key: it is ignored, times are sent in UTC), found {self.timezone!r}"
+                ) from e
         for agent, uid in self.users.items():
             if not re.fullmatch(r"\d+x\d+", uid):
                 raise ValueError(

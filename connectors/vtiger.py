@@ -5,12 +5,25 @@ minutes), then ``POST operation=login`` with ``accessKey = md5(token + user's ac
 gives a ``sessionName`` sent with every later call. Answers are
 ``{"success": true, "result": ...}`` or ``{"success": false, "error": {"code", "message"}}``;
 the session codes (INVALID_SESSIONID, SESSION_EXPIRED, SESSION_LEFT_IDLE,
-AUTHENTICATION_REQUIRED) make us log in again once and retry.
+AUTHENTICATION_REQUIRED) make us log in again once and retry. vTiger 8.0.0 refuses an unknown
+user already at ``getchallenge`` with ACCESS_DENIED, and a wrong access key at ``login`` with
+INVALID_USER_CREDENTIALS: both are a refused login (held back by the login gate). Any other
+``success: false`` is the CRM refusing the request (``CrmRefused``); HTTP errors, timeouts and
+answers that are not JSON are outages (plain ``ConnectorError``).
 
-Lookups use the query language (``select ... from Contacts where phone in (...) or ...;``,
-GET ``operation=query``): only query-safe number spellings and our marker go into it. Calls
-are logged as Calendar events of type "Call" (module ``Events``), which show in the contact's
-or lead's Activities; the PBXManager module is left to vTiger's own Asterisk connector.
+Lookups use the query language (GET ``operation=query``). vTiger stores phone numbers exactly
+as typed (``+34 911 234 567``, ``0034911234568``, ``+1 (212) 555-0100``), so a lookup asks for
+every phone field ``like '%9%1%1%2%3%4%5%6%7'`` (the digits in order, anything between) and
+keeps only the rows where a phone field really is the number (``same_number``). VTQL has no
+grouping parentheses: the conditions are a chain of ``or`` only. At most 100 rows come back
+per query, whatever the ``limit`` says.
+
+Calls are logged as Calendar events of type "Call" (module ``Events``), which show in the
+contact's or lead's Activities; the PBXManager module is left to vTiger's own Asterisk
+connector. Event times are sent in UTC: vTiger 8.0.0 stores and returns them exactly as sent,
+whatever the API user's time zone (recorded, ``tests/data/crm-traces/vtiger-8.0.0/065-072``).
+
+The caller directory pulls each module ordered by ``(modifiedtime, id)``; see ``pull``.
 """
 
 from __future__ import annotations
@@ -18,14 +31,29 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from connectors.base import RecordRejected, SessionExpired
+from connectors.base import (
+    CrmRefused,
+    DirectoryPage,
+    DirectoryRecord,
+    RecordRejected,
+    SessionExpired,
+)
 from connectors.callrecord import FinishedCall, split_duration
 from connectors.http_base import SessionCrmConnector, first_found
-from connectors.numbers import last_digits, spellings
+from connectors.numbers import (
+    digit_pattern,
+    digits_only,
+    last_digits,
+    national_digits,
+    same_number,
+    spellings,
+)
 from connectors.settings import VtigerSettings
 from connectors.transport import LoginRefused
 from gateway.errors import ConnectorError
@@ -38,15 +66,26 @@ PHONE_FIELDS = {
     "Leads": ("phone", "mobile", "fax"),
     "Accounts": ("phone", "otherphone", "fax"),
 }
+_FIELDS = {
+    "Contacts": ("id", "firstname", "lastname", "account_id", "assigned_user_id"),
+    "Leads": ("id", "firstname", "lastname", "company", "leadstatus", "assigned_user_id"),
+    "Accounts": ("id", "accountname", "assigned_user_id"),
+}
+# what lookups and the directory pull both read: one record builder for both
 _SELECT = {
-    "Contacts": "id, firstname, lastname, account_id, assigned_user_id",
-    "Leads": "id, firstname, lastname, company, leadstatus, assigned_user_id",
-    "Accounts": "id, accountname, assigned_user_id",
+    m: ", ".join((*fields, *PHONE_FIELDS[m], "modifiedtime")) for m, fields in _FIELDS.items()
 }
 _KIND = {"Contacts": PersonKind.CONTACT, "Leads": PersonKind.LEAD, "Accounts": PersonKind.ACCOUNT}
 SESSION_CODES = frozenset(
     {"INVALID_SESSIONID", "SESSION_EXPIRED", "SESSION_LEFT_IDLE", "AUTHENTICATION_REQUIRED"}
 )
+LOGIN_CODES = frozenset({"INVALID_USER_CREDENTIALS", "ACCESSKEY_UNDEFINED"})
+RECORD_CODES = frozenset({"MANDATORY_FIELDS_MISSING"})  # this record itself is refused
+QUERY_ROWS = 100  # vTiger caps every query answer at 100 rows
+LOOKUP_ROWS = 20  # candidates per module: the wildcard may match other numbers too
+_WS_ID = re.compile(r"\d+x\d+")
+_E164 = re.compile(r"\+[1-9]\d{5,14}")
+_TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 
 
 def vtql_literal(value: str) -> str:
@@ -54,33 +93,95 @@ def vtql_literal(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def phone_query(module: str, e164: str, raw: str, match_last: int) -> str:
-    """The VTQL statement finding ``module`` records with the number in any phone field."""
-    values = spellings(e164, raw)
-    if not values:
+def _wildcard(e164: str, match_last: int) -> str:
+    """The digit-wildcard ``like`` pattern covering every stored form we accept: the national
+    number's digits, or only the last ``match_last`` when that is fewer ("" unless ``e164``
+    really is E.164: anything else is only looked for as spelled)."""
+    if not _E164.fullmatch(e164):
         return ""
-    listed = ", ".join(vtql_literal(v) for v in values)
-    conds = [f"{f} in ({listed})" for f in PHONE_FIELDS[module]]
     suffix = last_digits(e164, match_last)
-    if suffix:
-        conds += [f"{f} like {vtql_literal('%' + suffix)}" for f in PHONE_FIELDS[module]]
-    # VTQL has no parentheses and evaluates left to right: a chain of 'or' only
-    return f"select {_SELECT[module]} from {module} where {' or '.join(conds)} limit 5;"
+    if suffix and len(suffix) < len(national_digits(e164)):
+        return "%" + "%".join(suffix)
+    return digit_pattern(e164)
+
+
+def phone_query(module: str, e164: str, raw: str, match_last: int) -> str:
+    """The VTQL statement finding candidate ``module`` records with the number in any phone
+    field ("" when the number is too short or too strange to look for)."""
+    pattern = _wildcard(e164, match_last)
+    if pattern:
+        conds = [f"{f} like {vtql_literal(pattern)}" for f in PHONE_FIELDS[module]]
+    else:  # a short number: the exact spellings only
+        values = spellings(e164, raw)
+        if not values:
+            return ""
+        listed = ", ".join(vtql_literal(v) for v in values)
+        conds = [f"{f} in ({listed})" for f in PHONE_FIELDS[module]]
+    # VTQL has no grouping parentheses: a chain of 'or' only
+    return f"select {_SELECT[module]} from {module} where {' or '.join(conds)} limit {LOOKUP_ROWS};"
+
+
+def is_number(typed: str, e164: str, raw: str, match_last: int) -> bool:
+    """Whether a phone field as typed in the CRM is the number looked up."""
+    if not typed.strip():
+        return False
+    if same_number(typed, e164):
+        return True
+    suffix = last_digits(e164, match_last)
+    if suffix and digits_only(typed).endswith(suffix):
+        return True
+    return typed.strip() in spellings(e164, raw)
 
 
 def _numeric(ws_id: str) -> str:
     return ws_id.partition("x")[2] or ws_id
 
 
+@dataclass(frozen=True, slots=True)
+class _Cursor:
+    """Where a pull resumes: after the record ``last_id`` changed at ``modified``.
+
+    Records are taken in (modifiedtime, id) order. Resuming asks first for the rest of the
+    records changed at exactly ``modified`` (``id`` greater than ``last_id``), then for those
+    changed later: thousands of records sharing one time are paged by id, never skipped nor
+    taken twice, and a record changed meanwhile moves to a later time and is taken again."""
+
+    modified: str = ""
+    last_id: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> _Cursor:
+        if not text:
+            return cls()
+        modified, sep, last_id = text.rpartition("|")
+        if not sep or not _TIME.fullmatch(modified) or not _WS_ID.fullmatch(last_id):
+            raise ValueError(f"vtiger directory cursor: expected 'time|id', found {text!r}")
+        return cls(modified, last_id)
+
+    def __str__(self) -> str:
+        return f"{self.modified}|{self.last_id}" if self.modified else ""
+
+
 class VtigerConnector(SessionCrmConnector[VtigerSettings, str]):
-    """Looks callers up in Contacts, Leads and Accounts; logs calls as "Call" events."""
+    """Looks callers up in Contacts, Leads and Accounts; logs calls as "Call" events; hands
+    its phone book to the caller directory (``DirectorySource``)."""
 
     API_PATH = "/webservice.php"
 
     def _setup(self) -> None:
         super()._setup()
         self._user_id = ""
-        self._tz = ZoneInfo(self.settings.timezone)
+
+    async def start(self) -> None:
+        if self.settings.timezone:
+            log.warning(
+                "crm %s: 'timezone: %s' is ignored: vTiger stores event times exactly as "
+                "sent, so calls are written in UTC whatever the API user's time zone; "
+                "remove the key (docs/connectors/vtiger.md)",
+                self.name,
+                self.settings.timezone,
+            )
+        await super().start()
 
     # -- protocol -------------------------------------------------------------------------
 
@@ -92,16 +193,19 @@ class VtigerConnector(SessionCrmConnector[VtigerSettings, str]):
         raw_err = doc.get("error")
         err: dict[str, Any] = raw_err if isinstance(raw_err, dict) else {}
         code = str(err.get("code", "UNKNOWN"))
+        message = str(err.get("message", ""))[:200]
         if code in SESSION_CODES:
             raise SessionExpired(f"{self._http.host}: {code}")
-        if code in ("INVALID_USER_CREDENTIALS", "ACCESSKEY_UNDEFINED"):
+        if code in LOGIN_CODES or (operation == "getchallenge" and code == "ACCESS_DENIED"):
+            # vTiger 8 refuses an unknown user at getchallenge already ("username does not
+            # exists"); elsewhere ACCESS_DENIED is a field or module we may not read
             raise LoginRefused(
-                f"{self._http.host}: login refused ({code}) for user {self.settings.username!r}; "
-                "check username and access key"
+                f"{self._http.host}: login refused ({code}: {message}) for user "
+                f"{self.settings.username!r}; check username and access key"
             )
-        if code == "MANDATORY_FIELDS_MISSING":
-            raise RecordRejected(f"{self._http.host}: {operation}: {code}: {err.get('message')}")
-        raise ConnectorError(f"{self._http.host}: {operation} failed: {code}")
+        if code in RECORD_CODES:
+            raise RecordRejected(f"{self._http.host}: {operation}: {code}: {message}")
+        raise CrmRefused(f"{self._http.host}: {operation} failed: {code}: {message}")
 
     async def _get(self, params: dict[str, str], timeout: float) -> Any:
         doc = await self._http.request_json("GET", self._endpoint, params=params, timeout=timeout)
@@ -125,7 +229,13 @@ class VtigerConnector(SessionCrmConnector[VtigerSettings, str]):
         if not isinstance(session, str) or not session:
             raise ConnectorError(f"{self._http.host}: login answered no sessionName")
         self._user_id = str(result.get("userId") or "")
-        log.info("crm %s: logged in to %s", self.name, self._http.host)
+        # informative only: vTiger does not convert event times to this zone (we send UTC)
+        log.info(
+            "crm %s: logged in to %s (user time zone %s)",
+            self.name,
+            self._http.host,
+            result.get("time_zone") or "?",
+        )
         return session
 
     async def _call(self, method: str, args: dict[str, str], timeout: float) -> Any:
@@ -141,52 +251,136 @@ class VtigerConnector(SessionCrmConnector[VtigerSettings, str]):
             raise ConnectorError(f"{self._http.host}: query answered no list")
         return [r for r in rows if isinstance(r, dict)]
 
+    # -- records --------------------------------------------------------------------------
+
+    async def _account_names(self, ids: set[str], timeout: float) -> dict[str, str]:
+        """Account id -> name, in one query per 100 accounts."""
+        wanted = sorted(i for i in ids if _WS_ID.fullmatch(i))
+        names: dict[str, str] = {}
+        for at in range(0, len(wanted), QUERY_ROWS):
+            chunk = wanted[at : at + QUERY_ROWS]
+            listed = ", ".join(vtql_literal(i) for i in chunk)
+            rows = await self._query(
+                f"select id, accountname from Accounts where id in ({listed});", timeout
+            )
+            names.update({str(r.get("id")): str(r.get("accountname") or "") for r in rows})
+        return names
+
+    def _record(
+        self, module: str, row: dict[str, Any], accounts: dict[str, str]
+    ) -> DirectoryRecord:
+        """A query row as the directory keeps it (and as a lookup's card is built from).
+        vTiger answers values raw (only the computed ``label`` is HTML-encoded, and it is not
+        read), so nothing is decoded."""
+
+        def v(key: str) -> str:
+            value = row.get(key)
+            return "" if value is None else str(value)
+
+        rid = v("id")
+        if module == "Accounts":
+            name = company = v("accountname")
+            account: str | None = rid
+        else:
+            name = f"{v('firstname')} {v('lastname')}".strip()
+            account = v("account_id") or None if module == "Contacts" else None
+            company = accounts.get(account, "") if account else v("company")
+        return DirectoryRecord(
+            module=module,
+            record_id=rid,
+            kind=_KIND[module],
+            display_name=name,
+            company=company,
+            account_id=account,
+            owner=self._owner_of.get(v("assigned_user_id")),
+            lead_status=(v("leadstatus") or None) if module == "Leads" else None,
+            external_url=f"{self._http.base_url}/index.php?module={module}&view=Detail"
+            f"&record={_numeric(rid)}",
+            phones=tuple(v(f) for f in PHONE_FIELDS[module] if v(f).strip()),
+        )
+
+    async def _records(
+        self, module: str, rows: list[dict[str, Any]], timeout: float
+    ) -> list[DirectoryRecord]:
+        accounts: dict[str, str] = {}
+        if module == "Contacts":
+            ids = {str(r.get("account_id") or "") for r in rows}
+            accounts = await self._account_names(ids - {""}, timeout)
+        return [self._record(module, r, accounts) for r in rows]
+
     # -- lookup ---------------------------------------------------------------------------
 
     async def _find(self, e164: str, raw: str, timeout: float) -> CallerCard | None:
         s = self.settings
-        modules = [m for m in s.modules if phone_query(m, e164, raw, 0)]
-        hit = await first_found(
-            modules, lambda m: self._query(phone_query(m, e164, raw, s.match_last_digits), timeout)
-        )
-        return None if hit is None else await self._card(e164, *hit, timeout)
+        modules = [m for m in s.modules if phone_query(m, e164, raw, s.match_last_digits)]
 
-    async def _card(
-        self, e164: str, module: str, row: dict[str, Any], timeout: float
-    ) -> CallerCard:
-        def v(key: str) -> str:
-            return str(row.get(key) or "")
+        async def search(module: str) -> list[dict[str, Any]]:
+            rows = await self._query(phone_query(module, e164, raw, s.match_last_digits), timeout)
+            return [
+                r
+                for r in rows
+                if any(
+                    is_number(str(r.get(f) or ""), e164, raw, s.match_last_digits)
+                    for f in PHONE_FIELDS[module]
+                )
+            ]
 
-        rid = v("id")
-        company, account = "", None
-        if module == "Accounts":
-            name = company = v("accountname")
-            account = rid
-        else:
-            name = f"{v('firstname')} {v('lastname')}".strip()
-            company = v("company")
-            account = v("account_id") or None
-            if account and module == "Contacts":
-                accounts = await self._query(
-                    f"select accountname from Accounts where id = {vtql_literal(account)};",
+        hit = await first_found(modules, search)
+        if hit is None:
+            return None
+        module, row = hit
+        (record,) = await self._records(module, [row], timeout)
+        return record.card(e164, self.name)
+
+    # -- caller directory -----------------------------------------------------------------
+
+    def directory_modules(self) -> Sequence[str]:
+        return list(self.settings.modules)
+
+    async def pull(self, module: str, cursor: str, limit: int) -> DirectoryPage:
+        """Up to ``limit`` records of ``module`` changed after ``cursor``, oldest change
+        first (``modifiedtime``, then id). vTiger cannot report deletions: the directory's
+        periodic full pass (from cursor "") sweeps them."""
+        if module not in self.settings.modules:
+            raise ValueError(f"vtiger {self.name}: module {module!r} is not configured")
+        at = _Cursor.parse(cursor)
+        timeout = self.settings.write_timeout_ms / 1000
+        rows: list[dict[str, Any]] = []
+        same_time_left = bool(at.last_id)  # records at at.modified after at.last_id?
+        async with self._tracked(timeout):
+            while len(rows) < limit:
+                n = min(QUERY_ROWS, limit - len(rows))
+                if same_time_left:
+                    where = (
+                        f"where modifiedtime = {vtql_literal(at.modified)} "
+                        f"and id > {vtql_literal(at.last_id)} "
+                    )
+                elif at.modified:
+                    where = f"where modifiedtime > {vtql_literal(at.modified)} "
+                else:
+                    where = ""
+                batch = await self._query(
+                    f"select {_SELECT[module]} from {module} {where}"
+                    f"order by modifiedtime, id limit {n};",
                     timeout,
-                )  # ids look like 11x5: query-safe, quoted anyway
-                company = str(accounts[0].get("accountname") or "") if accounts else ""
-        owner_id = v("assigned_user_id")
-        return CallerCard(
-            number=e164,
-            kind=_KIND[module],
-            display_name=name,
-            company=company,
-            person_id=rid,
-            account_id=account,
-            owner=self._owner_of.get(owner_id),
-            lead_status=v("leadstatus") or None,
-            source=self.name,
-            external_url=f"{self._http.base_url}/index.php?module={module}&view=Detail"
-            f"&record={_numeric(rid)}",
-            extra={"module": module},
-        )
+                )
+                rows += batch
+                if batch:
+                    last = batch[-1]
+                    modified, rid = str(last.get("modifiedtime")), str(last.get("id"))
+                    if not _TIME.fullmatch(modified) or not _WS_ID.fullmatch(rid):
+                        raise ConnectorError(
+                            f"{self._http.host}: {module} row without modifiedtime or id"
+                        )
+                    at = _Cursor(modified, rid)
+                if len(batch) == n:
+                    same_time_left = True  # more may share the last row's time
+                elif same_time_left:
+                    same_time_left = False  # that time is done: on to later ones
+                else:
+                    break  # nothing changed later
+            records = await self._records(module, rows, timeout)
+        return DirectoryPage(records=records, cursor=str(at), more=len(rows) >= limit)
 
     # -- call log -------------------------------------------------------------------------
 
@@ -199,10 +393,11 @@ class VtigerConnector(SessionCrmConnector[VtigerSettings, str]):
         if earlier:
             log.info("crm %s: call %r already logged as %s", self.name, call.id, earlier[0]["id"])
             return
-        parent = await self._find(call.customer, call.customer, timeout)
-        start = call.started_at.astimezone(self._tz)
+        parent = await self._parent(call.customer, timeout)
+        # UTC, as recorded: vTiger stores event times as sent, whatever the user's zone
+        start = call.started_at
         end = start + timedelta(seconds=call.duration_seconds)
-        hours, minutes = split_duration(call.duration_seconds)
+        hours, minutes = split_duration(call.duration_seconds)  # vTiger recomputes these
         s = self.settings
         element: dict[str, str] = {
             "subject": call.subject,
@@ -218,7 +413,7 @@ class VtigerConnector(SessionCrmConnector[VtigerSettings, str]):
             "description": call.description(),
             "assigned_user_id": s.users.get(call.agent) or s.default_user_id or self._user_id,
         }
-        if parent is not None and parent.person_id:
+        if parent is not None and parent.person_id and _WS_ID.fullmatch(parent.person_id):
             if parent.kind is PersonKind.CONTACT:
                 element["contact_id"] = parent.person_id
             else:
