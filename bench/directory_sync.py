@@ -1,6 +1,7 @@
-"""Caller directory benchmark: a stand-in SuiteCRM with 100,000 contacts in another process.
+"""Caller directory benchmark: a stand-in CRM with 100,000 contacts in another process.
 
-    python bench/directory_sync.py                    # 100,000 contacts, pages of 200
+    python bench/directory_sync.py                    # SuiteCRM, 100,000 contacts, pages of 200
+    python bench/directory_sync.py --crm vtiger       # or odoo
     python bench/directory_sync.py --contacts 10000   # a quick run
 
 Prints the first (full) sync's time and records per second, an incremental sync of 1,000
@@ -8,9 +9,10 @@ changed contacts, and the caller lookup latency through the whole chain (normali
 store, directory) with the cache cold, next to a live CRM query for the same numbers. Goals
 (issue #9): first sync under 60 s; lookup p99 under 300 µs, as with the embedded store.
 
-The stand-in (tests/fakes/sugarcrm.py) answers as the recorded SuiteCRM 7.14.6 does, with the
-numbers typed the ways CRM users type them. A real CRM spends its own time per page (MySQL,
-PHP): the figures here are the gateway's side, and the stand-in's.
+The stand-ins (tests/fakes/) answer as the recorded SuiteCRM 7.14.6 and vTiger 8.0.0 do (Odoo
+as its documentation says), with the numbers typed the ways CRM users type them. A real CRM
+spends its own time per page (MySQL, PHP): the figures here are the gateway's side, and the
+stand-in's.
 """
 
 from __future__ import annotations
@@ -29,16 +31,19 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import aiohttp
 from aiohttp import web
 
-from connectors.settings import DirectorySettings, SuiteCrmSettings
-from connectors.sugarcrm import SugarCrmConnector
+from connectors import build_connectors
+from connectors.settings import DirectorySettings, OdooSettings, SuiteCrmSettings, VtigerSettings
 from gateway.directory import DirectoryStore, DirectorySync
 from gateway.lookup.chain import LookupChain
 from gateway.lookup.settings import LookupSettings
 from gateway.store.cards import StoreCardSource
 from gateway.store.db import Database
+from tests.fakes.odoo import Odoo
 from tests.fakes.sugarcrm import SugarCrm
+from tests.fakes.vtiger import Vtiger
 
 FIRST = ["Lucía", "Javier", "Marta", "Carlos", "Elena", "Oliver", "Amelia", "James"]
 LAST = ["García", "Martín", "López", "O'Brien", "Jones", "Müller", "Núñez", "Hernández"]
@@ -59,8 +64,7 @@ def typed(i: int) -> tuple[str, str]:
     return f"+1 (212) 5{m[2:4]}-{m[4:]}", f"+12125{m[2:4]}{m[4:]}"
 
 
-def serve(contacts: int, port: int, ready: Any) -> None:
-    """The stand-in CRM's process: seed, serve, and change 1,000 contacts on request."""
+def seed_suitecrm(contacts: int) -> tuple[SugarCrm, Any]:
     crm = SugarCrm()
     start = datetime(2024, 1, 1)
     rows = []
@@ -82,14 +86,98 @@ def serve(contacts: int, port: int, ready: Any) -> None:
             }
         )
     crm.add_many("Contacts", rows)
-    crm.add("Leads", first_name="Eva", last_name="López", phone_mobile="+34911234570")
 
-    async def change(request: web.Request) -> web.Response:
-        n = int(request.query.get("n", "1000"))
+    def change(n: int) -> None:
         for row in random.Random(2).sample(crm.tables["Contacts"], n):
             row["last_name"] += " (edited)"
             row["date_modified"] = crm._tick()
         crm.touch("Contacts")
+
+    return crm, change
+
+
+def seed_vtiger(contacts: int) -> tuple[Vtiger, Any]:
+    crm = Vtiger()
+    start = datetime(2024, 1, 1)
+    ids = []
+    for i in range(contacts):
+        raw, _ = typed(i)
+        field = ("phone", "mobile", "homephone", "otherphone", "assistantphone")[i % 5]
+        stamp = (start + timedelta(seconds=i // 100)).strftime("%Y-%m-%d %H:%M:%S")
+        ids.append(
+            crm.add(
+                "Contacts",
+                firstname=FIRST[i % len(FIRST)],
+                lastname=LAST[(i // 8) % len(LAST)],
+                modifiedtime=stamp,
+                **{field: raw},
+            )
+        )
+
+    def change(n: int) -> None:
+        crm.now = datetime(2025, 1, 1).timestamp()  # the server's clock, after the import
+        for rid in random.Random(2).sample(ids, n):
+            crm.update(rid, lastname="Edited")
+
+    return crm, change
+
+
+def seed_odoo(contacts: int) -> tuple[Odoo, Any]:
+    crm = Odoo()
+    start = datetime(2024, 1, 1)
+    ids = []
+    for i in range(contacts):
+        raw, _ = typed(i)
+        stamp = (start + timedelta(seconds=i // 100)).strftime("%Y-%m-%d %H:%M:%S.%f")
+        ids.append(
+            crm.add(
+                "res.partner",
+                name=f"{FIRST[i % len(FIRST)]} {LAST[(i // 8) % len(LAST)]}",
+                write_date=stamp,
+                **{("phone", "mobile")[i % 2]: raw},
+            )
+        )
+
+    def change(n: int) -> None:
+        for rid in random.Random(2).sample(ids, n):
+            crm.edit("res.partner", rid, name="Edited")
+
+    return crm, change
+
+
+SEEDS = {"suitecrm": seed_suitecrm, "vtiger": seed_vtiger, "odoo": seed_odoo}
+
+
+def settings_for(kind: str, url: str, page: int) -> Any:
+    common: dict[str, Any] = {
+        "name": kind,
+        "url": url,
+        "timeout_ms": 10_000,
+        "directory": DirectorySettings(page_size=page),
+    }
+    if kind == "suitecrm":
+        crm = SugarCrm()
+        return SuiteCrmSettings(username=crm.username, password=crm.password, **common)
+    if kind == "vtiger":
+        vt = Vtiger()
+        return VtigerSettings(username=vt.username, access_key=vt.access_key, **common)
+    od = Odoo()
+    return OdooSettings(
+        database=od.database,
+        username=od.login,
+        password=od.password,
+        models=["res.partner"],
+        **common,
+    )
+
+
+def serve(kind: str, contacts: int, port: int, ready: Any) -> None:
+    """The stand-in CRM's process: seed, serve, and change contacts on request."""
+    crm, change_some = SEEDS[kind](contacts)
+
+    async def change(request: web.Request) -> web.Response:
+        n = int(request.query.get("n", "1000"))
+        change_some(n)
         return web.json_response({"changed": n})
 
     async def main() -> None:
@@ -111,21 +199,13 @@ def pct(values: list[float], p: float) -> float:
 
 async def run(args: argparse.Namespace) -> None:
     url = f"http://127.0.0.1:{args.port}"
-    crm = SugarCrm()  # only for its credentials
-    settings = SuiteCrmSettings(
-        name="suite",
-        url=url,
-        username=crm.username,
-        password=crm.password,
-        timeout_ms=5000,
-        directory=DirectorySettings(page_size=args.page),
-    )
-    connector = SugarCrmConnector(settings)
+    settings = settings_for(args.crm, url, args.page)
+    (connector,) = build_connectors([settings], public_url="")
     await connector.start()
     with tempfile.TemporaryDirectory() as tmp:
         db = await Database.open(Path(tmp) / "store.db")
         try:
-            store = DirectoryStore(db, "ES", ["suite"])
+            store = DirectoryStore(db, "ES", [args.crm])
             sync = DirectorySync(store, [(connector, settings.directory)])
             t0 = time.perf_counter()
             reports = await sync.sync_source(connector, settings.directory)
@@ -136,7 +216,8 @@ async def run(args: argparse.Namespace) -> None:
                 f"in {first:.1f} s = {stored / first:,.0f} records/s "
                 f"({sum(r.pages for r in reports)} pages of {args.page})"
             )
-            await connector._http.request_json("POST", f"{url}/bench/change", timeout=30)
+            async with aiohttp.ClientSession() as http:
+                await http.post(f"{url}/bench/change", params={"n": "1000"})
             t0 = time.perf_counter()
             reports = await sync.sync_source(connector, settings.directory)
             inc = time.perf_counter() - t0
@@ -160,7 +241,7 @@ async def run(args: argparse.Namespace) -> None:
                 t = time.perf_counter_ns()
                 card = await chain.lookup(e164)
                 lat.append((time.perf_counter_ns() - t) / 1000)
-                assert card.known and card.source == "suite", (e164, card)
+                assert card.known and card.source == args.crm, (e164, card)
             print(
                 f"lookup through the chain with the directory ({len(sample):,} numbers, cache "
                 f"cold): p50 {statistics.median(lat):.0f} µs, p99 {pct(lat, 0.99):.0f} µs, "
@@ -183,6 +264,7 @@ async def run(args: argparse.Namespace) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--crm", choices=sorted(SEEDS), default="suitecrm")
     ap.add_argument("--contacts", type=int, default=100_000)
     ap.add_argument("--page", type=int, default=200, help="records per pull")
     ap.add_argument("--lookups", type=int, default=20_000)
@@ -191,13 +273,13 @@ def main() -> None:
     args = ap.parse_args()
     ready = multiprocessing.Event()
     t0 = time.perf_counter()
-    child = multiprocessing.Process(target=serve, args=(args.contacts, args.port, ready))
+    child = multiprocessing.Process(target=serve, args=(args.crm, args.contacts, args.port, ready))
     child.start()
     try:
         if not ready.wait(300):
             raise SystemExit("the stand-in CRM did not start")
         up = time.perf_counter() - t0
-        print(f"stand-in SuiteCRM with {args.contacts:,} contacts up in {up:.1f} s")
+        print(f"stand-in {args.crm} with {args.contacts:,} contacts up in {up:.1f} s")
         asyncio.run(run(args))
     finally:
         child.terminate()
