@@ -136,3 +136,80 @@ def test_event_filter_drops_noise_but_keeps_rescued_and_action_answers() -> None
     drop = EventFilter(frozenset({"VarSet", "Newexten"}))
     names = [f.get("Event") or f.get("Response") for f in FrameParser(drop=drop).feed(stream)]
     assert names == ["CoreShowChannel", "Hangup", "Success"]
+
+
+RESTART = TRACES / "restart" / "gateway_restart_mid_call.after.ami"
+
+
+def test_tracker_filter_keeps_queue_status_whose_action_id_comes_last() -> None:
+    """Asterisk 22 names ActionID last in QueueParams/QueueMember (the real stream)."""
+    from gateway.calls.settings import TrackingSettings
+    from gateway.calls.tracker import event_filter
+
+    data = RESTART.read_bytes()
+    everything = FrameParser().feed(data)
+    kept = FrameParser(drop=event_filter(TrackingSettings())).feed(data)
+    wanted = [f for f in everything if f.get("Event") in ("QueueParams", "QueueMember")]
+    assert [f["Event"] for f in wanted] == ["QueueParams", "QueueMember", "QueueMember"]
+    assert [f for f in kept if f.get("Event") in ("QueueParams", "QueueMember")] == wanted
+
+
+def test_filter_drops_noise_and_rescues_only_the_wanted_varset() -> None:
+    f = EventFilter(frozenset({"Hangup"}), rescue=(b"Variable: WANTED\r\n",), keep=True)
+    p = FrameParser(drop=f)
+    frames = p.feed(
+        _event("VarSet", Variable="NOISE", Value="1")
+        + _event("VarSet", Variable="WANTED", Value="/rec/a.wav")
+        + _event("Newexten", Uniqueid="1")
+        + _event("Hangup", Uniqueid="1")
+        + _event("QueueMember", Queue="q", ActionID="a1")
+    )
+    assert frames == [
+        {"Event": "VarSet", "Variable": "WANTED", "Value": "/rec/a.wav"},
+        {"Event": "Hangup", "Uniqueid": "1"},
+        {"Event": "QueueMember", "Queue": "q", "ActionID": "a1"},
+    ]
+    assert p.frames_dropped == 2
+    # keep=False: the named events are the ones dropped
+    p2 = FrameParser(drop=EventFilter(frozenset({"Newexten"})))
+    assert [x["Event"] for x in p2.feed(_event("Newexten") + _event("Hangup"))] == ["Hangup"]
+
+
+def test_oversized_frame_is_skipped_whole_and_the_next_one_survives() -> None:
+    p = FrameParser(max_frame=100)
+    big = b"Event: VarSet\r\nValue: " + b"x" * 300
+    out = p.feed(big) + p.feed(b"y" * 50 + b"\r\n\r\n" + _event("Hangup", Uniqueid="9"))
+    assert out == [{"Event": "Hangup", "Uniqueid": "9"}]
+    assert [e.reason for e in p.errors] == ["frame larger than 100 bytes dropped"]
+
+
+def test_banner_cut_right_after_its_prefix() -> None:
+    p = FrameParser()
+    assert p.feed(b"Asterisk Call Manager/") == []
+    assert p.feed(b"11.0.0") == []
+    assert p.feed(b"\r\nResponse: Success\r\n\r\n") == [{"Response": "Success"}]
+    assert p.banner == "Asterisk Call Manager/11.0.0" and p.errors == []
+
+
+def test_colonless_line_is_not_stored_as_a_header() -> None:
+    p = FrameParser()
+    (frame,) = p.feed(b"Event: Hangup\r\nno colon here\r\nEmpty:\r\nUniqueid: 1\r\n\r\n")
+    assert frame == {"Event": "Hangup", "Empty": "", "Uniqueid": "1"}
+    assert [e.reason for e in p.errors] == ["header line without a colon skipped"]
+
+
+def test_error_list_is_capped() -> None:
+    p = FrameParser()
+    p.feed(b"Foo: bar\r\n\r\n" * 1001)
+    assert len(p.errors) == 501
+    p.feed(b"Foo: bar\r\n\r\n" * 10)
+    assert len(p.errors) == 511
+
+
+def test_encode_frame_repeats_list_values_and_strips_cr() -> None:
+    assert encode_frame({"Action": "Originate", "Variable": ["A=1", "B=2"]}) == (
+        b"Action: Originate\r\nVariable: A=1\r\nVariable: B=2\r\n\r\n"
+    )
+    assert encode_frame({"Action": "X", "Data": "a\rb\nc"}) == (
+        b"Action: X\r\nData: a b\r\nData: c\r\n\r\n"
+    )

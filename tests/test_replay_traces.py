@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from gateway.ami.frames import EventFilter, FrameParser, iter_capture
-from gateway.calls.events import CallAnswered, CallEnded, CallRinging
+from gateway.calls.events import CallAnswered, CallCorrected, CallEnded, CallRinging
 from gateway.calls.model import CallRecord
 from gateway.calls.replay import lab_settings, replay_capture, replay_stream
 from gateway.calls.settings import TrackingSettings
@@ -18,18 +18,29 @@ from gateway.calls.tracker import RESCUE_VARIABLES, TRACKED_EVENTS, CallTracker,
 from gateway.config import load_config
 
 TRACES = Path(__file__).parent / "data" / "ami-traces"
-SCENARIOS = sorted(
-    p.stem for p in TRACES.glob("*.ami") if not p.stem.endswith(".sent") and "login" not in p.stem
-)
+PJSIP = TRACES / "asterisk-22.10.1-pjsip"  # the same calls on a PJSIP deployment (phones and trunk)
+RESTART = TRACES / "restart"  # two gateway processes' streams around a restart mid-call
+
+
+def _scenarios(folder: Path) -> list[str]:
+    return sorted(
+        p.stem
+        for p in folder.glob("*.ami")
+        if not p.stem.endswith(".sent") and "login" not in p.stem
+    )
+
+
+SCENARIOS = _scenarios(TRACES)
+PJSIP_SCENARIOS = _scenarios(PJSIP)
 TOLERANCE = 0.1
 
 
-def capture(name: str) -> bytes:
-    return (TRACES / f"{name}.ami").read_bytes()
+def capture(name: str, folder: Path = TRACES) -> bytes:
+    return (folder / f"{name}.ami").read_bytes()
 
 
-def truth(name: str) -> dict[str, Any]:
-    return json.loads((TRACES / f"{name}.json").read_text())["calls"][0]
+def truth(name: str, folder: Path = TRACES) -> dict[str, Any]:
+    return json.loads((folder / f"{name}.json").read_text())["calls"][0]
 
 
 def only_record(name: str, **kw: Any) -> CallRecord:
@@ -41,14 +52,14 @@ def only_record(name: str, **kw: Any) -> CallRecord:
 
 def test_every_scenario_has_ground_truth() -> None:
     assert len(SCENARIOS) == 10
-    for name in SCENARIOS:
-        assert (TRACES / f"{name}.json").exists()
+    assert len(PJSIP_SCENARIOS) == 12
+    for folder, names in ((TRACES, SCENARIOS), (PJSIP, PJSIP_SCENARIOS)):
+        for name in names:
+            assert (folder / f"{name}.json").exists()
 
 
-@pytest.mark.parametrize("name", SCENARIOS)
-def test_replay_matches_ground_truth(name: str) -> None:
-    gt = truth(name)
-    rec = only_record(name)
+def assert_matches_truth(rec: CallRecord, gt: dict[str, Any]) -> None:
+    """One replayed record against the lab's ground truth (both capture sets)."""
     assert rec.outcome.value == gt["outcome"]
     assert rec.linkedid == gt["linkedid"][0]
     assert rec.recordings == ([gt["recording_path"]] if gt["recording_path"] else [])
@@ -60,12 +71,13 @@ def test_replay_matches_ground_truth(name: str) -> None:
         assert rec.agents_rang == [gt["agent_extension"]]
         answered = gt["outcome"] == "answered"
         assert rec.answered_by == (gt["agent_extension"] if answered else None)
-        assert rec.dialed == (gt["callee_number"] if answered else None)
+        # the customer's number is known from the Originate even when it was never dialed
+        assert rec.dialed == gt["callee_number"]
         # ring: from the agent's phone ringing until the customer picked up (or it gave up)
         ring = gt["agent_ring_seconds"] + (gt["customer_ring_seconds"] or 0)
         assert rec.ring_seconds == pytest.approx(ring, abs=TOLERANCE)
         assert rec.talk_seconds == pytest.approx(gt["talk_seconds_measured"], abs=TOLERANCE)
-        assert rec.transfers == [] and rec.queue is None
+        assert rec.transfers == [] and rec.queue is None and rec.queue_wait_seconds is None
         return
     assert not rec.click_to_call and rec.call_id is None
     assert rec.direction.value == "inbound"
@@ -79,10 +91,74 @@ def test_replay_matches_ground_truth(name: str) -> None:
         [{"kind": "blind", "from": "101", "to": "102"}] if gt["transfer_events"] else []
     )
     assert rec.ring_seconds == pytest.approx(gt["ring_seconds_measured"], abs=TOLERANCE)
+    if gt["queue"] is None:
+        assert rec.queue_wait_seconds is None
+    else:
+        wait = gt["queue_wait_seconds_measured"]
+        assert rec.queue_wait_seconds == pytest.approx(wait, abs=TOLERANCE)
     assert rec.talk_seconds == pytest.approx(gt["talk_seconds_measured"], abs=TOLERANCE)
     assert rec.total_seconds == pytest.approx(gt["total_seconds_measured"], abs=TOLERANCE)
     assert rec.hangup_cause == gt["trunk_hangup_cause"]
     assert (rec.answered_at is not None) == bool(gt["agents_answered"])
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_replay_matches_ground_truth(name: str) -> None:
+    assert_matches_truth(only_record(name), truth(name))
+
+
+@pytest.mark.parametrize("name", PJSIP_SCENARIOS)
+@pytest.mark.parametrize("filtered", [False, True])
+def test_pjsip_capture_replays_to_its_ground_truth(name: str, filtered: bool) -> None:
+    # a PJSIP deployment needs no tracking settings at all: the defaults describe it
+    result = replay_capture(capture(name, PJSIP), TrackingSettings(), filtered=filtered)
+    assert result.parse_errors == 0 and result.warnings == []
+    assert len(result.records) == 1
+    assert_matches_truth(result.records[0], truth(name, PJSIP))
+
+
+def test_restart_mid_call_second_process_logs_the_true_call() -> None:
+    """The .after stream alone (a gateway started mid-call): the resync snapshot and the
+    Cdrs that follow give the values measured on the whole call, in one corrected record."""
+    gt = truth("gateway_restart_mid_call", RESTART)
+    data = capture("gateway_restart_mid_call.after", RESTART)
+    result = replay_capture(data, lab_settings())
+    assert result.corrections == 1
+    rec = next(r for r in result.records if r.linkedid == gt["linkedid"][0])
+    assert [r.linkedid for r in result.records] == [rec.linkedid]
+    assert rec.outcome.value == gt["outcome"] and rec.answered_by == "101"
+    assert rec.agents_rang == gt["agents_rang"] and rec.agents_answered == gt["agents_answered"]
+    assert (rec.caller, rec.did) == (gt["caller_number"], gt["did"])
+    assert rec.ring_seconds == pytest.approx(gt["ring_seconds_measured"], abs=TOLERANCE)
+    assert rec.talk_seconds == pytest.approx(gt["talk_seconds_measured"], abs=TOLERANCE)
+    assert rec.total_seconds == pytest.approx(gt["total_seconds_measured"], abs=TOLERANCE)
+    assert rec.recordings == [gt["recording_path"]]
+    assert rec.hangup_cause == gt["trunk_hangup_cause"]
+    assert rec.reconstructed  # still flagged: part of it was estimated
+
+
+def test_restart_mid_call_ends_once_and_is_corrected_once() -> None:
+    _, frames = iter_capture(capture("gateway_restart_mid_call.after", RESTART))
+    tracker = CallTracker(lab_settings(), "lab")
+    events: list[object] = []
+    snapshot: list[dict[str, str]] = []
+    for f in frames:
+        if f.get("Event") == "CoreShowChannel":
+            snapshot.append(f)
+        elif f.get("Event") == "CoreShowChannelsComplete":
+            events += tracker.resync(snapshot, 1796027613.05)
+        else:
+            events += tracker.feed(f)
+    ends = [e for e in events if isinstance(e, CallEnded)]
+    fixes = [e for e in events if isinstance(e, CallCorrected)]
+    assert [e.linkedid for e in ends] == [e.linkedid for e in fixes] == ["1796027602.0"]
+    # the Hangup closes the record without the recording; the trunk's late Cdr adds it once
+    assert ends[0].record.recordings == []
+    assert fixes[0].record.recordings == ["/var/spool/asterisk/monitor/1796027602.1.wav"]
+    assert ends[0].record.talk_seconds == fixes[0].record.talk_seconds == 25.0
+    # nothing but the late evidence changed
+    before, after = ends[0].record.to_json(), fixes[0].record.to_json()
+    assert {k for k in after if after[k] != before[k]} == {"recordings"}
 
 
 @pytest.mark.parametrize("name", SCENARIOS)

@@ -524,7 +524,9 @@ def test_queue_caller_who_hangs_up_waiting_is_abandoned() -> None:
         s.ev("Hangup", trunk, Cause="16"),
     ]
     rec = records(feed(CallTracker(TrackingSettings()), frames))[0]
-    assert rec.outcome is Outcome.ABANDONED and rec.ring_seconds == 30.0
+    # no phone ever rang: all 30 s were queue wait
+    assert rec.outcome is Outcome.ABANDONED and rec.ring_seconds == 0.0
+    assert rec.queue_wait_seconds == 30.0
     assert rec.agents_rang == [] and rec.queue == "support"
 
 

@@ -40,10 +40,6 @@ class EventFilter:
 
     __slots__ = ("_names", "events", "keep", "rescue")
 
-    # Asterisk puts ActionID among the first headers (after Event, Privilege, Timestamp), so
-    # looking at the head of a frame is enough and keeps the drop path to a short scan.
-    _HEAD = 200
-
     def __init__(
         self, events: frozenset[str], rescue: tuple[bytes, ...] = (), keep: bool = False
     ) -> None:
@@ -59,8 +55,10 @@ class EventFilter:
         name = buf[start + 7 : end if eol < 0 else eol]
         if (name in self._names) is self.keep:
             return False
-        if buf.find(b"\r\nActionID: ", start, min(end, start + self._HEAD)) >= 0:
-            return False  # part of an action's answer (CoreShowChannel...): never drop
+        # the whole frame is searched: CoreShowChannel names its ActionID second, but
+        # QueueParams/QueueMember/QueueEntry name it last (Asterisk 22)
+        if buf.find(b"\r\nActionID: ", start, end) >= 0:
+            return False  # part of an action's answer: never drop
         if name == b"VarSet" and self.rescue:
             return not any(buf.find(r, start, end) >= 0 for r in self.rescue)
         return True

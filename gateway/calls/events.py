@@ -76,4 +76,20 @@ class CallEnded:
         return self.record.linkedid
 
 
-DomainEvent = CallRinging | CallAnswered | CallTransferred | CallEnded
+@dataclass(frozen=True, slots=True)
+class CallCorrected:
+    """A call already ended (and logged) with estimates got better evidence afterwards, a
+    Cdr after its last Hangup: ``record`` replaces the one CallEnded carried, same id."""
+
+    record: CallRecord
+
+    @property
+    def pbx(self) -> str:
+        return self.record.pbx
+
+    @property
+    def linkedid(self) -> str:
+        return self.record.linkedid
+
+
+DomainEvent = CallRinging | CallAnswered | CallTransferred | CallEnded | CallCorrected

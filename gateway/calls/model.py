@@ -62,7 +62,11 @@ class CallRecord:
     answered_by: str | None = None  # the first agent who took the call
     transfers: list[Transfer] = field(default_factory=list)
     answered_at: float | None = None
+    # the answering agent's phone ringing until the answer (unanswered: first ring to the
+    # end of ringing); click-to-call: the agent's ring plus the customer's
     ring_seconds: float = 0.0
+    # queue calls: joining the queue until the answer or the caller left (speed of answer)
+    queue_wait_seconds: float | None = None
     talk_seconds: float = 0.0
     total_seconds: float = 0.0
     hangup_cause: str | None = None
@@ -92,6 +96,7 @@ class CallRecord:
             "answered_at": self.answered_at,
             "ended_at": self.ended_at,
             "ring_seconds": self.ring_seconds,
+            "queue_wait_seconds": self.queue_wait_seconds,
             "talk_seconds": self.talk_seconds,
             "total_seconds": self.total_seconds,
             "hangup_cause": self.hangup_cause,

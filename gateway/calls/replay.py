@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from gateway.ami.frames import AmiFrame, FrameParser
-from gateway.calls.events import CallEnded
+from gateway.calls.events import CallCorrected, CallEnded
 from gateway.calls.model import CallRecord
 from gateway.calls.settings import TrackingSettings
 from gateway.calls.tracker import CallTracker, event_filter
@@ -21,9 +21,11 @@ log = logging.getLogger("gateway.calls.replay")
 
 @dataclass(slots=True)
 class ReplayResult:
-    """Records in the order the calls ended, plus what went wrong on the way."""
+    """Records in the order the calls ended, plus what went wrong on the way. A record that
+    a later event corrected (a Cdr after the last Hangup) appears once, corrected."""
 
     records: list[CallRecord] = field(default_factory=list)
+    corrections: int = 0
     warnings: list[str] = field(default_factory=list)
     parse_errors: int = 0
     frames: int = 0
@@ -72,6 +74,7 @@ def replay_stream(
     tracker = CallTracker(settings, pbx)
     snapshot: list[AmiFrame] = []
     seen_timestamp = False
+    last_stamp: float | None = None  # of any event: a snapshot's own frames carry none
     try:
         for chunk in chunks:
             for frame in parser.feed(chunk):
@@ -80,14 +83,15 @@ def replay_stream(
                 if name is None:
                     continue
                 result.events += 1
-                if not seen_timestamp and "Timestamp" in frame:
+                if "Timestamp" in frame:
                     seen_timestamp = True
+                    last_stamp = _stamp(frame, last_stamp)
                 if name == "CoreShowChannel":
                     snapshot.append(frame)
                     continue
                 if name == "CoreShowChannelsComplete":
-                    at = _time_of(frame, tracker)
-                    _collect(tracker.resync(snapshot, at), result)
+                    at = _stamp(frame, last_stamp)
+                    _collect(tracker.resync(snapshot, 0.0 if at is None else at), result)
                     snapshot = []
                     continue
                 _collect(tracker.feed(frame), result)
@@ -123,10 +127,15 @@ def _collect(events: Iterable[object], result: ReplayResult) -> None:
     for e in events:
         if isinstance(e, CallEnded):
             result.records.append(e.record)
+        elif isinstance(e, CallCorrected):
+            result.corrections += 1
+            for i, old in enumerate(result.records):
+                if old.linkedid == e.record.linkedid:
+                    result.records[i] = e.record
 
 
-def _time_of(frame: AmiFrame, tracker: CallTracker) -> float:
+def _stamp(frame: AmiFrame, default: float | None) -> float | None:
     try:
         return float(frame["Timestamp"])
     except (KeyError, ValueError):
-        return tracker._now
+        return default

@@ -66,7 +66,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from gateway.ami.frames import AmiFrame, EventFilter
-from gateway.calls.events import CallAnswered, CallEnded, CallRinging, CallTransferred, DomainEvent
+from gateway.calls.events import (
+    CallAnswered,
+    CallCorrected,
+    CallEnded,
+    CallRinging,
+    CallTransferred,
+    DomainEvent,
+)
 from gateway.calls.model import CallRecord, Direction, Outcome, Transfer
 from gateway.calls.settings import TrackingSettings
 
@@ -103,6 +110,7 @@ _MAX_VALUE = 4096  # longer VarSet values (recording path, call id) are ignored,
 _MAX_CDRS = 32  # per call; a looping dialplan must not grow one call without bound
 _ENDED_MEMORY = 4096  # recently ended Linkedids remembered to drop late events
 _EXT_CACHE_MAX = 8192
+_AMEND_MEMORY = 256  # ended calls with estimated fields, kept for a late Cdr to correct
 _AUDIO = (".wav", ".wav49", ".gsm", ".mp3", ".ogg", ".sln", ".g722", ".alaw", ".ulaw", ".opus")
 
 _PARTIAL = "the start of this call was not seen: times are approximate"
@@ -137,6 +145,7 @@ class _Channel:
     cid_num: str | None
     cid_name: str | None
     did: str | None  # the extension it first ran in an inbound context
+    born: float = 0.0  # when it was created (estimated from Duration when joined by resync)
     gone: bool = False
     cause: str | None = None
 
@@ -145,6 +154,8 @@ class _Channel:
 class _Leg:
     ext: str | None
     kind: int
+    began: float
+    src: str | None = None  # the Uniqueid of the dialing channel (None: an Originate)
     ringing: bool = True
     status: str | None = None
 
@@ -159,24 +170,32 @@ class _Call:
     live: int = 0
     legs: dict[str, _Leg] = field(default_factory=dict)
     last_ringing: tuple[str, ...] = ()
-    ring_start: float | None = None
-    offer_end: float | None = None
+    ring_start: float | None = None  # the first phone (agent or far end) started ringing
+    answer_ring_start: float | None = None  # the answering agent's own phone started ringing
+    offer_end: float | None = None  # the last phone stopped ringing (None: one still rings)
     rang: dict[str, None] = field(default_factory=dict)  # ordered set
     answered: dict[str, None] = field(default_factory=dict)
     answered_at: float | None = None
     answered_by: str | None = None
     agent_answered: bool = False  # the agent picked up the gateway's originate
+    answer_estimated: bool = False  # the answer happened out of sight (resync)
     dialed: str | None = None
+    c2c_number: str | None = None  # the caller ID the gateway's Originate gave the agent leg
     c2c_context: bool = False
     queue: str | None = None
     in_queue: bool = False
+    queue_joined: float | None = None
+    queue_left: float | None = None
     queue_abandoned: bool = False
     transfers: list[Transfer] = field(default_factory=list)
     recordings: dict[str, None] = field(default_factory=dict)
     call_id: str | None = None
-    cdrs: list[tuple[str, int, int]] = field(default_factory=list)  # disposition, dur, bill
+    # disposition, duration, billable seconds, whether it is an agent phone's Cdr
+    cdrs: list[tuple[str, int, int, bool]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     last_cause: str | None = None
+    ended_at: float | None = None
+    reconstructed: str | None = None  # why, when the record was closed out of sight
 
     def warn(self, text: str) -> None:
         if text not in self.warnings and len(self.warnings) < 20:
@@ -213,6 +232,9 @@ class CallTracker:
         self._calls: dict[str, _Call] = {}
         self._chans: dict[str, _Channel] = {}
         self._ended: dict[str, None] = {}
+        # calls ended with estimates: Linkedid -> (state, last record sent); Uniqueid -> Linkedid
+        self._amendable: dict[str, tuple[_Call, dict[str, object]]] = {}
+        self._amend_uids: dict[str, str] = {}
         self._ext_cache: dict[str, str | None] = {}
         self._spill: list[DomainEvent] = []  # calls evicted while handling one frame
         self._now = 0.0
@@ -283,12 +305,15 @@ class CallTracker:
         present: set[str] = set()
         touched: dict[str, _Call] = {}
         snapshot: list[tuple[_Channel, str]] = []
+        bridged: dict[str, float] = {}  # Uniqueid: seconds in its bridge (Asterisk 23+)
         for f in channels:
             try:
                 uid = f.get("Uniqueid")
                 if not uid:
                     continue
                 present.add(uid)
+                if f.get("BridgedDuration"):
+                    bridged[uid] = _hms(f["BridgedDuration"])
                 ch = self._chans.get(uid)
                 if ch is None:
                     lid = f.get("Linkedid") or f.get("LinkedID") or uid
@@ -318,8 +343,8 @@ class CallTracker:
                     if queue and ch.call.queue is None:
                         ch.call.queue = queue
                         ch.call.in_queue = True
-                        if ch.call.ring_start is None:
-                            ch.call.ring_start = at
+                        if ch.call.queue_joined is None:
+                            ch.call.queue_joined = at
             except Exception:
                 self.errors += 1
                 log.exception("call tracker could not merge a snapshot channel")
@@ -338,16 +363,21 @@ class CallTracker:
                 continue
             if state == "Ringing" and call.answered_at is None and ch.uid not in call.legs:
                 kind = _SELF if ch.uid == call.linkedid else _AGENT
-                call.legs[ch.uid] = _Leg(ch.ext, kind)
+                call.legs[ch.uid] = _Leg(ch.ext, kind, ch.born)
                 call.rang.setdefault(ch.ext, None)
                 if call.ring_start is None:
-                    call.ring_start = at
+                    call.ring_start = ch.born
             elif state == "Up" and call.answered_at is None:
                 view = self._view(call)
                 if view.direction is Direction.INBOUND or ch.ext != view.caller:
                     call.warn("answered while the link was down: answer time estimated")
                     call.rang.setdefault(ch.ext, None)
-                    self._answer(call, ch.ext, at, out)
+                    # an agent leg is born when it starts ringing; its bridge time (when the
+                    # PBX says it) dates the answer; a Cdr at the end can still correct both
+                    if call.ring_start is None:
+                        call.ring_start = ch.born
+                    call.answer_estimated = True
+                    self._answer(call, ch.ext, at - bridged.get(ch.uid, 0.0), out)
                 else:  # the calling agent picked up the gateway's Originate
                     call.agent_answered = True
         for call in touched.values():
@@ -415,6 +445,14 @@ class CallTracker:
         self._ext_cache[key] = ext
         return ext
 
+    def _member_ext(self, interface: str) -> str | None:
+        """The extension of a queue member's Interface: ``PJSIP/102`` is the phone whose
+        channels are ``PJSIP/102-<n>``, ``Local/102@agents/n`` a Local agent."""
+        ext = self._ext_of(interface)
+        if ext is None and interface and not interface.startswith("Local/"):
+            ext = self._ext_of(interface + "-00000000")
+        return ext
+
     def _add_channel(
         self,
         uid: str,
@@ -455,6 +493,7 @@ class CallTracker:
             _cid(cid_num),
             _cid(cid_name),
             did,
+            at,
         )
         call.channels[uid] = ch
         call.live += 1
@@ -558,6 +597,12 @@ class CallTracker:
             num = _cid(f.get("CallerIDNum"))
             if num is not None:
                 ch.cid_num = num
+                call = ch.call
+                # the gateway's Originate shows the customer's number on the agent's phone:
+                # the number a click-to-call dials, known even if it never does
+                first = call.c2c_number is None and ch.uid == call.linkedid
+                if first and ch.ext is not None and num != ch.ext:
+                    call.c2c_number = num
             name = _cid(f.get("CallerIDName"))
             if name is not None:
                 ch.cid_name = name
@@ -613,7 +658,7 @@ class CallTracker:
             return None
         ext = dest.ext
         if ext is None and f.get("Event") == "AgentCalled":
-            ext = self._ext_of(f.get("Interface", ""))
+            ext = self._member_ext(f.get("Interface", ""))
         if src is None:  # an Originate: its first channel is dialed with no caller
             if ext is None:
                 return None
@@ -647,7 +692,7 @@ class CallTracker:
                 src.did = exten
             if src.cid_num is None:
                 src.cid_num = _cid(f.get("CallerIDNum"))
-        call.legs[dest.uid] = _Leg(ext, kind)
+        call.legs[dest.uid] = _Leg(ext, kind, at, src.uid if src is not None else None)
         call.last_at = at
         if call.ring_start is None:
             call.ring_start = at
@@ -687,6 +732,8 @@ class CallTracker:
             origin = call.channels.get(call.linkedid)
             self._answer(call, origin.ext if origin is not None else None, at, out)
         else:
+            if call.answered_at is None:
+                call.answer_ring_start = leg.began
             self._answer(call, leg.ext, at, out)
         # the answerer stops ringing without a CallRinging of its own: CallAnswered says it
         call.last_ringing = self._ringing(call)
@@ -708,7 +755,7 @@ class CallTracker:
                 self._leg_answered(call, leg, at, out)
                 out.extend(self._ring_update(call, at))
             return out
-        ext = (dest.ext if dest is not None else None) or self._ext_of(f.get("Interface", ""))
+        ext = (dest.ext if dest is not None else None) or self._member_ext(f.get("Interface", ""))
         if ext is not None:
             call.rang.setdefault(ext, None)
             self._answer(call, ext, at, out)
@@ -721,16 +768,16 @@ class CallTracker:
         call = ch.call
         call.queue = f.get("Queue") or call.queue
         call.in_queue = True
-        call.offer_end = None
-        if call.ring_start is None:
-            call.ring_start = at
+        if call.queue_joined is None:
+            call.queue_joined = at
         return None
 
     def _on_queue_leave(self, f: AmiFrame, at: float) -> list[DomainEvent] | None:
         ch = self._chans.get(f.get("Uniqueid", ""))
         if ch is not None:
             ch.call.in_queue = False
-            self._offers_changed(ch.call, at)
+            if ch.call.queue_left is None:
+                ch.call.queue_left = at
         return None
 
     def _on_queue_abandon(self, f: AmiFrame, at: float) -> list[DomainEvent] | None:
@@ -738,7 +785,8 @@ class CallTracker:
         if ch is not None:
             ch.call.queue_abandoned = True
             ch.call.in_queue = False
-            self._offers_changed(ch.call, at)
+            if ch.call.queue_left is None:
+                ch.call.queue_left = at
         return None
 
     def _on_blind_transfer(self, f: AmiFrame, at: float) -> list[DomainEvent] | None:
@@ -759,12 +807,12 @@ class CallTracker:
         call = self._call_of(f, ("OrigTransferer", "Transferee"))
         if call is None:
             return None
-        to_ext = self._ext_named(f, "TransferTarget")
+        target = self._chans.get(f.get("TransferTargetUniqueid", ""))
+        to_ext = self._target_ext(f, target)
         transfer = Transfer("attended", self._ext_named(f, "OrigTransferer"), to_ext, at)
         call.transfers.append(transfer)
         out: list[DomainEvent] = [CallTransferred(self.pbx, call.linkedid, transfer, at)]
         # the target answered the consultation call and now talks to the transferee
-        target = self._chans.get(f.get("TransferTargetUniqueid", ""))
         if target is not None and target.call is not call:
             sibling = self._sibling(target.call, target) if target.half else None
             out.extend(self._move(target, call, at))
@@ -795,10 +843,14 @@ class CallTracker:
         return None
 
     def _on_cdr(self, f: AmiFrame, at: float) -> list[DomainEvent] | None:
-        ch = self._chans.get(f.get("UniqueID") or f.get("Uniqueid", ""))
+        uid = f.get("UniqueID") or f.get("Uniqueid", "")
+        ch = self._chans.get(uid)
         if ch is None:
-            return None
-        call = ch.call
+            return self._amend(uid, f)  # the Cdr often follows the last Hangup
+        self._take_cdr(ch.call, f, ch.ext is not None)
+        return None
+
+    def _take_cdr(self, call: _Call, f: AmiFrame, agent: bool) -> None:
         user = f.get("UserField", "")
         if user and len(user) <= _MAX_VALUE:
             for part in user.split(";"):
@@ -811,9 +863,9 @@ class CallTracker:
                     f.get("Disposition", ""),
                     _int(f.get("Duration")),
                     _int(f.get("BillableSeconds")),
+                    agent,
                 )
             )
-        return None
 
     # ------------------------------------------------------------------ helpers
 
@@ -827,6 +879,31 @@ class CallTracker:
                 return call
         return None
 
+    def _target_ext(self, f: AmiFrame, target: _Channel | None) -> str | None:
+        """The agent who took the consultation call of an attended transfer.
+
+        The target channel is often not the phone: an AMI Atxfer dials through
+        ``Local/<ext>@<ctx>`` (its ;1 half is the target) and that Local channel's ;2 half
+        dials the agent's phone, so the agent is the one whose leg from it answered."""
+        direct = self._ext_named(f, "TransferTarget")
+        if direct is not None or target is None:
+            return direct
+        hops = {target.uid}
+        if target.half:
+            sibling = self._sibling(target.call, target)
+            if sibling is not None:
+                if sibling.ext is not None:
+                    return sibling.ext
+                hops.add(sibling.uid)
+        answered = [
+            leg.ext
+            for leg in target.call.legs.values()
+            if leg.src in hops and leg.status == "ANSWER" and leg.ext is not None
+        ]
+        if answered:
+            return answered[-1]
+        return _guess_ext(target.name)
+
     def _ext_named(self, f: AmiFrame, role: str) -> str | None:
         ch = self._chans.get(f.get(role + "Uniqueid", ""))
         if ch is not None and ch.ext is not None:
@@ -837,6 +914,9 @@ class CallTracker:
     def _answer(self, call: _Call, ext: str | None, at: float, out: list[DomainEvent]) -> None:
         key = ext or ""
         if key in call.answered:
+            if call.answer_estimated and ext == call.answered_by:
+                call.answered_at = at  # the answer itself arrived after the estimate
+                call.answer_estimated = False
             return
         call.answered[key] = None
         if call.answered_at is None:
@@ -867,7 +947,7 @@ class CallTracker:
         return tuple(exts)
 
     def _offers_changed(self, call: _Call, at: float) -> None:
-        if call.in_queue or any(leg.ringing for leg in call.legs.values()):
+        if any(leg.ringing for leg in call.legs.values()):
             call.offer_end = None
         elif call.offer_end is None:
             call.offer_end = at
@@ -912,7 +992,10 @@ class CallTracker:
                 direction = Direction.OUTBOUND
             else:
                 direction = Direction.INTERNAL
-            return _View(direction, origin, origin.ext, origin.cid_name, None, call.dialed)
+            dialed = call.dialed
+            if dialed is None and call.call_id is not None:
+                dialed = call.c2c_number  # a click-to-call that never reached the customer
+            return _View(direction, origin, origin.ext, origin.cid_name, None, dialed)
         trunk = origin
         if origin.half == 1:
             sibling = self._sibling(call, origin)
@@ -943,7 +1026,8 @@ class CallTracker:
             if not any(leg.kind == _AGENT for leg in legs) and not call.rang:
                 return Outcome.ABANDONED
             return Outcome.NOANSWER
-        statuses = {leg.status for leg in legs if leg.kind != _FAR}
+        # a leg that vanished without a DialEnd says nothing about the outcome
+        statuses = {leg.status for leg in legs if leg.kind != _FAR and leg.status is not None}
         if "CANCEL" in statuses or any(leg.ringing for leg in legs):
             return Outcome.ABANDONED  # the caller hung up while it rang
         if "NOANSWER" in statuses:
@@ -964,30 +1048,58 @@ class CallTracker:
             for key in list(self._ended)[: _ENDED_MEMORY // 2]:
                 del self._ended[key]
         self._ended[call.linkedid] = None
-        view = self._view(call)
-        started = call.started_at
-        ended = max(at, started)
+        call.ended_at = max(at, call.started_at)
+        call.reconstructed = reconstructed
         if reconstructed is not None:
             call.warn(reconstructed)
-            if call.cdrs:
-                # the Cdr seen before the link went down is the best witness left
-                longest = max(dur for _, dur, _ in call.cdrs)
-                billed = max((bill for disp, _, bill in call.cdrs if disp == "ANSWERED"), default=0)
-                if longest and started + longest < ended:
-                    ended = started + longest
-                if billed and call.answered_at is None:
-                    call.answered_at = max(started, ended - billed)
+        record = self._record(call)
+        if record.reconstructed:
+            # part of it happened out of sight: a Cdr still to come may correct the record
+            while len(self._amendable) >= _AMEND_MEMORY:
+                old = self._amendable.pop(next(iter(self._amendable)))
+                for uid in old[0].channels:
+                    self._amend_uids.pop(uid, None)
+            self._amendable[call.linkedid] = (call, record.to_json())
+            for uid in call.channels:
+                self._amend_uids[uid] = call.linkedid
+        return CallEnded(record)
+
+    def _record(self, call: _Call) -> CallRecord:
+        """The record of an ended call from what is known now (rebuilt when a late Cdr adds
+        evidence, so it changes no state but warnings)."""
+        view = self._view(call)
+        started = call.started_at
+        ended = call.ended_at if call.ended_at is not None else started
         answered = call.answered_at
+        if call.cdrs and (call.reconstructed is not None or call.partial or call.answer_estimated):
+            # the Cdr is the PBX's own account of the call, better than our estimates
+            longest = max(dur for _, dur, _, _ in call.cdrs)
+            # an agent phone's Cdr bills the talk; the trunk's may include IVR and queue time
+            answers = [(agent, bill) for disp, _, bill, agent in call.cdrs if disp == "ANSWERED"]
+            billed = max(answers, default=(False, 0))[1]
+            if call.reconstructed is not None and longest and started + longest < ended:
+                ended = started + longest  # it ended while the link was down
+            elif call.partial and longest and ended - longest < started:
+                started = ended - longest  # its start was not seen
+            if billed and (answered is None or call.answer_estimated):
+                answered = max(started, ended - billed)
         if call.ring_start is None:
             ring = 0.0
+        elif answered is not None:
+            first = call.answer_ring_start
+            ring = answered - (call.ring_start if first is None else first)
+        elif call.offer_end is not None:
+            ring = call.offer_end - call.ring_start
         else:
-            if answered is not None:
-                ring_end = answered
-            elif call.offer_end is not None:
-                ring_end = call.offer_end
-            else:
-                ring_end = ended
-            ring = max(0.0, ring_end - call.ring_start)
+            ring = ended - call.ring_start
+        queue_wait: float | None = None
+        if call.queue_joined is not None:
+            wait_end = call.queue_left
+            if answered is not None and (wait_end is None or answered < wait_end):
+                wait_end = answered
+            if wait_end is None:
+                wait_end = ended
+            queue_wait = round(max(0.0, wait_end - call.queue_joined), 3)
         talk = max(0.0, ended - answered) if answered is not None else 0.0
         outcome = self._outcome(call, view)
         if view.direction is Direction.INBOUND:
@@ -1004,8 +1116,7 @@ class CallTracker:
                 )
         anchor = view.anchor
         cause = anchor.cause if anchor is not None and anchor.cause else call.last_cause
-        answered_exts = [e for e in call.answered if e]
-        record = CallRecord(
+        return CallRecord(
             linkedid=call.linkedid,
             pbx=self.pbx,
             direction=view.direction,
@@ -1020,19 +1131,34 @@ class CallTracker:
             dialed=view.dialed,
             queue=call.queue,
             agents_rang=list(call.rang),
-            agents_answered=answered_exts,
+            agents_answered=[e for e in call.answered if e],
             answered_by=call.answered_by,
             transfers=list(call.transfers),
             answered_at=answered,
-            ring_seconds=round(ring, 3),
+            ring_seconds=round(max(0.0, ring), 3),
+            queue_wait_seconds=queue_wait,
             talk_seconds=round(talk, 3),
             total_seconds=round(ended - started, 3),
             hangup_cause=cause,
             recordings=list(call.recordings),
-            reconstructed=reconstructed is not None or call.partial,
+            reconstructed=call.reconstructed is not None or call.partial,
             warnings=list(call.warnings),
         )
-        return CallEnded(record)
+
+    def _amend(self, uid: str, f: AmiFrame) -> list[DomainEvent] | None:
+        """A Cdr for a call already ended with estimates: correct its record if it changed."""
+        lid = self._amend_uids.get(uid)
+        if lid is None:
+            return None
+        call, before = self._amendable[lid]
+        ch = call.channels.get(uid)
+        self._take_cdr(call, f, ch is not None and ch.ext is not None)
+        record = self._record(call)
+        after = record.to_json()
+        if after == before:
+            return None
+        self._amendable[lid] = (call, after)
+        return [CallCorrected(record)]
 
 
 def _cid(value: str | None) -> str | None:
@@ -1065,7 +1191,7 @@ def _guess_ext(name: str) -> str | None:
 
 
 def _disposition(call: _Call) -> Outcome | None:
-    for disp, _, _ in reversed(call.cdrs):
+    for disp, _, _, _ in reversed(call.cdrs):
         if disp == "BUSY":
             return Outcome.BUSY
         if disp == "NO ANSWER":

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.calls.model import Direction, Outcome
 from gateway.errors import InvalidNumber
 from gateway.lookup.numbers import normalize
 from gateway.store.db import Database, SqlParam
@@ -37,8 +38,30 @@ _TEXT = (
     "notes",
     "disposition",
 )
-_TIMES = ("answered_at", "ended_at", "ring_seconds", "talk_seconds", "total_seconds")
-_LISTS = ("agents_rang", "transfers", "recordings")
+_DIRECTIONS = tuple(d.value for d in Direction)
+_OUTCOMES = tuple(o.value for o in Outcome)
+_TIMES = (
+    "answered_at",
+    "ended_at",
+    "ring_seconds",
+    "queue_wait_seconds",
+    "talk_seconds",
+    "total_seconds",
+)
+_LISTS = ("agents_rang", "agents_answered", "transfers", "recordings", "warnings")
+# the columns are NOT NULL TEXT (schema version 3); an absent value is stored as "" and read
+# back as the tracker's null, so a record reads the same from the log as from ``replay``
+_NULLABLE_TEXT = (
+    "caller",
+    "caller_name",
+    "did",
+    "dialed",
+    "queue",
+    "answered_by",
+    "hangup_cause",
+    "notes",
+    "disposition",
+)
 
 
 class CallRecordError(ValueError):
@@ -48,7 +71,7 @@ class CallRecordError(ValueError):
 @dataclass(frozen=True, slots=True)
 class CallPage:
     items: list[dict[str, Any]]
-    next_cursor: str | None  # pass back as ``cursor`` for the next (older) page
+    next_cursor: str | None  # pass back as ``cursor`` for the next page in the same order
 
 
 class CallLog:
@@ -87,7 +110,7 @@ class CallLog:
             )
             if not cur.rowcount:
                 return False
-            agents = set(json.loads(row["agents_rang"]))
+            agents = set(json.loads(row["agents_rang"])) | set(json.loads(row["agents_answered"]))
             if row["answered_by"]:
                 agents.add(row["answered_by"])
             await conn.executemany(
@@ -102,6 +125,29 @@ class CallLog:
                 )
                 self.db.numbers_changed(await numbers_of_people(conn, [row["person_id"]]))
         return True
+
+    async def correct(self, record: Mapping[str, Any]) -> bool:
+        """Replace what the tracker said of a stored call with a corrected record (a Cdr
+        arrived after the Hangup); True when the row changed. The agent's notes and
+        disposition stay; a call not stored yet is saved."""
+        row = self._row(record)
+        keep = {"id", "notes", "disposition", "person_id", "saved_at"}
+        names = [n for n in row if n not in keep]
+        async with self.db.transaction() as conn:
+            found = list(
+                await conn.execute_fetchall(
+                    f"SELECT {','.join(names)} FROM calls WHERE id = ?", (row["id"],)
+                )
+            )
+            if found and all(found[0][i] == row[n] for i, n in enumerate(names)):
+                return False
+            if found:
+                await conn.execute(
+                    f"UPDATE calls SET {','.join(n + ' = ?' for n in names)} WHERE id = ?",
+                    [*(row[n] for n in names), row["id"]],
+                )
+                return True
+        return await self.save(record)
 
     def _e164(self, number: str) -> str | None:
         if not number:
@@ -176,10 +222,11 @@ class CallLog:
         participant: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        oldest_first: bool = False,
     ) -> CallPage:
-        """Newest first. ``number`` matches caller, DID or dialed (as stored or normalized);
-        ``extension`` matches any extension that rang or answered; ``since``/``until`` bound
-        ``started_at`` (``until`` exclusive)."""
+        """Newest first (``oldest_first`` for the other way). ``number`` matches caller, DID
+        or dialed (as stored or normalized); ``extension`` matches any extension that rang or
+        answered; ``since``/``until`` bound ``started_at`` (``until`` exclusive)."""
         limit = max(1, min(int(limit), MAX_PAGE))
         where = ["1 = 1"]
         args: list[SqlParam] = []
@@ -212,14 +259,15 @@ class CallLog:
                 clause += " OR c.caller_e164 = ? OR c.other_e164 = ?"
                 args += [e164, e164]
             where.append(f"({clause})")
+        op, order = (">", "ASC") if oldest_first else ("<", "DESC")
         if cursor:
-            started, last_id = decode_cursor(cursor)
-            where.append("(c.started_at < ? OR (c.started_at = ? AND c.id < ?))")
+            started, last_id = decode_cursor(cursor, oldest_first)
+            where.append(f"(c.started_at {op} ? OR (c.started_at = ? AND c.id {op} ?))")
             args += [started, started, last_id]
         rows = list(
             await self.db.conn.execute_fetchall(
                 f"SELECT c.* FROM calls c WHERE {' AND '.join(where)}"
-                " ORDER BY c.started_at DESC, c.id DESC LIMIT ?",
+                f" ORDER BY c.started_at {order}, c.id {order} LIMIT ?",
                 [*args, limit + 1],
             )
         )
@@ -227,26 +275,28 @@ class CallLog:
         nxt = None
         if len(rows) > limit:
             last = items[-1]
-            nxt = encode_cursor(last["started_at"], last["id"])
+            nxt = encode_cursor(last["started_at"], last["id"], oldest_first)
         return CallPage(items, nxt)
 
 
-def encode_cursor(started_at: float, call_id: str) -> str:
-    raw = json.dumps([started_at, call_id]).encode()
+def encode_cursor(started_at: float, call_id: str, oldest_first: bool = False) -> str:
+    raw = json.dumps([started_at, call_id, "asc" if oldest_first else "desc"]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[float, str]:
-    """Raises CallRecordError for a cursor we did not make."""
+def decode_cursor(cursor: str, oldest_first: bool = False) -> tuple[float, str]:
+    """Raises CallRecordError for a cursor we did not make, or made for the other order."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        started, call_id = json.loads(raw)
+        started, call_id, order = json.loads(raw)
         if isinstance(started, bool) or not isinstance(started, int | float):
             raise TypeError
-        if not isinstance(call_id, str):
+        if not isinstance(call_id, str) or order != ("asc" if oldest_first else "desc"):
             raise TypeError
-    except (ValueError, TypeError) as e:
-        raise CallRecordError("not a cursor this API returned") from e
+        if not math.isfinite(started):
+            raise TypeError
+    except (ValueError, TypeError, RecursionError) as e:
+        raise CallRecordError("not a cursor this API returned for this order") from e
     return float(started), call_id
 
 
@@ -261,10 +311,17 @@ def _number(v: Any) -> float | None:
 
 
 def _record(r: Any) -> dict[str, Any]:
+    """A stored row as the tracker's record (``CallRecord.to_json()``) plus the log's own
+    fields (``id``, ``caller_e164``, ``notes``, ``disposition``, ``person_id``)."""
     # sqlite3.Row iterates over values, so the column names need keys()
-    d = {k: r[k] for k in r.keys() if k not in ("caller_e164", "other_e164", "saved_at")}  # noqa: SIM118
+    d = {k: r[k] for k in r.keys() if k not in ("other_e164", "saved_at")}  # noqa: SIM118
     for f in _LISTS:
         d[f] = json.loads(d[f])
+    for f in _NULLABLE_TEXT:
+        d[f] = d[f] or None
+    # the tracker always knows both; a record saved by hand without them reads as null
+    d["direction"] = d["direction"] if d["direction"] in _DIRECTIONS else None
+    d["outcome"] = d["outcome"] if d["outcome"] in _OUTCOMES else None
     d["click_to_call"] = bool(d["click_to_call"])
     d["reconstructed"] = bool(d["reconstructed"])
     return d
