@@ -26,7 +26,7 @@ from gateway.sim.pbx import (
     Phone,
     SimulatedPbx,
 )
-from gateway.sim.scenarios import SCENARIO_NAMES, IdAllocator, render_call
+from gateway.sim.scenarios import IdAllocator, render_call, scenario_names
 from gateway.sim.state import LiveState
 from gateway.sim.traffic import TrafficGenerator
 
@@ -347,6 +347,45 @@ async def test_core_show_channels_lists_a_live_call(pbx: SimulatedPbx, client: C
     assert done["ListItems"] == "0"
 
 
+# header order of a real Asterisk 22.10.1's resync answers (the .after.ami stream of the
+# gateway_restart_mid_call capture): ActionID first in lists and their end, LAST in queue items
+REAL_ORDER = {
+    "CoreShowChannel": [
+        "Event", "ActionID", "Channel", "ChannelState", "ChannelStateDesc", "CallerIDNum",
+        "CallerIDName", "ConnectedLineNum", "ConnectedLineName", "Language", "AccountCode",
+        "Context", "Exten", "Priority", "Uniqueid", "Linkedid", "Application",
+        "ApplicationData", "Duration", "BridgeId",
+    ],
+    "CoreShowChannelsComplete": ["Event", "ActionID", "EventList", "ListItems"],
+    "QueueParams": [
+        "Event", "Queue", "Max", "Strategy", "Calls", "Holdtime", "TalkTime", "Completed",
+        "Abandoned", "ServiceLevel", "ServicelevelPerf", "ServicelevelPerf2", "Weight",
+        "ActionID",
+    ],
+    "QueueMember": [
+        "Event", "Queue", "Name", "Location", "StateInterface", "Membership", "Penalty",
+        "CallsTaken", "LastCall", "LastPause", "LoginTime", "InCall", "Status", "Paused",
+        "PausedReason", "Wrapuptime", "ActionID",
+    ],
+    "QueueStatusComplete": ["Event", "ActionID", "EventList", "ListItems"],
+}  # fmt: skip
+
+
+async def test_resync_answers_have_the_real_header_order(pbx: SimulatedPbx, client: Client) -> None:
+    pbx.start_call("inbound_answered", ring_seconds=2, talk_seconds=30)
+    await pbx.advance(5)
+    client.send(Action="QueueStatus", ActionID="qs")
+    await client.event("QueueStatusComplete", ActionID="qs")
+    client.send(Action="CoreShowChannels", ActionID="cs")
+    await client.event("CoreShowChannelsComplete", ActionID="cs")
+    answered = [f for f in client.seen if f.get("Event") in REAL_ORDER]
+    assert {f["Event"] for f in answered} == set(REAL_ORDER)
+    for frame in answered:
+        assert list(frame) == REAL_ORDER[frame["Event"]], frame["Event"]
+    ack = next(f for f in client.seen if f.get("ActionID") == "cs" and "Response" in f)
+    assert list(ack) == ["Response", "ActionID", "EventList", "Message"]
+
+
 async def test_status_reports_each_live_channel(pbx: SimulatedPbx, client: Client) -> None:
     pbx.start_call("inbound_answered", talk_seconds=30)
     await pbx.advance(3)
@@ -643,7 +682,7 @@ async def test_traffic_step_is_deterministic_and_uses_the_given_numbers() -> Non
 
 # --- the lab capture client's own actions, replayed against the simulator ------------------
 TRACES = Path(__file__).parent / "data" / "ami-traces"
-LAB_SCENARIOS = list(SCENARIO_NAMES)  # every scenario was captured in the lab
+LAB_SCENARIOS = list(scenario_names("lab"))
 
 
 def _from(frames: list[AmiFrame], offset: float) -> list[str]:

@@ -4,12 +4,19 @@ Developer tool, run once when the captures change::
 
     python -m gateway.sim.build_templates [tests/data/ami-traces]
 
-It writes ``gateway/sim/templates.py``: for every scenario, the exact event sequence of the
-capture (names, header order, values) with everything that varies per call replaced by a
-``str.format`` field: uniqueids ``{u3}``, channel names ``{ch3}``, bridge ids ``{b0}``, the
-caller number, caller name, DID, agent extensions, queue name, click-to-call id, and every
-time-derived value (Timestamp, CDR times and durations, queue hold/ring/talk times, Dial
-timing variables). ``scenarios.py`` fills the fields from the scenario parameters.
+It writes ``gateway/sim/templates.py`` from the Local-channel lab captures (the ``lab``
+flavour) and ``gateway/sim/templates_pjsip.py`` from the PJSIP captures in
+``asterisk-22.10.1-pjsip/`` (the ``pjsip`` flavour): for every scenario, the exact event
+sequence of the capture (names, header order, values) with everything that varies per call
+replaced by a ``str.format`` field: uniqueids ``{u3}``, channel names ``{ch3}``, bridge ids
+``{b0}``, the caller number, caller name, DID, agent extensions, queue name, click-to-call
+id, and every time-derived value (Timestamp, CDR times and durations, queue hold/ring/talk
+times, Dial timing variables, security EventTV, RTCP SentNTP). ``scenarios.py`` fills the
+fields from the scenario parameters.
+
+Noise that has nothing to do with the call's progress (RTCP reports every 5 s, a handset
+re-registering) never opens a burst of its own: it rides on the burst before it, so that a
+re-timed call keeps it where it was or, when a shorter phase leaves no room, drops it.
 
 Why templates rather than hand-written generators: the real stream's order is Asterisk's
 thread interleaving, which no model reproduces; copying it keeps the simulator honest.
@@ -39,6 +46,14 @@ SCENARIOS = (
     "click_to_call_agent_busy",
     "blind_transfer",
 )
+PJSIP_SCENARIOS = (
+    *SCENARIOS,
+    "inbound_hold_resume",
+    "click_to_call_customer_noanswer",
+)
+PJSIP_DIR = "asterisk-22.10.1-pjsip"
+# events unrelated to the call's progress: they never mark a burst (see the module docstring)
+NOISE_EVENTS = frozenset({"RTCPSent", "RTCPReceived", "ChallengeSent", "SuccessfulAuth"})
 
 CALLER = "+34911234567"
 DID = "5551000"
@@ -50,7 +65,26 @@ _LOCAL = re.compile(r"Local/([^\s,;@/]+)@([a-z-]+)-([0-9a-f]{8});([12])")
 _LOCAL_BASE = re.compile(r"Local/([^\s,;@/]+)@(agents|from-pstn|pstn-customers)(/n)?(?![-\w])")
 _DIALSTRING = re.compile(r"^([^\s,;@/]+)@(agents|from-pstn|pstn-customers)(/n)?$")
 _UID = re.compile(r"\b\d{10}\.\d+\b")
+_PJSIP = re.compile(r"PJSIP/([\w]+)-([0-9a-f]{8})")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_SNAPSHOT_KEYS = frozenset(
+    {
+        "Channel",
+        "ChannelState",
+        "ChannelStateDesc",
+        "CallerIDNum",
+        "CallerIDName",
+        "ConnectedLineNum",
+        "ConnectedLineName",
+        "Language",
+        "AccountCode",
+        "Context",
+        "Exten",
+        "Priority",
+        "Uniqueid",
+        "Linkedid",
+    }
+)
 _DURATION_VARS = ("ANSWEREDTIME", "DIALEDTIME", "RINGTIME", "PROGRESSTIME")
 _CDR_TIME = "%Y-%m-%d %H:%M:%S"
 
@@ -82,6 +116,8 @@ class _Builder:
                 m = re.search(r"GATEWAY_CALL_ID=(gw-c2c-\d+)", v)
                 if m:
                     self.gwid = m.group(1)
+            if f.get("Variable") == "GATEWAY_CALL_ID" and f.get("Value"):
+                self.gwid = f["Value"]
 
     # --- timeline ---------------------------------------------------------------------
     def _bursts(self) -> None:
@@ -97,6 +133,10 @@ class _Builder:
                 self.timing.append((k, 0.0))
                 continue
             t = float(ts) - self.t0
+            if f.get("Event") in NOISE_EVENTS and self.bursts:
+                k = len(self.bursts) - 1
+                self.timing.append((k, t - self.bursts[k]))
+                continue
             if top is None or t - top > BURST_GAP:
                 self.bursts.append(t)
                 top = t
@@ -216,6 +256,14 @@ class _Builder:
         for key, value in f.items():
             if key == "Timestamp":
                 v = "{ts}"
+            elif key in ("EventTV", "SessionTV"):
+                v = "{tv}"
+            elif key == "SentNTP":
+                # the report's NTP stamp, a few µs before the event's Timestamp
+                lag = round((float(f["Timestamp"]) - float(value)) * 1e6)
+                v = _field(f"n_{max(lag, 0)}")
+            elif self._literal(ev, key, f):
+                v = value.replace("{", "{{").replace("}", "}}")
             elif ev == "CEL" and key == "EventTime":
                 v = "{et}"
             elif ev == "Cdr" and key in cdr_k:
@@ -261,6 +309,14 @@ class _Builder:
             out.append([key, v])
         return out
 
+    @staticmethod
+    def _literal(ev: str, key: str, f: AmiFrame) -> bool:
+        """Media statistics: copied as captured (an extension-like number in a packet count
+        is a coincidence, not an agent)."""
+        if ev.startswith("RTCP"):
+            return key not in _SNAPSHOT_KEYS
+        return ev == "VarSet" and key == "Value" and f.get("Variable", "").startswith("RTPAUDIO")
+
     def build(self) -> ScenarioTemplate:
         events: list[TemplateEvent] = []
         for i, f in enumerate(self.frames):
@@ -276,11 +332,63 @@ class _Builder:
         }
 
 
-def build(trace_dir: Path) -> dict[str, ScenarioTemplate]:
+class _PjsipBuilder(_Builder):
+    """A capture of the PJSIP lab: one channel per leg, ``PJSIP/<endpoint>-<counter>``."""
+
+    def _channels(self) -> None:
+        created: dict[str, AmiFrame] = {}
+        for f in self.frames:
+            if f.get("Event") == "Newchannel":
+                created[f["Uniqueid"]] = f
+        order = sorted(created, key=lambda u: int(u.split(".")[1]))
+        self.uid_index = {u: i for i, u in enumerate(order)}
+        self.chan_index = {created[u]["Channel"]: i for i, u in enumerate(order)}
+        self.channels = []
+        for i, u in enumerate(order):
+            f = created[u]
+            m = _PJSIP.fullmatch(f["Channel"])
+            assert m, f"{self.name}: not a PJSIP leg: {f['Channel']}"
+            endpoint = m.group(1)
+            if endpoint in AGENTS:
+                role = f"a{AGENTS.index(endpoint)}"
+            else:  # the trunk: a carrier call rings in, a click-to-call customer is dialled out
+                role = "in" if f["ChannelStateDesc"] == "Ring" else "cust"
+            first = next(
+                j
+                for j, g in enumerate(self.frames)
+                if g.get("Uniqueid") == u or g.get("UniqueID") == u
+            )
+            self.channels.append({"role": role, "half": 0, "pair": i, "first": first})
+
+    def _text(self, value: str) -> str:
+        v = value.replace("{", "{{").replace("}", "}}")
+        v = _UUID.sub(self._bridge, v)
+        v = _PJSIP.sub(lambda m: _field("ch", self.chan_index[m.group(0)]), v)
+        v = _UID.sub(lambda m: _field("u", self.uid_index[m.group(0)]), v)
+        v = v.replace("PJSIP/trunk", "PJSIP/{trunk}").replace("@trunk", "@{trunk}")
+        if self.gwid:
+            v = v.replace(self.gwid, "{gwid}")
+        v = v.replace('"" <' + CALLER + ">", '"{cname}" <' + CALLER + ">")
+        v = v.replace('"Click-to-call" <', '"{cname}" <')
+        v = _token(v, CALLER, "caller")
+        v = _token(v, DID, "did")
+        for i, a in enumerate(AGENTS):
+            v = _token(v, a, f"a{i}")
+        v = _token(v, QUEUE, "queue")
+        v = v.replace("scenario=" + self.name, "scenario={scenario}")
+        return v
+
+
+def build(trace_dir: Path, flavour: str = "lab") -> dict[str, ScenarioTemplate]:
+    """Every scenario's template from the captures of one flavour (``lab`` or ``pjsip``)."""
     out = {}
-    for name in SCENARIOS:
+    names: tuple[str, ...] = SCENARIOS
+    builder: type[_Builder] = _Builder
+    if flavour == "pjsip":
+        names, builder, trace_dir = PJSIP_SCENARIOS, _PjsipBuilder, trace_dir / PJSIP_DIR
+    for name in names:
         _, frames = iter_capture((trace_dir / f"{name}.ami").read_bytes())
-        out[name] = _Builder(name, frames).build()
+        out[name] = builder(name, frames).build()
     return out
 
 
@@ -291,14 +399,19 @@ def _event_literal(ev: TemplateEvent) -> str:
     return f"({burst}, {json.dumps(delta)}, {json.dumps(kind)}, {pairs})"
 
 
-def main(argv: list[str]) -> int:
-    default = Path(__file__).resolve().parents[2] / "tests" / "data" / "ami-traces"
-    trace_dir = Path(argv[1]) if len(argv) > 1 else default
-    data = build(trace_dir)
-    target = Path(__file__).with_name("templates.py")
+_TARGETS = {
+    "lab": ("templates.py", "TEMPLATES", "the Asterisk 22.10.1 captures"),
+    "pjsip": ("templates_pjsip.py", "PJSIP_TEMPLATES", "the Asterisk 22.10.1 PJSIP captures"),
+}
+
+
+def write(data: dict[str, ScenarioTemplate], flavour: str) -> Path:
+    """Write one flavour's generated module; same captures, same bytes."""
+    filename, var, source = _TARGETS[flavour]
+    target = Path(__file__).with_name(filename)
     lines = [
         "# ruff: noqa: E501",
-        '"""Scenario templates generated from the Asterisk 22.10.1 captures.',
+        f'"""Scenario templates generated from {source}.',
         "",
         "Generated by ``python -m gateway.sim.build_templates``; do not edit by hand.",
         "Layout per scenario: bursts (capture offsets in s), channels (role, Local half,",
@@ -309,7 +422,7 @@ def main(argv: list[str]) -> int:
         "from gateway.sim.template_layout import ScenarioTemplate",
         "",
         "# fmt: off",
-        "TEMPLATES: dict[str, ScenarioTemplate] = {",
+        f"{var}: dict[str, ScenarioTemplate] = {{",
     ]
     for name, tpl in data.items():
         lines.append(f"    {name!r}: {{")
@@ -321,7 +434,15 @@ def main(argv: list[str]) -> int:
         lines.append("    },")
     lines += ["}", "# fmt: on", ""]
     target.write_text("\n".join(lines))
-    print(f"wrote {target} ({target.stat().st_size} bytes)")
+    return target
+
+
+def main(argv: list[str]) -> int:
+    default = Path(__file__).resolve().parents[2] / "tests" / "data" / "ami-traces"
+    trace_dir = Path(argv[1]) if len(argv) > 1 else default
+    for flavour in _TARGETS:
+        target = write(build(trace_dir, flavour), flavour)
+        print(f"wrote {target} ({target.stat().st_size} bytes)")
     return 0
 
 

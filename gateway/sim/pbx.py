@@ -56,6 +56,7 @@ MSG_ORIGINATE_FAILED = "Originate failed"
 MSG_NO_CHANNEL = "No such channel"
 MSG_CHANNEL_NOT_SPECIFIED = "Channel not specified"
 
+CUSTOMER_DIAL_TIMEOUT = 30.0  # Dial(PJSIP/${EXTEN}@trunk,30,...) in the lab's [outbound]
 _EXTEN = re.compile(r"^[A-Za-z0-9_]+/([^@/\-]+)")
 
 
@@ -326,7 +327,7 @@ class SimulatedPbx:
 
     # --- call engine ----------------------------------------------------------------------
     def _launch(self, scenario: str, params: dict[str, Any]) -> LiveCall:
-        scenario_params(scenario, **params)  # validate before touching any state
+        scenario_params(scenario, self.flavour, **params)  # validate before touching state
         ids = CallIds(self.ids)
         start = self.clock.now()
         frames = render_call(scenario, start=start, flavour=self.flavour, ids=ids, **params)
@@ -410,7 +411,7 @@ class SimulatedPbx:
         spec = SPECS[scenario]
         old_bursts = {f.burst: f.at for f in call.frames}
         params = dict(params)
-        for phase in spec.phases:
+        for phase in spec.phases_for(self.flavour):
             if phase.from_burst < next_burst <= phase.to_burst:
                 began = old_bursts.get(phase.from_burst, call.start)
                 params[phase.param] = max(now - began, 0.0)
@@ -432,9 +433,16 @@ class SimulatedPbx:
 
     def _hangup(self, call: LiveCall) -> None:
         next_burst = call.frames[call.emitted - 1].burst + 1 if call.emitted else 0
-        target = _HANGUP_VARIANTS.get((call.scenario, next_burst), call.scenario)
+        target = call.scenario
+        if next_burst == 1:  # still ringing: the captures' early end
+            target = _HANGUP_WHILE_RINGING.get(call.scenario, target)
+        elif call.scenario == "queue_answered" and next_burst == 2:
+            target = "queue_abandoned"  # in the queue, no member answered yet
+        elif call.scenario == "blind_transfer" and self._talking(call, next_burst):
+            target = "inbound_answered"  # hung up before the transfer
         params = {k: v for k, v in call.params.items() if not k.endswith("_seconds")}
-        keep = {p.param for p in SPECS[target].phases if p.to_burst < next_burst}
+        phases = SPECS[target].phases_for(self.flavour)
+        keep = {p.param for p in phases if p.to_burst < next_burst}
         params.update({k: v for k, v in call.params.items() if k in keep})
         if target == "inbound_answered" and call.scenario == "blind_transfer":
             params.pop("transfer_action_id", None)
@@ -612,6 +620,13 @@ class SimulatedPbx:
         elif phone.answer is not True or phone.ring >= timeout:
             scenario = "click_to_call_agent_noanswer"
             params["ring_seconds"] = timeout
+        elif variables.get("CUSTRING") == "noanswer" and (
+            self.flavour in SPECS["click_to_call_customer_noanswer"].flavours
+        ):
+            # the customer never picks up: [outbound]'s Dial gives up after its timeout
+            scenario = "click_to_call_customer_noanswer"
+            params["ring_seconds"] = phone.ring
+            params["customer_ring_seconds"] = CUSTOMER_DIAL_TIMEOUT
         else:
             scenario = "click_to_call"
             params["ring_seconds"] = phone.ring
@@ -733,9 +748,8 @@ class SimulatedPbx:
             )
             return
         next_burst = call.frames[call.emitted - 1].burst + 1 if call.emitted else 0
-        if call.scenario not in ("inbound_answered", "blind_transfer") or next_burst not in (
-            2,
-            3,
+        if call.scenario not in ("inbound_answered", "blind_transfer") or not self._talking(
+            call, next_burst
         ):
             # only a direct call in conversation has a captured transfer to continue with
             session.respond(action, {"Response": "Error", "Message": "Redirect failed"})
@@ -755,6 +769,13 @@ class SimulatedPbx:
         params.setdefault("transfer_talk_seconds", max(talk_left - target.ring, 1.0))
         params["transfer_action_id"] = action.get("ActionID", "")
         self._switch(call, "blind_transfer", params)
+
+    def _talking(self, call: LiveCall, next_burst: int) -> bool:
+        """Whether the call is in the conversation before any transfer (its talk phase)."""
+        for phase in SPECS[call.scenario].phases_for(self.flavour):
+            if phase.param == "talk_seconds":
+                return phase.from_burst < next_burst <= phase.to_burst
+        return False
 
     def _action_redirect(self, session: Session, action: AmiFrame) -> None:
         self._transfer(session, action, "Redirect successful")
@@ -796,10 +817,11 @@ class SimulatedPbx:
                     "Event": "CoreShowChannel",
                     "_aid_first": "1",
                     **ch.headers,
-                    "BridgeId": ch.bridge,
+                    # Asterisk 22's order (gateway_restart_mid_call.after.ami): BridgeId last
                     "Application": ch.application,
                     "ApplicationData": ch.data,
                     "Duration": f"{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}",
+                    "BridgeId": ch.bridge,
                 }
             )
         self._list(session, action, "Channels will follow", items, "CoreShowChannelsComplete")
@@ -1001,16 +1023,16 @@ class SimulatedPbx:
         session.respond(action, {"Response": "Success", "Variable": var, "Value": value})
 
 
-# a hangup while a call is still ringing ends it the way the captures show an early end
-_HANGUP_VARIANTS: dict[tuple[str, int], str] = {
-    ("inbound_answered", 1): "inbound_caller_abandons",
-    ("inbound_missed_noanswer", 1): "inbound_caller_abandons",
-    ("blind_transfer", 1): "inbound_caller_abandons",
-    ("blind_transfer", 2): "inbound_answered",
-    ("blind_transfer", 3): "inbound_answered",
-    ("queue_answered", 1): "queue_abandoned",
-    ("queue_answered", 2): "queue_abandoned",
-    ("click_to_call", 1): "click_to_call_agent_noanswer",
+# a hangup while a call is still ringing (only its first burst out) ends it the way the
+# captures show an early end; every flavour's templates share that first burst
+_HANGUP_WHILE_RINGING: dict[str, str] = {
+    "inbound_answered": "inbound_caller_abandons",
+    "inbound_missed_noanswer": "inbound_caller_abandons",
+    "inbound_hold_resume": "inbound_caller_abandons",
+    "blind_transfer": "inbound_caller_abandons",
+    "queue_answered": "queue_abandoned",
+    "click_to_call": "click_to_call_agent_noanswer",
+    "click_to_call_customer_noanswer": "click_to_call_agent_noanswer",
 }
 
 

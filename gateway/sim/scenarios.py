@@ -14,10 +14,15 @@ How a template becomes a call:
   their burst, so the capture's interleaving (and its Timestamp inversions) survives.
 * Time-derived values (CDR times, billsec, duration, queue HoldTime/TalkTime, DIALEDTIME...)
   are stored relative to bursts and recomputed, so they stay consistent with the Timestamps.
-* Two channel flavours. ``lab`` is the capture itself (Local channel halves, the capture
-  client's own Originate of the customer handset). ``pjsip`` is what a production Asterisk
-  shows: the trunk leg ``PJSIP/trunk-…`` and agent phones ``PJSIP/101-…``; the lab-only
-  channels (handset ;1, the phone side ;2 of agent Local channels) and their events are gone.
+* Two channel flavours, each with its own captures. ``lab`` is the Local-channel lab
+  (``templates.py``: Local channel halves, the capture client's own Originate of the customer
+  handset). ``pjsip`` is a production-like Asterisk whose phones and trunk are PJSIP endpoints
+  (``templates_pjsip.py``: ``PJSIP/trunk-…`` and ``PJSIP/101-…``, one channel per leg, RTCP
+  reports, hold from the handset). Bursts differ between the two, so phases are per flavour;
+  two scenarios (hold/resume, customer no-answer) were only captured over PJSIP.
+* Noise (RTCP reports, a handset re-registering) rides on the burst before it; when a
+  shorter phase leaves it after the next burst, it is dropped, as a shorter real call has
+  fewer RTCP reports.
 """
 
 from __future__ import annotations
@@ -30,14 +35,29 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from gateway.sim.template_layout import TemplateChannel
+from gateway.sim.template_layout import ScenarioTemplate, TemplateChannel
 from gateway.sim.templates import TEMPLATES
+from gateway.sim.templates_pjsip import PJSIP_TEMPLATES
 
 FLAVOURS = ("lab", "pjsip")
 DEFAULT_START = 1795346324.0
 _MIN_PHASE = 0.6  # keeps a phase longer than the 0.5 s intra-phase bursts (Answer delay)
 _CDR_TIME = "%Y-%m-%d %H:%M:%S"
 _FIELD = re.compile(r"(?<!\{)\{([a-z_0-9]+)\}")
+_NOISE = frozenset({"RTCPSent", "RTCPReceived", "ChallengeSent", "SuccessfulAuth"})
+_SOURCES: dict[str, dict[str, ScenarioTemplate]] = {"lab": TEMPLATES, "pjsip": PJSIP_TEMPLATES}
+
+
+def template(name: str, flavour: str) -> ScenarioTemplate:
+    """The captured template of scenario ``name`` in ``flavour`` (clear errors otherwise)."""
+    if flavour not in FLAVOURS:
+        raise ValueError(f"unknown flavour {flavour!r}, expected one of {FLAVOURS}")
+    source = _SOURCES[flavour]
+    if name not in source:
+        raise ValueError(
+            f"scenario {name!r} has no {flavour} capture; {flavour} has {sorted(source)}"
+        )
+    return source[name]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,15 +76,39 @@ class ScenarioSpec:
     name: str
     kind: str  # "inbound" | "queue" | "click_to_call"
     outcome: str
-    phases: tuple[Phase, ...] = ()
+    phases: tuple[Phase, ...] | None = ()  # bursts of the lab capture; None: not captured
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    pjsip_phases: tuple[Phase, ...] = ()  # bursts of the PJSIP capture
 
-    def phase_defaults(self) -> dict[str, float]:
-        bursts = TEMPLATES[self.name]["bursts"]
-        return {p.param: round(bursts[p.to_burst] - bursts[p.from_burst], 6) for p in self.phases}
+    @property
+    def flavours(self) -> tuple[str, ...]:
+        """The flavours with a capture of this scenario."""
+        return FLAVOURS if self.phases is not None else ("pjsip",)
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        """The phase parameters, the same names in every flavour."""
+        return tuple(p.param for p in self.pjsip_phases)
+
+    def phases_for(self, flavour: str) -> tuple[Phase, ...]:
+        template(self.name, flavour)  # an unknown flavour or a missing capture is an error
+        return self.pjsip_phases if flavour == "pjsip" else self.phases or ()
+
+    def phase_defaults(self, flavour: str = "lab") -> dict[str, float]:
+        """Each phase's length in the capture."""
+        bursts = template(self.name, flavour)["bursts"]
+        phases = self.phases_for(flavour)
+        return {p.param: round(bursts[p.to_burst] - bursts[p.from_burst], 6) for p in phases}
 
 
 _INBOUND = {"caller_name": "", "action_id": "orig-1"}
+_RING = Phase("ring_seconds", 0, 1)
+_QUEUE_RING = Phase("ring_seconds", 1, 2)  # from QueueCallerJoin to the member's answer
+_C2C_ANSWERED = (
+    _RING,
+    Phase("customer_ring_seconds", 1, 2),
+    Phase("talk_seconds", 2, 3),
+)
 _C2C = {"caller_name": "Click-to-call", "action_id": "c2c-1"}
 SPECS: dict[str, ScenarioSpec] = {
     s.name: s
@@ -73,51 +117,43 @@ SPECS: dict[str, ScenarioSpec] = {
             "inbound_answered",
             "inbound",
             "answered",
-            (Phase("ring_seconds", 0, 1), Phase("talk_seconds", 1, 3)),
+            (_RING, Phase("talk_seconds", 1, 3)),
             _INBOUND,
+            (_RING, Phase("talk_seconds", 1, 2)),
         ),
         ScenarioSpec(
-            "inbound_missed_noanswer",
-            "inbound",
-            "noanswer",
-            (Phase("ring_seconds", 0, 1),),
-            _INBOUND,
+            "inbound_missed_noanswer", "inbound", "noanswer", (_RING,), _INBOUND, (_RING,)
         ),
         ScenarioSpec("inbound_busy", "inbound", "busy", (), _INBOUND),
         ScenarioSpec(
-            "inbound_caller_abandons",
-            "inbound",
-            "abandoned",
-            (Phase("ring_seconds", 0, 1),),
-            _INBOUND,
+            "inbound_caller_abandons", "inbound", "abandoned", (_RING,), _INBOUND, (_RING,)
         ),
         ScenarioSpec(
             "queue_answered",
             "queue",
             "answered",
-            (Phase("ring_seconds", 1, 2), Phase("talk_seconds", 2, 4)),
+            (_QUEUE_RING, Phase("talk_seconds", 2, 4)),
             _INBOUND,
+            (_QUEUE_RING, Phase("talk_seconds", 2, 3)),
         ),
         ScenarioSpec(
-            "queue_abandoned", "queue", "abandoned", (Phase("ring_seconds", 1, 2),), _INBOUND
+            "queue_abandoned", "queue", "abandoned", (_QUEUE_RING,), _INBOUND, (_QUEUE_RING,)
         ),
         ScenarioSpec(
             "click_to_call",
             "click_to_call",
             "answered",
-            (
-                Phase("ring_seconds", 0, 1),
-                Phase("customer_ring_seconds", 1, 2),
-                Phase("talk_seconds", 2, 3),
-            ),
+            _C2C_ANSWERED,
             {**_C2C, "gateway_call_id": "gw-c2c-0001"},
+            _C2C_ANSWERED,
         ),
         ScenarioSpec(
             "click_to_call_agent_noanswer",
             "click_to_call",
             "failed",
-            (Phase("ring_seconds", 0, 1),),
+            (_RING,),
             {**_C2C, "gateway_call_id": "gw-c2c-0002"},
+            (_RING,),
         ),
         ScenarioSpec(
             "click_to_call_agent_busy",
@@ -131,17 +167,52 @@ SPECS: dict[str, ScenarioSpec] = {
             "inbound",
             "transferred",
             (
-                Phase("ring_seconds", 0, 1),
+                _RING,
                 Phase("talk_seconds", 1, 3),
                 Phase("transfer_ring_seconds", 3, 4),
                 Phase("transfer_talk_seconds", 4, 6),
             ),
             {**_INBOUND, "transfer_action_id": "gw-3"},
+            (
+                _RING,
+                Phase("talk_seconds", 1, 2),
+                Phase("transfer_ring_seconds", 2, 3),
+                Phase("transfer_talk_seconds", 3, 4),
+            ),
+        ),
+        # captured over PJSIP only: a SIP hold from the agent's handset, then the resume
+        ScenarioSpec(
+            "inbound_hold_resume",
+            "inbound",
+            "answered",
+            None,
+            _INBOUND,
+            (
+                _RING,
+                Phase("talk_seconds", 1, 2),  # until the agent puts the caller on hold
+                Phase("hold_seconds", 2, 3),
+                Phase("talk_after_hold_seconds", 3, 4),
+            ),
+        ),
+        # the agent answers, the customer's phone rings until Dial's 30 s timeout
+        ScenarioSpec(
+            "click_to_call_customer_noanswer",
+            "click_to_call",
+            "noanswer",
+            None,
+            {**_C2C, "gateway_call_id": "gw-c2c-0004"},
+            (_RING, Phase("customer_ring_seconds", 1, 2)),
         ),
     )
 }
 SCENARIO_NAMES: tuple[str, ...] = tuple(SPECS)
-_PHASE_PARAMS = frozenset(p.param for spec in SPECS.values() for p in spec.phases)
+_PHASE_PARAMS = frozenset(name for spec in SPECS.values() for name in spec.params)
+
+
+def scenario_names(flavour: str = "lab") -> tuple[str, ...]:
+    """The scenarios captured in ``flavour``."""
+    return tuple(n for n, spec in SPECS.items() if flavour in spec.flavours)
+
 
 COMMON_DEFAULTS: dict[str, Any] = {
     "caller": "+34911234567",
@@ -199,6 +270,7 @@ class _Event:
     kind: str
     headers: tuple[tuple[str, str], ...]
     block: str  # the whole frame as one format string (fast bulk path)
+    noise: bool  # dropped when a shorter phase leaves it after the next burst
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,19 +284,6 @@ class _Compiled:
     created: dict[int, tuple[int, float]]  # index -> (burst, delta) of its first event
     bridges: int
     uptime: int
-
-
-def _partner(channels: list[TemplateChannel], i: int) -> int:
-    pair = channels[i]["pair"]
-    return next(j for j, c in enumerate(channels) if c["pair"] == pair and j != i)
-
-
-def _keeps(flavour: str, ch: TemplateChannel) -> bool:
-    if flavour == "lab":
-        return True
-    if ch["role"] == "in":
-        return ch["half"] == 2  # the ;2 half runs the inbound dialplan: the trunk channel
-    return ch["half"] == 1  # agent phone and outbound customer leg: the side Asterisk dials
 
 
 def _channel_name(flavour: str, ch: TemplateChannel) -> str:
@@ -242,58 +301,19 @@ def _channel_name(flavour: str, ch: TemplateChannel) -> str:
 
 @cache
 def _compile(name: str, flavour: str) -> _Compiled:
-    if flavour not in FLAVOURS:
-        raise ValueError(f"unknown flavour {flavour!r}, expected one of {FLAVOURS}")
-    tpl = TEMPLATES[name]
+    tpl = template(name, flavour)
     channels = tpl["channels"]
-    kept = tuple(i for i, c in enumerate(channels) if _keeps(flavour, c))
-    remap: dict[str, str] = {}
-    for i in range(len(channels)):
-        if i not in kept:
-            j = _partner(channels, i)
-            remap[f"{{u{i}}}"] = f"{{u{j}}}"
-            remap[f"{{ch{i}}}"] = f"{{ch{j}}}"
-    inbound = channels[0]["role"] == "in"
-    # an agent's SIP phone hangs up for the reason its Local ;2 side gave (busy: 17, not 0)
-    causes: dict[str, list[list[str]]] = {}
-    if flavour == "pjsip":
-        for _b, _d, _k, headers in tpl["events"]:
-            hd = dict(headers)
-            m = re.fullmatch(r"\{ch(\d+)\}", hd.get("Channel", ""))
-            dropped = int(m.group(1)) if m is not None else None
-            if (
-                hd.get("Event") == "Hangup"
-                and dropped is not None
-                and dropped not in kept
-                and channels[dropped]["role"][0] == "a"
-            ):
-                partner = f"{{ch{_partner(channels, dropped)}}}"
-                causes[partner] = [[k, hd[k]] for k in ("Cause", "Cause-txt")]
     events: list[_Event] = []
     for burst, delta, kind, headers in tpl["events"]:
-        hd = dict(headers)
-        owner = hd.get("Channel") or hd.get("DestChannel") or ""
-        m = re.fullmatch(r"\{ch(\d+)\}", owner)
-        if flavour == "pjsip":
-            if hd.get("Event") == "LocalBridge":
-                continue
-            if kind == "response" and inbound and hd.get("ActionID") == "{action_id}":
-                continue  # the lab client's Originate of the customer handset
-            if hd.get("Event") == "OriginateResponse" and inbound:
-                continue
-            if m and int(m.group(1)) not in kept and hd.get("EventName") != "LINKEDID_END":
-                continue
-            headers = [[k, _pjsip_value(k, v, remap, hd)] for k, v in headers]
-            if hd.get("Event") == "Hangup" and hd.get("Channel") in causes:
-                override = dict(causes[hd["Channel"]])
-                headers = [[k, override.get(k, v)] for k, v in headers]
         pairs = tuple((k, v) for k, v in headers)
         block = "".join(f"{k}: {v}\r\n" for k, v in pairs) + "\r\n"
-        events.append(_Event(burst, delta, kind, pairs, block))
+        noise = dict(pairs).get("Event") in _NOISE
+        events.append(_Event(burst, delta, kind, pairs, block, noise))
     created: dict[int, tuple[int, float]] = {}
     for i, ch in enumerate(channels):
         ev = tpl["events"][ch["first"]]
         created[i] = (ev[0], ev[1])
+    kept = tuple(range(len(channels)))
     return _Compiled(
         name=name,
         flavour=flavour,
@@ -305,20 +325,6 @@ def _compile(name: str, flavour: str) -> _Compiled:
         bridges=tpl["bridges"],
         uptime=tpl["uptime"],
     )
-
-
-def _pjsip_value(key: str, value: str, remap: dict[str, str], hd: dict[str, str]) -> str:
-    for old, new in remap.items():
-        if old in value:
-            value = value.replace(old, new)
-    value = value.replace("from-pstn", "from-trunk")
-    if hd.get("Event") == "Newchannel" and hd.get("Context") == "from-pstn":
-        # a SIP trunk channel carries the caller ID from the INVITE from the start
-        if key == "CallerIDNum":
-            return "{caller}"
-        if key == "CallerIDName":
-            return "{cname_u}"
-    return value
 
 
 # --- rendering -----------------------------------------------------------------------------
@@ -333,12 +339,14 @@ class TimedFrame:
 
 
 class _Ctx(dict[str, str]):
-    """Format fields; time-derived ones (t_/e_/d_/m_) are computed on first use."""
+    """Format fields; time-derived ones (t_/e_/d_/m_/n_) are computed on first use."""
 
     def __init__(self, base: dict[str, str], abs_bursts: list[float], shifts: list[float]):
         super().__init__(base)
         self.abs_bursts = abs_bursts
         self.shifts = shifts
+        # where each burst's noise must stop: the next burst's start (the last: never)
+        self.ends = [*abs_bursts[1:], float("inf")]
 
     def __missing__(self, key: str) -> str:
         kind, _, rest = key.partition("_")
@@ -354,16 +362,20 @@ class _Ctx(dict[str, str]):
         elif kind == "m":
             orig, k1, k2 = nums
             value = str(max(0, round(orig + 1000 * (self.shifts[k2] - self.shifts[k1]))))
+        elif kind == "n":  # an RTCP report's NTP time: this event's Timestamp minus a lag
+            return f"{float(self['ts']) - nums[0] / 1e6:.6f}"  # per event: never cached
         else:
             raise KeyError(key)
         self[key] = value
         return value
 
 
-def scenario_params(name: str, **params: Any) -> dict[str, Any]:
+def scenario_params(name: str, flavour: str = "lab", **params: Any) -> dict[str, Any]:
     """The full parameter set of a scenario: defaults overlaid with ``params``."""
+    if name not in SPECS:
+        raise ValueError(f"unknown scenario {name!r}, expected one of {SCENARIO_NAMES}")
     spec = SPECS[name]
-    out: dict[str, Any] = {**COMMON_DEFAULTS, **spec.phase_defaults(), **spec.defaults}
+    out: dict[str, Any] = {**COMMON_DEFAULTS, **spec.phase_defaults(flavour), **spec.defaults}
     if "agent" in params:
         agent = str(params.pop("agent"))
         params["agents"] = (agent, *tuple(params.get("agents", out["agents"]))[1:])
@@ -388,28 +400,18 @@ def _dial_fields(flavour: str, p: dict[str, Any]) -> dict[str, str]:
     for i in range(2):
         a = _clean(agents[i] if i < len(agents) else agents[-1])
         out[f"a{i}"] = a
-        if flavour == "lab":
+        if flavour == "lab":  # the PJSIP templates spell dial strings with {a0}, {trunk}
             out[f"dial_a{i}"] = f"Local/{a}@agents"
             out[f"ds_a{i}"] = f"{a}@agents"
             out[f"dsn_a{i}"] = f"{a}@agents/n"
             out[f"if_a{i}"] = f"Local/{a}@agents/n"
-        else:
-            out[f"dial_a{i}"] = out[f"if_a{i}"] = f"PJSIP/{a}"
-            out[f"ds_a{i}"] = out[f"dsn_a{i}"] = a
-    caller, did, trunk = _clean(p["caller"]), _clean(p["did"]), _clean(p["trunk"])
     if flavour == "lab":
+        caller, did = _clean(p["caller"]), _clean(p["did"])
         out.update(
             dial_in=f"Local/{did}@from-pstn",
             ds_in=f"{did}@from-pstn",
             dial_cust=f"Local/{caller}@pstn-customers",
             ds_cust=f"{caller}@pstn-customers",
-        )
-    else:
-        out.update(
-            dial_in=f"PJSIP/{did}@{trunk}",
-            ds_in=f"{did}@{trunk}",
-            dial_cust=f"PJSIP/{caller}@{trunk}",
-            ds_cust=f"{caller}@{trunk}",
         )
     return out
 
@@ -437,10 +439,13 @@ def render_call(
         if ev.burst < from_burst:
             continue
         t = ctx.abs_bursts[ev.burst] + ev.delta
+        if ev.noise and t >= ctx.ends[ev.burst]:
+            continue
         at = max(at, t)
         if ev.kind == "event":
             ctx["ts"] = f"{t:.6f}"
             ctx["et"] = time.strftime(_CDR_TIME, time.gmtime(int(t)))
+            ctx["tv"] = _event_tv(t)
         headers = {k: fmt(v, ctx) for k, v in ev.headers}
         out.append(TimedFrame(at, ev.burst, ev.kind, headers))
     return out
@@ -455,22 +460,33 @@ def render_call_bytes(
     at = start
     fmt = str.format_map
     gmtime, strftime = time.gmtime, time.strftime
+    ends = ctx.ends
     for ev in comp.events:
         if ev.kind != "event":
             continue
         t = ctx.abs_bursts[ev.burst] + ev.delta
+        if ev.noise:
+            if t >= ends[ev.burst]:
+                continue
+            ctx["tv"] = _event_tv(t)
         at = at if at > t else t
         ctx["ts"] = f"{t:.6f}"
         ctx["et"] = strftime(_CDR_TIME, gmtime(int(t)))
         yield at, fmt(ev.block, ctx).encode()
 
 
+def _event_tv(t: float) -> str:
+    """Security events' time format: ``2026-11-22T11:18:44.136+0000``."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t))
+    return f"{stamp}.{int(t * 1000) % 1000:03d}+0000"
+
+
 def _context(comp: _Compiled, start: float, ids: CallIds, params: dict[str, Any]) -> _Ctx:
     spec = SPECS[comp.name]
-    p = scenario_params(comp.name, **params)
-    defaults = spec.phase_defaults()
+    p = scenario_params(comp.name, comp.flavour, **params)
+    defaults = spec.phase_defaults(comp.flavour)
     shifts = [0.0] * len(comp.bursts)
-    for phase in spec.phases:
+    for phase in spec.phases_for(comp.flavour):
         extra = max(float(p[phase.param]), _MIN_PHASE) - defaults[phase.param]
         for k in range(phase.to_burst, len(shifts)):
             shifts[k] += extra
@@ -493,7 +509,7 @@ def _context(comp: _Compiled, start: float, ids: CallIds, params: dict[str, Any]
         **_dial_fields(comp.flavour, p),
     }
     ctx = _Ctx(base, abs_bursts, shifts)
-    channels = TEMPLATES[comp.name]["channels"]
+    channels = template(comp.name, comp.flavour)["channels"]
     for i in comp.kept:
         pair = channels[i]["pair"]
         ctx[f"cs{pair}"] = f"{ids.chan(pair):08x}"

@@ -31,6 +31,7 @@ DEFAULT_MIX: dict[str, float] = {
     "inbound_caller_abandons": 0.07,
     "queue_abandoned": 0.10,
     "blind_transfer": 0.12,
+    "inbound_hold_resume": 0.06,  # PJSIP only: a lab-flavour PBX leaves it out
 }
 
 DEFAULT_NUMBERS: tuple[str, ...] = (
@@ -96,13 +97,25 @@ def random_params(
         "customer_ring_seconds": (1.0, 6.0),
         "transfer_ring_seconds": (1.0, 6.0),
         "transfer_talk_seconds": (10.0, 120.0),
+        "hold_seconds": (5.0, 60.0),
+        "talk_after_hold_seconds": (8.0, 90.0),
     }
-    for phase in spec.phases:
-        low, high = timing[phase.param]
+    for param in spec.params:
+        low, high = timing[param]
         if scenario in ("inbound_missed_noanswer",):
             low, high = 15.0, 30.0  # a dial timeout
-        params[phase.param] = round(rng.uniform(low, high), 3)
+        if scenario == "click_to_call_customer_noanswer" and param == "customer_ring_seconds":
+            low, high = 30.0, 30.0  # the [outbound] Dial timeout
+        params[param] = round(rng.uniform(low, high), 3)
     return params
+
+
+def _captured(mix: Mapping[str, float], flavour: str, *, explicit: bool) -> dict[str, float]:
+    """The default mix without the scenarios ``flavour`` has no capture of; a mix the caller
+    chose is kept whole, so that a scenario the flavour lacks fails loudly at the first call."""
+    if explicit:
+        return dict(mix)
+    return {n: w for n, w in mix.items() if n in SPECS and flavour in SPECS[n].flavours}
 
 
 class TrafficGenerator:
@@ -123,7 +136,7 @@ class TrafficGenerator:
             raise ValueError("calls_per_minute must be positive")
         self.pbx = pbx
         self.calls_per_minute = calls_per_minute
-        self.mix = dict(mix or DEFAULT_MIX)
+        self.mix = _captured(mix or DEFAULT_MIX, pbx.flavour, explicit=mix is not None)
         unknown = set(self.mix) - set(SPECS)
         if unknown or not self.mix or min(self.mix.values()) < 0:
             raise ValueError(f"bad scenario mix {self.mix!r} (known: {sorted(SPECS)})")
@@ -193,7 +206,7 @@ def render_traffic(
     Calls arrive as a Poisson process at ``calls_per_second``; every call gets its own
     uniqueids and channel names from one pair of Asterisk-like counters.
     """
-    weights = dict(mix or DEFAULT_MIX)
+    weights = _captured(mix or DEFAULT_MIX, flavour, explicit=mix is not None)
     names = list(weights)
     alloc = IdAllocator()
     streams: list[Iterator[tuple[float, bytes]]] = []
