@@ -20,12 +20,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from panoramisk.fast_agi import Request
 
 from gateway.lookup.card import CallerCard
+from gateway.metrics import LOOKUP_SECONDS
 
 log = logging.getLogger("gateway.agi")
 
@@ -127,6 +129,7 @@ class FastAgiServer:
         number = env.get("agi_callerid", "")
         answer = AgiAnswer(None, None, False)
         if number and number != "unknown":
+            started = time.perf_counter()
             try:
                 card = await asyncio.wait_for(self.lookup(number), self.time_limit)
                 owner = await self.owner_extension(card.owner) if card.owner else None
@@ -135,6 +138,8 @@ class FastAgiServer:
                 log.warning(
                     "FastAGI lookup of %r over %.1fs: call goes on", number, self.time_limit
                 )
+            finally:
+                LOOKUP_SECONDS.labels("fastagi").observe(time.perf_counter() - started)
         if answer.name:
             await request.send_command(f"SET VARIABLE CALLERID(name) {agi_quote(answer.name)}")
         await request.send_command(f"SET VARIABLE CENTRALITA_KNOWN {int(answer.known)}")

@@ -6,11 +6,17 @@ events take a lean path (our ``FrameParser`` with an event filter, then straight
 no per-event ``CaseInsensitiveDict``); reconnects back off exponentially with a cap instead of
 a fixed 2 s; and the keepalive ``Ping`` is actually checked, so a silent half-open connection
 is declared dead within two ping intervals. Pending actions fail with ``AmiNotConnected``
-when the link drops instead of hanging forever, and every action has a timeout.
+when the link drops instead of hanging forever (``AmiConnectionLost`` when the action had
+been sent, so the PBX may have carried it out), and every action has a timeout.
 
 Lifecycle of one connection: connect → login (plain or MD5 challenge) → events on →
 resync (CoreShowChannels, QueueStatus) published as ``ResyncSnapshot`` → watch (ping) →
-on any failure: ``DOWN``, wait the backoff, start again.
+on any failure: ``DOWN``, wait the backoff, start again. A session that stayed up for a
+ping interval starts the next backoff from ``reconnect.initial`` again: one drop after hours
+of service is not the continuation of an old outage.
+
+With ``record_to`` every byte read is written through to the file at once (no userspace
+buffer), so a capture copied from a running gateway is complete up to the last read.
 """
 
 from __future__ import annotations
@@ -34,8 +40,18 @@ from gateway.ami.frames import AmiFrame, EventFilter, FrameParser
 from gateway.bus import Bus
 from gateway.config import PbxSettings
 from gateway.errors import AmiActionTimeout, AmiAuthError, AmiError, AmiNotConnected
+from gateway.metrics import AMI_ACTION_SECONDS
 
 log = logging.getLogger("gateway.ami")
+
+
+class AmiConnectionLost(AmiNotConnected):
+    """The link dropped after the action was sent: the PBX may have carried it out.
+
+    Callers that must not act twice (an Originate) reconcile with what the PBX shows once
+    the link is back (``AmiLink.wait_ready``) instead of assuming nothing happened.
+    """
+
 
 # Events the link itself needs whatever the filter says.
 LINK_EVENTS = frozenset({"FullyBooted", "Shutdown", "Reload"})
@@ -150,12 +166,15 @@ class AmiLink:
         self._connected_once = False
         self._resyncs = 0
         self._snapshot: _PendingSnapshot | None = None
+        self._ready = asyncio.Event()  # set while logged in with the resync snapshot published
+        self._ready_at: float | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
         if self.settings.record_to:
-            self._record = open(self.settings.record_to, "ab")  # noqa: SIM115 - closed in stop()
+            # unbuffered: each read goes to the file as it arrives, never sits in a buffer
+            self._record = open(self.settings.record_to, "ab", buffering=0)  # noqa: SIM115
         self._task = asyncio.create_task(self._run(), name=f"ami-link-{self.name}")
 
     async def stop(self) -> None:
@@ -177,9 +196,9 @@ class AmiLink:
         delay = s.reconnect.initial
         while not self._stopping:
             self._set_status(LinkStatus.CONNECTING)
+            self._ready_at = None
             try:
                 await self._session()
-                delay = s.reconnect.initial  # a session that got READY resets the backoff
             except asyncio.CancelledError:
                 raise
             except AmiAuthError as e:
@@ -193,6 +212,8 @@ class AmiLink:
                 self._close_transport()
             if self._stopping:
                 break
+            if self._ready_at is not None and self.clock() - self._ready_at >= s.ping_interval:
+                delay = s.reconnect.initial  # it stayed up: this is a new incident
             self._set_status(LinkStatus.DOWN, self.last_error or "")
             wait = delay * (0.8 + 0.4 * self.rng.random())  # jitter: PBX restarts hit everyone
             log.info("pbx=%s reconnect_in=%.2fs", self.name, wait)
@@ -216,7 +237,18 @@ class AmiLink:
         reconnect = self._connected_once
         self._connected_once = True
         await self._resync(reconnect)
+        self._ready_at = self.clock()
+        self._ready.set()
         await self._watch()
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """Wait until the link is logged in and its resync snapshot has been published
+        (components above have rebuilt their picture); False if that takes over ``timeout``."""
+        if self._ready.is_set():
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        return self._ready.is_set()
 
     async def _login(self) -> None:
         s = self.settings
@@ -309,6 +341,18 @@ class AmiLink:
                     # a newline would let a value smuggle headers (or a whole action) in
                     raise AmiError(f"refusing action {action.get('Action')!r}: newline in {key}")
         act = Action(dict(action), as_list=as_list)
+        started = time.perf_counter()
+        try:
+            return await self._answer_to(act, protocol, timeout, as_list)
+        finally:
+            AMI_ACTION_SECONDS.labels(self.name, str(action.get("Action", ""))).observe(
+                time.perf_counter() - started
+            )
+
+    async def _answer_to(
+        self, act: Action, protocol: _LinkProtocol, timeout: float | None, as_list: bool | None
+    ) -> Any:
+        name = act.get("Action", "")
         future = protocol.send(act, as_list=as_list)
         lost = self._lost
         wait_for = timeout if timeout is not None else self.settings.action_timeout
@@ -323,8 +367,8 @@ class AmiLink:
         if not future.done():
             future.cancel()
         if lost is not None and lost in done:
-            raise AmiNotConnected(f"pbx {self.name!r}: connection lost during {action['Action']}")
-        raise AmiActionTimeout(f"{action['Action']}: no answer within {wait_for:g}s")
+            raise AmiConnectionLost(f"pbx {self.name!r}: connection lost during {name}")
+        raise AmiActionTimeout(f"{name}: no answer within {wait_for:g}s")
 
     # -- callbacks from the protocol (synchronous: they run in the read path) -----------------
 
@@ -363,12 +407,15 @@ class AmiLink:
             )
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._ready.clear()  # before the supervisor even notices: nothing may act on it now
         if self._lost is not None and not self._lost.done():
             self._lost.set_result(exc)
         if self._protocol is not None:
             for act in list(self._protocol.responses.values()):
                 if not act.future.done():
-                    act.future.set_exception(AmiNotConnected(f"pbx {self.name!r}: connection lost"))
+                    act.future.set_exception(
+                        AmiConnectionLost(f"pbx {self.name!r}: connection lost")
+                    )
             self._protocol.responses.clear()
 
     def _link_event(self, name: str, frame: AmiFrame, now: float) -> None:
@@ -392,6 +439,8 @@ class AmiLink:
     def _set_status(self, status: LinkStatus, detail: str = "") -> None:
         if status == self.status:
             return
+        if status is not LinkStatus.READY:
+            self._ready.clear()
         self.status = status
         self.since = self.clock()
         log.info(
@@ -415,7 +464,7 @@ class AmiLink:
                 protocol.transport.close()
             for act in list(protocol.responses.values()):
                 if not act.future.done():
-                    act.future.set_exception(AmiNotConnected(f"pbx {self.name!r}: link closed"))
+                    act.future.set_exception(AmiConnectionLost(f"pbx {self.name!r}: link closed"))
             protocol.responses.clear()
 
     def health(self) -> LinkHealth:

@@ -10,18 +10,28 @@ Progress reported to the agent (``clicktocall.progress``):
 ``calling_agent`` → ``calling_customer`` (the agent picked up: OriginateResponse Success) →
 ``connected`` (the customer answered: CallAnswered with our call id) → ``ended``; or
 ``failed`` with a reason: ``agent_noanswer``, ``agent_busy``, ``customer_busy``,
-``customer_noanswer``, ``invalid_number``, ``pbx_down``, ``failed``.
+``customer_noanswer``, ``invalid_number``, ``pbx_down``, ``pbx_lost``, ``failed``.
+
+When the AMI link drops after the Originate was sent, nobody knows whether the PBX carried
+it out (a live test: the agent answered and the customer was dialed while the panel said
+"nothing was dialed"). So the attempt is reconciled instead of failed: once the link is back
+and resynced, the call id variable is looked for on the agent's live channels (``Getvar``),
+then in the call log; the attempt follows what is found. Only when the call is in neither
+place does it fail (``pbx_lost``), and the message does not claim nothing rang.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.ami.events import AmiEvent
+from gateway.ami.link import AmiConnectionLost
 from gateway.calls.events import CallAnswered, CallEnded
 from gateway.config import GatewayConfig
 from gateway.errors import AmiActionTimeout, AmiError, AmiNotConnected, ApiError, InvalidNumber
@@ -47,9 +57,21 @@ MESSAGES = {
     "customer_busy": "The customer's line is busy.",
     "customer_noanswer": "The customer did not answer.",
     "pbx_down": "The phone system is not reachable right now; nothing was dialed.",
+    "checking": "The connection to the phone system dropped; checking whether the call went ahead…",
+    "pbx_lost": "The connection to the phone system dropped while placing the call, and the"
+    " call is not there now. Check your phone before calling again.",
     "invalid_number": "That number cannot be dialed.",
 }
 _FINAL = frozenset({"ended", "failed"})
+# a PJSIP Asterisk answers a busy agent with Reason 0 (IAX2 and chan_sip said 5): the DialEnd
+# of the originate's own dial, which arrives just before, says what really happened
+_DIAL_STATUS = {
+    "BUSY": _AGENT_REASONS["5"],
+    "NOANSWER": _AGENT_REASONS["3"],
+    "CANCEL": _AGENT_REASONS["1"],
+    "CHANUNAVAIL": _AGENT_REASONS["8"],
+    "CONGESTION": _AGENT_REASONS["8"],
+}
 
 Publish = Callable[[str, dict[str, Any]], None]  # (agent, progress data)
 
@@ -65,6 +87,7 @@ class Attempt:
     reason: str = ""
     message: str = MESSAGES["calling_agent"]
     customer_ended: str | None = None  # the outcome, when the call ended before we knew why
+    reconciled: bool = False  # found again after a drop: no OriginateResponse will come
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -99,6 +122,24 @@ class ClickToCall:
         self.finished: dict[str, Attempt] = {}  # insertion-ordered: oldest first
         self.owners: dict[str, str] = {}  # call id -> agent, until the call's record ends
         self._tasks: set[asyncio.Task[None]] = set()
+        self._agent_dials: dict[tuple[str, str], str] = {}  # (pbx, extension) -> DialStatus
+
+    def on_ami_event(self, event: AmiEvent) -> None:
+        """Keep how the PBX ended each originate's dial of an agent's phone: an originate's
+        DialEnd has no ``Channel`` (nothing dialed from a channel), only ``DestChannel``."""
+        f = event.frame
+        if f.get("Event") != "DialEnd" or f.get("Channel"):
+            return
+        tech_ext = str(f.get("DestChannel", "")).rsplit("-", 1)[0]
+        extension = tech_ext.partition("/")[2]
+        if extension and any(a.extension == extension for a in self.attempts.values()):
+            self._agent_dials[(event.pbx, extension)] = str(f.get("DialStatus", ""))
+
+    def _agent_failure(self, a: Attempt, reason: str) -> tuple[str, str]:
+        status = self._agent_dials.pop((a.pbx, a.extension), "")
+        if reason in ("0", "") and status in _DIAL_STATUS:
+            return _DIAL_STATUS[status]
+        return _AGENT_REASONS.get(reason, _AGENT_REASONS["0"])
 
     async def check_number(self, raw: Any) -> str:
         """The number as E.164, or ApiError 400 (unsafe/invalid) / 403 (do not call)."""
@@ -164,6 +205,9 @@ class ClickToCall:
         }
         try:
             frames = await self.links[a.pbx].send_action(action, timeout=o.timeout + 15)
+        except AmiConnectionLost:
+            await self._reconcile(a)
+            return
         except AmiNotConnected:
             self._fail(a, "pbx_down", MESSAGES["pbx_down"])
             return
@@ -177,8 +221,7 @@ class ClickToCall:
         frames = frames if isinstance(frames, list) else [frames]
         result = next((f for f in frames if f.get("Event") == "OriginateResponse"), None)
         if result is None or result.get("Response") != "Success":
-            reason = (result or {}).get("Reason", "0")
-            code, message = _AGENT_REASONS.get(str(reason), _AGENT_REASONS["0"])
+            code, message = self._agent_failure(a, str((result or {}).get("Reason", "0")))
             self._fail(a, code, message)
             return
         if a.state == "calling_agent":
@@ -186,6 +229,74 @@ class ClickToCall:
                 self._customer_gone(a, a.customer_ended)
             else:
                 self._move(a, "calling_customer")
+
+    # -- after a drop: what did the PBX do? ---------------------------------------------------
+
+    async def _reconcile(self, a: Attempt) -> None:
+        """The link dropped after the Originate left: find the call before judging it."""
+        log.warning("click-to-call %s: link to pbx=%s dropped, reconciling", a.call_id, a.pbx)
+        link = self.links[a.pbx]
+        a.message = MESSAGES["checking"]
+        self._report(a)
+        wait_ready = getattr(link, "wait_ready", None)
+        ready = bool(wait_ready is not None and await wait_ready(self.cfg.originate.timeout + 15))
+        if a.state in _FINAL or a.state == "connected":
+            return  # the tracker's events have settled it meanwhile
+        found: str | None = None
+        if ready:
+            try:
+                found = await self._find_live(a, link)
+            except AmiError as e:  # dropped again, or the PBX refused: the log may still know
+                log.warning("click-to-call %s: live check failed: %s", a.call_id, e)
+        a.reconciled = True
+        if found is not None:
+            log.info("click-to-call %s found live on %s after the drop", a.call_id, found)
+            if found == "Up" and a.state == "calling_agent":
+                self._move(a, "calling_customer")  # the agent's leg is answered
+            elif a.state == "calling_agent":
+                a.message = MESSAGES["calling_agent"]
+                self._report(a)
+            return
+        outcome = a.customer_ended or await self._logged_outcome(a.call_id)
+        if a.state in _FINAL:
+            return
+        if outcome is not None:
+            log.info("click-to-call %s ended during the drop: %s", a.call_id, outcome)
+            self._customer_gone(a, outcome)
+        else:
+            self._fail(a, "pbx_lost", MESSAGES["pbx_lost"])
+
+    async def _find_live(self, a: Attempt, link: Any) -> str | None:
+        """The state of the agent's channel carrying our call id, None when there is none.
+
+        Only the agent's own channels are asked (the Originate put the variable there), one
+        ``Getvar`` each: CoreShowChannels does not carry channel variables.
+        """
+        frames = await link.send_action({"Action": "CoreShowChannels"}, as_list=True)
+        own = re.compile(rf"^[^/]+/{re.escape(a.extension)}[-@]")
+        variable = self.cfg.tracking.call_id_variable
+        for f in frames if isinstance(frames, list) else [frames]:
+            channel = f.get("Channel", "")
+            if f.get("Event") != "CoreShowChannel" or not own.match(channel):
+                continue
+            try:
+                got = await link.send_action(
+                    {"Action": "Getvar", "Channel": channel, "Variable": variable}
+                )
+            except AmiError:  # hung up in between
+                continue
+            if isinstance(got, dict) and got.get("Value") == a.call_id:
+                return str(f.get("ChannelStateDesc") or "")
+        return None
+
+    async def _logged_outcome(self, call_id: str) -> str | None:
+        rows = list(
+            await self.db.conn.execute_fetchall(
+                "SELECT outcome FROM calls WHERE call_id = ? ORDER BY started_at DESC LIMIT 1",
+                (call_id,),
+            )
+        )
+        return str(rows[0][0]) if rows else None
 
     # -- events from the tracker -------------------------------------------------------------
 
@@ -202,7 +313,7 @@ class ClickToCall:
         if a is None or a.state in _FINAL:
             return owner
         outcome = e.record.outcome.value
-        if a.state == "calling_agent":
+        if a.state == "calling_agent" and not a.reconciled:
             # the OriginateResponse (why the agent's leg failed, or that it answered) may
             # still be on its way: let it decide
             a.customer_ended = outcome
