@@ -15,6 +15,7 @@ import secrets
 import sys
 import time
 import unicodedata
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -31,6 +32,9 @@ from gateway.config import (
 )
 
 log = logging.getLogger("gateway.demo")
+
+# the CLI's ``serve(cfg, *, gateway, until)``
+Serve = Callable[..., Awaitable[None]]
 
 LAB_TRACKING = TrackingSettings(
     agent_contexts=["agents"], inbound_contexts=["from-pstn"], click_to_call_context="outbound"
@@ -140,8 +144,9 @@ def demo_numbers(db: Any, rng: random.Random, known: int = 40) -> list[str]:
     return numbers[:known] + list(DEFAULT_NUMBERS)
 
 
-async def run_demo(args: argparse.Namespace) -> None:
-    from gateway.__main__ import serve
+async def run_demo(args: argparse.Namespace, serve: Serve) -> None:
+    """``serve`` is the command line's server loop, passed in: the CLI imports this module,
+    so this module does not import the CLI."""
     from gateway.app import Gateway
     from gateway.panel.users import seed_demo_users
     from gateway.sim.pbx import SimulatedPbx
@@ -175,28 +180,35 @@ async def run_demo(args: argparse.Namespace) -> None:
         demo=DemoSettings(calls_per_minute=args.rate, contacts=args.contacts, seed=args.seed),
     )
     gateway = Gateway(cfg)
-    await gateway.open()
-    assert gateway.db is not None
-    if not gateway.db.reader.execute("SELECT 1 FROM people LIMIT 1").fetchall():
-        await seed_demo(gateway.db, n=args.contacts, rng=rng)  # a restart keeps what is there
-    summary = store_summary(gateway.db)
-    users = await seed_demo_users(gateway.db)
-    console = ConsoleView(gateway)
-    console.start()
-    numbers = demo_numbers(gateway.db, rng)
-    traffic = TrafficGenerator(pbx, calls_per_minute=args.rate, rng=rng, numbers=numbers)
-    _banner(cfg, api_token, summary, users)
-    stop = asyncio.Event()
-    if args.duration:
-        asyncio.get_running_loop().call_later(args.duration, stop.set)
-    traffic.start()
+    traffic: TrafficGenerator | None = None
+    console: ConsoleView | None = None
     try:
+        await gateway.open()  # a second demo on the same state folder stops here
+        assert gateway.db is not None
+        if not gateway.db.reader.execute("SELECT 1 FROM people LIMIT 1").fetchall():
+            await seed_demo(gateway.db, n=args.contacts, rng=rng)  # a restart keeps what is there
+        summary = store_summary(gateway.db)
+        users = await seed_demo_users(gateway.db)
+        console = ConsoleView(gateway)
+        console.start()
+        numbers = demo_numbers(gateway.db, rng)
+        traffic = TrafficGenerator(pbx, calls_per_minute=args.rate, rng=rng, numbers=numbers)
+        _banner(cfg, api_token, summary, users)
+        stop = asyncio.Event()
+        if args.duration:
+            asyncio.get_running_loop().call_later(args.duration, stop.set)
+        traffic.start()
         await serve(cfg, gateway=gateway, until=stop)
     finally:
-        traffic.stop()
-        await console.stop()
+        # every path out, an error included, stops what was started: nothing keeps running
+        if traffic is not None:
+            traffic.stop()
+        if console is not None:
+            await console.stop()
         await pbx.stop()
-        print("demo stopped; state kept in", state, flush=True)
+        if gateway.db is not None and gateway.db.lock is not None and gateway.db.lock.held:
+            await gateway.db.close()  # opened, but the server never started (or took it over)
+    print("demo stopped; state kept in", state, flush=True)
 
 
 def _banner(cfg: GatewayConfig, api_token: str, summary: str, users: list[Any]) -> None:

@@ -16,7 +16,7 @@ from gateway.store.db import Database
 
 READ = {"Authorization": "Bearer calls-read-token"}
 WRITE = {"Authorization": "Bearer calls-write-token"}
-CRM = {"Authorization": "Bearer crm-only-token"}
+CRM = {"Authorization": "Bearer crm-only-api-token"}
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 
 
@@ -52,7 +52,7 @@ async def client(aiohttp_client: Any, tmp_path: Path) -> Any:
                 "tokens": [
                     {"name": "reports", "token": "calls-read-token", "scopes": ["calls:read"]},
                     {"name": "panel", "token": "calls-write-token", "scopes": ["calls:write"]},
-                    {"name": "crm", "token": "crm-only-token", "scopes": ["crm:read"]},
+                    {"name": "crm", "token": "crm-only-api-token", "scopes": ["crm:read"]},
                 ]
             }
         }
@@ -153,10 +153,17 @@ async def test_get_one_call(client: Any) -> None:
 async def test_notes_and_disposition(client: Any) -> None:
     url = f"/api/v1/calls/lab:{T0 + 1}"
     resp = await client.patch(
-        url, json={"notes": "wants a quote", "disposition": "callback"}, headers=WRITE
+        url, json={"notes": "wants a quote", "disposition": "call_back"}, headers=WRITE
     )
     assert resp.status == 200
     assert (await resp.json())["notes"] == "wants a quote"
+    # the panel's rule: a disposition is one of panel.dispositions, over the API too
+    resp = await client.patch(url, json={"disposition": "callback"}, headers=WRITE)
+    assert resp.status == 422
+    err = (await resp.json())["error"]
+    assert err["details"]["field"] == "disposition" and "call_back" in err["message"]
+    resp = await client.get(url, headers=READ)
+    assert (await resp.json())["disposition"] == "call_back"
     resp = await client.patch(url, json={"outcome": "won"}, headers=WRITE)
     assert resp.status == 422
     assert (await client.patch(url, json={"notes": "x"}, headers=READ)).status == 403

@@ -14,11 +14,12 @@ from aiohttp.test_utils import TestClient
 from gateway.app import Gateway, create_app
 from gateway.calls.events import CallEnded
 from gateway.config import ApiSettings, ApiToken
+from gateway.panel.users import add_user
 from gateway.sim.pbx import Phone, SimulatedPbx
 from tests.test_panel_support import make_config
 
 CRM = {"Authorization": "Bearer crm-originate-token"}
-READER = {"Authorization": "Bearer read-only-token"}
+READER = {"Authorization": "Bearer read-only-api-token"}
 
 
 @pytest.fixture
@@ -27,12 +28,14 @@ async def world(
 ) -> AsyncIterator[tuple[TestClient, Gateway]]:
     tokens = [
         ApiToken(name="crm", token="crm-originate-token", scopes=["originate", "calls:read"]),
-        ApiToken(name="reader", token="read-only-token", scopes=["calls:read"]),
-        ApiToken(name="other-crm", token="other-crm-token", scopes=["originate"]),
+        ApiToken(name="reader", token="read-only-api-token", scopes=["calls:read"]),
+        ApiToken(name="other-crm", token="other-crm-api-token", scopes=["originate"]),
     ]
     cfg = msgspec.structs.replace(make_config(tmp_path, pbx.port), api=ApiSettings(tokens=tokens))
     gw = Gateway(cfg)
     client = await aiohttp_client(await create_app(cfg, gw))
+    assert gw.db is not None
+    await add_user(gw.db, "ana", "a long enough password 42", "agent", ["101"])
     for _ in range(500):
         if gw.links["sim"].health().logged_in:
             break
@@ -76,7 +79,7 @@ async def test_a_crm_places_a_call_and_follows_it_to_the_end(
             break
         await asyncio.sleep(0.01)
     assert (await _state(client, attempt["call_id"]))["state"] == "ended"
-    other = {"Authorization": "Bearer other-crm-token"}
+    other = {"Authorization": "Bearer other-crm-api-token"}
     assert (
         await client.get(f"/api/v1/originate/{attempt['call_id']}", headers=other)
     ).status == 404

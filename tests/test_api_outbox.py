@@ -20,9 +20,9 @@ from gateway.writeback.outbox import Outbox
 from tests.test_outbox import Clock
 from tests.test_outbox_rules import ScriptedCrm, rec
 
-OPS = {"Authorization": "Bearer ops-token"}
-READER = {"Authorization": "Bearer reader-token"}
-CRM = {"Authorization": "Bearer crm-token"}
+OPS = {"Authorization": "Bearer ops-token-0123456789abcdef"}
+READER = {"Authorization": "Bearer reader-token-0123456789abcdef"}
+CRM = {"Authorization": "Bearer crm-token-0123456789abcdef"}
 
 
 @pytest.fixture
@@ -31,9 +31,17 @@ async def setup(aiohttp_client: Any, tmp_path: Path) -> Any:
         {
             "api": {
                 "tokens": [
-                    {"name": "ops", "token": "ops-token", "scopes": ["outbox:write"]},
-                    {"name": "mon", "token": "reader-token", "scopes": ["outbox:read"]},
-                    {"name": "crm", "token": "crm-token", "scopes": ["crm:write"]},
+                    {
+                        "name": "ops",
+                        "token": "ops-token-0123456789abcdef",
+                        "scopes": ["outbox:write"],
+                    },
+                    {
+                        "name": "mon",
+                        "token": "reader-token-0123456789abcdef",
+                        "scopes": ["outbox:read"],
+                    },
+                    {"name": "crm", "token": "crm-token-0123456789abcdef", "scopes": ["crm:write"]},
                 ]
             }
         }

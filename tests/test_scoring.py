@@ -452,7 +452,10 @@ async def test_worklist_orders_by_score_then_due_date_and_filters_by_owner(
     mine = await (await client.get("/api/v1/worklist?owner=ana", headers=AUTH)).json()
     assert [i["person"]["id"] for i in mine["items"]] == [warm, warm_later, won_with_task, unscored]
     page = await (await client.get("/api/v1/worklist?limit=2", headers=AUTH)).json()
-    assert [i["person"]["id"] for i in page["items"]] == [hot, warm] and page["next_offset"] == 2
+    assert [i["person"]["id"] for i in page["items"]] == [hot, warm] and page["next_cursor"]
+    rest = f"/api/v1/worklist?limit=2&cursor={page['next_cursor']}"
+    page = await (await client.get(rest, headers=AUTH)).json()
+    assert hot not in [i["person"]["id"] for i in page["items"]]
     assert (await client.get("/api/v1/worklist?limit=0", headers=AUTH)).status == 400
     assert (await client.get("/api/v1/worklist")).status == 401
 
@@ -499,16 +502,14 @@ async def test_the_openapi_fragment_documents_exactly_the_scoring_routes(tmp_pat
     from openapi_spec_validator import validate
 
     from gateway.api.openapi import build_document
-    from gateway.api.scoring import openapi_paths
 
     doc = build_document()
-    fragment = openapi_paths()
-    for path, item in fragment.items():
-        for method, op in item.items():
-            if method != "parameters":
-                op["operationId"] = f"{method}_{path}"
-    doc["paths"].update(fragment)
     validate(doc)
+    fragment = {
+        path: item
+        for path, item in doc["paths"].items()
+        if path.endswith(("/score", "/score-inputs", "/form-fills", "/worklist"))
+    }
     documented = {
         (method.upper(), path)
         for path, item in fragment.items()

@@ -1,4 +1,8 @@
-"""The call log part of ``/api/v1``: list calls with filters, read one, annotate one."""
+"""The call log part of ``/api/v1``: list calls with filters, read one, annotate one.
+
+A call record has the shape of the tracker's (``centralita replay`` prints the same fields),
+plus the log's ``id``, ``caller_e164``, notes, disposition and matched person.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,10 @@ from aiohttp import web
 
 from gateway.api import keys
 from gateway.api.auth import PRINCIPAL, require
-from gateway.api.params import choice_param, int_param, invalid, json_body, text_param, time_param
+from gateway.api.params import body_as, invalid, query_as, respond, time_value
+from gateway.api.schemas import CallAnnotation, CallPage, CallQuery, CallRecord, NoQuery
 from gateway.errors import ApiError
 from gateway.store.calllog import CallRecordError
-from gateway.store.repositories import MAX_PAGE
-
-OUTCOMES = ("answered", "noanswer", "busy", "abandoned", "failed", "transferred")
-DIRECTIONS = ("inbound", "outbound", "internal")
 
 
 def _own_calls_only(request: web.Request) -> str | None:
@@ -24,55 +25,55 @@ def _own_calls_only(request: web.Request) -> str | None:
 
 
 async def list_calls(request: web.Request) -> web.Response:
-    """``?since&until`` (epoch or ISO 8601), ``extension``, ``outcome``, ``number``,
-    ``direction``, ``limit``, ``cursor`` (from the previous page's ``next_cursor``)."""
     require(request, "calls:read")
-    since, until = time_param(request, "since"), time_param(request, "until")
+    q = query_as(request, CallQuery)
+    since, until = time_value(q.since, "since"), time_value(q.until, "until")
     if since is not None and until is not None and until < since:
         raise invalid("until", "must not be before since")
     try:
         page = await request.app[keys.CALL_LOG].list(
             since=since,
             until=until,
-            extension=text_param(request, "extension"),
-            outcome=choice_param(request, "outcome", OUTCOMES),
-            number=text_param(request, "number"),
-            direction=choice_param(request, "direction", DIRECTIONS),
+            extension=q.extension,
+            outcome=q.outcome,
+            number=q.number,
+            direction=q.direction,
             participant=_own_calls_only(request),
-            limit=int_param(request, "limit", 50, 1, MAX_PAGE),
-            cursor=text_param(request, "cursor"),
+            limit=q.limit,
+            cursor=q.cursor,
+            oldest_first=q.sort == "started_at",
         )
     except CallRecordError as e:
         raise invalid("cursor", str(e)) from None
-    return web.json_response({"items": page.items, "next_cursor": page.next_cursor})
+    return respond(CallPage, {"items": page.items, "next_cursor": page.next_cursor})
 
 
 async def get_call(request: web.Request) -> web.Response:
     require(request, "calls:read")
+    query_as(request, NoQuery)
     call_id = request.match_info["id"]
     record = await request.app[keys.CALL_LOG].get(call_id, _own_calls_only(request))
     if record is None:
         raise ApiError(404, "not_found", f"no call with id {call_id[:200]!r}")
-    return web.json_response(record)
+    return respond(CallRecord, record)
 
 
 async def annotate_call(request: web.Request) -> web.Response:
-    """Notes and disposition after the call: ``{"notes": "...", "disposition": "..."}``."""
+    """Notes and disposition after the call, with the panel's rules: the disposition is one
+    of ``panel.dispositions`` in the config (an empty one clears it)."""
     require(request, "calls:write")
+    query_as(request, NoQuery)
     call_id = request.match_info["id"]
-    body = await json_body(request)
-    if not isinstance(body, dict):
-        raise invalid("body", "expected a JSON object", 422)
-    for key, value in body.items():
-        if key not in ("notes", "disposition"):
-            raise invalid(str(key)[:64], "unknown field", 422)
-        if not isinstance(value, str) or len(value) > 10_000:
-            raise invalid(key, "expected text of at most 10000 characters", 422)
-    if not await request.app[keys.CALL_LOG].annotate(
-        call_id, notes=body.get("notes"), disposition=body.get("disposition")
-    ):
+    body = await body_as(request, CallAnnotation)
+    notes = body.notes if isinstance(body.notes, str) else None
+    disposition = body.disposition if isinstance(body.disposition, str) else None
+    allowed = [d.id for d in request.app[keys.CONFIG].panel.dispositions]
+    if disposition and disposition not in allowed:
+        raise invalid("disposition", f"expected one of {', '.join(allowed)}", 422)
+    log = request.app[keys.CALL_LOG]
+    if not await log.annotate(call_id, notes=notes, disposition=disposition):
         raise ApiError(404, "not_found", f"no call with id {call_id[:200]!r}")
-    return web.json_response(await request.app[keys.CALL_LOG].get(call_id))
+    return respond(CallRecord, await log.get(call_id))
 
 
 def routes() -> list[web.RouteDef]:

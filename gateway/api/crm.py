@@ -1,57 +1,121 @@
 """The CRM part of ``/api/v1``: caller lookup, contacts, leads, accounts, CSV import.
 
-JSON in and out. Lists answer ``{"items": [...], "next_offset": n|null}``; creating a person
-answers 201 with ``"outcome": "created"``, or 200 with ``"outcome": "updated"`` when the dedupe
-rule folded it into an existing person. Validation errors are 422 naming the field.
+JSON in and out, in the shapes of gateway/api/schemas.py. Lists answer
+``{"items": [...], "next_cursor": "..."|null}``; creating a person answers 201 with
+``"outcome": "created"``, or 200 with ``"outcome": "updated"`` when the dedupe rule folded it
+into an existing person. Validation errors are 422 naming the field.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
+import msgspec
 from aiohttp import web
 
 from gateway.api import keys
 from gateway.api.auth import require, require_manager
 from gateway.api.params import (
-    choice_param,
+    body_as,
+    decode_cursor,
+    decode_json,
+    encode_cursor,
     field_error,
     id_param,
-    int_param,
     invalid,
-    json_body,
-    text_param,
+    query_as,
+    respond,
 )
+from gateway.api.schemas import (
+    Account,
+    AccountInput,
+    AccountPage,
+    AccountQuery,
+    Activity,
+    ActivityInput,
+    CallerCard,
+    ContactInput,
+    ContactQuery,
+    FollowUp,
+    FollowUpInput,
+    ImportQuery,
+    ImportReport,
+    ImportRequest,
+    LeadInput,
+    LeadQuery,
+    LookupQuery,
+    NoQuery,
+    PersonDetail,
+    PersonPage,
+    PersonWritten,
+)
+from gateway.api.schemas import Person as PersonDoc
 from gateway.errors import ApiError
-from gateway.lookup.card import CallerCard
+from gateway.lookup.card import CallerCard as Card
 from gateway.store.csv_io import import_csv
-from gateway.store.models import LeadSource, LeadStatus, PersonType
-from gateway.store.repositories import MAX_PAGE
+from gateway.store.models import PersonType
 from gateway.store.validation import FieldError, text
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
 
 
-def card_json(card: CallerCard) -> dict[str, Any]:
-    d = dataclasses.asdict(card)
-    d["kind"] = card.kind.value
-    d["known"] = card.known
-    return d
+def _store_id(value: str | None, from_store: bool) -> int | None:
+    return int(value) if from_store and value is not None and value.isdigit() else None
+
+
+def card_json(card: Card) -> dict[str, Any]:
+    """The card with the API's id type: the store's ids as integers; a connector's own id,
+    which may be any text, moves to ``external_id``."""
+    own = card.source == "store"
+    return {
+        "number": card.number,
+        "kind": card.kind.value,
+        "known": card.known,
+        "display_name": card.display_name,
+        "company": card.company,
+        "person_id": _store_id(card.person_id, own),
+        "account_id": _store_id(card.account_id, own),
+        "external_id": None if own else (card.person_id or card.account_id),
+        "owner": card.owner,
+        "lead_status": card.lead_status,
+        "lead_score": card.lead_score,
+        "country": card.country,
+        "line_type": card.line_type,
+        "interactions": card.interactions,
+        "follow_ups": [
+            {"id": _store_id(f.id, True), "due_at": f.due_at, "title": f.title}
+            for f in card.follow_ups
+            if _store_id(f.id, own) is not None
+        ],
+        "source": card.source,
+        "external_url": card.external_url,
+        "extra": card.extra,
+    }
 
 
 async def lookup(request: web.Request) -> web.Response:
     require(request, "lookup")
-    number = request.query.get("number")
-    if not number:
-        raise invalid("number", "required, e.g. ?number=%2B34911234567")
-    if len(number) > 100:
-        raise invalid("number", "too long")
-    card = await request.app[keys.LOOKUP].lookup(number)
-    return web.json_response(card_json(card))
+    q = query_as(request, LookupQuery)
+    card = await request.app[keys.LOOKUP].lookup(q.number)
+    return respond(CallerCard, card_json(card))
+
+
+def _input(body: msgspec.Struct) -> dict[str, Any]:
+    """The fields given (unset ones left out), for the store's own rules (dedupe, lost
+    reason, phone numbers) to judge next."""
+    data: dict[str, Any] = msgspec.to_builtins(body)
+    return data
+
+
+def _page_position(cursor: str | None, kind: str) -> int:
+    position = decode_cursor(cursor, tuple[Literal[kind], int])  # type: ignore[valid-type]
+    return 0 if position is None else max(0, int(position[1]))
+
+
+def _next_cursor(kind: str, next_offset: int | None) -> str | None:
+    return None if next_offset is None else encode_cursor(kind, next_offset)
 
 
 def _not_found(what: str, ident: int) -> ApiError:
@@ -63,41 +127,41 @@ def person_routes(kind: PersonType) -> list[web.RouteDef]:
     plural = f"{kind.value}s"
     base = f"/api/v1/{plural}"
 
+    input_type: type[ContactInput] = LeadInput if kind is PersonType.LEAD else ContactInput
+
     async def list_people(request: web.Request) -> web.Response:
         require(request, "crm:read")
-        status = source = None
-        if kind is PersonType.LEAD:
-            status = choice_param(request, "status", tuple(s.value for s in LeadStatus))
-            source = choice_param(request, "source", tuple(s.value for s in LeadSource))
-        account = text_param(request, "account_id")
-        if account is not None and not account.isdigit():
-            raise invalid("account_id", "expected an integer")
+        q = query_as(request, LeadQuery if kind is PersonType.LEAD else ContactQuery)
         page = await request.app[keys.PEOPLE].list(
             kind=kind,
-            status=status,
-            source=source,
-            owner=text_param(request, "owner"),
-            account_id=int(account) if account else None,
-            q=text_param(request, "q"),
-            limit=int_param(request, "limit", 50, 1, MAX_PAGE),
-            offset=int_param(request, "offset", 0, 0, 10**9),
+            status=q.status if isinstance(q, LeadQuery) else None,
+            source=q.source if isinstance(q, LeadQuery) else None,
+            owner=q.owner,
+            account_id=q.account_id,
+            q=q.q,
+            limit=q.limit,
+            offset=_page_position(q.cursor, plural),
         )
         items = [p.to_dict() for p in page.items]
-        return web.json_response({"items": items, "next_offset": page.next_offset})
+        return respond(
+            PersonPage, {"items": items, "next_cursor": _next_cursor(plural, page.next_offset)}
+        )
 
     async def create(request: web.Request) -> web.Response:
         require(request, "crm:write")
-        body = await json_body(request)
+        query_as(request, NoQuery)
+        body = _input(await body_as(request, input_type))
         try:
             result = await request.app[keys.PEOPLE].create(kind, body, source="api")
         except FieldError as e:
             raise field_error(e) from None
         out = result.person.to_dict()
         out["outcome"] = result.outcome
-        return web.json_response(out, status=201 if result.created else 200)
+        return respond(PersonWritten, out, status=201 if result.created else 200)
 
     async def get(request: web.Request) -> web.Response:
         require(request, "crm:read")
+        query_as(request, NoQuery)
         pid = id_param(request)
         person = await request.app[keys.PEOPLE].get(pid, kind)
         if person is None:
@@ -107,22 +171,24 @@ def person_routes(kind: PersonType) -> list[web.RouteDef]:
             a.to_dict() for a in await request.app[keys.ACTIVITIES].for_person(pid, 20)
         ]
         out["follow_ups"] = [t.to_dict() for t in await request.app[keys.FOLLOW_UPS].open_for(pid)]
-        return web.json_response(out)
+        return respond(PersonDetail, out)
 
     async def update(request: web.Request) -> web.Response:
         require(request, "crm:write")
+        query_as(request, NoQuery)
         pid = id_param(request)
-        body = await json_body(request)
+        body = _input(await body_as(request, input_type))
         try:
             person = await request.app[keys.PEOPLE].update(pid, body, kind)
         except FieldError as e:
             raise field_error(e) from None
         if person is None:
             raise _not_found(kind.value, pid)
-        return web.json_response(person.to_dict())
+        return respond(PersonDoc, person.to_dict())
 
     async def delete(request: web.Request) -> web.Response:
         require_manager(request, "crm:write")
+        query_as(request, NoQuery)
         pid = id_param(request)
         if not await request.app[keys.PEOPLE].delete(pid, kind):
             raise _not_found(kind.value, pid)
@@ -130,43 +196,35 @@ def person_routes(kind: PersonType) -> list[web.RouteDef]:
 
     async def add_activity(request: web.Request) -> web.Response:
         who = require(request, "crm:write")
+        query_as(request, NoQuery)
         pid = id_param(request)
         if await request.app[keys.PEOPLE].get(pid, kind) is None:
             raise _not_found(kind.value, pid)
-        body = await json_body(request)
-        if not isinstance(body, dict):
-            raise invalid("body", "expected a JSON object", 422)
-        k = body.get("kind", "note")
-        if k not in ("note", "call", "email"):
-            raise invalid("kind", "expected note, call or email", 422)
+        body = await body_as(request, ActivityInput)
         try:
             activity = await request.app[keys.ACTIVITIES].add(
-                pid, k, body.get("summary") or "", body=body.get("body") or "", author=who.name
+                pid, body.kind.value, body.summary, body=body.body, author=who.name
             )
         except FieldError as e:
             raise field_error(e) from None
-        return web.json_response(activity.to_dict() if activity else None, status=201)
+        if activity is None:  # deleted meanwhile
+            raise _not_found(kind.value, pid)
+        return respond(Activity, activity.to_dict(), status=201)
 
     async def add_follow_up(request: web.Request) -> web.Response:
         who = require(request, "crm:write")
+        query_as(request, NoQuery)
         pid = id_param(request)
         if await request.app[keys.PEOPLE].get(pid, kind) is None:
             raise _not_found(kind.value, pid)
-        body = await json_body(request)
-        if not isinstance(body, dict):
-            raise invalid("body", "expected a JSON object", 422)
-        due = body.get("due_at")
-        if isinstance(due, bool) or not isinstance(due, int | float):
-            raise invalid("due_at", "required: epoch seconds", 422)
-        owner = body.get("owner", who.name)
-        if owner is not None and not isinstance(owner, str):
-            raise invalid("owner", "expected text", 422)
+        body = await body_as(request, FollowUpInput)
+        owner = who.name if body.owner is msgspec.UNSET else body.owner
         try:
-            title = text(body.get("title"), "title")  # the repository's own check, applied early
-            task = await request.app[keys.FOLLOW_UPS].add(pid, float(due), title, owner)
+            title = text(body.title, "title")  # the repository's own check, applied early
+            task = await request.app[keys.FOLLOW_UPS].add(pid, body.due_at, title, owner)
         except FieldError as e:
             raise field_error(e) from None
-        return web.json_response(task.to_dict(), status=201)
+        return respond(FollowUp, task.to_dict(), status=201)
 
     return [
         web.get(base, list_people),
@@ -181,50 +239,54 @@ def person_routes(kind: PersonType) -> list[web.RouteDef]:
 
 async def list_accounts(request: web.Request) -> web.Response:
     require(request, "crm:read")
+    q = query_as(request, AccountQuery)
     page = await request.app[keys.ACCOUNTS].list(
-        owner=text_param(request, "owner"),
-        q=text_param(request, "q"),
-        limit=int_param(request, "limit", 50, 1, MAX_PAGE),
-        offset=int_param(request, "offset", 0, 0, 10**9),
+        owner=q.owner, q=q.q, limit=q.limit, offset=_page_position(q.cursor, "accounts")
     )
     items = [a.to_dict() for a in page.items]
-    return web.json_response({"items": items, "next_offset": page.next_offset})
+    return respond(
+        AccountPage, {"items": items, "next_cursor": _next_cursor("accounts", page.next_offset)}
+    )
 
 
 async def create_account(request: web.Request) -> web.Response:
     require(request, "crm:write")
-    body = await json_body(request)
+    query_as(request, NoQuery)
+    body = _input(await body_as(request, AccountInput))
     try:
         account = await request.app[keys.ACCOUNTS].create(body)
     except FieldError as e:
         raise field_error(e) from None
-    return web.json_response(account.to_dict(), status=201)
+    return respond(Account, account.to_dict(), status=201)
 
 
 async def get_account(request: web.Request) -> web.Response:
     require(request, "crm:read")
+    query_as(request, NoQuery)
     aid = id_param(request)
     account = await request.app[keys.ACCOUNTS].get(aid)
     if account is None:
         raise _not_found("account", aid)
-    return web.json_response(account.to_dict())
+    return respond(Account, account.to_dict())
 
 
 async def update_account(request: web.Request) -> web.Response:
     require(request, "crm:write")
+    query_as(request, NoQuery)
     aid = id_param(request)
-    body = await json_body(request)
+    body = _input(await body_as(request, AccountInput))
     try:
         account = await request.app[keys.ACCOUNTS].update(aid, body)
     except FieldError as e:
         raise field_error(e) from None
     if account is None:
         raise _not_found("account", aid)
-    return web.json_response(account.to_dict())
+    return respond(Account, account.to_dict())
 
 
 async def delete_account(request: web.Request) -> web.Response:
     require_manager(request, "crm:write")
+    query_as(request, NoQuery)
     aid = id_param(request)
     if not await request.app[keys.ACCOUNTS].delete(aid):
         raise _not_found("account", aid)
@@ -237,57 +299,40 @@ async def import_people(request: web.Request) -> web.Response:
     require_manager(request, "crm:write")
     if request.content_length is not None and request.content_length > MAX_IMPORT_BYTES:
         raise ApiError(413, "too_large", f"import body over {MAX_IMPORT_BYTES} bytes")
-    cfg = request.app[keys.CONFIG]
     if request.content_type in ("text/csv", "text/plain"):
-        options: dict[str, Any] = dict(request.query)
+        q = query_as(request, ImportQuery)
         try:
-            options["csv"] = await request.text()
+            csv_text = (await request.read()).decode("utf-8")
         except UnicodeDecodeError:
             raise invalid("csv", "body is not UTF-8") from None
-        if "mapping" in options:
-            try:
-                options["mapping"] = json.loads(options["mapping"])
-            except json.JSONDecodeError:
-                raise invalid("mapping", "expected a JSON object in the query") from None
-        options["strict"] = options.get("strict", "false").lower() in ("1", "true", "yes")
+        mapping = None
+        if q.mapping is not None:
+            mapping = decode_json(
+                q.mapping.encode(), dict[str, str] | None, status=400, root="mapping"
+            )
+        body = ImportRequest(q.kind, csv_text, mapping, q.strict, q.region)
     else:
-        options = await json_body(request)
-        if not isinstance(options, dict):
-            raise invalid("body", "expected a JSON object", 422)
-    csv_text = options.get("csv")
-    if not isinstance(csv_text, str) or not csv_text.strip():
+        query_as(request, NoQuery)
+        body = await body_as(request, ImportRequest)
+    if not body.csv.strip():
         raise invalid("csv", "required: the CSV text", 422)
-    mapping = options.get("mapping")
-    if mapping is not None and (
-        not isinstance(mapping, dict)
-        or not all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items())
-    ):
-        raise invalid("mapping", "expected an object of CSV column -> field", 422)
-    strict = options.get("strict", False)
-    if not isinstance(strict, bool):
-        raise invalid("strict", "expected true or false", 422)
-    region = options.get("default_region") or options.get("region") or cfg.lookup.default_region
-    if not isinstance(region, str) or len(region) != 2:
+    region = body.default_region or request.app[keys.CONFIG].lookup.default_region
+    if len(region) != 2:
         raise invalid("default_region", "expected a two-letter country code", 422)
     try:
         report = await import_csv(
-            request.app[keys.DB],
-            csv_text,
-            str(options.get("kind", "")),
-            mapping,
-            strict,
-            region.upper(),
+            request.app[keys.DB], body.csv, body.kind, body.mapping, body.strict, region.upper()
         )
     except FieldError as e:
         raise field_error(e) from None
-    if strict and report.errors:
+    if body.strict and report.errors:
         raise ApiError(
             422,
             "import_rejected",
             f"{len(report.errors)} bad row(s); strict import imported nothing",
             report.to_dict(),
         )
-    return web.json_response(report.to_dict())
+    return respond(ImportReport, report.to_dict())
 
 
 def routes() -> list[web.RouteDef]:

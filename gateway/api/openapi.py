@@ -1,10 +1,13 @@
 """The OpenAPI 3.1 document of ``/api/v1``, served public at ``GET /api/v1/openapi.json``.
 
-Built as a dict from the same constants the handlers check (outcomes, lead statuses, page
-sizes, text limits), so an enum changed in the code changes here too. Every operation names the
-scope it needs twice: in ``x-scopes`` (for tools) and in its description (for people).
-tests/test_api_openapi.py compares the documented routes with the registered ones, checks each
-documented scope against the 403 the route really answers, and validates real responses.
+Every body schema and every query parameter is emitted from the msgspec structs in
+``gateway/api/schemas.py``, the same types the handlers decode requests with and encode
+responses through, so the document cannot drift from the code. This module adds only what
+structs do not say: paths, scopes, summaries and which errors each route answers. Every
+operation names the scope it needs twice: in ``x-scopes`` (for tools) and in its description
+(for people). tests/test_api_openapi.py compares the documented routes with the registered
+ones, checks each documented scope against the 403 the route really answers, and validates
+real responses.
 """
 
 from __future__ import annotations
@@ -12,477 +15,86 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
-from gateway.api.calls import DIRECTIONS, OUTCOMES
-from gateway.api.outbox import schemas as outbox_schemas
-from gateway.api.params import MAX_QUERY_TEXT
-from gateway.api.scoring import openapi_paths as scoring_paths
+from gateway.api import audit, callername
+from gateway.api import outbox as outbox_api
+from gateway.api import schemas as s
+from gateway.api import users as users_api
 from gateway.panel.sessions import COOKIE
-from gateway.store.csv_io import IMPORT_FIELDS
-from gateway.store.models import ActivityKind, ContactType, LeadSource, LeadStatus
-from gateway.store.repositories import MAX_PAGE
-from gateway.store.validation import MAX_ITEMS, MAX_TEXT
 
 __all__ = ["OPENAPI_PATH", "build_document", "setup_openapi"]
 
 OPENAPI_PATH = "/api/v1/openapi.json"
-API_VERSION = "1.0.0"
+API_VERSION = "2.0.0"
+REF = "#/components/schemas/{name}"
 
 Schema = dict[str, Any]
 
-# -- schema helpers --------------------------------------------------------------------------
+# the structs named in the document; msgspec adds every struct and enum they refer to
+_BODIES: tuple[Any, ...] = (
+    s.Error,
+    s.Person,
+    s.PersonWritten,
+    s.PersonDetail,
+    s.PersonPage,
+    s.ContactInput,
+    s.LeadInput,
+    s.Activity,
+    s.ActivityInput,
+    s.FollowUp,
+    s.FollowUpInput,
+    s.Account,
+    s.AccountInput,
+    s.AccountPage,
+    s.CallerCard,
+    s.CallRecord,
+    s.CallPage,
+    s.CallAnnotation,
+    s.OriginateRequest,
+    s.OriginateAttempt,
+    s.ImportRequest,
+    s.ImportReport,
+    s.ScoreDoc,
+    s.FormFill,
+    s.Worklist,
+    audit.AuditPage,
+    outbox_api.OutboxDoc,
+    outbox_api.RetryRequest,
+    outbox_api.RetryResult,
+)
 
 
 def _ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _nullable(schema: Schema) -> Schema:
-    return {"anyOf": [schema, {"type": "null"}]}
-
-
-def _text(description: str = "", limit: int = MAX_TEXT) -> Schema:
-    s: Schema = {"type": "string", "maxLength": limit}
-    if description:
-        s["description"] = description
-    return s
-
-
-def _obj(props: dict[str, Schema], required: tuple[str, ...] = (), closed: bool = False) -> Schema:
-    s: Schema = {"type": "object", "properties": props}
-    if required:
-        s["required"] = list(required)
-    if closed:
-        s["additionalProperties"] = False
-    return s
-
-
-def _extend(base: Schema, props: dict[str, Schema]) -> Schema:
-    """``base`` with more (required) properties: flat rather than ``allOf``, so the object
-    reads as one and a client can close it with ``additionalProperties: false``."""
-    return _obj({**base["properties"], **props}, (*base["required"], *props))
-
-
-def _values(enum: Any) -> list[str]:
-    return [e.value for e in enum]
-
-
-EPOCH = {"type": "number", "description": "epoch seconds (UTC)"}
-CONTACT_TYPES = _values(ContactType)
+    return {"$ref": REF.format(name=name)}
 
 
 def _schemas() -> dict[str, Schema]:
-    phone_in = _obj(
-        {
-            "number": _text("as typed; normalized to E.164 with `region`", 64),
-            "type": {"type": "string", "enum": CONTACT_TYPES, "default": "work"},
-            "do_not_call": {"type": "boolean", "default": False},
-            "region": _text("two-letter country code for a national number", 2),
-        },
-        ("number",),
-        closed=True,
-    )
-    email_in = _obj(
-        {
-            "email": {"type": "string", "maxLength": 254},
-            "type": {"type": "string", "enum": CONTACT_TYPES, "default": "work"},
-            "opted_out": {"type": "boolean", "default": False},
-        },
-        ("email",),
-        closed=True,
-    )
-    phones_in: Schema = {
-        "type": "array",
-        "maxItems": MAX_ITEMS,
-        "items": {"oneOf": [{"type": "string", "maxLength": 64}, _ref("PhoneInput")]},
-        "description": "replaces every number of the record when given",
-    }
-    person_common: dict[str, Schema] = {
-        "first_name": _text(),
-        "last_name": _text(),
-        "name": _text("split into first and last name when neither is given"),
-        "company": _text(),
-        "title": _text(),
-        "account_id": _nullable({"type": "integer"}),
-        "owner": _nullable(_text("owner agent's user name", 64)),
-        "score": _nullable({"type": "number", "minimum": 0, "maximum": 10}),
-        "country": _text("two-letter country code, default region for national numbers", 2),
-        "do_not_call": {"type": "boolean"},
-        "email_opt_out": {"type": "boolean"},
-        "phones": phones_in,
-        "phone": {
-            "oneOf": [{"type": "string", "maxLength": 64}, _ref("PhoneInput")],
-            "description": "one more number, added to `phones`",
-        },
-        "emails": {
-            "type": "array",
-            "maxItems": MAX_ITEMS,
-            "items": {"oneOf": [{"type": "string", "maxLength": 254}, _ref("EmailInput")]},
-            "description": "replaces every address of the record when given",
-        },
-        "email": {
-            "oneOf": [{"type": "string", "maxLength": 254}, _ref("EmailInput")],
-            "description": "one more address, added to `emails`",
-        },
-    }
-    lead_only: dict[str, Schema] = {
-        "status": {"type": "string", "enum": _values(LeadStatus)},
-        "source": {"type": "string", "enum": _values(LeadSource)},
-        "lost_reason": _text("required when status is `lost`"),
-    }
-    phone = _obj(
-        {
-            "id": _nullable({"type": "integer"}),
-            "raw": {"type": "string", "description": "as typed, shown back to people"},
-            "e164": {"type": "string", "description": "as indexed and looked up"},
-            "type": {"type": "string", "enum": CONTACT_TYPES},
-            "do_not_call": {"type": "boolean"},
-        },
-        ("id", "raw", "e164", "type", "do_not_call"),
-    )
-    email = _obj(
-        {
-            "id": _nullable({"type": "integer"}),
-            "email": {"type": "string"},
-            "type": {"type": "string", "enum": CONTACT_TYPES},
-            "opted_out": {"type": "boolean"},
-        },
-        ("id", "email", "type", "opted_out"),
-    )
-    person = _obj(
-        {
-            "id": {"type": "integer"},
-            "kind": {"type": "string", "enum": ["contact", "lead"]},
-            "name": {"type": "string", "description": "first and last name"},
-            "first_name": {"type": "string"},
-            "last_name": {"type": "string"},
-            "company": {"type": "string"},
-            "title": {"type": "string"},
-            "account_id": _nullable({"type": "integer"}),
-            "owner": _nullable({"type": "string"}),
-            "status": _nullable({"type": "string", "enum": _values(LeadStatus)}),
-            "lost_reason": {"type": "string"},
-            "source": _nullable({"type": "string", "enum": _values(LeadSource)}),
-            "score": _nullable({"type": "number", "minimum": 0, "maximum": 10}),
-            "country": {"type": "string"},
-            "do_not_call": {"type": "boolean"},
-            "email_opt_out": {"type": "boolean"},
-            "phones": {"type": "array", "items": _ref("Phone")},
-            "emails": {"type": "array", "items": _ref("Email")},
-            "created_at": EPOCH,
-            "updated_at": EPOCH,
-        },
-        (
-            "id", "kind", "name", "first_name", "last_name", "company", "title", "account_id",
-            "owner", "status", "lost_reason", "source", "score", "country", "do_not_call",
-            "email_opt_out", "phones", "emails", "created_at", "updated_at",
-        ),
-    )  # fmt: skip
-    activity = _obj(
-        {
-            "id": {"type": "integer"},
-            "person_id": {"type": "integer"},
-            "kind": {"type": "string", "enum": _values(ActivityKind)},
-            "at": EPOCH,
-            "summary": {"type": "string"},
-            "body": {"type": "string"},
-            "call_id": _nullable({"type": "string", "description": "the call log record"}),
-            "author": _nullable({"type": "string"}),
-        },
-        ("id", "person_id", "kind", "at", "summary", "body", "call_id", "author"),
-    )
-    follow_up = _obj(
-        {
-            "id": {"type": "integer"},
-            "person_id": {"type": "integer"},
-            "due_at": EPOCH,
-            "title": {"type": "string"},
-            "owner": _nullable({"type": "string"}),
-            "done": {"type": "boolean"},
-            "done_at": _nullable(EPOCH),
-        },
-        ("id", "person_id", "due_at", "title", "owner", "done", "done_at"),
-    )
-    account = _obj(
-        {
-            "id": {"type": "integer"},
-            "name": {"type": "string"},
-            "domain": {"type": "string"},
-            "country": {"type": "string"},
-            "owner": _nullable({"type": "string"}),
-            "phones": {"type": "array", "items": _ref("Phone")},
-            "created_at": EPOCH,
-            "updated_at": EPOCH,
-        },
-        ("id", "name", "domain", "country", "owner", "phones", "created_at", "updated_at"),
-    )
-    card = _obj(
-        {
-            "number": {"type": "string", "description": "E.164 when it parsed, else as received"},
-            "kind": {"type": "string", "enum": ["contact", "lead", "account", "unknown"]},
-            "known": {"type": "boolean", "description": "false: nobody has this number"},
-            "display_name": {"type": "string", "description": "untrusted text: render as text"},
-            "company": {"type": "string"},
-            "person_id": _nullable({"type": "string"}),
-            "account_id": _nullable({"type": "string"}),
-            "owner": _nullable({"type": "string"}),
-            "lead_status": _nullable({"type": "string"}),
-            "lead_score": _nullable({"type": "number"}),
-            "country": _nullable({"type": "string", "description": "ISO region, e.g. ES"}),
-            "line_type": _nullable({"type": "string", "description": "mobile, fixed_line..."}),
-            "interactions": {
-                "type": "array",
-                "description": "newest first",
-                "items": _obj(
-                    {"kind": {"type": "string"}, "at": EPOCH, "summary": {"type": "string"}},
-                    ("kind", "at", "summary"),
-                ),
-            },
-            "follow_ups": {
-                "type": "array",
-                "items": _obj(
-                    {"id": {"type": "string"}, "due_at": EPOCH, "title": {"type": "string"}},
-                    ("id", "due_at", "title"),
-                ),
-            },
-            "source": {"type": "string", "description": "`store` or the connector's name"},
-            "external_url": _nullable({"type": "string", "description": "the external record"}),
-            "extra": {"type": "object", "additionalProperties": {"type": "string"}},
-        },
-        (
-            "number", "kind", "known", "display_name", "company", "person_id", "account_id",
-            "owner", "lead_status", "lead_score", "country", "line_type", "interactions",
-            "follow_ups", "source", "external_url", "extra",
-        ),
-    )  # fmt: skip
-    call = _obj(
-        {
-            "id": {"type": "string", "description": "`<pbx>:<linkedid>`"},
-            "linkedid": {"type": "string"},
-            "pbx": {"type": "string"},
-            "direction": {"type": "string", "enum": [*DIRECTIONS, ""]},
-            "click_to_call": {"type": "boolean"},
-            "call_id": _nullable(
-                {"type": "string", "description": "the originate `call_id` of a click-to-call"}
-            ),
-            "caller": {"type": "string"},
-            "caller_name": {"type": "string", "description": "untrusted text: render as text"},
-            "did": {"type": "string", "description": "inbound: the number the caller dialed"},
-            "dialed": {"type": "string", "description": "outbound/internal: what was dialed"},
-            "queue": {"type": "string"},
-            "agents_rang": {"type": "array", "items": {"type": "string"}},
-            "answered_by": {"type": "string", "description": "empty when nobody answered"},
-            "transfers": {
-                "type": "array",
-                "items": _obj(
-                    {
-                        "kind": {"type": "string", "enum": ["blind", "attended"]},
-                        "from": {"type": "string"},
-                        "to": {"type": "string"},
-                    }
-                ),
-            },
-            "outcome": {"type": "string", "enum": [*OUTCOMES, ""]},
-            "started_at": EPOCH,
-            "answered_at": _nullable(EPOCH),
-            "ended_at": _nullable(EPOCH),
-            "ring_seconds": _nullable({"type": "number"}),
-            "talk_seconds": _nullable({"type": "number", "description": "billsec"}),
-            "total_seconds": _nullable({"type": "number"}),
-            "hangup_cause": {"type": "string"},
-            "recordings": {"type": "array", "items": {"type": "string"}},
-            "reconstructed": {
-                "type": "boolean",
-                "description": "part of the call happened out of sight; some fields estimated",
-            },
-            "notes": {"type": "string"},
-            "disposition": {"type": "string"},
-            "person_id": _nullable({"type": "integer", "description": "the matched contact/lead"}),
-        },
-    )
-    call["required"] = list(call["properties"])  # the log stores every field of every call
-    attempt = _obj(
-        {
-            "call_id": {
-                "type": "string",
-                "description": "the attempt's id; the call record carries it as `call_id`",
-            },
-            "number": {"type": "string", "description": "the customer's number, E.164"},
-            "extension": {"type": "string", "description": "the agent's extension rung first"},
-            "state": {
-                "type": "string",
-                "enum": ["calling_agent", "calling_customer", "connected", "ended", "failed"],
-            },
-            "reason": {
-                "type": "string",
-                "description": "why it failed: agent_noanswer, agent_busy, customer_busy, "
-                "customer_noanswer, invalid_number, pbx_down, failed; empty otherwise",
-            },
-            "message": {"type": "string", "description": "human-readable progress"},
-        },
-        ("call_id", "number", "extension", "state", "reason", "message"),
-    )
-    import_report = _obj(
-        {
-            "kind": {"type": "string", "enum": ["contacts", "leads"]},
-            "rows": {"type": "integer"},
-            "created": {"type": "integer"},
-            "updated": {
-                "type": "integer",
-                "description": "rows folded into an existing person (same number or e-mail)",
-            },
-            "imported": {"type": "integer"},
-            "strict": {"type": "boolean"},
-            "errors": {
-                "type": "array",
-                "description": "the first 1000 bad rows",
-                "items": _obj(
-                    {
-                        "line": {"type": "integer", "description": "the header is line 1"},
-                        "field": _nullable({"type": "string"}),
-                        "reason": {"type": "string"},
-                    },
-                    ("line", "field", "reason"),
-                ),
-            },
-            "error_count": {"type": "integer"},
-        },
-        ("kind", "rows", "created", "updated", "imported", "strict", "errors", "error_count"),
-    )
+    _, components = msgspec.json.schema_components(_BODIES, ref_template=REF)
+    return dict(components)
 
-    def page(item: str, key: str, description: str) -> Schema:
-        return _obj(
-            {
-                "items": {"type": "array", "items": _ref(item)},
-                key: _nullable({"type": "integer" if key == "next_offset" else "string"}),
-            },
-            ("items", key),
-        ) | {"description": description}
 
-    return {
-        "Error": _obj(
-            {
-                "error": _obj(
-                    {
-                        "id": {
-                            "type": "string",
-                            "description": "stable, for programs: unauthorized, forbidden, "
-                            "not_found, invalid_parameter, invalid_json, invalid_field, ...",
-                        },
-                        "message": {"type": "string", "description": "for people"},
-                        "details": {
-                            "description": "more about the error, or null: `{field, reason}` "
-                            "for invalid_parameter and invalid_field, `{scope}` for forbidden, "
-                            "`{retry_after}` for rate_limited"
-                        },
-                    },
-                    ("id", "message", "details"),
-                )
-            },
-            ("error",),
-        ),
-        "PhoneInput": phone_in,
-        "EmailInput": email_in,
-        "Phone": phone,
-        "Email": email,
-        "ContactInput": _obj(person_common, closed=True)
-        | {"description": "Create: a name, a company, a phone or an e-mail is required."},
-        "LeadInput": _obj({**person_common, **lead_only}, closed=True)
-        | {"description": "Create: a name, a company, a phone or an e-mail is required."},
-        "Person": person,
-        "PersonWritten": _extend(
-            person,
-            {
-                "outcome": {
-                    "type": "string",
-                    "enum": ["created", "updated"],
-                    "description": "`updated`: folded into an existing person with the same "
-                    "number or e-mail (dedupe)",
-                }
-            },
-        ),
-        "PersonDetail": _extend(
-            person,
-            {
-                "activities": {
-                    "type": "array",
-                    "items": _ref("Activity"),
-                    "description": "the 20 newest",
-                },
-                "follow_ups": {"type": "array", "items": _ref("FollowUp"), "description": "open"},
-            },
-        ),
-        "PersonPage": page("Person", "next_offset", "`next_offset` is null on the last page"),
-        "Activity": activity,
-        "ActivityInput": _obj(
-            {
-                "kind": {"type": "string", "enum": _values(ActivityKind), "default": "note"},
-                "summary": _text(),
-                "body": _text(limit=10_000),
-            }
-        ),
-        "FollowUp": follow_up,
-        "FollowUpInput": _obj(
-            {
-                "due_at": EPOCH,
-                "title": _text(),
-                "owner": _nullable(_text("default: the caller's name", 64)),
-            },
-            ("due_at", "title"),
-        ),
-        "Account": account,
-        "AccountInput": _obj(
-            {
-                "name": _text("required on create"),
-                "domain": _text(),
-                "country": _text("two-letter country code", 2),
-                "owner": _nullable(_text(limit=64)),
-                "phones": phones_in,
-            },
-            closed=True,
-        ),
-        "AccountPage": page("Account", "next_offset", "`next_offset` is null on the last page"),
-        "CallerCard": card,
-        "CallRecord": call,
-        "CallPage": page(
-            "CallRecord", "next_cursor", "newest first; pass `next_cursor` back as `cursor`"
-        ),
-        "CallAnnotation": _obj(
-            {"notes": _text(limit=10_000), "disposition": _text(limit=10_000)}, closed=True
-        ),
-        "OriginateRequest": _obj(
-            {
-                "extension": {"type": "string", "description": "the agent's extension, e.g. 101"},
-                "number": {
-                    "type": "string",
-                    "description": "the customer's number; national numbers use the "
-                    "configured default region",
-                },
-            },
-            ("extension", "number"),
-        ),
-        "OriginateAttempt": attempt,
-        "ImportRequest": _obj(
-            {
-                "kind": {"type": "string", "enum": ["contacts", "leads", "contact", "lead"]},
-                "csv": {"type": "string", "description": "the CSV text, header line first"},
-                "mapping": {
-                    "type": "object",
-                    "description": "CSV column -> field; default: columns named like fields",
-                    "additionalProperties": {"type": "string", "enum": sorted(IMPORT_FIELDS)},
-                },
-                "strict": {
-                    "type": "boolean",
-                    "default": False,
-                    "description": "true: import nothing when any row is bad (422)",
-                },
-                "default_region": {"type": "string", "minLength": 2, "maxLength": 2},
-            },
-            ("kind", "csv"),
-        ),
-        "ImportReport": import_report,
-    }
+def _query_parameters(query: type[msgspec.Struct]) -> list[Schema]:
+    """The struct's fields as query parameters, each with its schema, bounds and default.
+    Enums are referenced from the components (``_schemas`` emits them)."""
+    (ref,), components = msgspec.json.schema_components((query,), ref_template=REF)
+    struct = components[ref["$ref"].rsplit("/", 1)[1]]
+    required = set(struct.get("required", ()))
+    out = []
+    for name, schema in struct["properties"].items():
+        schema = dict(schema)
+        description = schema.pop("description", "")
+        options = schema.get("anyOf")
+        if options and {"type": "null"} in options:  # absent rather than null in a query
+            rest = [o for o in options if o != {"type": "null"}]
+            schema.pop("anyOf")
+            schema = {**(rest[0] if len(rest) == 1 else {"anyOf": rest}), **schema}
+            schema.pop("default", None)
+            description = description or rest[0].get("description", "")
+            schema.pop("description", None)
+        out.append(_param(name, "query", schema, description) | {"required": name in required})
+    return out
 
 
 # -- responses and parameters ------------------------------------------------------------------
@@ -528,27 +140,9 @@ def _param(name: str, where: str, schema: Schema, description: str = "") -> Sche
     return p
 
 
-def _query_text(name: str, description: str) -> Schema:
-    return _param(name, "query", {"type": "string", "maxLength": MAX_QUERY_TEXT}, description)
-
-
 def _parameters() -> dict[str, Schema]:
     return {
         "Id": _param("id", "path", {"type": "string", "pattern": "^[0-9]+$"}, "numeric id"),
-        "Limit": _param(
-            "limit",
-            "query",
-            {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 50},
-            "page size",
-        ),
-        "Offset": _param(
-            "offset",
-            "query",
-            {"type": "integer", "minimum": 0, "default": 0},
-            "from the previous page's `next_offset`",
-        ),
-        "Owner": _query_text("owner", "only records owned by this user name"),
-        "Query": _query_text("q", "search text: name, company, e-mail or number"),
     }
 
 
@@ -615,15 +209,7 @@ def _person_paths(plural: str, kind: str) -> dict[str, Schema]:
     base = f"/api/v1/{plural}"
     tag = plural.capitalize()
     input_schema = _ref("LeadInput" if kind == "lead" else "ContactInput")
-    filters = [_p("Owner"), _p("Query")]
-    if kind == "lead":
-        filters += [
-            _param("status", "query", {"type": "string", "enum": _values(LeadStatus)}),
-            _param("source", "query", {"type": "string", "enum": _values(LeadSource)}),
-        ]
-    filters.append(
-        _param("account_id", "query", {"type": "string", "pattern": "^[0-9]+$"}, "account id")
-    )
+    query = s.LeadQuery if kind == "lead" else s.ContactQuery
     return {
         base: {
             "get": _op(
@@ -631,7 +217,7 @@ def _person_paths(plural: str, kind: str) -> dict[str, Schema]:
                 f"List {plural}",
                 "crm:read",
                 {"200": _json(_ref("PersonPage"), f"A page of {plural}, newest first.")},
-                parameters=[*filters, _p("Limit"), _p("Offset")],
+                parameters=_query_parameters(query),
             ),
             "post": _op(
                 tag,
@@ -720,15 +306,22 @@ def _paths() -> dict[str, Schema]:
                 {"200": _json(_ref("CallerCard"), "The caller card; `known: false` if nobody.")},
                 description="The embedded store first, then the configured CRM connectors, "
                 "within the lookup time budget.",
-                parameters=[
-                    _param(
-                        "number",
-                        "query",
-                        {"type": "string", "maxLength": 100},
-                        "the number in any format, e.g. `+34911234567` (URL-encode the +)",
-                    )
-                    | {"required": True}
-                ],
+                parameters=_query_parameters(s.LookupQuery),
+            )
+        },
+        "/api/v1/callername": {
+            "get": _op(
+                "Lookup",
+                "The caller's name as plain text, for Asterisk's CURL()",
+                "lookup",
+                {
+                    "200": {
+                        "description": "The name (printable, one line, at most 60 "
+                        "characters); empty when unknown or over the time limit.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+                parameters=_query_parameters(callername.CallerNameQuery),
             )
         },
         **_person_paths("contacts", "contact"),
@@ -739,7 +332,7 @@ def _paths() -> dict[str, Schema]:
                 "List accounts",
                 "crm:read",
                 {"200": _json(_ref("AccountPage"), "A page of accounts, newest first.")},
-                parameters=[_p("Owner"), _p("Query"), _p("Limit"), _p("Offset")],
+                parameters=_query_parameters(s.AccountQuery),
             ),
             "post": _op(
                 "Accounts",
@@ -774,27 +367,11 @@ def _paths() -> dict[str, Schema]:
         "/api/v1/calls": {
             "get": _op(
                 "Calls",
-                "List calls, newest first",
+                "List calls",
                 "calls:read",
                 {"200": _json(_ref("CallPage"), "A page of call records.")},
                 description="A signed-in panel agent sees only the calls they took part in.",
-                parameters=[
-                    *(
-                        _param(
-                            name,
-                            "query",
-                            {"type": "string"},
-                            f"started {word}: epoch seconds or ISO 8601 (UTC without offset)",
-                        )
-                        for name, word in (("since", "at or after"), ("until", "before"))
-                    ),
-                    _query_text("extension", "an extension that rang or answered"),
-                    _param("outcome", "query", {"type": "string", "enum": list(OUTCOMES)}),
-                    _query_text("number", "caller, DID or dialed number, as typed or E.164"),
-                    _param("direction", "query", {"type": "string", "enum": list(DIRECTIONS)}),
-                    _p("Limit"),
-                    _query_text("cursor", "the previous page's `next_cursor`"),
-                ],
+                parameters=_query_parameters(s.CallQuery),
             )
         },
         "/api/v1/calls/{id}": {
@@ -828,7 +405,7 @@ def _paths() -> dict[str, Schema]:
             ),
         },
     }
-    paths.update(scoring_paths())  # /leads/{id}/score, score-inputs, form-fills, /worklist
+    paths.update(_scoring_paths())
     paths["/api/v1/outbox"] = {
         "get": _op(
             "Write-back",
@@ -838,7 +415,7 @@ def _paths() -> dict[str, Schema]:
             description="A record a CRM kept refusing (it answered with an error about that "
             "record) is parked after a few attempts so the calls behind it go on; an outage "
             "holds the whole queue instead (`held_until`). See docs/connectors/outbox.md.",
-            parameters=[_query_text("connector", "only this connector's parked records")],
+            parameters=_query_parameters(outbox_api.OutboxQuery),
         )
     }
     paths["/api/v1/outbox/retry"] = {
@@ -853,7 +430,63 @@ def _paths() -> dict[str, Schema]:
             errors=(404,),
         )
     }
+    paths[audit.PATH] = {
+        "get": _op(
+            "Audit",
+            "Changes of do-not-call, opt-out and owners",
+            "audit:read",
+            {"200": _json(_ref("AuditPage"), "One page of the audit log, newest first.")},
+            description="One entry per field changed: who, when, old and new value "
+            "(panel: supervisors and admins).",
+            parameters=_query_parameters(audit.AuditQuery),
+        )
+    }
+    paths.update(users_api.openapi_paths())  # /users: administration (admins, users:*)
     return paths
+
+
+def _scoring_paths() -> dict[str, Schema]:
+    ident = [_p("Id")]
+    score = _json(_ref("ScoreDoc"), "The score, its parts and the manual inputs.")
+    inputs = msgspec.json.schema(s.ScoreInputs)
+    put = _op(
+        "Leads",
+        "Set a lead's manual score inputs",
+        "crm:write",
+        {"200": score},
+        body=inputs,
+        errors=(404,),
+    )
+    put["requestBody"]["content"]["application/json"]["schema"]["minProperties"] = 1
+    return {
+        "/api/v1/leads/{id}/score": {
+            "parameters": ident,
+            "get": _op(
+                "Leads", "A lead's score and its parts", "crm:read", {"200": score}, errors=(404,)
+            ),
+        },
+        "/api/v1/leads/{id}/score-inputs": {"parameters": ident, "put": put},
+        "/api/v1/leads/{id}/form-fills": {
+            "parameters": ident,
+            "post": _op(
+                "Leads",
+                "Record a web form the lead filled in",
+                "crm:write",
+                {"201": _json(_ref("ScoreDoc"), "The score after it.")},
+                body=_ref("FormFill"),
+                errors=(404,),
+            ),
+        },
+        "/api/v1/worklist": {
+            "get": _op(
+                "Leads",
+                "Who to call next: best score first, then earliest follow-up",
+                "crm:read",
+                {"200": _json(_ref("Worklist"), "One page of the worklist.")},
+                parameters=_query_parameters(s.WorklistQuery),
+            )
+        },
+    }
 
 
 def _import_op() -> Schema:
@@ -870,10 +503,8 @@ def _import_op() -> Schema:
     )
     op["requestBody"]["content"]["text/csv"] = {"schema": {"type": "string"}}
     op["parameters"] = [
-        _param("kind", "query", {"type": "string", "enum": ["contacts", "leads"]}, "text/csv"),
-        _param("strict", "query", {"type": "string", "enum": ["true", "false"]}, "text/csv"),
-        _param("region", "query", {"type": "string", "maxLength": 2}, "text/csv"),
-        _param("mapping", "query", {"type": "string"}, "text/csv: a JSON object"),
+        p | {"required": False, "description": f"text/csv only: {p.get('description', '')}"}
+        for p in _query_parameters(s.ImportQuery)
     ]
     op["responses"]["413"] = _error_response(
         "Body over the server's request size limit (`too_large`)."
@@ -969,7 +600,7 @@ def build_document() -> dict[str, Any]:
                     "details.role = supervisor).",
                 },
             },
-            "schemas": {**_schemas(), **outbox_schemas()},
+            "schemas": {**_schemas(), **users_api.schemas()},
             "responses": _responses(),
             "parameters": _parameters(),
         },

@@ -8,10 +8,13 @@ customer is dialed through the configured context once the agent answers.
 
 from __future__ import annotations
 
+import json
+
 from aiohttp import web
 
 from gateway.api.auth import require
-from gateway.api.params import invalid, json_body
+from gateway.api.params import body_as, invalid, query_as, respond
+from gateway.api.schemas import NoQuery, OriginateAttempt, OriginateRequest
 from gateway.errors import ApiError
 from gateway.lookup.numbers import is_extension, to_ascii_digits
 from gateway.panel.clicktocall import ClickToCall
@@ -23,28 +26,47 @@ async def originate(request: web.Request) -> web.Response:
     """``{"extension": "101", "number": "+34 600 111 222"}`` → 202 with the attempt; poll
     ``GET /api/v1/originate/{call_id}`` (or match ``call_id`` on the call record) for the end."""
     principal = require(request, "originate")
-    body = await json_body(request)
-    if not isinstance(body, dict):
-        raise invalid("body", "expected a JSON object", 422)
-    extension, number = body.get("extension"), body.get("number")
-    if not isinstance(extension, str) or not is_extension(extension):
+    query_as(request, NoQuery)
+    body = await body_as(request, OriginateRequest)
+    if not is_extension(body.extension):
         raise invalid("extension", 'expected the agent\'s extension, e.g. "101"', 422)
-    if not isinstance(number, str):
-        raise invalid("number", "expected the number to call, as text", 422)
-    ext = to_ascii_digits(extension.strip())
-    attempt = await request.app[CLICK_TO_CALL].start(f"api:{principal.name}", (ext,), number)
-    return web.json_response(attempt.to_json(), status=202)
+    ext = to_ascii_digits(body.extension.strip())
+    service = request.app[CLICK_TO_CALL]
+    if not await _is_agent_extension(service, ext):
+        # the API may ring an agent's phone, not any line of the PBX (a door phone, a
+        # fax, a phone in the managing director's office)
+        raise invalid("extension", f"{ext} is not the extension of any panel user", 422)
+    attempt = await service.start(f"api:{principal.name}", (ext,), body.number)
+    return respond(OriginateAttempt, attempt.to_json(), status=202)
+
+
+async def _is_agent_extension(service: ClickToCall, ext: str) -> bool:
+    """Whether an enabled panel user has ``ext`` by default or signed in on it (hot desk)."""
+    rows = await service.db.conn.execute_fetchall(
+        "SELECT extensions FROM users WHERE disabled = 0"
+        " UNION ALL SELECT s.extensions FROM sessions s JOIN users u USING (username)"
+        " WHERE u.disabled = 0 AND s.expires_at > ?",
+        (service.clock(),),
+    )
+    for (extensions,) in rows:
+        try:
+            if ext in json.loads(extensions or "[]"):
+                return True
+        except ValueError:
+            continue
+    return False
 
 
 async def originate_status(request: web.Request) -> web.Response:
     """Only to the API client that started the attempt (its id is no secret: it rides on the
     call record as ``call_id``)."""
     principal = require(request, "originate")
+    query_as(request, NoQuery)
     call_id = request.match_info["call_id"]
     attempt = request.app[CLICK_TO_CALL].find(call_id)
     if attempt is None or attempt.agent != f"api:{principal.name}":
         raise ApiError(404, "not_found", f"no click-to-call with id {call_id[:100]!r}")
-    return web.json_response(attempt.to_json())
+    return respond(OriginateAttempt, attempt.to_json())
 
 
 def setup_originate(app: web.Application, click_to_call: ClickToCall) -> None:

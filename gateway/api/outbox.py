@@ -3,22 +3,30 @@
 The same operations as ``centralita outbox list|retry``. Reading needs scope ``outbox:read``,
 re-driving ``outbox:write`` (tokens with those scopes, or admins in the panel). Request and
 response bodies are described once, as msgspec structs: validation and the OpenAPI schema
-both come from them.
+(``gateway/api/openapi.py``) both come from them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
 
 import msgspec
 from aiohttp import web
+from msgspec import Meta
 
 from gateway.api.auth import require
+from gateway.api.params import query_as
 from gateway.errors import ApiError
 from gateway.writeback.outbox import Outbox, OutboxStats, ParkedRecord
 
 OUTBOX: web.AppKey[Outbox] = web.AppKey("outbox", Outbox)
 MAX_IDS = 1000
+
+
+class OutboxQuery(msgspec.Struct, forbid_unknown_fields=True):
+    connector: Annotated[str, Meta(max_length=40, description="only this connector's")] | None = (
+        None
+    )
 
 
 class RetryRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -44,8 +52,8 @@ _retry = msgspec.json.Decoder(RetryRequest)
 async def get_outbox(request: web.Request) -> web.Response:
     require(request, "outbox:read")
     outbox = request.app[OUTBOX]
-    connector = request.query.get("connector") or None
-    doc = OutboxDoc(await outbox.stats(), await outbox.parked(connector, limit=500))
+    q = query_as(request, OutboxQuery)
+    doc = OutboxDoc(await outbox.stats(), await outbox.parked(q.connector, limit=500))
     return web.json_response(body=msgspec.json.encode(doc))
 
 
@@ -78,11 +86,3 @@ def routes() -> list[web.RouteDef]:
 def setup_outbox_api(app: web.Application, outbox: Outbox) -> None:
     app[OUTBOX] = outbox
     app.router.add_routes(routes())
-
-
-def schemas() -> dict[str, Any]:
-    """The bodies above as JSON Schema components, for the OpenAPI document."""
-    (_, _, _), components = msgspec.json.schema_components(
-        (RetryRequest, RetryResult, OutboxDoc), ref_template="#/components/schemas/{name}"
-    )
-    return components
