@@ -1,13 +1,14 @@
-"""Who is asking: API tokens now, panel sessions later, one :class:`Principal` either way.
+"""Who is asking, and may they: one :class:`Principal` for API tokens and panel sessions.
 
-The auth middleware asks each registered authenticator in turn (``API_AUTHENTICATORS`` on the
-app; the panel will append a session-cookie one) and puts the first principal on the request.
-No principal on an ``/api/`` path is a 401; a handler that needs a scope calls
-:func:`require`, which answers 403 when the principal lacks it. Tokens are compared in constant
-time and never logged.
+The auth middleware enforces :mod:`gateway.access` for every route of the application: it looks
+the matched route up in the access table (a route not listed is refused), asks each registered
+authenticator in turn (``API_AUTHENTICATORS`` on the app: tokens, then the panel's session
+cookie), refuses with 401/403 before the handler runs, refuses cross-site changes made with the
+session cookie, and leaves the principal on the request (and in :data:`access.ACTING` for the
+repositories' field and note rules). :func:`require` in handlers still works; the middleware has
+already checked what it checks. Tokens are compared in constant time and never logged.
 
-Scopes: ``*`` allows everything; otherwise exact names such as ``lookup``, ``calls:read``,
-``crm:read``, ``crm:write``; ``X:write`` also allows ``X:read``.
+Scopes: see :mod:`gateway.access` (``*``; ``X:admin`` ⊃ ``X:write`` ⊃ ``X:read``).
 """
 
 from __future__ import annotations
@@ -16,33 +17,21 @@ import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from gateway import access
+from gateway.access import Principal
+from gateway.api import keys
 from gateway.config import ApiToken
 from gateway.errors import ApiError
+
+__all__ = ["PRINCIPAL", "Principal", "install", "require", "require_manager"]
 
 log = logging.getLogger("gateway.api")
 
 API_PREFIX = "/api/"
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """An authenticated caller of the API: an API token or a signed-in panel user."""
-
-    name: str
-    kind: str  # "token" | "user"
-    scopes: frozenset[str]
-    role: str | None = None  # panel users: "agent", "supervisor", "admin"
-
-    def allows(self, scope: str) -> bool:
-        if "*" in self.scopes or scope in self.scopes:
-            return True
-        area, _, action = scope.partition(":")
-        return action == "read" and f"{area}:write" in self.scopes
 
 
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
@@ -145,24 +134,76 @@ async def error_middleware(
         return error_response(ApiError(500, "internal", "internal error; see the gateway log"))
 
 
-# what any client may read without credentials: the API's own description
+# what any client may read without credentials: the API's own description (kept for callers;
+# the access table is what the middleware reads)
 PUBLIC_PATHS: frozenset[str] = frozenset({"/api/v1/openapi.json"})
+
+
+def _trusted_origins(request: web.Request) -> list[str]:
+    cfg = request.app.get(keys.CONFIG)
+    if cfg is None:
+        return []
+    out = list(cfg.panel.allowed_origins)
+    if cfg.http.public_url:
+        out.append(access.origin_of(cfg.http.public_url) or cfg.http.public_url)
+    return out
 
 
 @web.middleware
 async def auth_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    if not request.path.startswith(API_PREFIX):
+    """The access table, enforced for every route before its handler runs."""
+    route = request.match_info.route
+    template = route.resource.canonical if route.resource is not None else None
+    if template is None or request.match_info.http_exception is not None:
+        # no such route (404/405): on the API say so only to whoever may use it
+        if request.path.startswith(API_PREFIX) and request.method != "OPTIONS":
+            who = await _authenticate_or_error(request)
+            if not isinstance(who, Principal):
+                return who
         return await handler(request)
-    if request.path in PUBLIC_PATHS and request.method in ("GET", "HEAD"):
+    rule = access.rule_for(request.method, template)
+    if rule is None:
+        log.warning("access: %s %s is not in the access table", request.method, template)
+        return error_response(access.unlisted(request.method, template))
+    if rule.public:
         return await handler(request)
-    authenticators = request.app[API_AUTHENTICATORS]
-    who = await authenticate(request, authenticators)
-    if who is None:
-        raise ApiError(401, "unauthorized", "authentication required: send a Bearer token")
+    who = await _authenticate_or_error(request)
+    if not isinstance(who, Principal):
+        return who
+    refused = access.refusal(rule, who, request.match_info)
+    if refused is None and who.kind == "user":
+        refused = access.cross_site_refusal(
+            request.method,
+            request.headers.get("Origin"),
+            request.headers.get("Referer"),
+            request.host,
+            _trusted_origins(request),
+            request.content_type,
+            request.body_exists,
+        )
+    if refused is not None:
+        return error_response(refused)
     request[PRINCIPAL] = who
-    return await handler(request)
+    token = access.ACTING.set(who)
+    try:
+        return await handler(request)
+    finally:
+        access.ACTING.reset(token)
+
+
+async def _authenticate_or_error(request: web.Request) -> Principal | web.Response:
+    try:
+        authenticators: list[Authenticator] = request.app.get(API_AUTHENTICATORS) or []
+        who = await authenticate(request, authenticators)
+    except ApiError as e:
+        return error_response(e)
+    if who is None:
+        return error_response(
+            ApiError(401, "unauthorized", "authentication required: sign in or send a token")
+        )
+    return who
 
 
 async def authenticate(

@@ -6,6 +6,7 @@ indexed queries, about 50 µs in all, cheaper than one hop through aiosqlite's t
 
 from __future__ import annotations
 
+from gateway.access import note_condition
 from gateway.lookup.card import CallerCard, FollowUp, Interaction, PersonKind
 from gateway.store.db import Database, NumberListener
 
@@ -103,9 +104,14 @@ ORDER BY ph.person_id IS NULL, ph.person_id, ph.account_id
 LIMIT 1
 """
 
+# the card is cached and pushed to every agent the call rings for and to supervisors: it
+# shows only the timeline every agent may read (gateway/access.py: no one's call notes)
+_SHARED_NOTES, _ = note_condition(None, shared=True)
+
 # the last interactions (newest first) then the open follow-ups (soonest first), in one trip
 _TIMELINE = f"""
-SELECT * FROM (SELECT 'a', kind, at, summary FROM activities WHERE person_id = ?
+SELECT * FROM (SELECT 'a', kind, at, summary FROM activities
+               WHERE person_id = ? AND {_SHARED_NOTES}
                ORDER BY at DESC, id DESC LIMIT {INTERACTIONS_ON_CARD})
 UNION ALL
 SELECT * FROM (SELECT 'f', id, due_at, title FROM follow_ups WHERE person_id = ? AND done = 0

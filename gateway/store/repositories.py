@@ -19,6 +19,10 @@ updated instead of duplicated:
 happened (``created`` or ``updated``). Updates through :meth:`PersonRepository.update` that would
 give a person a number another person already has are refused instead.
 
+Do-not-call, opt-out and owner changes go through :func:`gateway.access.check_changes` with
+the principal of the request being served (none: the gateway itself, e.g. the CLI), which may
+refuse them (403 ``protected_field``); the ones made are written to ``audit_log``.
+
 Every write reports the E.164 numbers whose caller card changed to
 :meth:`Database.numbers_changed`, which the lookup cache listens to.
 """
@@ -26,11 +30,14 @@ Every write reports the E.164 numbers whose caller card changed to
 from __future__ import annotations
 
 import builtins
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import aiosqlite
 
+from gateway import access
+from gateway.access import Change, Principal, Snapshot
 from gateway.errors import InvalidNumber
 from gateway.lookup.numbers import normalize
 from gateway.store.db import Database, SqlParam
@@ -54,6 +61,7 @@ from gateway.store.validation import (
     account_input,
     person_input,
     text,
+    timestamp,
 )
 
 MAX_PAGE = 500
@@ -315,6 +323,15 @@ class PersonRepository:
                     fill[col] = 1
             elif existing[col] in (None, "") and value not in (None, ""):
                 fill[col] = value
+        before = await _snapshot(conn, person_id)
+        after = Snapshot(
+            bool(fill.get("do_not_call", before.do_not_call)),
+            bool(fill.get("email_opt_out", before.email_opt_out)),
+            fill.get("owner", before.owner),
+            {**{p.e164: p.do_not_call for p in inp.phones or []}, **before.numbers_dnc},
+            {**{e.email.lower(): e.opted_out for e in inp.emails or []}, **before.emails_out},
+        )
+        await _audit(conn, existing["kind"], person_id, before, after, now)
         fill["updated_at"] = now
         await conn.execute(
             f"UPDATE people SET {', '.join(f'{c} = ?' for c in fill)} WHERE id = ?",
@@ -497,6 +514,19 @@ class PersonRepository:
         )
         async with self.db.transaction() as conn:
             await self._check_account(conn, inp.columns.get("account_id"))
+            old = await _snapshot(conn, person_id)
+            new = Snapshot(
+                bool(inp.columns.get("do_not_call", old.do_not_call)),
+                bool(inp.columns.get("email_opt_out", old.email_opt_out)),
+                inp.columns.get("owner", old.owner),
+                old.numbers_dnc
+                if inp.phones is None
+                else _flags((p.e164, p.do_not_call) for p in inp.phones),
+                old.emails_out
+                if inp.emails is None
+                else _flags((e.email.lower(), e.opted_out) for e in inp.emails),
+            )
+            await _audit(conn, current.kind, person_id, old, new, self.db.clock())
             before = await numbers_of_people(conn, [person_id])
             cols = dict(inp.columns)
             if cols.get("status") == "lost" and not (
@@ -544,6 +574,50 @@ class PersonRepository:
             await conn.execute("DELETE FROM people WHERE id = ?", (person_id,))
             self.db.numbers_changed(numbers)
         return True
+
+
+def _flags(pairs: Iterable[tuple[str, bool]]) -> dict[str, bool]:
+    """Key -> flag, the first of duplicates winning (as the phones and e-mails are written)."""
+    out: dict[str, bool] = {}
+    for key, flag in pairs:
+        out.setdefault(key, bool(flag))
+    return out
+
+
+async def _snapshot(conn: aiosqlite.Connection, person_id: int) -> Snapshot:
+    """What :func:`gateway.access.check_changes` protects, as stored now."""
+    rows = list(
+        await conn.execute_fetchall(
+            "SELECT do_not_call, email_opt_out, owner FROM people WHERE id = ?", (person_id,)
+        )
+    )
+    phones = await conn.execute_fetchall(
+        "SELECT e164, do_not_call FROM phones WHERE person_id = ? ORDER BY id", (person_id,)
+    )
+    emails = await conn.execute_fetchall(
+        "SELECT email_lower, opted_out FROM emails WHERE person_id = ? ORDER BY id", (person_id,)
+    )
+    return Snapshot(
+        bool(rows[0][0]),
+        bool(rows[0][1]),
+        rows[0][2],
+        _flags((r[0], r[1]) for r in phones),
+        _flags((r[0], r[1]) for r in emails),
+    )
+
+
+async def _audit(
+    conn: aiosqlite.Connection,
+    kind: str,
+    person_id: int,
+    before: Snapshot,
+    after: Snapshot,
+    at: float,
+) -> None:
+    """Check the protected changes against the acting principal, then log them."""
+    who = access.acting()
+    changes = access.check_changes(who, before, after)
+    await AuditRepository.write(conn, who, kind, person_id, changes, at)
 
 
 def _person_from_row(r: Any) -> Person:
@@ -738,10 +812,17 @@ class ActivityRepository:
         assert activity_id is not None
         return Activity(activity_id, person_id, kind.value, when, summary, body, call_id, author)
 
-    async def for_person(self, person_id: int, limit: int = 50) -> list[Activity]:
+    async def for_person(
+        self, person_id: int, limit: int = 50, *, viewer: Principal | None = None
+    ) -> list[Activity]:
+        """The timeline as ``viewer`` (by default: whoever the request is served to) may read
+        it: :func:`gateway.access.note_condition` leaves out other people's call notes."""
+        who = viewer if viewer is not None else access.acting()
+        visible, args = access.note_condition(who)
         rows = await self.db.conn.execute_fetchall(
-            "SELECT * FROM activities WHERE person_id = ? ORDER BY at DESC, id DESC LIMIT ?",
-            (person_id, max(1, min(limit, MAX_PAGE))),
+            f"SELECT * FROM activities WHERE person_id = ? AND {visible}"
+            " ORDER BY at DESC, id DESC LIMIT ?",
+            (person_id, *args, max(1, min(limit, MAX_PAGE))),
         )
         return [_activity_from_row(r) for r in rows]
 
@@ -771,6 +852,7 @@ class FollowUpRepository:
         title = text(title, "title")
         if not title:
             raise FieldError("title", "required")
+        due_at = timestamp(due_at, "due_at")  # whoever calls: never NaN or Infinity stored
         async with self.db.transaction() as conn:
             cur = await conn.execute(
                 "INSERT INTO follow_ups (person_id, due_at, title, owner, created_at)"
@@ -828,3 +910,61 @@ def _task_from_row(r: Any) -> FollowUpTask:
     return FollowUpTask(
         r["id"], r["person_id"], r["due_at"], r["title"], r["owner"], bool(r["done"]), r["done_at"]
     )
+
+
+class AuditRepository:
+    """The ``audit_log``: who changed a protected field of a person, when, old → new."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @staticmethod
+    async def write(
+        conn: aiosqlite.Connection,
+        who: Principal | None,
+        kind: str,
+        person_id: int,
+        changes: Sequence[Change],
+        at: float,
+    ) -> None:
+        """Inside the transaction that makes the changes, so neither exists without the other."""
+        if not changes:
+            return
+        actor = who.actor if who is not None else "system"
+        await conn.executemany(
+            "INSERT INTO audit_log (at, actor, record_kind, record_id, field, old_value,"
+            " new_value) VALUES (?,?,?,?,?,?,?)",
+            [
+                (at, actor, kind, person_id, c.field, json.dumps(c.old), json.dumps(c.new))
+                for c in changes
+            ],
+        )
+
+    async def list(
+        self, *, record_id: int | None = None, limit: int = 50, offset: int = 0
+    ) -> Page[dict[str, Any]]:
+        """Newest first."""
+        limit, offset = clamp_page(limit, offset)
+        where, args = "1 = 1", []
+        if record_id is not None:
+            where, args = "record_id = ?", [record_id]
+        rows = list(
+            await self.db.conn.execute_fetchall(
+                f"SELECT * FROM audit_log WHERE {where} ORDER BY at DESC, id DESC LIMIT ? OFFSET ?",
+                [*args, limit + 1, offset],
+            )
+        )
+        items = [
+            {
+                "id": r["id"],
+                "at": r["at"],
+                "actor": r["actor"],
+                "record_kind": r["record_kind"],
+                "record_id": r["record_id"],
+                "field": r["field"],
+                "old": json.loads(r["old_value"]),
+                "new": json.loads(r["new_value"]),
+            }
+            for r in rows[:limit]
+        ]
+        return Page(items, offset + limit if len(rows) > limit else None)
