@@ -3,6 +3,12 @@
 The token is 32 random bytes; the database keeps only its hash, so neither a copy of the file
 nor a log line can be turned into a session. A session carries the extensions chosen at
 sign-in (hot desk) and ends at logout or after ``ttl`` seconds (one shift by default).
+
+A user holds at most ``max_per_user`` sessions (browsers or devices; the tabs of one browser
+share one). A sign-in beyond that ends the user's oldest session, so a forgotten browser on
+another desk is signed out rather than the person now at the keyboard being turned away.
+Disabling a user, deleting them or setting their password ends their sessions
+(``users.py``); a session of a disabled user is refused even before that.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from gateway.panel.users import Role, User
 from gateway.store.db import Database
 
 COOKIE = "centralita_session"
+MAX_SESSIONS_PER_USER = 5
 
 
 def token_hash(token: str) -> str:
@@ -46,12 +53,16 @@ class Session:
 class SessionStore:
     """Creates, finds and ends sessions in the ``sessions`` table."""
 
-    def __init__(self, db: Database, ttl: float = 12 * 3600) -> None:
+    def __init__(
+        self, db: Database, ttl: float = 12 * 3600, max_per_user: int = MAX_SESSIONS_PER_USER
+    ) -> None:
         self.db = db
         self.ttl = ttl
+        self.max_per_user = max(1, max_per_user)
 
     async def create(self, user: User, extensions: tuple[str, ...]) -> tuple[str, Session]:
-        """A new session for ``user``: the cookie value (shown once) and the session."""
+        """A new session for ``user``: the cookie value (shown once) and the session. The
+        user's oldest sessions end when this one takes them over ``max_per_user``."""
         token = secrets.token_urlsafe(32)
         now = self.db.clock()
         expires = now + self.ttl
@@ -61,6 +72,12 @@ class SessionStore:
                 "INSERT INTO sessions (token_hash, username, extensions, created_at, expires_at,"
                 " last_seen) VALUES (?,?,?,?,?,?)",
                 (token_hash(token), user.username, json.dumps(list(extensions)), now, expires, now),
+            )
+            # rowid breaks ties between sign-ins within one clock tick: the newest stays
+            await conn.execute(
+                "DELETE FROM sessions WHERE rowid IN (SELECT rowid FROM sessions"
+                " WHERE username = ? ORDER BY created_at DESC, rowid DESC LIMIT -1 OFFSET ?)",
+                (user.username, self.max_per_user),
             )
         return token, Session(user.username, user.display_name, user.role, extensions, expires)
 

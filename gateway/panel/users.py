@@ -4,6 +4,11 @@ Passwords are hashed with argon2id (argon2-cffi) in a worker thread: a hash cost
 milliseconds of CPU by design and must not stall the event loop that carries call events.
 A sign-in for a name that does not exist still verifies against a dummy hash, so the answer
 takes as long as for a real user and says nothing about which names exist.
+
+New passwords pass the policy of ``passwords.py``. Disabling or deleting a user, or setting
+their password, ends their sign-ins in the same transaction: no request can slip in between
+with the old session. The last enabled admin can be neither disabled, deleted nor demoted,
+so the gateway always keeps someone who can manage its users.
 """
 
 from __future__ import annotations
@@ -19,12 +24,11 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from gateway.errors import GatewayError
+from gateway.panel.passwords import password_problem
 from gateway.store.db import Database
 
 USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,39}")
 EXTENSION = re.compile(r"[0-9]{2,8}")
-MIN_PASSWORD = 8
-MAX_PASSWORD = 1024
 HASHER = PasswordHasher()  # argon2id with the library's current recommended parameters
 
 
@@ -40,7 +44,12 @@ class Role(StrEnum):
 
 
 class UserError(GatewayError):
-    """A user cannot be created or changed as asked; the message says which field and why."""
+    """A user cannot be created or changed as asked; the message says which field and why,
+    ``code`` is a stable id for clients (``user_not_found``, ``password_common``, ...)."""
+
+    def __init__(self, message: str, code: str = "invalid_user") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,20 +74,56 @@ def check_extensions(extensions: Any) -> tuple[str, ...]:
     if isinstance(extensions, str):
         extensions = [e for e in re.split(r"[\s,]+", extensions) if e]
     if not isinstance(extensions, list | tuple):
-        raise UserError("extensions: expected a list of extension numbers")
+        raise UserError("extensions: expected a list of extension numbers", "invalid_extension")
     out: list[str] = []
     for ext in extensions:
         if not isinstance(ext, str) or not EXTENSION.fullmatch(ext):
-            raise UserError(f"extensions: {str(ext)[:20]!r} is not an extension (2-8 digits)")
+            raise UserError(
+                f"extensions: {str(ext)[:20]!r} is not an extension (2-8 digits)",
+                "invalid_extension",
+            )
         if ext not in out:
             out.append(ext)
     if len(out) > 8:
-        raise UserError("extensions: at most 8 per user")
+        raise UserError("extensions: at most 8 per user", "invalid_extension")
     return tuple(out)
 
 
+def check_username(username: Any) -> str:
+    """A user name as typed (trimmed, lower-cased); UserError when it cannot be one."""
+    name = (username if isinstance(username, str) else "").strip().lower()
+    if not USERNAME.fullmatch(name):
+        raise UserError(
+            "username: expected 1-40 lower-case letters, digits, '.', '_' or '-', "
+            f"found {name[:40]!r}",
+            "invalid_username",
+        )
+    return name
+
+
+def check_role(role: Any) -> Role:
+    try:
+        return Role(role)
+    except ValueError:
+        raise UserError(
+            f"role: expected agent, supervisor or admin, found {str(role)[:20]!r}", "invalid_role"
+        ) from None
+
+
+def check_password(password: Any, username: str, display_name: str = "") -> None:
+    """UserError (with the policy's code) unless ``password`` is acceptable for this user."""
+    problem = password_problem(password, (username, display_name))
+    if problem is not None:
+        raise UserError(problem.message, problem.code)
+
+
+def not_found(username: str) -> UserError:
+    return UserError(f"user {username[:40]!r} does not exist", "user_not_found")
+
+
 class UserRepository:
-    """Reads and writes ``users``; verifies passwords."""
+    """Reads and writes ``users``; verifies passwords; ends a user's sessions when their
+    account or password changes."""
 
     def __init__(self, db: Database, hasher: PasswordHasher = HASHER) -> None:
         self.db = db
@@ -94,20 +139,11 @@ class UserRepository:
         display_name: str = "",
     ) -> User:
         """Create a user; UserError when the name is taken or a field is not acceptable."""
-        username = (username or "").strip().lower()
-        if not USERNAME.fullmatch(username):
-            raise UserError(
-                "username: expected 1-40 lower-case letters, digits, '.', '_' or '-', "
-                f"found {username[:40]!r}"
-            )
-        try:
-            role = Role(role)
-        except ValueError:
-            raise UserError(f"role: expected agent, supervisor or admin, found {role!r}") from None
-        if not isinstance(password, str) or not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
-            raise UserError(f"password: expected at least {MIN_PASSWORD} characters")
+        username = check_username(username)
+        role = check_role(role)
         exts = check_extensions(extensions)
-        display_name = (display_name or "").strip()[:80]
+        display_name = _display_name(display_name)
+        await asyncio.to_thread(check_password, password, username, display_name)
         hashed = await asyncio.to_thread(self.hasher.hash, password)
         now = self.db.clock()
         async with self.db.transaction() as conn:
@@ -115,7 +151,7 @@ class UserRepository:
                 "SELECT 1 FROM users WHERE username = ?", (username,)
             )
             if rows:
-                raise UserError(f"username: {username!r} already exists")
+                raise UserError(f"username: {username!r} already exists", "username_taken")
             await conn.execute(
                 "INSERT INTO users (username, display_name, role, password_hash, extensions,"
                 " created_at, updated_at) VALUES (?,?,?,?,?,?,?)",
@@ -134,6 +170,89 @@ class UserRepository:
     async def all(self) -> list[User]:
         rows = await self.db.conn.execute_fetchall("SELECT * FROM users ORDER BY username")
         return [_user(r) for r in rows]
+
+    async def session_counts(self) -> dict[str, int]:
+        """Unexpired sign-ins per user name (users with none are absent)."""
+        rows = await self.db.conn.execute_fetchall(
+            "SELECT username, COUNT(*) AS n FROM sessions WHERE expires_at > ? GROUP BY username",
+            (self.db.clock(),),
+        )
+        return {r["username"]: r["n"] for r in rows}
+
+    async def update(
+        self,
+        username: str,
+        *,
+        disabled: bool | None = None,
+        role: Role | str | None = None,
+        extensions: Any = None,
+        display_name: str | None = None,
+    ) -> tuple[User, int]:
+        """Change what is given (None leaves a field alone); returns the user and how many of
+        their sessions ended (disabling ends them all). UserError ``user_not_found``, or
+        ``last_admin`` when the change would leave no enabled admin."""
+        new_role = None if role is None else check_role(role)
+        exts = None if extensions is None else check_extensions(extensions)
+        name = None if display_name is None else _display_name(display_name)
+        async with self.db.transaction() as conn:
+            row = await _row(conn, username)
+            current = _user(row)
+            leaves_admins = disabled or new_role not in (None, Role.ADMIN)
+            if current.role is Role.ADMIN and not current.disabled and leaves_admins:
+                await _keep_an_admin(conn, current.username, "disable" if disabled else "demote")
+            sets: dict[str, Any] = {}
+            if disabled is not None:
+                sets["disabled"] = int(disabled)
+            if new_role is not None:
+                sets["role"] = new_role.value
+            if exts is not None:
+                sets["extensions"] = json.dumps(exts)
+            if name is not None:
+                sets["display_name"] = name
+            ended = 0
+            if sets:
+                sets["updated_at"] = self.db.clock()
+                await conn.execute(
+                    f"UPDATE users SET {', '.join(f'{k} = ?' for k in sets)} WHERE username = ?",
+                    (*sets.values(), current.username),
+                )
+            if disabled:
+                ended = await _end_sessions(conn, current.username)
+            row = await _row(conn, current.username)
+        return _user(row), ended
+
+    async def set_disabled(self, username: str, disabled: bool) -> tuple[User, int]:
+        """Disable (ending every session) or enable a user."""
+        return await self.update(username, disabled=disabled)
+
+    async def delete(self, username: str) -> int:
+        """Remove a user and their sessions and presence; returns how many sessions ended.
+        The calls they took keep their names in the call log."""
+        async with self.db.transaction() as conn:
+            current = _user(await _row(conn, username))
+            if current.role is Role.ADMIN and not current.disabled:
+                await _keep_an_admin(conn, current.username, "delete")
+            ended = await _end_sessions(conn, current.username)
+            await conn.execute("DELETE FROM agent_presence WHERE username = ?", (current.username,))
+            await conn.execute("DELETE FROM users WHERE username = ?", (current.username,))
+        return ended
+
+    async def set_password(self, username: str, password: str, *, keep: str | None = None) -> int:
+        """Set a new password (it must pass the policy) and end the user's sessions but the
+        one whose token hash is ``keep`` (the person changing their own password stays
+        signed in there); returns how many ended."""
+        user = await self.get(username)
+        if user is None:
+            raise not_found(username)
+        await asyncio.to_thread(check_password, password, user.username, user.display_name)
+        hashed = await asyncio.to_thread(self.hasher.hash, password)
+        async with self.db.transaction() as conn:
+            await _row(conn, user.username)  # deleted meanwhile: user_not_found
+            await conn.execute(
+                "UPDATE users SET password_hash = ?, updated_at = ? WHERE username = ?",
+                (hashed, self.db.clock(), user.username),
+            )
+            return await _end_sessions(conn, user.username, keep)
 
     async def verify(self, username: str, password: str) -> User | None:
         """The user when the password is right and the account enabled; None otherwise."""
@@ -169,6 +288,42 @@ class UserRepository:
         if self._dummy_hash is None:
             self._dummy_hash = await asyncio.to_thread(self.hasher.hash, "not a real password")
         return self._dummy_hash
+
+
+def _display_name(value: Any) -> str:
+    if not isinstance(value, str):
+        raise UserError("display_name: expected text", "invalid_display_name")
+    return value.strip()[:80]
+
+
+async def _row(conn: Any, username: str) -> Any:
+    name = (username if isinstance(username, str) else "").strip().lower()
+    rows = list(await conn.execute_fetchall("SELECT * FROM users WHERE username = ?", (name,)))
+    if not rows:
+        raise not_found(name)
+    return rows[0]
+
+
+async def _keep_an_admin(conn: Any, username: str, action: str) -> None:
+    rows = list(
+        await conn.execute_fetchall(
+            "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0 AND username != ?",
+            (username,),
+        )
+    )
+    if rows[0][0] == 0:
+        raise UserError(
+            f"{username!r} is the only enabled admin; make another user admin before you "
+            f"{action} this one",
+            "last_admin",
+        )
+
+
+async def _end_sessions(conn: Any, username: str, keep: str | None = None) -> int:
+    cur = await conn.execute(
+        "DELETE FROM sessions WHERE username = ? AND token_hash != ?", (username, keep or "")
+    )
+    return int(cur.rowcount)
 
 
 def _user(r: Any) -> User:

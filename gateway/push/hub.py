@@ -46,6 +46,7 @@ class _Connection:
     agent: str
     ws: web.WebSocketResponse
     transport: asyncio.BaseTransport | None
+    request: web.Request | None = None  # the handshake, to check its session again later
     pending: deque[str] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     closing: bool = False
@@ -159,7 +160,7 @@ class AgentHub:
             raise web.HTTPServiceUnavailable(text="shutting down")
         ws = web.WebSocketResponse(heartbeat=self.heartbeat, compress=False, max_msg_size=64 * 1024)
         await ws.prepare(request)
-        conn = _Connection(agent, ws, request.transport)
+        conn = _Connection(agent, ws, request.transport, request)
         channel = self._channels.get(agent)
         if channel is None:
             channel = self._channels[agent] = _Channel()
@@ -251,6 +252,25 @@ class AgentHub:
             with contextlib.suppress(Exception):
                 await conn.ws.close(code=code, message=b"signed out" if code == 4001 else b"")
         return len(conns)
+
+    async def revalidate(self, agent: str | None = None) -> int:
+        """Run the authenticator again on the handshake of every open tab (of ``agent``, or
+        everyone's) and close with 4001 each one it no longer accepts: a session that ended
+        (signed out elsewhere, user disabled or deleted, password changed) stops receiving
+        calls. Returns how many were closed."""
+        channels = [self._channels.get(agent)] if agent else list(self._channels.values())
+        closed = 0
+        for channel in channels:
+            for conn in list(channel.connections) if channel else []:
+                if conn.closing or conn.request is None:
+                    continue
+                if await self.authenticate(conn.request) == conn.agent:
+                    continue
+                closed += 1
+                log.info("push agent=%s socket closed: session ended", conn.agent)
+                with contextlib.suppress(Exception):
+                    await conn.ws.close(code=4001, message=b"signed out")
+        return closed
 
     async def close(self) -> None:
         """Close every socket (server shutdown); browsers reconnect to the next server."""
