@@ -116,6 +116,9 @@ class _Undo(Exception):
 def report(name: str, samples_ns: list[int]) -> None:
     s = sorted(samples_ns)
     n = len(s)
+    if not n:
+        print(f"  {name:<34} skipped (too few --lookups for this part)")
+        return
     p50 = s[n // 2] / 1000
     p99 = s[min(n - 1, int(n * 0.99))] / 1000
     mean = statistics.fmean(s) / 1000
@@ -139,12 +142,15 @@ async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--contacts", type=int, default=1_000_000)
     ap.add_argument("--numbers", type=int, default=3, choices=(1, 2, 3), help="per contact")
-    ap.add_argument("--lookups", type=int, default=20_000)
+    ap.add_argument("--lookups", type=int, default=20_000, help="at least 1")
     ap.add_argument("--import-rows", type=int, default=20_000)
     ap.add_argument("--dir", type=Path, default=None, help="where to build (default: a temp dir)")
     ap.add_argument("--keep", type=Path, default=None, help="build here once and reuse it")
     ap.add_argument("--gc-off", action="store_true", help="disable the garbage collector")
     args = ap.parse_args()
+    for name in ("contacts", "lookups", "import_rows"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} must be at least 1")
 
     tmp = tempfile.TemporaryDirectory(dir=args.dir)
     path = args.keep or Path(tmp.name) / "bench.db"
@@ -164,6 +170,15 @@ async def main() -> None:
         gc.disable()
 
     db = await Database.open(path)
+    try:
+        await measure_all(args, db)
+    finally:
+        # an error on the way must not leave the store's connection thread keeping us alive
+        await db.close()
+        tmp.cleanup()
+
+
+async def measure_all(args: argparse.Namespace, db: Database) -> None:
     rng = random.Random(2)
     picks = [rng.randrange(1, args.contacts + 1) for _ in range(args.lookups)]
     raws = [numbers_of(i)[rng.randrange(args.numbers)][0] for i in picks]
@@ -225,8 +240,6 @@ async def main() -> None:
         f"  {rep.created:,} rows created, {len(rep.errors)} errors in {secs:.2f} s:"
         f" {n / secs:,.0f} rows/s"
     )
-    await db.close()
-    tmp.cleanup()
 
 
 if __name__ == "__main__":

@@ -32,7 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ConfigError as e:
-        print(f"config error: {e}", file=sys.stderr)
+        for line in str(e).splitlines():  # several mistakes: one line each
+            print(f"config error: {line}", file=sys.stderr)
         return 2
     except GatewayError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -85,16 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--strict", action="store_true", help="import nothing if any row is bad")
     imp.set_defaults(func=_cmd_import)
 
-    user = sub.add_parser("user", help="manage panel users").add_subparsers(metavar="ACTION")
-    add = user.add_parser(
-        "add", help="create a panel user (password from CENTRALITA_PASSWORD or a prompt)"
-    )
-    add.add_argument("username")
-    add.add_argument("-c", "--config", help="config file (store path)")
-    add.add_argument("--role", choices=("agent", "supervisor", "admin"), default="agent")
-    add.add_argument("--extension", action="append", default=[], help="default extension(s)")
-    add.add_argument("--name", default="", help="display name")
-    add.set_defaults(func=_cmd_user_add)
+    _user_parser(sub)
 
     exp = sub.add_parser("export", help="export contacts or leads to CSV")
     exp.add_argument("-c", "--config", help="config file (store path)")
@@ -128,11 +120,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config_or_default(path: str | None) -> GatewayConfig:
-    return load_config(path) if path else GatewayConfig()
+    """For commands that touch only the store: the PBX's and CRMs' secrets are not needed."""
+    return load_config(path, offline=True) if path else GatewayConfig()
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    cfg = load_config(args.file)
+    cfg = load_config(args.file, require_pbx=True)  # what passes here, `run` accepts
     pbx = ", ".join(f"{p.name} ({p.host}:{p.port})" for p in cfg.pbx) or "none"
     print(
         f"{args.file}: OK — pbx: {pbx}; store: {cfg.store.path}; http: "
@@ -165,14 +158,12 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     import msgspec
 
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, require_pbx=True)
     setup_logging(cfg.log.level, cfg.log.format)
     if args.record:
         cfg = msgspec.structs.replace(
             cfg, pbx=[msgspec.structs.replace(p, record_to=args.record) for p in cfg.pbx]
         )
-    if not cfg.pbx:
-        raise ConfigError("pbx", "expected at least one PBX to connect to, found none")
     asyncio.run(serve(cfg))
     return 0
 
@@ -180,10 +171,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
+    _check_demo_args(args)
     setup_logging("INFO", "text")
-    Path(args.state).mkdir(parents=True, exist_ok=True)
-    asyncio.run(run_demo(args))
+    Path(args.state).mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds the store
+    asyncio.run(run_demo(args, serve))
     return 0
+
+
+def _check_demo_args(args: argparse.Namespace) -> None:
+    """Every bad option at once, before anything starts."""
+    from gateway.config import ConfigErrors
+
+    problems = []
+    if not 0 < args.port < 65536:
+        problems.append(ConfigError("--port", f"expected a TCP port 1-65535, found {args.port}"))
+    if not (args.rate > 0 and args.rate <= 6000):
+        problems.append(
+            ConfigError(
+                "--rate", f"expected calls per minute > 0 (at most 6000), found {args.rate}"
+            )
+        )
+    if not 0 <= args.contacts <= 1_000_000:
+        problems.append(ConfigError("--contacts", f"expected 0-1000000, found {args.contacts}"))
+    if not args.duration >= 0:
+        problems.append(ConfigError("--duration", f"expected seconds >= 0, found {args.duration}"))
+    if problems:
+        raise ConfigErrors(problems)
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
@@ -219,27 +232,142 @@ def _cmd_import(args: argparse.Namespace) -> int:
     return asyncio.run(go())
 
 
-def _cmd_user_add(args: argparse.Namespace) -> int:
+# -- centralita user ---------------------------------------------------------------------------
+
+
+def _user_parser(sub: Any) -> None:
+    """``centralita user list|add|disable|enable|delete|password``."""
+    user_p = sub.add_parser("user", help="manage panel users")
+    user = user_p.add_subparsers(metavar="ACTION")
+    user_p.set_defaults(func=lambda _args: user_p.print_help() or 2)
+
+    def action(name: str, help_text: str, func: Any, *, named: bool = True) -> Any:
+        a = user.add_parser(name, help=help_text)
+        if named:
+            a.add_argument("username")
+        a.add_argument("-c", "--config", help="config file (store path)")
+        a.set_defaults(func=func)
+        return a
+
+    action(
+        "list", "every user: role, extensions, state, open sessions", _cmd_user_list, named=False
+    )
+    add = action(
+        "add", "create a panel user (password from CENTRALITA_PASSWORD or a prompt)", _cmd_user_add
+    )
+    add.add_argument("--role", choices=("agent", "supervisor", "admin"), default="agent")
+    add.add_argument("--extension", action="append", default=[], help="default extension(s)")
+    add.add_argument("--name", default="", help="display name")
+    action("disable", "refuse the user's sign-ins and end their sessions", _cmd_user_disable)
+    action("enable", "let a disabled user sign in again", _cmd_user_enable)
+    action("delete", "remove a user and end their sessions", _cmd_user_delete)
+    action(
+        "password",
+        "set a user's password (CENTRALITA_PASSWORD or a prompt); ends their sessions",
+        _cmd_user_password,
+    )
+
+
+def _new_password() -> str:
+    """$CENTRALITA_PASSWORD, or typed twice without echo."""
     import getpass
     import os
 
-    from gateway.panel.users import add_user
+    from gateway.panel.users import UserError
+
+    given = os.environ.get("CENTRALITA_PASSWORD")
+    if given:
+        return given
+    password = getpass.getpass("password: ")
+    if sys.stdin.isatty() and getpass.getpass("same password again: ") != password:
+        raise UserError("password: the two entries differ; nothing changed", "password_mismatch")
+    return password
+
+
+def _users_do(args: argparse.Namespace, work: Any, *, new_password: bool = False) -> int:
+    """Open the store, run ``work(repo, password)``, print what it returns; a refusal is one
+    line on stderr with its stable code, exit 1. The password is asked for after the config
+    is read, so a mistake there shows before any typing."""
+    from gateway.panel.users import UserError, UserRepository
     from gateway.store.db import Database
 
     cfg = _config_or_default(args.config)
-    password = os.environ.get("CENTRALITA_PASSWORD") or getpass.getpass("password: ")
 
-    async def go() -> Any:
+    async def go(password: str) -> str:
         db = await Database.open(cfg.store.path)
         try:
-            return await add_user(db, args.username, password, args.role, args.extension, args.name)
+            return str(await work(UserRepository(db), password))
         finally:
             await db.close()
 
-    created = asyncio.run(go())  # UserError is a GatewayError: main() prints it
-    extensions = ", ".join(created.extensions) or "-"
-    print(f"user {created.username} ({created.role.value}) created; extensions: {extensions}")
+    try:
+        print(asyncio.run(go(_new_password() if new_password else "")))
+    except UserError as e:
+        print(f"error: {e} [{e.code}]", file=sys.stderr)
+        return 1
     return 0
+
+
+def _cmd_user_list(args: argparse.Namespace) -> int:
+    async def work(repo: Any, _: str) -> str:
+        users, counts = await repo.all(), await repo.session_counts()
+        if not users:
+            return "no users yet: 'centralita user add NAME --role admin'"
+        rows = [("USER", "ROLE", "EXTENSIONS", "STATE", "SESSIONS", "NAME")]
+        for u in users:
+            state = "disabled" if u.disabled else "enabled"
+            exts = ",".join(u.extensions) or "-"
+            sessions = str(counts.get(u.username, 0))
+            rows.append((u.username, u.role.value, exts, state, sessions, u.display_name))
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        return "\n".join(
+            "  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=True)) + "  " + r[5]
+            for r in rows
+        ).rstrip()
+
+    return _users_do(args, work)
+
+
+def _cmd_user_add(args: argparse.Namespace) -> int:
+    async def work(repo: Any, password: str) -> str:
+        u = await repo.add(args.username, password, args.role, args.extension, args.name)
+        return f"user {u.username} ({u.role.value}) created; extensions: " + (
+            ", ".join(u.extensions) or "-"
+        )
+
+    return _users_do(args, work, new_password=True)
+
+
+def _cmd_user_disable(args: argparse.Namespace) -> int:
+    async def work(repo: Any, _: str) -> str:
+        u, ended = await repo.set_disabled(args.username, True)
+        return f"user {u.username} disabled; {ended} session(s) ended"
+
+    return _users_do(args, work)
+
+
+def _cmd_user_enable(args: argparse.Namespace) -> int:
+    async def work(repo: Any, _: str) -> str:
+        u, _ended = await repo.set_disabled(args.username, False)
+        return f"user {u.username} enabled"
+
+    return _users_do(args, work)
+
+
+def _cmd_user_delete(args: argparse.Namespace) -> int:
+    async def work(repo: Any, _: str) -> str:
+        ended = await repo.delete(args.username)
+        return f"user {args.username.strip().lower()} deleted; {ended} session(s) ended"
+
+    return _users_do(args, work)
+
+
+def _cmd_user_password(args: argparse.Namespace) -> int:
+    async def work(repo: Any, password: str) -> str:
+        ended = await repo.set_password(args.username, password)
+        return f"password of {args.username.strip().lower()} set; {ended} session(s) ended"
+
+    return _users_do(args, work, new_password=True)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -396,12 +524,27 @@ async def serve(
     from aiohttp import web
 
     from gateway.app import GATEWAY, create_app, settle
+    from gateway.ops import SlowHeaderGuard
 
     app = await create_app(cfg, gateway)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    guard = SlowHeaderGuard(cfg.http.header_timeout)
+    guard.watch_app(app)
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None, keepalive_timeout=cfg.http.header_timeout
+    )
     await runner.setup()
+    assert runner.server is not None
+    guard.watch_server(runner.server)
     site = web.TCPSite(runner, cfg.http.host, cfg.http.port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as e:
+        await runner.cleanup()  # stops the gateway: the store is closed, nothing keeps running
+        raise ConfigError(
+            "http.port",
+            f"cannot listen on {cfg.http.host}:{cfg.http.port}: {e.strerror or e}"
+            " (another program, or another gateway, already uses it?)",
+        ) from None
     log.info("listening on http://%s:%d", cfg.http.host, cfg.http.port)
     await settle(app[GATEWAY])
     stop = until or asyncio.Event()

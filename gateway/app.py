@@ -13,7 +13,6 @@ import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -25,7 +24,8 @@ from dialplan.fastagi import FastAgiServer
 from gateway.ami.events import AmiEvent, ResyncSnapshot
 from gateway.ami.link import LINK_EVENTS, AmiLink
 from gateway.bus import Bus
-from gateway.calls.events import CallEnded
+from gateway.calls.events import CallCorrected, CallEnded
+from gateway.calls.model import CallRecord
 from gateway.calls.tracker import CallTracker
 from gateway.calls.tracker import event_filter as event_filter_for
 from gateway.config import GatewayConfig
@@ -40,7 +40,6 @@ from gateway.writeback.outbox import Outbox
 log = logging.getLogger("gateway.app")
 
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 
 class Gateway:
@@ -67,11 +66,13 @@ class Gateway:
         self.agi: FastAgiServer | None = None
         self.calls_ended = 0
         self.calls_by_outcome: dict[str, int] = {}
-        self._ended: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        # (is a correction, record): corrections follow their CallEnded through one writer
+        self._ended: asyncio.Queue[tuple[bool, dict[str, Any]]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self.bus.subscribe(AmiEvent, self._on_ami_event)
         self.bus.subscribe(ResyncSnapshot, self._on_resync)
         self.bus.subscribe(CallEnded, self._on_call_ended)
+        self.bus.subscribe(CallCorrected, self._on_call_corrected)
 
     @property
     def public_url(self) -> str:
@@ -82,7 +83,7 @@ class Gateway:
         """Open the store and the lookup chain (before the HTTP routes are built on them)."""
         if self.db is not None:
             return
-        self.db = await Database.open(self.cfg.store.path)
+        self.db = await Database.open(self.cfg.store.path, single_instance=True)
         self.call_log = CallLog(self.db, self.cfg.lookup.default_region)
         for c in self.connectors:
             await c.start()
@@ -170,17 +171,24 @@ class Gateway:
         for domain_event in tracker.resync(snap.channels, snap.at):
             self.bus.publish(domain_event)
 
-    def _on_call_ended(self, event: CallEnded) -> None:
-        record = event.record.to_json()
-        record["id"] = f"{event.record.pbx}:{event.record.linkedid}"
-        record["pbx"] = event.record.pbx
+    def _log_record(self, call: CallRecord) -> dict[str, Any]:
+        record = call.to_json()
+        record["id"] = f"{call.pbx}:{call.linkedid}"
+        record["pbx"] = call.pbx
         url = self.outbox_recording_url(record)
         if url:
             record["recording_url"] = url
+        return record
+
+    def _on_call_corrected(self, event: CallCorrected) -> None:
+        self._ended.put_nowait((True, self._log_record(event.record)))
+
+    def _on_call_ended(self, event: CallEnded) -> None:
+        record = self._log_record(event.record)
         self.calls_ended += 1
         outcome = str(record.get("outcome"))
         self.calls_by_outcome[outcome] = self.calls_by_outcome.get(outcome, 0) + 1
-        self._ended.put_nowait(record)
+        self._ended.put_nowait((False, record))
 
     async def _owner_extension(self, username: str) -> str | None:
         """The default extension of a lead's owner, for routing a caller to them."""
@@ -206,10 +214,14 @@ class Gateway:
 
     async def _write_calls(self) -> None:
         while True:
-            record = await self._ended.get()
+            corrected, record = await self._ended.get()
             try:
                 assert self.call_log is not None and self.outbox is not None
-                if await self.call_log.save(record):  # False: seen already (resync)
+                if corrected:
+                    # same row; the CRM gets the corrected copy if it has not been sent yet
+                    if await self.call_log.correct(record):
+                        await self.outbox.refresh(record)
+                elif await self.call_log.save(record):  # False: seen already (resync)
                     await self.outbox.enqueue(record)
             except Exception:
                 # the record stays in the log line: an operator can replay it
@@ -296,7 +308,9 @@ async def create_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.
     the web server and stop with it (``cleanup_ctx``), so a stopped server has logged every
     call it saw end.
     """
-    from gateway.api import setup_api
+    from gateway.api import callername, setup_api
+    from gateway.api import users as users_api
+    from gateway.api.audit import setup_audit
     from gateway.api.openapi import setup_openapi
     from gateway.api.originate import setup_originate
     from gateway.api.outbox import setup_outbox_api
@@ -317,7 +331,7 @@ async def create_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.
         await gw.stop()
 
     app.cleanup_ctx.append(lifecycle)
-    setup_ops(app)
+    setup_ops(app, gw)
     setup_api(app, db=gw.db, lookup=gw.lookup, config=cfg)
     panel = PanelService.from_gateway(gw, writeback=gw.write_back_wrapup)
     setup_panel(app, gw, service=panel)
@@ -325,5 +339,8 @@ async def create_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.
     setup_scoring(app, gw)  # lead scores, rescored as calls end; /api/v1/worklist
     assert gw.outbox is not None
     setup_outbox_api(app, gw.outbox)  # /api/v1/outbox: queues, parked records, re-drive
+    app.router.add_routes(callername.routes())  # caller name for Asterisk's CURL()
+    setup_audit(app, gw.db)  # /api/v1/audit: who changed do-not-call, opt-out, owners
+    app.router.add_routes(users_api.routes())  # /api/v1/users: administration
     setup_openapi(app)  # GET /api/v1/openapi.json, public
     return app

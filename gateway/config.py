@@ -8,6 +8,7 @@ reads ``<key path>: expected <what>, found <what>``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import types
@@ -16,9 +17,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
+import phonenumbers
 import yaml
 
 from connectors.settings import ConnectorSettings
+from gateway.access import TOKEN_SCOPES
 from gateway.calls.settings import TrackingSettings
 from gateway.errors import ConfigError
 from gateway.lookup.settings import LookupSettings
@@ -57,6 +60,17 @@ class HttpSettings(_Section):
     host: str = "127.0.0.1"
     port: int = 8080
     public_url: str = ""  # how CRMs reach us (links to recordings); default http://host:port
+    # addresses or networks of the TLS-terminating proxies in front of us: only from these are
+    # X-Forwarded-Proto (the cookie's Secure flag) and X-Forwarded-For (the client) believed
+    trusted_proxies: list[str] = msgspec.field(default_factory=list)
+    # /metrics and /status: clients in ops_allow read them freely, anyone else needs
+    # "Authorization: Bearer <ops_token>" (no token: refused)
+    ops_allow: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+    ops_token: str = ""
+    header_timeout: float = 10.0  # a connection that has not sent its request head is closed
+
+    def __repr__(self) -> str:  # never let the ops token reach a log line
+        return f"HttpSettings(host={self.host!r}, port={self.port})"
 
 
 class StoreSettings(_Section):
@@ -74,6 +88,11 @@ class ApiToken(_Section, kw_only=True):
 
     def __repr__(self) -> str:
         return f"ApiToken(name={self.name!r}, scopes={self.scopes!r})"
+
+
+# every scope a token may hold: what the access table's routes ask for, and "*"
+API_SCOPES = TOKEN_SCOPES
+MIN_TOKEN_LENGTH = 16  # a token anyone can guess in a few tries is no lock
 
 
 class ApiSettings(_Section):
@@ -131,22 +150,40 @@ class GatewayConfig(_Section):
     demo: DemoSettings = msgspec.field(default_factory=DemoSettings)
 
 
+# what only a process that connects out (PBX, CRMs) or serves the API reads
+OFFLINE_SECTIONS = frozenset({"pbx", "connectors", "api"})
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _MSGSPEC_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 
 
-def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> GatewayConfig:
-    """Read and validate a config file; raises ConfigError naming the offending key."""
+def load_config(
+    path: str | os.PathLike[str],
+    env: dict[str, str] | None = None,
+    *,
+    require_pbx: bool = False,
+    offline: bool = False,
+) -> GatewayConfig:
+    """Read and validate a config file; raises ConfigError naming the offending key (a
+    ``ConfigErrors`` listing every one when there are several). ``require_pbx``: the file is
+    for ``run``, which needs a PBX to connect to. ``offline``: for commands that touch only
+    the store (``user``, ``import``, ``export``, ``replay``): the sections they never use
+    (``OFFLINE_SECTIONS``: PBX, CRMs, API tokens) are left out, so their secrets need not be
+    in this shell's environment."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError("", f"cannot read config file {str(p)!r}: {e.strerror}") from e
-    return parse_config(text, env=env, source=str(p))
+    return parse_config(text, env=env, source=str(p), require_pbx=require_pbx, offline=offline)
 
 
 def parse_config(
-    text: str, env: dict[str, str] | None = None, source: str = "<config>"
+    text: str,
+    env: dict[str, str] | None = None,
+    source: str = "<config>",
+    *,
+    require_pbx: bool = False,
+    offline: bool = False,
 ) -> GatewayConfig:
     try:
         raw = yaml.safe_load(text)
@@ -159,24 +196,75 @@ def parse_config(
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError("", f"expected a mapping of sections at the top, found {_kind(raw)}")
-    raw = _substitute_env(raw, os.environ if env is None else env, "")
-    return config_from_dict(raw)
+    errors: list[ConfigError] = []
+    if offline:
+        raw = {k: v for k, v in raw.items() if k not in OFFLINE_SECTIONS}
+    raw = _substitute_env(raw, os.environ if env is None else env, "", errors)
+    if errors:
+        raise ConfigErrors(errors)
+    return config_from_dict(raw, require_pbx=require_pbx)
 
 
-def config_from_dict(raw: dict[str, Any]) -> GatewayConfig:
+class ConfigErrors(ConfigError):
+    """Several config mistakes at once, so one run of ``check-config`` shows every one; it
+    reads (and matches) as the first, and ``errors`` holds them all."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        first = errors[0]
+        super().__init__(first.path, first.message)
+        self.errors = errors
+        self.args = ("\n".join(str(e) for e in errors),)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def config_from_dict(raw: dict[str, Any], *, require_pbx: bool = False) -> GatewayConfig:
     try:
         cfg = msgspec.convert(raw, GatewayConfig, strict=True)
     except msgspec.ValidationError as e:
-        raise _explain(e, raw) from e
-    _check(cfg)
+        raise ConfigErrors(_every_type_error(raw) or [_explain(e, raw)]) from e
+    problems = _check(cfg)
+    if require_pbx and not cfg.pbx:
+        problems.insert(
+            0, ConfigError("pbx", "expected at least one PBX to connect to, found none")
+        )
+    if problems:
+        raise ConfigErrors(problems)
     return cfg
 
 
-def _substitute_env(node: Any, env: Any, path: str) -> Any:
+def _every_type_error(raw: dict[str, Any]) -> list[ConfigError]:
+    """msgspec stops at the first mistake; converting each section (and each item of a list
+    section) alone finds the first mistake of every one of them."""
+    fields = {f.name: f.type for f in msgspec.structs.fields(GatewayConfig)}
+    errors: list[ConfigError] = []
+    for key, value in raw.items():
+        if key not in fields:
+            errors.append(
+                ConfigError(str(key), f"unknown key {key!r}; expected one of: {', '.join(fields)}")
+            )
+            continue
+        parts = (
+            [(f"{key}[{i}]", {key: [v]}) for i, v in enumerate(value)]
+            if (isinstance(value, list) and typing.get_origin(fields[key]) is list)
+            else [(key, {key: value})]
+        )
+        for where, alone in parts:
+            try:
+                msgspec.convert(alone, GatewayConfig, strict=True)
+            except msgspec.ValidationError as e:
+                err = _explain(e, alone)
+                path = where + err.path.removeprefix(f"{key}[0]") if where != key else err.path
+                errors.append(ConfigError(path, err.message))
+    return errors
+
+
+def _substitute_env(node: Any, env: Any, path: str, errors: list[ConfigError]) -> Any:
     if isinstance(node, dict):
-        return {k: _substitute_env(v, env, _join(path, str(k))) for k, v in node.items()}
+        return {k: _substitute_env(v, env, _join(path, str(k)), errors) for k, v in node.items()}
     if isinstance(node, list):
-        return [_substitute_env(v, env, f"{path}[{i}]") for i, v in enumerate(node)]
+        return [_substitute_env(v, env, f"{path}[{i}]", errors) for i, v in enumerate(node)]
     if isinstance(node, str) and "${" in node:
 
         def repl(m: re.Match[str]) -> str:
@@ -185,11 +273,15 @@ def _substitute_env(node: Any, env: Any, path: str) -> Any:
                 return str(env[name])
             if default is not None:
                 return default
-            raise ConfigError(
-                path,
-                f"expected environment variable {name} to be set (referenced as ${{{name}}}), "
-                f"found it unset; export {name}=... or write ${{{name}:-default}}",
+            errors.append(
+                ConfigError(
+                    path,
+                    f"expected environment variable {name} to be set (referenced as "
+                    f"${{{name}}}), found it unset; export {name}=... or write "
+                    f"${{{name}:-default}}",
+                )
             )
+            return ""
 
         return _ENV.sub(repl, node)
     return node
@@ -320,22 +412,35 @@ def _kind(v: Any) -> str:
     return type(v).__name__
 
 
-def _check(cfg: GatewayConfig) -> None:
+def _check(cfg: GatewayConfig) -> list[ConfigError]:
+    """What types alone cannot say, every problem found (not only the first)."""
+    errors: list[ConfigError] = []
+
+    def bad(path: str, message: str) -> None:
+        errors.append(ConfigError(path, message))
+
     names = [p.name for p in cfg.pbx]
     for i, name in enumerate(names):
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", name):
-            raise ConfigError(
-                f"pbx[{i}].name", f"expected letters, digits, '_', '.', '-', found {name!r}"
-            )
-        if names.index(name) != i:
-            raise ConfigError(f"pbx[{i}].name", f"expected a unique name, found {name!r} twice")
+            bad(f"pbx[{i}].name", f"expected letters, digits, '_', '.', '-', found {name!r}")
+        elif names.index(name) != i:
+            bad(f"pbx[{i}].name", f"expected a unique name, found {name!r} twice")
     for i, p in enumerate(cfg.pbx):
         if not 0 < p.port < 65536:
-            raise ConfigError(f"pbx[{i}].port", f"expected a TCP port 1-65535, found {p.port}")
-        if p.ping_interval <= 0:
-            raise ConfigError(f"pbx[{i}].ping_interval", f"expected > 0, found {p.ping_interval}")
-        if p.reconnect.initial <= 0 or p.reconnect.maximum < p.reconnect.initial:
-            raise ConfigError(
+            bad(f"pbx[{i}].port", f"expected a TCP port 1-65535, found {p.port}")
+        if not p.secret:
+            bad(
+                f"pbx[{i}].secret",
+                "expected the AMI user's secret, found it empty (is AMI_SECRET set to nothing?)",
+            )
+        if not p.username:
+            bad(f"pbx[{i}].username", "expected the AMI user name, found it empty")
+        for key in ("ping_interval", "action_timeout", "connect_timeout"):
+            value = getattr(p, key)
+            if not value > 0:
+                bad(f"pbx[{i}].{key}", f"expected a number of seconds > 0, found {value}")
+        if not 0 < p.reconnect.initial <= p.reconnect.maximum:
+            bad(
                 f"pbx[{i}].reconnect",
                 "expected 0 < initial <= maximum, found "
                 f"initial={p.reconnect.initial} maximum={p.reconnect.maximum}",
@@ -344,32 +449,62 @@ def _check(cfg: GatewayConfig) -> None:
         try:
             compiled = re.compile(rx)
         except re.error as e:
-            raise ConfigError(
-                f"tracking.agent_channels[{i}]", f"expected a regex, found {rx!r} ({e})"
-            ) from e
+            bad(f"tracking.agent_channels[{i}]", f"expected a regex, found {rx!r} ({e})")
+            continue
         if "ext" not in compiled.groupindex:
-            raise ConfigError(
+            bad(
                 f"tracking.agent_channels[{i}]",
                 f"expected a regex with a named group (?P<ext>...), found {rx!r}",
             )
-    if not 0 <= cfg.agi.port < 65536:
-        raise ConfigError("agi.port", f"expected a TCP port 1-65535, found {cfg.agi.port}")
+    if not 0 < cfg.agi.port < 65536:
+        bad("agi.port", f"expected a TCP port 1-65535, found {cfg.agi.port}")
     if not 0 < cfg.http.port < 65536:
-        raise ConfigError("http.port", f"expected a TCP port 1-65535, found {cfg.http.port}")
+        bad("http.port", f"expected a TCP port 1-65535, found {cfg.http.port}")
+    if not cfg.http.header_timeout > 0:
+        bad("http.header_timeout", f"expected seconds > 0, found {cfg.http.header_timeout}")
+    for key in ("trusted_proxies", "ops_allow"):
+        for i, net in enumerate(getattr(cfg.http, key)):
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                bad(f"http.{key}[{i}]", f"expected an address or network, found {net!r}")
+    if cfg.http.ops_token and len(cfg.http.ops_token) < MIN_TOKEN_LENGTH:
+        bad(
+            "http.ops_token",
+            f"expected at least {MIN_TOKEN_LENGTH} characters, found {len(cfg.http.ops_token)}",
+        )
+    panel = cfg.panel
+    for key in ("login_attempts", "originate_limit", "buffer_size", "max_pending"):
+        if getattr(panel, key) < 1:
+            bad(f"panel.{key}", f"expected a whole number >= 1, found {getattr(panel, key)}")
+    for key in ("session_hours", "login_window", "originate_window", "followup_check_seconds"):
+        if not getattr(panel, key) > 0:
+            bad(f"panel.{key}", f"expected a number > 0, found {getattr(panel, key)}")
+    tokens = [t.token for t in cfg.api.tokens]
+    for i, t in enumerate(cfg.api.tokens):
+        if len(t.token) < MIN_TOKEN_LENGTH:
+            bad(
+                f"api.tokens[{i}].token",
+                f"expected at least {MIN_TOKEN_LENGTH} random characters (e.g. from "
+                f"'openssl rand -hex 24'), found {len(t.token)}",
+            )
+        elif tokens.index(t.token) != i:
+            bad(f"api.tokens[{i}].token", "expected a token of its own, found it shared")
+        if not t.scopes:
+            bad(f"api.tokens[{i}].scopes", "expected at least one scope, found none")
+        for j, scope in enumerate(t.scopes):
+            if scope not in API_SCOPES:
+                bad(
+                    f"api.tokens[{i}].scopes[{j}]",
+                    f"expected one of {', '.join(sorted(API_SCOPES))}, found {scope!r}",
+                )
     conn_names = [c.name for c in cfg.connectors]
     for i, name in enumerate(conn_names):
         if conn_names.index(name) != i:
-            raise ConfigError(
-                f"connectors[{i}].name", f"expected a unique name, found {name!r} twice"
-            )
-    try:
-        import phonenumbers
-
-        if cfg.lookup.default_region.upper() not in phonenumbers.SUPPORTED_REGIONS:
-            raise ConfigError(
-                "lookup.default_region",
-                f"expected an ISO 3166 region such as ES, US, GB, found "
-                f"{cfg.lookup.default_region!r}",
-            )
-    except ImportError:  # pragma: no cover - phonenumbers is a hard dependency
-        pass
+            bad(f"connectors[{i}].name", f"expected a unique name, found {name!r} twice")
+    if cfg.lookup.default_region.upper() not in phonenumbers.SUPPORTED_REGIONS:
+        bad(
+            "lookup.default_region",
+            f"expected an ISO 3166 region such as ES, US, GB, found {cfg.lookup.default_region!r}",
+        )
+    return errors

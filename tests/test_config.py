@@ -82,7 +82,7 @@ def test_shipped_example_configs_validate() -> None:
 def _env_names(text: str) -> dict[str, str]:
     import re
 
-    return {name: "x" for name in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", text)}
+    return {name: "x" * 24 for name in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", text)}
 
 
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:

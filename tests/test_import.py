@@ -144,7 +144,7 @@ async def test_export_neutralizes_spreadsheet_formulas(db: Database) -> None:
     await export_csv(db, "contacts", out)
     row = out.getvalue().splitlines()[1]
     assert "'=HYPERLINK" in row
-    assert ",+34 911 23 45 67," in row  # a number keeps its plus
+    assert ",'+34 911 23 45 67," in row  # quoted like any cell starting with +; import unquotes
 
 
 async def test_import_dedupes_against_the_store_and_earlier_rows(db: Database) -> None:

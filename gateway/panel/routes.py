@@ -1,8 +1,9 @@
 """HTTP face of the panel: pages, the JSON routes under ``/panel/api``, recordings, the socket.
 
-Every route but the login page and the sign-in itself needs a session; state-changing routes
-also need a same-origin ``Origin`` (when the browser sends one) and a JSON body, which with the
-SameSite=Strict cookie closes the door to cross-site request forgery. Errors leave as
+Who may use each route is decided by the access table (``gateway/access.py``), which the auth
+middleware enforces before these handlers run, with its cross-site rule for changes made with
+the session cookie. The wrapper below checks again what also protects the public sign-in: a
+same-origin ``Origin`` (when the browser sends one) and a JSON body. Errors leave as
 ``{"error": {"id", "message", "details"}}`` with a message meant for the agent.
 """
 
@@ -19,7 +20,9 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from gateway.api.auth import error_response
+from gateway.api.params import decode_json
 from gateway.errors import ApiError
+from gateway.ops import is_https
 from gateway.panel.service import PanelService
 from gateway.panel.sessions import COOKIE, Session
 
@@ -74,10 +77,21 @@ def api(handler: SessionHandler, *, session: bool = True) -> Handler:
     return wrapped
 
 
+PANEL_MAX_BODY = 64 * 1024
+
+
 async def _body(request: web.Request) -> Any:
-    if request.content_length and request.content_length > 64 * 1024:
+    # read at most one byte past the limit: a chunked body has no Content-Length to check
+    raw = b""
+    while len(raw) <= PANEL_MAX_BODY:
+        chunk = await request.content.read(PANEL_MAX_BODY + 1 - len(raw))
+        if not chunk:
+            break
+        raw += chunk
+    if len(raw) > PANEL_MAX_BODY:
         raise ApiError(413, "too_large", "Body too large.")
-    return await request.json()
+    # the API's parser: 1e999, NaN, invalid UTF-8 and deep nesting are a 400, not a 500
+    return decode_json(raw, status=400)
 
 
 # -- pages ------------------------------------------------------------------------------------
@@ -123,7 +137,7 @@ async def login(request: web.Request, _: Session | None) -> web.Response:
         token,
         httponly=True,
         samesite="Strict",
-        secure=request.secure,
+        secure=is_https(request),  # also behind a TLS proxy from http.trusted_proxies
         path="/",
         max_age=int(panel.settings.session_hours * 3600),
     )

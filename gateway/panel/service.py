@@ -27,14 +27,17 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.access import ROLE_SCOPES
+from gateway.ami.events import AmiEvent
 from gateway.api.auth import Principal
 from gateway.calls.events import CallAnswered, CallEnded, CallRinging
 from gateway.config import GatewayConfig
 from gateway.errors import AmiError, ApiError
 from gateway.lookup.card import CallerCard
+from gateway.metrics import LOOKUP_SECONDS, POPUP_SECONDS
 from gateway.panel.board import AVAILABLE, PAUSED, Board, LiveCall
 from gateway.panel.clicktocall import Attempt, ClickToCall
-from gateway.panel.ratelimit import SlidingWindowLimiter
+from gateway.panel.ratelimit import SignInGuard, SlidingWindowLimiter
 from gateway.panel.sessions import COOKIE, Session, SessionStore
 from gateway.panel.settings import PanelSettings
 from gateway.panel.users import Role, UserError, UserRepository, check_extensions
@@ -52,11 +55,10 @@ from gateway.store.validation import FieldError
 log = logging.getLogger("gateway.panel")
 
 MISSED = ("noanswer", "abandoned", "busy")
-USER_SCOPES = {
-    Role.AGENT: frozenset({"lookup", "calls:read", "crm:write"}),
-    Role.SUPERVISOR: frozenset({"lookup", "calls:read", "crm:write"}),
-    Role.ADMIN: frozenset({"*"}),
-}
+# how often open sockets are checked against the sessions table, which `centralita user`
+# changes from another process (changes made through the API take effect at once)
+SESSION_CHECK_SECONDS = 30.0
+USER_SCOPES = {role: ROLE_SCOPES[role.value] for role in Role}  # gateway/access.py decides
 
 Writeback = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -104,8 +106,7 @@ class PanelService:
             allowed_origins=self.settings.allowed_origins,
         )
         s = self.settings
-        self.login_limiter = SlidingWindowLimiter(s.login_attempts, s.login_window)
-        self.address_limiter = SlidingWindowLimiter(s.login_attempts * 6, s.login_window)
+        self.sign_ins = SignInGuard(s.login_attempts, s.login_window)
         self.clicktocall = ClickToCall(
             db,
             links,
@@ -152,6 +153,7 @@ class PanelService:
             sub(CallRinging, self.on_ringing),
             sub(CallAnswered, self.on_answered),
             sub(CallEnded, self.on_ended),
+            sub(AmiEvent, self.clicktocall.on_ami_event),
         ]
 
     async def start(self) -> None:
@@ -166,6 +168,7 @@ class PanelService:
         self._workers = [
             asyncio.create_task(self._attribute_calls(), name="panel-call-attribution"),
             asyncio.create_task(self._watch_followups(), name="panel-followups"),
+            asyncio.create_task(self._watch_sessions(), name="panel-sessions"),
         ]
 
     async def stop(self) -> None:
@@ -207,15 +210,12 @@ class PanelService:
     async def login(
         self, username: Any, password: Any, extensions: Any, address: str
     ) -> tuple[str, Session]:
-        """Check the password (rate-limited per user name + address) and open a session."""
+        """Check the password (limits: ``SignInGuard``) and open a session."""
         if not isinstance(username, str) or not isinstance(password, str):
             raise ApiError(400, "bad_request", "Expected a user name and a password.")
         name = username.strip().lower()[:40]
         now = self.clock()
-        key = (name, address)
-        wait = max(
-            self.login_limiter.retry_after(key, now), self.address_limiter.retry_after(address, now)
-        )
+        wait = self.sign_ins.wait(name, address, now)
         if wait:
             raise ApiError(
                 429,
@@ -225,11 +225,10 @@ class PanelService:
             )
         user = await self.users.verify(name, password)
         if user is None:
-            self.login_limiter.hit(key, now)
-            self.address_limiter.hit(address, now)
+            self.sign_ins.failed(name, address, now)
             log.info("panel sign-in refused user=%r from %s", name, address)
             raise ApiError(401, "bad_credentials", "Wrong user name or password.")
-        self.login_limiter.reset(key)
+        self.sign_ins.succeeded(name, address, now)
         chosen: tuple[str, ...] = user.extensions
         if extensions not in (None, "", []):
             try:
@@ -237,6 +236,7 @@ class PanelService:
             except UserError as e:
                 raise ApiError(400, "bad_extension", str(e)) from e
         token, session = await self.sessions.create(user, chosen)
+        await self.hub.revalidate(user.username)  # tabs of a session the cap just ended
         agent = self.board.sign_in(user.username, user.display_name, user.role.value, chosen)
         log.info("panel sign-in user=%s extensions=%s", user.username, ",".join(chosen) or "-")
         self._publish_presence(agent.username)
@@ -255,6 +255,32 @@ class PanelService:
             self.board.sign_out(username)
             await self.hub.disconnect(username)
         self._publish_presence(username)
+
+    async def check_sessions(self, username: str | None = None) -> None:
+        """After a user's account changed (disabled, deleted, new password, role), here or
+        through ``centralita user`` in another process: close the tabs whose session ended
+        and take whoever has no session left off the board. ``None`` checks everyone."""
+        await self.hub.revalidate(username)
+        latest = {s.username: s for s in await self.sessions.active()}  # oldest first
+        names = [username] if username else list(self.board.agents)
+        for name in names:
+            agent = self.board.agents.get(name)
+            s = latest.get(name)
+            if s is not None:
+                if username:  # role or name may have changed
+                    self.board.sign_in(s.username, s.display_name, s.role.value, s.extensions)
+                    self._publish_presence(name)
+            elif agent is not None and agent.signed_in:
+                self.board.sign_out(name)
+                self._publish_presence(name)
+
+    async def _watch_sessions(self) -> None:
+        while True:
+            await asyncio.sleep(SESSION_CHECK_SECONDS)
+            try:
+                await self.check_sessions()
+            except Exception:
+                log.exception("panel: session check failed")
 
     # -- messages ----------------------------------------------------------------------------
 
@@ -290,7 +316,10 @@ class PanelService:
             self._pending[call.key] = _Pending()
             # the pop-up shows the call as it was when it started ringing, whatever happens
             # to it while the lookup runs (those changes follow in their own messages)
-            self._spawn(self._pop_up(call, call.to_json(), e.number), f"panel-popup-{call.key}")
+            rang = time.perf_counter()
+            self._spawn(
+                self._pop_up(call, call.to_json(), e.number, rang), f"panel-popup-{call.key}"
+            )
             return
         self._send_ringing(call)
 
@@ -298,11 +327,14 @@ class PanelService:
         data = {"call": call.to_json(), "card": self._cards.get(call.key)}
         self._send(call.key, self._audience(call.involved), m.encode(m.CALL_RINGING, data))
 
-    async def _pop_up(self, call: LiveCall, snapshot: dict[str, Any], number: str | None) -> None:
+    async def _pop_up(
+        self, call: LiveCall, snapshot: dict[str, Any], number: str | None, rang: float
+    ) -> None:
         card_json: dict[str, Any] | None = None
         try:
             if number and self.lookup is not None:
                 card_json = card_to_json(await self.lookup.lookup(number))
+                LOOKUP_SECONDS.labels("panel").observe(time.perf_counter() - rang)
         except Exception:  # the pop-up goes out without a card rather than not at all
             log.exception("panel lookup failed call=%s", call.key)
         finally:
@@ -311,6 +343,7 @@ class PanelService:
                 self._cards[call.key] = card_json
             data = {"call": snapshot, "card": card_json}
             self.hub.publish(self._audience(call.involved), m.encode(m.CALL_RINGING, data))
+            POPUP_SECONDS.observe(time.perf_counter() - rang)
             self.rings_published += 1
             for agents, msg in pending.held if pending else ():
                 self.hub.publish(agents, msg)
@@ -596,8 +629,13 @@ class PanelService:
         if person_id is not None:
             summary = f"Call {call_id.split(':', 1)[-1]}" + (f": {label}" if label else "")
             if notes or label:
-                await self.activities.add(
-                    int(person_id), "note", summary, body=notes, author=session.username
+                await self.activities.add(  # call_id: seen only by who may see the call
+                    int(person_id),
+                    "note",
+                    summary,
+                    body=notes,
+                    author=session.username,
+                    call_id=call_id,
                 )
             if follow_up_at is not None:
                 title = str(body.get("follow_up_title") or f"Call back ({label or 'follow-up'})")
@@ -686,7 +724,7 @@ def card_to_json(card: CallerCard) -> dict[str, Any]:
 def _call_row(r: Any) -> dict[str, Any]:
     keys = r.keys()
     d = {k: r[k] for k in keys if k not in ("caller_e164", "other_e164", "saved_at", "users")}
-    for f in ("agents_rang", "transfers", "recordings"):
+    for f in ("agents_rang", "agents_answered", "transfers", "recordings", "warnings"):
         try:
             d[f] = json.loads(d.get(f) or "[]")
         except ValueError:
@@ -699,9 +737,13 @@ def _call_row(r: Any) -> dict[str, Any]:
 
 def _time_param(value: str, name: str) -> float:
     try:
-        return float(value)
+        f = float(value)
     except ValueError:
         pass
+    else:
+        if not _is_date(f):
+            raise ApiError(400, "bad_time", f"{name}: expected a date (YYYY-MM-DD) or epoch")
+        return f
     try:
         dt = datetime.fromisoformat(value)
     except ValueError:
@@ -715,7 +757,15 @@ def _follow_up_time(value: Any) -> float | None:
     if value in (None, ""):
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
+        # 1e999 parses as Infinity: stored, it made every card of the person invalid JSON
+        if not _is_date(float(value)):
+            raise ApiError(400, "bad_time", "follow_up_at: expected a date or epoch seconds")
         return float(value)
     if isinstance(value, str):
         return _time_param(value, "follow_up_at")
     raise ApiError(400, "bad_time", "follow_up_at: expected a date or epoch seconds")
+
+
+def _is_date(f: float) -> bool:
+    """Finite epoch seconds before the year 3000 (not NaN, not Infinity)."""
+    return 0 <= f < 32_503_680_000

@@ -33,6 +33,8 @@ _PHONE_FIELDS = {
     "home_phone": "home",
 }
 _EMAIL_FIELDS = {"email": "work", "work_email": "work", "home_email": "home"}
+# a number's own do-not-call flag travels in the column beside it (``work_phone_do_not_call``)
+_PHONE_DNC_FIELDS = {f"{f}_do_not_call": f for f in ("work_phone", "mobile_phone", "home_phone")}
 _PLAIN_FIELDS = (
     "first_name",
     "last_name",
@@ -49,7 +51,7 @@ _PLAIN_FIELDS = (
     "do_not_call",
     "email_opt_out",
 )
-IMPORT_FIELDS = frozenset((*_PLAIN_FIELDS, *_PHONE_FIELDS, *_EMAIL_FIELDS))
+IMPORT_FIELDS = frozenset((*_PLAIN_FIELDS, *_PHONE_FIELDS, *_EMAIL_FIELDS, *_PHONE_DNC_FIELDS))
 EXPORT_COLUMNS = (
     "id",
     "kind",
@@ -69,6 +71,7 @@ EXPORT_COLUMNS = (
     "mobile_phone",
     "home_phone",
     "email",
+    *_PHONE_DNC_FIELDS,
 )
 
 
@@ -157,16 +160,24 @@ def _row_input(
     data: dict[str, Any] = {}
     phones: list[dict[str, str]] = []
     emails: list[dict[str, str]] = []
+    dnc_of: dict[str, str] = {}  # phone field -> its do-not-call cell
+    by_field: dict[str, dict[str, str]] = {}
     for column, target in mapping.items():
-        value = (row.get(column) or "").strip()
+        value = unquote_cell((row.get(column) or "").strip())
         if not value:
             continue
-        if target in _PHONE_FIELDS:
-            phones.append({"number": value, "type": _PHONE_FIELDS[target]})
+        if target in _PHONE_DNC_FIELDS:
+            dnc_of[_PHONE_DNC_FIELDS[target]] = value
+        elif target in _PHONE_FIELDS:
+            by_field[target] = {"number": value, "type": _PHONE_FIELDS[target]}
+            phones.append(by_field[target])
         elif target in _EMAIL_FIELDS:
             emails.append({"email": value, "type": _EMAIL_FIELDS[target]})
         else:
             data[target] = value
+    for target, flag in dnc_of.items():
+        if target in by_field:
+            by_field[target]["do_not_call"] = flag
     if phones:
         data["phones"] = phones
     if emails:
@@ -256,7 +267,13 @@ class _StrictAbort(Exception):
     """Raised inside the import transaction to roll it back in strict mode."""
 
 
-_FORMULA = re.compile(r"^[=@\t\r]|^[+-](?![\d (])")
+# OWASP's CSV-injection rule: a cell starting with one of these is a formula to a spreadsheet
+# (the fullwidth forms too: some spreadsheets fold them to ASCII). Such a cell is written with a
+# leading quote; a cell that already starts with quotes before one gets one more, so that
+# ``unquote_cell`` can take exactly one off on import and every value (``+34 911 234 567``,
+# ``-x``, ``'=x``) comes back as it was.
+_TRIGGERS = "=+-@\t\r\uff1d\uff0b\uff0d\uff20"
+_FORMULA = re.compile(f"^'*[{re.escape(_TRIGGERS)}]")
 
 
 def _cell(value: object) -> str:
@@ -267,6 +284,11 @@ def _cell(value: object) -> str:
         return "1" if value else "0"
     s = str(value)
     return "'" + s if _FORMULA.match(s) else s
+
+
+def unquote_cell(value: str) -> str:
+    """A cell as exported (``'+34 911 234 567``) back to its value (``+34 911 234 567``)."""
+    return value[1:] if value.startswith("'") and _FORMULA.match(value) else value
 
 
 async def export_csv(db: Database, kind: str | PersonType, out: TextIO | str | Path) -> int:
@@ -290,13 +312,15 @@ async def export_csv(db: Database, kind: str | PersonType, out: TextIO | str | P
         if not rows:
             return count
         for p in await people.hydrate(db.conn, rows):
-            by_type: dict[str, str] = {}
+            by_type: dict[str, Any] = {}
             for ph in p.phones:
-                by_type.setdefault(ph.type, ph.raw)
+                by_type.setdefault(ph.type, ph)
             d = p.to_dict()
-            d["work_phone"] = by_type.get("work")
-            d["mobile_phone"] = by_type.get("mobile")
-            d["home_phone"] = by_type.get("home")
+            for kind_ in ("work", "mobile", "home"):
+                first = by_type.get(kind_)
+                d[f"{kind_}_phone"] = first.raw if first else None
+                flagged = first is not None and first.do_not_call
+                d[f"{kind_}_phone_do_not_call"] = True if flagged else None
             d["email"] = p.emails[0].email if p.emails else None
             writer.writerow([_cell(d.get(c)) for c in EXPORT_COLUMNS])
             count += 1

@@ -16,13 +16,22 @@ Migrations are numbered plain SQL files ``migrations/NNNN_name.sql``; the schema
 ``PRAGMA user_version``. At open every file above the current version is applied in order, each
 in its own transaction with the version bump, so a crash mid-upgrade leaves the previous version
 intact. A file whose version is newer than the newest migration this code ships is refused.
+
+The store holds people's names and numbers: the file (and its -wal/-shm companions, which SQLite
+creates with the file's mode) is 0600, a folder created for it 0700. A gateway opens the store
+with ``single_instance=True``: a lock file beside it (``<store>.lock``, holding the pid) makes a
+second gateway on the same store refuse to start instead of both writing. CLI commands (import,
+export, user) open it without the lock, next to a running gateway, as WAL allows.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import fcntl
 import logging
+import os
 import re
 import sqlite3
 import time
@@ -48,6 +57,68 @@ SqlParam = str | int | float | bytes | None
 
 class StoreError(GatewayError):
     """The database file cannot be used as it is (wrong schema version, failed migration)."""
+
+
+class StoreInUse(StoreError):
+    """Another gateway holds the store's lock; ``pid`` is that process (None if unknown)."""
+
+    def __init__(self, path: Path, pid: int | None) -> None:
+        who = f"pid {pid}" if pid else "another process"
+        super().__init__(
+            f"store {str(path)!r} is in use by another gateway ({who}); stop it first, or give "
+            "this one its own store.path"
+        )
+        self.pid = pid
+
+
+class InstanceLock:
+    """An exclusive ``flock`` on ``<store>.lock`` holding the owner's pid; the kernel drops
+    it when the process dies, so a crash never leaves a stale lock behind."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd: int | None = fd
+
+    @classmethod
+    def acquire(cls, store: Path) -> InstanceLock:
+        path = store.with_name(store.name + ".lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            os.close(fd)
+            raise StoreInUse(store, int(text) if text.isdigit() else None) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return cls(path, fd)
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+        os.close(fd)  # closing drops the flock
+
+
+def _private_file(path: Path) -> None:
+    """Create the store file 0600 (or take an existing one down to 0600) before SQLite opens
+    it; a folder created for it is 0700."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for companion in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            if companion.stat().st_mode & 0o077:
+                companion.chmod(0o600)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +195,10 @@ class Database:
         reader: sqlite3.Connection,
         version: int,
         clock: Callable[[], float],
+        lock: InstanceLock | None = None,
     ) -> None:
         self.path = path
+        self.lock = lock
         self.conn = conn
         self.reader = reader
         self.version = version
@@ -143,13 +216,31 @@ class Database:
         migrations_dir: Path = MIGRATIONS_DIR,
         upto: int | None = None,
         clock: Callable[[], float] = time.time,
+        single_instance: bool = False,
     ) -> Database:
-        """Open (creating folder and file if needed) and migrate; ``upto`` is for tests only."""
+        """Open (creating folder and file if needed) and migrate; ``upto`` is for tests only.
+        ``single_instance``: take the store's lock (a gateway), or raise StoreInUse."""
         p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
         migrations = discover_migrations(migrations_dir)
-        version = await asyncio.to_thread(migrate, p, migrations, upto)
-        conn = await aiosqlite.connect(p, isolation_level=None)
+        _private_file(p)
+        lock = InstanceLock.acquire(p) if single_instance else None
+        try:
+            version = await asyncio.to_thread(migrate, p, migrations, upto)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        pending = aiosqlite.connect(p, isolation_level=None)
+        # a command that dies with this connection still open must exit, not wait forever on
+        # the connection's (non-daemon) thread; SQLite's journal keeps the file whole
+        with contextlib.suppress(AttributeError):
+            pending._thread.daemon = True
+        try:
+            conn = await pending
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
         try:
             conn.row_factory = sqlite3.Row
             for pragma in (
@@ -162,16 +253,22 @@ class Database:
             reader = sqlite3.connect(p, isolation_level=None, check_same_thread=False)
         except BaseException:
             await conn.close()
+            if lock is not None:
+                lock.release()
             raise
         reader.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         reader.execute("PRAGMA query_only = ON")
         # map the file instead of read() per page: a cold lookup touches ~10 pages
         reader.execute(f"PRAGMA mmap_size = {READER_MMAP_BYTES}")
-        return cls(p, conn, reader, version, clock)
+        return cls(p, conn, reader, version, clock, lock)
 
     async def close(self) -> None:
         self.reader.close()
-        await self.conn.close()
+        try:
+            await self.conn.close()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
 
     # -- transactions -----------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from gateway.store.db import Database, SqlParam
 from gateway.store.models import FollowUpTask, Person
 from gateway.store.repositories import MAX_PAGE, PersonRepository, numbers_of_people
 from gateway.store.scoring import DAY, LeadFacts, Score, ScoringSettings, score
+from gateway.store.validation import finite, timestamp
 
 if TYPE_CHECKING:
     pass
@@ -228,6 +229,8 @@ class ScoringService:
         """Store validated manual values (None clears one) and rescore; None: no such lead."""
         if await self.people.get(person_id) is None:
             return None
+        # whoever calls: never NaN or Infinity stored (the API checks the 0-10 scale first)
+        values = {n: None if v is None else finite(v, n) for n, v in values.items()}
         now = self.clock()
         async with self.db.transaction() as conn:
             for name, value in values.items():
@@ -258,7 +261,7 @@ class ScoringService:
                 return False
             await conn.execute(
                 "INSERT INTO form_fills (person_id, form, at) VALUES (?,?,?)",
-                (person_id, form, self.clock() if at is None else at),
+                (person_id, form, self.clock() if at is None else timestamp(at, "at")),
             )
             await self.recompute(person_id)
         return True

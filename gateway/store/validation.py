@@ -145,6 +145,32 @@ def score(value: Any, name: str) -> float | None:
     return f
 
 
+# a date the panel can show: 1970 to the year 9999 (Unix seconds)
+_LATEST_TIME = 253_402_300_799.0
+
+
+def finite(value: Any, name: str) -> float:
+    """A real number. NaN and ±Infinity (``1e999`` in JSON, ``inf`` in a CSV cell) are never
+    stored: every card, lookup and list that carried one would be invalid JSON from then on."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise FieldError(name, f"expected a number, got {_kind(value)}")
+    try:
+        f = float(value)
+    except (ValueError, OverflowError):
+        raise FieldError(name, f"expected a number, got {value!r}"[:200]) from None
+    if not math.isfinite(f):
+        raise FieldError(name, f"expected a finite number, got {value!r}"[:200])
+    return f
+
+
+def timestamp(value: Any, name: str) -> float:
+    """A moment as Unix seconds (finite, from 1970 to the year 9999)."""
+    f = finite(value, name)
+    if not 0 <= f <= _LATEST_TIME:
+        raise FieldError(name, f"expected a date as Unix seconds (1970 to 9999), got {value!r}")
+    return f
+
+
 def region(value: Any, name: str) -> str:
     v = text(value, name)
     if v and not _REGION.fullmatch(v):
