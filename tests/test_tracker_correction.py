@@ -109,3 +109,65 @@ async def test_call_log_correct_updates_the_row_once_and_keeps_the_agents_notes(
         assert await log.get("lab:9.9") is not None
     finally:
         await db.close()
+
+
+async def test_a_gateway_restarted_mid_call_over_tcp_logs_it_once_with_the_true_times(
+    tmp_path: Path, aiohttp_client: Any
+) -> None:
+    """The same case against the simulated PBX over real TCP: the first gateway sees the call
+    ring and be answered, then stops; while no gateway runs, the call goes on; the second
+    one, on the same store, learns the call from CoreShowChannels and closes it once, with
+    ring and talk time as the PBX measured them, not the outage."""
+    import msgspec
+
+    from gateway.app import create_app
+    from gateway.config import ReconnectSettings
+    from gateway.sim.clock import ManualClock
+    from gateway.sim.pbx import SimulatedPbx
+
+    sim = SimulatedPbx(secret="gw", clock=ManualClock(), flavour="lab")
+    await sim.start()
+    try:
+        cfg = msgspec.structs.replace(
+            _gateway(tmp_path).cfg,
+            pbx=[
+                PbxSettings(
+                    name="lab", port=sim.port, username="gateway", secret="gw",
+                    ping_interval=1.0, reconnect=ReconnectSettings(initial=0.05, maximum=0.2),
+                )
+            ],
+        )  # fmt: skip
+        first = Gateway(cfg)
+        client = await aiohttp_client(await create_app(cfg, first))
+        await _until(lambda: first.links["lab"].health().logged_in)
+        linkedid = sim.start_call("inbound_answered", ring_seconds=3, talk_seconds=40)
+        await sim.advance(8)  # rang 3 s, answered, 5 s into the talk
+        await _until(lambda: first.trackers["lab"].open_calls == 1)
+        await client.close()  # the first gateway stops (its store closes with it)
+        await sim.advance(20)  # the call goes on while no gateway is there
+
+        second = Gateway(cfg)
+        ended: list[CallEnded] = []
+        second.bus.subscribe(CallEnded, ended.append)
+        await aiohttp_client(await create_app(cfg, second))
+        await _until(lambda: second.trackers["lab"].open_calls == 1)
+        await sim.advance(30)  # the call ends with the second gateway watching
+        await _until(lambda: len(ended) == 1)
+        await second._ended.join()
+        assert second.call_log is not None
+        rows = (await second.call_log.list()).items
+        assert [r["id"] for r in rows] == [f"lab:{linkedid}"]  # once, across both gateways
+        row = rows[0]
+        assert row["outcome"] == "answered" and row["answered_by"] == "101"
+        assert abs(row["ring_seconds"] - 3) < 1.5  # the PBX's ring time, not 0
+        assert abs(row["talk_seconds"] - 40) < 1.5  # as the PBX timed it
+        assert row["talk_seconds"] < row["total_seconds"] < 50
+    finally:
+        await sim.stop()
+
+
+async def _until(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition never became true"
+        await asyncio.sleep(0.01)

@@ -1083,7 +1083,17 @@ class CallTracker:
                 started = ended - longest  # its start was not seen
             if billed and (answered is None or call.answer_estimated):
                 answered = max(started, ended - billed)
-        if call.ring_start is None:
+        # an agent phone's own Cdr: it existed for Duration, of which it talked BillableSeconds
+        agent_cdr = max(
+            ((bill, dur) for disp, dur, bill, agent in call.cdrs if agent and disp == "ANSWERED"),
+            default=None,
+        )
+        ring_unseen = call.ring_start is None or (
+            answered is not None and call.ring_start >= answered  # dated at the resync
+        )
+        if ring_unseen and agent_cdr is not None:
+            ring = float(max(0, agent_cdr[1] - agent_cdr[0]))
+        elif call.ring_start is None:
             ring = 0.0
         elif answered is not None:
             first = call.answer_ring_start
