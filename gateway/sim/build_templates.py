@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 from gateway.ami.frames import AmiFrame, iter_capture
+from gateway.sim.state import SNAPSHOT_KEYS
 from gateway.sim.template_layout import ScenarioTemplate, TemplateChannel, TemplateEvent
 
 SCENARIOS = (
@@ -67,24 +68,7 @@ _DIALSTRING = re.compile(r"^([^\s,;@/]+)@(agents|from-pstn|pstn-customers)(/n)?$
 _UID = re.compile(r"\b\d{10}\.\d+\b")
 _PJSIP = re.compile(r"PJSIP/([\w]+)-([0-9a-f]{8})")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-_SNAPSHOT_KEYS = frozenset(
-    {
-        "Channel",
-        "ChannelState",
-        "ChannelStateDesc",
-        "CallerIDNum",
-        "CallerIDName",
-        "ConnectedLineNum",
-        "ConnectedLineName",
-        "Language",
-        "AccountCode",
-        "Context",
-        "Exten",
-        "Priority",
-        "Uniqueid",
-        "Linkedid",
-    }
-)
+_SNAPSHOT_KEYS = frozenset(SNAPSHOT_KEYS)
 _DURATION_VARS = ("ANSWEREDTIME", "DIALEDTIME", "RINGTIME", "PROGRESSTIME")
 _CDR_TIME = "%Y-%m-%d %H:%M:%S"
 
@@ -198,17 +182,7 @@ class _Builder:
         if m:
             prefix = "dsn" if m.group(3) else "ds"
             v = _field(prefix, "_", self._role(m.group(1), m.group(2)))
-        if self.gwid:
-            v = v.replace(self.gwid, "{gwid}")
-        v = v.replace('"" <' + CALLER + ">", '"{cname}" <' + CALLER + ">")
-        v = v.replace('"Click-to-call" <', '"{cname}" <')
-        v = _token(v, CALLER, "caller")
-        v = _token(v, DID, "did")
-        for i, a in enumerate(AGENTS):
-            v = _token(v, a, f"a{i}")
-        v = _token(v, QUEUE, "queue")
-        v = v.replace("scenario=" + self.name, "scenario={scenario}")
-        return v
+        return _people(v, self.gwid, self.name)
 
     def _bridge(self, m: re.Match[str]) -> str:
         return _field("b", self.bridges.setdefault(m.group(0), len(self.bridges)))
@@ -366,17 +340,7 @@ class _PjsipBuilder(_Builder):
         v = _PJSIP.sub(lambda m: _field("ch", self.chan_index[m.group(0)]), v)
         v = _UID.sub(lambda m: _field("u", self.uid_index[m.group(0)]), v)
         v = v.replace("PJSIP/trunk", "PJSIP/{trunk}").replace("@trunk", "@{trunk}")
-        if self.gwid:
-            v = v.replace(self.gwid, "{gwid}")
-        v = v.replace('"" <' + CALLER + ">", '"{cname}" <' + CALLER + ">")
-        v = v.replace('"Click-to-call" <', '"{cname}" <')
-        v = _token(v, CALLER, "caller")
-        v = _token(v, DID, "did")
-        for i, a in enumerate(AGENTS):
-            v = _token(v, a, f"a{i}")
-        v = _token(v, QUEUE, "queue")
-        v = v.replace("scenario=" + self.name, "scenario={scenario}")
-        return v
+        return _people(v, self.gwid, self.name)
 
 
 def build(trace_dir: Path, flavour: str = "lab") -> dict[str, ScenarioTemplate]:
@@ -435,6 +399,20 @@ def write(data: dict[str, ScenarioTemplate], flavour: str) -> Path:
     lines += ["}", "# fmt: on", ""]
     target.write_text("\n".join(lines))
     return target
+
+
+def _people(v: str, gwid: str, scenario: str) -> str:
+    """The values every flavour turns into fields: call id, caller, DID, agents, queue."""
+    if gwid:
+        v = v.replace(gwid, "{gwid}")
+    v = v.replace('"" <' + CALLER + ">", '"{cname}" <' + CALLER + ">")
+    v = v.replace('"Click-to-call" <', '"{cname}" <')
+    v = _token(v, CALLER, "caller")
+    v = _token(v, DID, "did")
+    for i, a in enumerate(AGENTS):
+        v = _token(v, a, f"a{i}")
+    v = _token(v, QUEUE, "queue")
+    return v.replace("scenario=" + scenario, "scenario={scenario}")
 
 
 def main(argv: list[str]) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-_SNAPSHOT_KEYS = (
+SNAPSHOT_KEYS = (
     "Channel",
     "ChannelState",
     "ChannelStateDesc",
@@ -97,7 +97,7 @@ class LiveState:
         name = h.get("Channel", "")
         if ev == "Newchannel":
             self.channels[name] = LiveChannel(
-                {k: h.get(k, "") for k in _SNAPSHOT_KEYS}, now, h["Linkedid"]
+                {k: h.get(k, "") for k in SNAPSHOT_KEYS}, now, h["Linkedid"]
             )
             return
         ch = self.channels.get(name)
@@ -123,7 +123,7 @@ class LiveState:
             del self.channels[name]
             return
         if "Uniqueid" in h and h.get("Uniqueid") == ch.headers["Uniqueid"]:
-            for k in _SNAPSHOT_KEYS:
+            for k in SNAPSHOT_KEYS:
                 if k in h:
                     ch.headers[k] = h[k]
         if ev == "Newexten":
