@@ -156,7 +156,7 @@ async def test_agent_sees_only_own_calls_supervisor_sees_all(world: Any) -> None
         assert r.status == 204
     async with sofia.get(world.url("/panel/api/board")) as r:
         agents = {a["username"]: a["status"] for a in (await r.json())["agents"]}
-        assert agents["ana"] == "available"
+        assert agents["ana"] == "after_call_work"  # her answered call just ended: wrap-up time
 
 
 async def test_missed_calls_list(world: Any) -> None:

@@ -22,9 +22,11 @@ from phonenumbers import NumberParseException, PhoneNumberType
 from gateway.errors import InvalidNumber
 
 __all__ = [
+    "ALLOWED_CHARACTERS",
     "InvalidNumber",
     "NormalizedNumber",
     "dial_safe",
+    "display_format",
     "is_extension",
     "normalize",
     "to_ascii_digits",
@@ -69,8 +71,15 @@ _SEPARATORS = {
     "\uff09": ")",
     "\uff0e": ".",
 }
-_DIAL_FORBIDDEN = ("&", ",", "|", ";", "/", "\n", "\r", "${", "(", ")", "\x00")
+_DIAL_FORBIDDEN = ("&", ",", "|", ";", "/", "\n", "\r", "${", "\x00")
 _DIAL_OK = re.compile(r"\+?[0-9*#]{1,32}")
+# brackets are how people write an area code: "+1 (415) 555-0132", "+44 (0)20 7946 0958". One
+# pair around digits, with digits after it, is a visual separator; any other bracket is refused
+_AREA_BRACKETS = re.compile(r"\(\s*(\d{1,5})\s*\)(?=\s*[-.]?\s*\d)")
+# the one sentence both checks use, so they never contradict each other about what is allowed
+ALLOWED_CHARACTERS = (
+    "digits with spaces, dashes, dots or brackets around the area code, and an optional leading +"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +146,7 @@ def normalize(
             raise InvalidNumber(f"contains letters ({bad!r}); expected digits only")
         if bad == "+":
             raise InvalidNumber("'+' is only allowed at the start")
-        raise InvalidNumber(f"contains {bad!r}; expected digits, spaces, dashes or brackets")
+        raise InvalidNumber(f"contains {bad!r}; a phone number may have only {ALLOWED_CHARACTERS}")
     digits = re.sub(r"\D", "", s)
     if not digits:
         raise InvalidNumber("no digits")
@@ -176,22 +185,29 @@ def dial_safe(raw: str) -> str:
     """Return ``raw`` as a string safe to put into an Asterisk Dial/Originate, or raise.
 
     Refuses everything that separates Dial arguments or expands in the dialplan (``&``, ``,``,
-    ``|``, ``;``, ``/``, newlines, ``${``, brackets); allows digits, ``*``, ``#``, a leading
-    ``+`` and the spaces/dashes/dots people type (which are removed).
+    ``|``, ``;``, ``/``, newlines, ``${``, stray brackets); allows digits, ``*``, ``#``, a
+    leading ``+``, the spaces/dashes/dots people type and one pair of brackets around an area
+    code (all of which are removed), so ``+1 (415) 555-0132`` dials ``+14155550132``.
     """
     if not isinstance(raw, str):
         raise InvalidNumber(f"expected a number as text, got {type(raw).__name__}")
+    text = to_ascii_digits(raw)
     for bad in _DIAL_FORBIDDEN:
-        if bad in raw:
-            raise InvalidNumber(f"contains {bad!r}, which is not allowed in a number to dial")
-    s = re.sub(r"[ .\-]", "", to_ascii_digits(raw.strip()))
+        if bad in text:
+            raise InvalidNumber(f"contains {bad!r}; a number to dial may have only {_DIAL_ALLOWED}")
+    text = _AREA_BRACKETS.sub(r" \1 ", text.strip(), count=1)
+    for bad in ("(", ")"):
+        if bad in text:
+            raise InvalidNumber(f"contains {bad!r}; a number to dial may have only {_DIAL_ALLOWED}")
+    s = re.sub(r"[ .\-]", "", text)
     if not s:
         raise InvalidNumber("empty number")
     if not _DIAL_OK.fullmatch(s):
-        raise InvalidNumber(
-            f"{raw!r} is not a number to dial; expected digits, *, # or a leading +"
-        )
+        raise InvalidNumber(f"{raw!r} is not a number to dial; expected only {_DIAL_ALLOWED}"[:200])
     return s
+
+
+_DIAL_ALLOWED = ALLOWED_CHARACTERS + " (or * and # for a service code)"
 
 
 def _strip_tel_uri(rest: str) -> str:
@@ -215,3 +231,20 @@ def _parse_reason(e: NumberParseException, region: str) -> str:
         NumberParseException.TOO_LONG: "too long",
     }
     return reasons.get(e.error_type, str(e))
+
+
+def display_format(e164: str, default_region: str) -> str:
+    """How a person reads a stored E.164 number: national format for a number of the
+    gateway's own region (``911 23 45 67``), international otherwise (``+1 415-555-0132``).
+    Anything that does not parse is returned unchanged."""
+    try:
+        num = phonenumbers.parse(e164, None)
+    except NumberParseException:
+        return e164
+    own = phonenumbers.region_code_for_number(num) == (default_region or "").upper()
+    fmt = (
+        phonenumbers.PhoneNumberFormat.NATIONAL
+        if own
+        else phonenumbers.PhoneNumberFormat.INTERNATIONAL
+    )
+    return phonenumbers.format_number(num, fmt)

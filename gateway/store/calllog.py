@@ -11,13 +11,16 @@ import base64
 import json
 import logging
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import phonenumbers
+
 from gateway.calls.model import Direction, Outcome
 from gateway.errors import InvalidNumber
-from gateway.lookup.numbers import normalize
+from gateway.lookup.numbers import display_format, normalize, to_ascii_digits
 from gateway.store.db import Database, SqlParam
 from gateway.store.repositories import MAX_PAGE, numbers_of_people
 
@@ -252,13 +255,9 @@ class CallLog:
             where.append("c.id IN (SELECT call_id FROM call_users WHERE username = ?)")
             args.append(participant)
         if number:
-            e164 = self._e164(number)
-            clause = "c.caller = ? OR c.did = ? OR c.dialed = ?"
-            args += [number, number, number]
-            if e164:
-                clause += " OR c.caller_e164 = ? OR c.other_e164 = ?"
-                args += [e164, e164]
-            where.append(f"({clause})")
+            clause, more = number_filter(number, self.default_region)
+            where.append(clause)
+            args += more
         op, order = (">", "ASC") if oldest_first else ("<", "DESC")
         if cursor:
             started, last_id = decode_cursor(cursor, oldest_first)
@@ -277,6 +276,113 @@ class CallLog:
             last = items[-1]
             nxt = encode_cursor(last["started_at"], last["id"], oldest_first)
         return CallPage(items, nxt)
+
+
+MIN_SUFFIX_DIGITS = 3  # "0132": the end of a number is how people remember it
+
+
+def number_filter(raw: str, default_region: str) -> tuple[str, list[SqlParam]]:
+    """A WHERE clause (on ``calls c``) finding the calls of a number however it was typed.
+
+    The outside party (caller, DID or dialed) matches when it is the same number in E.164
+    (``+1 (415) 555-0132``, ``0014155550132``), when its E.164 or raw form ends with the typed
+    digits (``4155550132`` typed without the country code, ``0132`` as a partial search), when
+    the caller or dialed number starts with them (as the PBX gave it, or after the country
+    code of the default region: ``600111`` finds ``+34600111222``), or when the
+    raw text is identical (``anonymous``). Input without a digit matches only raw.
+    """
+    text = to_ascii_digits(str(raw))[:64].strip()
+    clauses = ["c.caller = ?", "c.did = ?", "c.dialed = ?"]
+    args: list[SqlParam] = [text, text, text]
+    digits = re.sub(r"\D", "", text)[:20]
+    if digits:
+        try:
+            e164: str | None = normalize(text, default_region).e164
+        except InvalidNumber:
+            e164 = None
+        if e164:
+            clauses += ["c.caller_e164 = ?", "c.other_e164 = ?"]
+            args += [e164, e164]
+        international = text.startswith("+") or digits.startswith("00")
+        if len(digits) >= MIN_SUFFIX_DIGITS and not international:
+            # digits only: no LIKE wildcard can come from the input. The end of any form of
+            # the number, or the start of the caller/dialed number as the PBX gave it; not
+            # digits in the middle (every number "containing" 0132 is noise, not a match)
+            ends, starts = "%" + digits, digits + "%"
+            for column in ("c.caller_e164", "c.other_e164", "c.caller", "c.dialed", "c.did"):
+                clauses.append(f"{column} LIKE ?")
+                args.append(ends)
+            clauses += ["c.caller LIKE ?", "c.dialed LIKE ?"]
+            args += [starts, starts]
+            cc = phonenumbers.country_code_for_region((default_region or "").upper())
+            if cc and not digits.startswith("0"):  # the start of a number of our own country
+                national = f"+{cc}{digits}%"
+                clauses.append(
+                    "(c.caller_e164 LIKE ? OR (c.direction = 'outbound' AND c.other_e164 LIKE ?))"
+                )
+                args += [national, national]
+    return f"({' OR '.join(clauses)})", args
+
+
+async def display_fields(
+    db: Database, rows: list[Any], default_region: str
+) -> list[dict[str, Any]]:
+    """What a person reads in a history row, for each stored call row (same order):
+    ``number_e164`` and ``number_display`` of the outside party, ``contact_name`` (the store's
+    person, else the CRM directory's card, else the caller ID name) and ``agent_names``
+    (display names of the panel users on the call; ``answered_by_name`` for the extension
+    that answered)."""
+    out: list[dict[str, Any]] = [{} for _ in rows]
+    person_ids = {r["person_id"] for r in rows if r["person_id"] is not None}
+    people: dict[int, str] = {}
+    if person_ids:
+        marks = ",".join("?" * len(person_ids))
+        for p in await db.conn.execute_fetchall(
+            f"SELECT id, first_name, last_name FROM people WHERE id IN ({marks})",
+            list(person_ids),
+        ):
+            people[p["id"]] = f"{p['first_name']} {p['last_name']}".strip()
+    e164s = [_outside_e164(r) for r in rows]
+    wanted = {e for e in e164s if e}
+    directory: dict[str, str] = {}
+    if wanted:
+        marks = ",".join("?" * len(wanted))
+        for found in await db.conn.execute_fetchall(
+            "SELECT p.e164, min(d.display_name) AS name FROM crm_directory_phones p"
+            " JOIN crm_directory d USING (connector, module, record_id)"
+            f" WHERE p.e164 IN ({marks}) AND d.display_name != '' GROUP BY p.e164",
+            list(wanted),
+        ):
+            directory[found["e164"]] = found["name"]
+    users: dict[str, tuple[str, list[str]]] = {}
+    for u in await db.conn.execute_fetchall("SELECT username, display_name, extensions FROM users"):
+        try:
+            exts = [str(e) for e in json.loads(u["extensions"] or "[]")]
+        except ValueError:
+            exts = []
+        users[u["username"]] = (u["display_name"] or u["username"], exts)
+    for i, r in enumerate(rows):
+        e164 = e164s[i]
+        d = out[i]
+        d["number_e164"] = e164
+        d["number_display"] = display_format(e164, default_region) if e164 else None
+        d["contact_name"] = (
+            people.get(r["person_id"]) or directory.get(e164 or "") or r["caller_name"] or None
+        )
+        names = [n for n in (r["users"] or "").split(",") if n] if "users" in r.keys() else []  # noqa: SIM118
+        d["agent_names"] = [users[n][0] if n in users else n for n in names]
+        answered = r["answered_by"] or ""
+        takers = [n for n in names if n in users and answered in users[n][1]]
+        if not takers:
+            takers = [n for n, (_, exts) in users.items() if answered and answered in exts]
+        d["answered_by_name"] = users[takers[0]][0] if len(takers) == 1 else None
+    return out
+
+
+def _outside_e164(r: Any) -> str | None:
+    if r["direction"] == "outbound":
+        return r["other_e164"] or None
+    return r["caller_e164"] or None
 
 
 def encode_cursor(started_at: float, call_id: str, oldest_first: bool = False) -> str:

@@ -1,0 +1,374 @@
+"""Call controls from the panel, through AMI: hang up, transfer, hold/resume, listen in.
+
+An agent controls only their own live call: the one they answered, or the click-to-call they
+placed. The channels of that call are asked from the PBX when the agent acts
+(``CoreShowChannels``, filtered on the call's Linkedid): the agent's leg is the channel of their
+extension, the customer's leg the one sharing its bridge. Then:
+
+* hang up: ``Hangup`` of the agent's leg (Asterisk ends the bridged customer leg with it);
+* blind transfer: ``BlindTransfer`` of the agent's leg to ``<to>@panel.transfer_context``;
+* attended transfer: ``Atxfer`` (needs the ``atxfer`` feature code in features.conf): the
+  agent talks to the target first and completes the transfer by hanging up;
+* hold: a dual ``Redirect``: the customer to ``hold@panel.hold_context`` (music on hold), the
+  agent to ``wait@panel.hold_context``; resume: ``Bridge`` of the two legs again.
+
+A transfer target is an internal extension (digits only) or a number checked exactly like
+click-to-call (dial-string injection refused, E.164, do-not-call honoured).
+
+Supervisors listen, whisper or barge (``POST /panel/api/spy``): an ``Originate`` of their own
+phone into ``<mode>@panel.spy_context``, whose ``ChanSpy`` (options ``q``, ``w`` whisper, ``B``
+barge) listens to the agent's leg named in ``CENTRALITA_SPY``. The board marks the agent as
+listened to until the supervisor hangs up (the ``Hangup`` of that channel), the Originate fails
+or the agent's call ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgspec
+
+from gateway.ami.events import AmiEvent
+from gateway.config import GatewayConfig
+from gateway.errors import AmiError, AmiNotConnected, ApiError
+from gateway.lookup.numbers import to_ascii_digits
+from gateway.panel.board import Board, LiveCall
+from gateway.panel.sessions import Session
+from gateway.panel.settings import PanelSettings
+
+log = logging.getLogger("gateway.panel")
+
+# a channel name as Asterisk writes it; anything else from the PBX is not put into an action
+_CHANNEL = re.compile(r"^[A-Za-z0-9_]+/[A-Za-z0-9_.@:+~-]{1,120}$")
+_EXTENSION = re.compile(r"^[0-9]{2,6}$")
+SPY_VARIABLE = "CENTRALITA_SPY"
+PBX_DOWN = "The phone system is not reachable right now."
+
+
+class TransferBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``POST /panel/api/calls/{call_id}/transfer``."""
+
+    to: str
+    mode: Literal["blind", "attended"] = "blind"
+
+
+class SpyBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``POST /panel/api/spy``."""
+
+    agent: str
+    mode: Literal["listen", "whisper", "barge"] = "listen"
+
+
+@dataclass(slots=True)
+class Legs:
+    """The two channels of an agent's call, as the PBX names them now."""
+
+    agent: str
+    customer: str | None
+
+
+CheckNumber = Callable[[Any], Awaitable[str]]
+PresenceChanged = Callable[[str], None]
+
+
+class CallControls:
+    """The agent's own call through AMI, and the supervisors' listen/whisper/barge."""
+
+    def __init__(
+        self,
+        board: Board,
+        links: Mapping[str, Any],
+        cfg: GatewayConfig,
+        settings: PanelSettings,
+        check_number: CheckNumber,
+        owner_of: Callable[[str], str | None],
+        presence_changed: PresenceChanged,
+    ) -> None:
+        self.board = board
+        self.links = links
+        self.cfg = cfg
+        self.settings = settings
+        self.check_number = check_number
+        self.owner_of = owner_of  # click-to-call id -> the agent who placed it
+        self.presence_changed = presence_changed
+        self.held: dict[str, Legs] = {}  # call key -> legs parked by hold
+        self.spies: dict[str, str] = {}  # supervisor's ChanSpy channel -> agent listened to
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- the agent's own call ----------------------------------------------------------------
+
+    def own_call(self, session: Session, call_id: str) -> tuple[LiveCall, str]:
+        """The live call and the extension the agent is on, or 404/403."""
+        call = self.board.calls.get(call_id)
+        if call is None:
+            raise ApiError(404, "no_live_call", "This call is not in progress.")
+        if call.answered_agent == session.username and call.answered_by:
+            return call, call.answered_by
+        placed = call.call_id and self.owner_of(call.call_id) == session.username
+        if placed and session.extensions:
+            return call, session.extensions[0]
+        raise ApiError(403, "not_your_call", "Only the agent on this call can control it.")
+
+    async def hangup(self, session: Session, call_id: str) -> dict[str, Any]:
+        call, ext = self.own_call(session, call_id)
+        legs = await self._legs(call, ext)
+        await self._send(call, {"Action": "Hangup", "Channel": legs.agent})
+        self.held.pop(call.key, None)
+        return {"call_id": call.key, "action": "hangup", "ok": True}
+
+    async def transfer(self, session: Session, call_id: str, body: TransferBody) -> dict[str, Any]:
+        call, ext = self.own_call(session, call_id)
+        if call.state != "answered":
+            raise ApiError(409, "not_answered", "Only an answered call can be transferred.")
+        target = await self._target(body.to)
+        if target == ext:
+            raise ApiError(400, "bad_target", "That is your own extension.")
+        legs = await self._legs(call, ext)
+        context = self.settings.transfer_context
+        if body.mode == "blind":
+            action = {"Action": "BlindTransfer", "Channel": legs.agent}
+        else:
+            # Asterisk answers "Atxfer successfully queued"; panoramisk takes any "...successfully
+            # queued" for an async Originate's event list and, without an Async header, fails
+            # on it (the action then times out): Async false says it is a single answer
+            action = {"Action": "Atxfer", "Channel": legs.agent, "Async": "false"}
+        action.update({"Context": context, "Exten": target})
+        await self._send(call, action)
+        return {"call_id": call.key, "action": "transfer", "mode": body.mode, "to": target}
+
+    async def hold(self, session: Session, call_id: str) -> dict[str, Any]:
+        call, ext = self.own_call(session, call_id)
+        if call.state != "answered":
+            raise ApiError(409, "not_answered", "Only an answered call can be put on hold.")
+        if call.key in self.held:
+            raise ApiError(409, "already_on_hold", "This call is already on hold.")
+        legs = await self._legs(call, ext)
+        if legs.customer is None:
+            raise ApiError(409, "no_customer_leg", "The other party of this call was not found.")
+        context = self.settings.hold_context
+        await self._send(
+            call,
+            {
+                "Action": "Redirect",
+                "Channel": legs.customer,
+                "Context": context,
+                "Exten": "hold",
+                "Priority": "1",
+                "ExtraChannel": legs.agent,
+                "ExtraContext": context,
+                "ExtraExten": "wait",
+                "ExtraPriority": "1",
+            },
+        )
+        self.held[call.key] = legs
+        return {"call_id": call.key, "action": "hold", "held": True}
+
+    async def resume(self, session: Session, call_id: str) -> dict[str, Any]:
+        call, _ = self.own_call(session, call_id)
+        legs = self.held.get(call.key)
+        if legs is None or legs.customer is None:
+            raise ApiError(409, "not_on_hold", "This call is not on hold.")
+        await self._send(
+            call,
+            {"Action": "Bridge", "Channel1": legs.agent, "Channel2": legs.customer, "Tone": "no"},
+        )
+        self.held.pop(call.key, None)
+        return {"call_id": call.key, "action": "resume", "held": False}
+
+    def held_of(self, username: str) -> list[str]:
+        """The keys of this agent's calls on hold (for a reloading tab)."""
+        calls = self.board.calls
+        return [k for k in self.held if k in calls and calls[k].answered_agent == username]
+
+    # -- listen / whisper / barge ------------------------------------------------------------
+
+    async def spy(self, session: Session, body: SpyBody) -> dict[str, Any]:
+        if not session.role.sees_everyone:
+            raise ApiError(403, "forbidden", "Only supervisors listen to calls.")
+        if not session.extensions:
+            raise ApiError(400, "no_extension", "You are signed in without an extension to ring.")
+        name = body.agent.strip().lower()
+        agent = self.board.agents.get(name)
+        if agent is None or not agent.signed_in:
+            raise ApiError(404, "unknown_agent", "That agent is not signed in.")
+        if name == session.username:
+            raise ApiError(400, "bad_agent", "You cannot listen to your own call.")
+        call = next(
+            (self.board.calls[k] for k in sorted(agent.calls) if k in self.board.calls), None
+        )
+        if call is None or not call.answered_by:
+            raise ApiError(409, "agent_not_on_call", "That agent is not on a call now.")
+        if agent.spied_by:
+            raise ApiError(409, "already_listened", "Someone is already listening to this call.")
+        legs = await self._legs(call, call.answered_by)
+        o = self.cfg.originate
+        action = {
+            "Action": "Originate",
+            "Channel": o.agent_channel.format(ext=session.extensions[0]),
+            "Context": self.settings.spy_context,
+            "Exten": body.mode,
+            "Priority": "1",
+            "CallerID": f'"{body.mode.capitalize()}: {name}" <{call.answered_by}>',
+            "Timeout": str(int(o.timeout * 1000)),
+            "Async": "true",
+            "Variable": [f"{SPY_VARIABLE}={legs.agent}"],
+        }
+        agent.spied_by, agent.spy_mode = session.username, body.mode
+        self.presence_changed(name)
+        task = asyncio.create_task(self._originate_spy(call.pbx, action, name, session.username))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return {"agent": name, "mode": body.mode, "state": "calling_you"}
+
+    async def _originate_spy(
+        self, pbx: str, action: dict[str, Any], agent: str, supervisor: str
+    ) -> None:
+        try:
+            frames = await self.links[pbx].send_action(
+                action, timeout=self.cfg.originate.timeout + 15
+            )
+        except AmiError as e:
+            log.warning("panel spy on %s by %s refused: %s", agent, supervisor, e)
+            frames = []
+        frames = frames if isinstance(frames, list) else [frames]
+        result = next((f for f in frames if f.get("Event") == "OriginateResponse"), None)
+        channel = str((result or {}).get("Channel") or "")
+        if result is None or result.get("Response") != "Success" or not channel:
+            self._stop_spy(agent, supervisor)
+            return
+        self.spies[channel] = agent
+
+    def on_ami_event(self, event: AmiEvent) -> None:
+        """The supervisor hung up: the agent is no longer listened to."""
+        f = event.frame
+        if f.get("Event") != "Hangup":
+            return
+        agent = self.spies.pop(str(f.get("Channel", "")), None)
+        if agent is not None:
+            a = self.board.agents.get(agent)
+            self._stop_spy(agent, a.spied_by if a else None)
+
+    def call_ended(self, call_key: str, agents: list[str]) -> None:
+        self.held.pop(call_key, None)
+        for name in agents:
+            a = self.board.agents.get(name)
+            if a is not None and a.spied_by:
+                self._stop_spy(name, a.spied_by)
+                for channel in [c for c, who in self.spies.items() if who == name]:
+                    del self.spies[channel]
+
+    def _stop_spy(self, agent: str, supervisor: str | None) -> None:
+        a = self.board.agents.get(agent)
+        if a is not None and a.spied_by and a.spied_by == supervisor:
+            a.spied_by, a.spy_mode = None, ""
+            self.presence_changed(agent)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    async def _target(self, raw: Any) -> str:
+        if not isinstance(raw, str):
+            raise ApiError(400, "invalid_number", "That number cannot be dialed.")
+        text = to_ascii_digits(raw.strip())
+        if _EXTENSION.fullmatch(text):
+            return text
+        return await self.check_number(raw)  # ApiError 400 invalid_number / 403 do_not_call
+
+    async def _legs(self, call: LiveCall, ext: str) -> Legs:
+        link = self._link(call)
+        try:
+            frames = await link.send_action({"Action": "CoreShowChannels"}, as_list=True)
+        except AmiNotConnected:
+            raise ApiError(
+                503, "pbx_down", "The phone system is not reachable right now."
+            ) from None
+        except AmiError as e:
+            raise ApiError(502, "pbx_refused", f"The phone system refused: {e}"[:200]) from None
+        own = re.compile(rf"^[^/]+/{re.escape(ext)}[-@]")
+        mine = [
+            f
+            for f in (frames if isinstance(frames, list) else [frames])
+            if f.get("Event") == "CoreShowChannel"
+            and f.get("Linkedid") == call.linkedid
+            and _CHANNEL.match(str(f.get("Channel", "")))
+        ]
+        agent = next((f for f in mine if own.match(f["Channel"])), None)
+        if agent is None:
+            raise ApiError(409, "no_agent_leg", "Your phone is not on this call any more.")
+        bridge = agent.get("BridgeId") or ""
+        others = [f for f in mine if f is not agent and not own.match(f["Channel"])]
+        peer = next((f for f in others if bridge and f.get("BridgeId") == bridge), None)
+        if peer is None:
+            held = self.held.get(call.key)
+            peer = next((f for f in others if held and f["Channel"] == held.customer), None)
+        if peer is None:
+            peer = next((f for f in others if not f["Channel"].startswith("Local/")), None)
+        return Legs(str(agent["Channel"]), str(peer["Channel"]) if peer else None)
+
+    def _link(self, call: LiveCall) -> Any:
+        link = self.links.get(call.pbx)
+        if link is None:
+            raise ApiError(503, "pbx_down", PBX_DOWN)
+        return link
+
+    async def _send(self, call: LiveCall, action: dict[str, Any]) -> None:
+        try:
+            await self._link(call).send_action(action)
+        except AmiNotConnected:
+            raise ApiError(
+                503, "pbx_down", "The phone system is not reachable right now."
+            ) from None
+        except AmiError as e:
+            log.warning("panel %s on %s refused: %s", action["Action"], call.key, e)
+            raise ApiError(
+                502, "pbx_refused", f"The phone system refused: {e}"[:200], {"ami": str(e)[:200]}
+            ) from None
+
+
+# -- HTTP routes (registered by gateway/panel/routes.py; access lines in gateway/access.py) ----
+
+RawBody = Callable[[Any], Awaitable[bytes]]
+
+
+def add_routes(app: Any, api: Callable[..., Any], raw_body: RawBody, panel: Any) -> None:
+    """``/panel/api/calls/{call_id}/hangup|transfer|hold|resume`` and ``/panel/api/spy``;
+    ``api`` is the panel's JSON/session wrapper, ``panel`` the PanelService."""
+    from gateway.api.params import decode_json
+
+    controls: CallControls = panel.controls
+
+    async def hangup(request: Any, s: Session) -> Any:
+        await raw_body(request)  # a JSON body is required (the wrapper), its content is not
+        return await controls.hangup(s, request.match_info["call_id"])
+
+    async def transfer(request: Any, s: Session) -> Any:
+        body = decode_json(await raw_body(request), TransferBody, status=400)
+        return await controls.transfer(s, request.match_info["call_id"], body)
+
+    async def hold(request: Any, s: Session) -> Any:
+        await raw_body(request)
+        return await controls.hold(s, request.match_info["call_id"])
+
+    async def resume(request: Any, s: Session) -> Any:
+        await raw_body(request)
+        return await controls.resume(s, request.match_info["call_id"])
+
+    async def spy(request: Any, s: Session) -> Any:
+        body = decode_json(await raw_body(request), SpyBody, status=400)
+        return await controls.spy(s, body)
+
+    r = app.router
+    r.add_post("/panel/api/calls/{call_id}/hangup", api(hangup))
+    r.add_post("/panel/api/calls/{call_id}/transfer", api(transfer))
+    r.add_post("/panel/api/calls/{call_id}/hold", api(hold))
+    r.add_post("/panel/api/calls/{call_id}/resume", api(resume))
+    r.add_post("/panel/api/spy", api(spy))
