@@ -8,13 +8,16 @@ calls flow on their own and the console shows each one as the gateway sees it.
 from __future__ import annotations
 
 import argparse
+import array
 import asyncio
 import logging
+import math
 import random
 import secrets
 import sys
 import time
 import unicodedata
+import wave
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TextIO
@@ -28,6 +31,7 @@ from gateway.config import (
     GatewayConfig,
     HttpSettings,
     PbxSettings,
+    RecordingSettings,
     StoreSettings,
 )
 
@@ -123,6 +127,95 @@ class ConsoleView:
         )
 
 
+RATE = 8000  # what Asterisk's MixMonitor writes: 8 kHz mono 16-bit PCM
+KEEP_RECORDINGS = 500  # newest files kept in the demo's folder; older calls lose theirs
+
+
+def _syllables(rng: random.Random) -> list[bytes]:
+    """A few voiced "syllables": a pitch with two formants and a swell, 16-bit samples."""
+    out = []
+    for _ in range(8):
+        pitch, f1, f2 = rng.uniform(95, 220), rng.uniform(300, 800), rng.uniform(900, 2400)
+        n = int(RATE * rng.uniform(0.12, 0.3))
+        samples = array.array("h")
+        for i in range(n):
+            t = i / RATE
+            swell = math.sin(math.pi * i / n)
+            v = (
+                0.5 * math.sin(2 * math.pi * pitch * t)
+                + 0.3 * math.sin(2 * math.pi * f1 * t)
+                + 0.15 * math.sin(2 * math.pi * f2 * t)
+                + 0.05 * (rng.random() * 2 - 1)
+            )
+            samples.append(int(9000 * swell * v))
+        out.append(samples.tobytes())
+    return out
+
+
+def write_demo_recording(path: Path, seconds: float, seed: int = 0) -> None:
+    """A WAV of ``seconds`` of speech-like sound (phrases of syllables and pauses), so the
+    panel's player has something real to play, of the call's length."""
+    rng = random.Random(seed)
+    syllables = _syllables(rng)
+    total = max(int(RATE * seconds), RATE // 2) * 2  # bytes
+    chunks: list[bytes] = []
+    size = 0
+    while size < total:
+        if rng.random() < 0.15:  # a pause between phrases
+            chunk = bytes(2 * int(RATE * rng.uniform(0.2, 0.7)))
+        else:
+            chunk = rng.choice(syllables)
+        chunks.append(chunk)
+        size += len(chunk)
+    data = b"".join(chunks)[:total]
+    tmp = path.with_suffix(".part")
+    with wave.open(str(tmp), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes(data)
+    tmp.replace(path)  # the panel never serves a half-written file
+
+
+class DemoRecorder:
+    """Writes a WAV for each recording of a finished call into the demo's recordings folder
+    (where the simulated MixMonitor says it wrote it), the length of the call's talk time."""
+
+    def __init__(self, gateway: Any, directory: Path) -> None:
+        self.directory = directory.resolve()
+        self.written = 0
+        self._tasks: set[asyncio.Future[None]] = set()
+        gateway.bus.subscribe(CallEnded, self.on_ended)
+
+    def on_ended(self, e: CallEnded) -> None:
+        r = e.record
+        for i, name in enumerate(r.recordings):
+            path = Path(name)
+            if not path.is_absolute():
+                path = self.directory / path
+            if path.parent.resolve() != self.directory or path.suffix != ".wav":
+                continue  # only ever write inside our folder
+            seconds = max(r.talk_seconds, 1.0)
+            seed = hash((r.linkedid, i)) & 0xFFFF
+            fut = asyncio.get_running_loop().run_in_executor(None, self._write, path, seconds, seed)
+            self._tasks.add(fut)
+            fut.add_done_callback(self._tasks.discard)
+
+    def _write(self, path: Path, seconds: float, seed: int) -> None:
+        try:
+            write_demo_recording(path, seconds, seed)
+            self.written += 1
+            files = sorted(self.directory.glob("*.wav"), key=lambda p: p.stat().st_mtime)
+            for old in files[:-KEEP_RECORDINGS]:
+                old.unlink(missing_ok=True)
+        except OSError as exc:  # a full disk must not stop the demo
+            log.warning("demo recording %s not written: %s", path.name, exc)
+
+    async def settled(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
 def store_summary(db: Any) -> str:
     """What the store holds, for the banner."""
     q = db.reader.execute
@@ -159,6 +252,9 @@ async def run_demo(args: argparse.Namespace, serve: Serve) -> None:
     api_token = secrets.token_urlsafe(18)
 
     pbx = SimulatedPbx(username="gateway", secret=secret, flavour=args.flavour)
+    recordings = state / "recordings"
+    recordings.mkdir(parents=True, exist_ok=True)
+    pbx.recordings_dir = f"{recordings.resolve()}/"  # MixMonitor "writes" here
     await pbx.start("127.0.0.1", 0)
     tracking = LAB_TRACKING if args.flavour == "lab" else TrackingSettings()
     cfg = GatewayConfig(
@@ -175,6 +271,7 @@ async def run_demo(args: argparse.Namespace, serve: Serve) -> None:
         ],
         http=HttpSettings(host="127.0.0.1", port=args.port),
         store=StoreSettings(path=str(state / "centralita.db")),
+        recordings=RecordingSettings(directory=str(recordings.resolve())),
         tracking=tracking,
         api=ApiSettings(tokens=[ApiToken(name="demo", token=api_token)]),
         demo=DemoSettings(calls_per_minute=args.rate, contacts=args.contacts, seed=args.seed),
@@ -191,6 +288,7 @@ async def run_demo(args: argparse.Namespace, serve: Serve) -> None:
         users = await seed_demo_users(gateway.db)
         console = ConsoleView(gateway)
         console.start()
+        DemoRecorder(gateway, recordings)
         numbers = demo_numbers(gateway.db, rng)
         traffic = TrafficGenerator(pbx, calls_per_minute=args.rate, rng=rng, numbers=numbers)
         _banner(cfg, api_token, summary, users)

@@ -126,6 +126,9 @@ def parse_action(block: bytes) -> AmiFrame:
     return frame
 
 
+MONITOR_DIR = "/var/spool/asterisk/monitor/"
+
+
 class SimulatedPbx:
     """An asyncio TCP server that behaves like Asterisk 22's AMI, with simulated calls."""
 
@@ -154,6 +157,11 @@ class SimulatedPbx:
         self.received_actions: list[AmiFrame] = []
         self.calls: dict[str, LiveCall] = {}
         self.global_vars: dict[str, str] = {}
+        self.held: set[str] = set()  # channels moved out of their bridge by a dual Redirect
+        self.spies: dict[str, str] = {}  # ChanSpy channel -> the channel it listens to
+        # where MixMonitor "writes": the captures say /var/spool/asterisk/monitor/; the demo
+        # points it at its own folder, where it writes a real WAV for each recording
+        self.recordings_dir = MONITOR_DIR
         self.silent = False
         self.ids = IdAllocator()
         self.boot_time = self.clock.now() - 1
@@ -374,8 +382,14 @@ class SimulatedPbx:
             msg = MSG_QUEUED if ok else MSG_ORIGINATE_FAILED
             session.respond(action, {"Response": "Success" if ok else "Error", "Message": msg})
             return  # a synchronous Originate produces no OriginateResponse event
+        if self.recordings_dir != MONITOR_DIR:
+            headers = {k: v.replace(MONITOR_DIR, self.recordings_dir) for k, v in headers.items()}
         self._track(headers)
         self._broadcast(headers)
+
+    def in_call(self, extension: str) -> bool:
+        """Whether the phone at ``extension`` is talking (a channel of it is up)."""
+        return self._member_in_call(extension)
 
     def _broadcast(self, headers: dict[str, str]) -> None:
         data = encode_frame(headers)
@@ -595,6 +609,9 @@ class SimulatedPbx:
         agent = m.group(1)
         variables = _variables(action)
         timeout = _number(action.get("Timeout"), 30000.0) / 1000.0
+        if variables.get("CENTRALITA_SPY"):
+            self._spy(session, action, agent, variables["CENTRALITA_SPY"], timeout)
+            return
         name, num = _callerid(action.get("CallerID", ""))
         if action.get("Application") and channel.endswith("@from-pstn"):
             # the lab capture client's "customer handset" (see ami-traces/README.md)
@@ -778,7 +795,96 @@ class SimulatedPbx:
         return False
 
     def _action_redirect(self, session: Session, action: AmiFrame) -> None:
-        self._transfer(session, action, "Redirect successful")
+        if not action.get("ExtraChannel"):
+            self._transfer(session, action, "Redirect successful")
+            return
+        # both legs of a call moved at once (the panel's hold): the call goes on, as the
+        # channels do in Asterisk, in the contexts named; Bridge brings them back together
+        names = (action.get("Channel", ""), action["ExtraChannel"])
+        missing = next((n for n in names if n not in self.channels), None)
+        if missing is not None:
+            session.respond(
+                action, {"Response": "Error", "Message": f"Channel does not exist: {missing}"}
+            )
+            return
+        self.held.update(names)
+        session.respond(action, {"Response": "Success", "Message": "Dual Redirect successful"})
+
+    def _action_bridge(self, session: Session, action: AmiFrame) -> None:
+        names = (action.get("Channel1", ""), action.get("Channel2", ""))
+        for n in names:
+            if n not in self.channels:
+                message = f"Channel1 does not exist: {n}"
+                if n == names[1]:
+                    message = f"Channel2 does not exist: {n}"
+                session.respond(action, {"Response": "Error", "Message": message})
+                return
+        self.held.difference_update(names)
+        session.respond(action, {"Response": "Success", "Message": "Channels have been bridged"})
+
+    def _action_atxfer(self, session: Session, action: AmiFrame) -> None:
+        # Asterisk dials the target from the transferer's side (the atxfer feature code);
+        # the customer stays on hold until the agent completes or cancels it on the phone
+        channel, exten = action.get("Channel", ""), action.get("Exten", "")
+        if not channel:
+            session.respond(action, {"Response": "Error", "Message": "No channel specified"})
+        elif not exten:
+            session.respond(action, {"Response": "Error", "Message": "No extension specified"})
+        elif channel not in self.channels:
+            session.respond(
+                action, {"Response": "Error", "Message": "Channel specified does not exist"}
+            )
+        else:
+            session.respond(
+                action, {"Response": "Success", "Message": "Atxfer successfully queued"}
+            )
+
+    def _spy(
+        self, session: Session, action: AmiFrame, ext: str, target: str, timeout: float
+    ) -> None:
+        """An Originate of a supervisor's phone into the ChanSpy context of the dialplan kit."""
+        session.respond(action, {"Response": "Success", "Message": MSG_QUEUED})
+        phone = self.phone(ext)
+        aid = {"ActionID": action["ActionID"]} if "ActionID" in action else {}
+        channel = f"PJSIP/{ext}-{self.ids.chan():08x}"
+        uid = f"{self.boot_time:.0f}.{self.ids.uid()}"
+        base = {"Channel": channel, "Uniqueid": uid, "Linkedid": uid}
+        answered = phone.answer is True and phone.ring < timeout
+
+        def result() -> None:
+            ok = answered and target in self.channels
+            self._broadcast(
+                {
+                    "Event": "OriginateResponse",
+                    "Privilege": "call,all",
+                    **aid,
+                    "Response": "Success" if ok else "Failure",
+                    **base,
+                    "Context": action.get("Context", ""),
+                    "Exten": action.get("Exten", ""),
+                    "Reason": "4" if ok else ("5" if phone.answer == "busy" else "3"),
+                    "CallerIDNum": ext,
+                    "CallerIDName": "<unknown>",
+                }
+            )
+            if ok:
+                self.spies[channel] = target
+                event = {"Event": "ChanSpyStart", "Privilege": "call,all"}
+                self._broadcast({**event, "SpyerChannel": channel, "SpyeeChannel": target})
+
+        self.clock.call_at(self.clock.now() + min(phone.ring, timeout), result)
+
+    def end_spy(self, channel: str) -> None:
+        """Test control: the supervisor hangs up a listen/whisper/barge call."""
+        target = self.spies.pop(channel, None)
+        if target is None:
+            return
+        stop = {"Event": "ChanSpyStop", "Privilege": "call,all", "SpyerChannel": channel}
+        self._broadcast({**stop, "SpyeeChannel": target})
+        self._broadcast(
+            {"Event": "Hangup", "Privilege": "call,all", "Channel": channel, "Cause": "16",
+             "Cause-txt": "Normal Clearing"}
+        )  # fmt: skip
 
     def _action_blindtransfer(self, session: Session, action: AmiFrame) -> None:
         self._transfer(session, action, "Transfer succeeded")

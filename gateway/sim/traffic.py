@@ -71,6 +71,14 @@ HOSTILE_NAMES: tuple[str, ...] = (
 
 DEFAULT_AGENTS: tuple[str, ...] = ("101", "102", "103")
 
+# which of a scenario's ``agents`` end up talking to the caller (the others only ring)
+ANSWERING: dict[str, tuple[int, ...]] = {
+    "inbound_answered": (0,),
+    "inbound_hold_resume": (0,),
+    "queue_answered": (1,),  # (the member who only rings, the one who answers)
+    "blind_transfer": (0, 1),  # the first answers, then the second takes the transfer
+}
+
 
 def random_params(
     scenario: str,
@@ -145,23 +153,82 @@ class TrafficGenerator:
         self.agents = list(agents or DEFAULT_AGENTS)
         self.hostile_rate = hostile_rate
         self.started: list[tuple[str, str]] = []  # (scenario, linkedid), oldest first
+        self._talking: dict[str, str] = {}  # extension -> the call it answers (or will)
         self._handle: TimerHandle | None = None
 
     def step(self) -> str:
         """Start one call now; returns its Linkedid."""
         names = list(self.mix)
         scenario = self.rng.choices(names, weights=[self.mix[n] for n in names])[0]
-        params = random_params(
+        scenario, params = self._with_free_agents(scenario)
+        linkedid = self.pbx.start_call(scenario, **params)
+        for i in ANSWERING.get(scenario, ()):
+            self._talking[params["agents"][i]] = linkedid
+        self.started.append((scenario, linkedid))
+        del self.started[:-1000]
+        return linkedid
+
+    def busy(self) -> set[str]:
+        """Extensions on a call, or booked to answer one that is under way."""
+        self._talking = {e: c for e, c in self._talking.items() if c in self.pbx.calls}
+        return set(self._talking) | {a for a in self.agents if self.pbx.in_call(a)}
+
+    def _with_free_agents(self, scenario: str) -> tuple[str, dict[str, Any]]:
+        """The call's parameters with an answering agent who is free: one agent is never on
+        two answered calls at once. With nobody free, the caller meets what a real caller
+        would: a busy phone, or a queue nobody answers."""
+        busy = self.busy()
+        kind = SPECS[scenario].kind
+        if kind == "queue":
+            queue = self.pbx.queues.get("sales")
+            members = [m.extension for m in queue.members if not m.paused] if queue else []
+            members = members or (
+                [m.extension for m in queue.members] if queue else list(self.agents)
+            )
+            free = [e for e in members if e not in busy]
+            if scenario in ANSWERING and not free:
+                scenario = "queue_abandoned"
+            params = self._params(scenario)
+            if scenario in ANSWERING:
+                winner = self.rng.choice(free)
+                others = [e for e in members if e != winner] or [winner]
+                params["agents"] = (self.rng.choice(others), winner)
+            else:
+                ringing = list(members)
+                self.rng.shuffle(ringing)
+                params["agents"] = tuple((ringing + ringing)[:2])
+            return scenario, params
+        params = self._params(scenario)
+        needed = ANSWERING.get(scenario, ())
+        if not needed:
+            return scenario, params
+        free = [a for a in self.agents if a not in busy]
+        self.rng.shuffle(free)
+        if len(free) >= len(needed):
+            agents = list(params["agents"])
+            for i, ext in zip(needed, free, strict=False):
+                agents[i] = ext
+            if len(needed) == 1 and agents[1] == agents[0]:
+                agents[1] = next((a for a in self.agents if a != agents[0]), agents[0])
+            params["agents"] = tuple(agents)
+            return scenario, params
+        if free:  # one free agent: a transfer cannot happen, a plain answered call can
+            params = self._params("inbound_answered")
+            params["agents"] = (free[0], params["agents"][1])
+            return "inbound_answered", params
+        params = self._params("inbound_busy")
+        first = self.rng.choice(sorted(busy & set(self.agents)) or self.agents)
+        params["agents"] = (first, params["agents"][1])
+        return "inbound_busy", params
+
+    def _params(self, scenario: str) -> dict[str, Any]:
+        return random_params(
             scenario,
             self.rng,
             numbers=self.numbers,
             agents=self.agents,
             hostile_rate=self.hostile_rate,
         )
-        linkedid = self.pbx.start_call(scenario, **params)
-        self.started.append((scenario, linkedid))
-        del self.started[:-1000]
-        return linkedid
 
     def start(self) -> None:
         """Keep starting calls on the PBX clock until ``stop()``."""

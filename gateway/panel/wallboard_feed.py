@@ -1,0 +1,284 @@
+"""The wallboard, live: feeds :class:`~gateway.panel.wallboard.Wallboard` from the bus, names
+the queue members after the panel's users, and pushes a ``wallboard`` message to signed-in
+supervisors and admins at most once a second, only when something changed.
+
+``GET /panel/api/wallboard`` (supervisors, admins) answers the same document::
+
+    {"now": 1796028610.0,
+     "queues": [{"pbx", "queue", "waiting", "longest_wait", "longest_wait_since", "answered",
+                 "answered_in_sl", "abandoned", "abandoned_short", "service_level",
+                 "service_level_seconds", "average_speed_of_answer", "average_handle_time",
+                 "members", "available", "on_call", "paused"}],
+     "agents": [{"username", "display_name", "extensions", "queues", "state", "since", "reason",
+                 "signed_in", "member"}],
+     "calls": [<the call object of the call.* messages>]}
+
+Times are epoch seconds; the browser shows live durations (time in state, call length, longest
+wait) from ``since``/``started_at``/``answered_at``/``longest_wait_since`` against ``now``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from aiohttp import web
+
+from gateway.ami.events import AmiEvent, ResyncSnapshot
+from gateway.errors import ApiError
+from gateway.panel import wallboard as wb
+from gateway.panel.settings import PanelSettings
+from gateway.push import messages as m
+
+log = logging.getLogger("gateway.panel.wallboard")
+
+WALLBOARD = "wallboard"  # the websocket message type
+PUSH_INTERVAL = 1.0  # at most one wallboard message a second
+NAMES_REFRESH = 60.0  # users' extensions are re-read this often (centralita user edits them)
+# the most active of a user's several phones is the one shown
+_RANK = {
+    wb.ON_CALL: 0,
+    wb.RINGING: 1,
+    wb.AFTER_CALL_WORK: 2,
+    wb.AVAILABLE: 3,
+    wb.PAUSED: 4,
+    wb.SIGNED_OUT: 5,
+}
+_PRESENCE = {"available": wb.AVAILABLE, "paused": wb.PAUSED, "on_call": wb.ON_CALL}
+
+
+class WallboardFeed:
+    """One :class:`Wallboard` per PBX, the users' names, and the throttled push."""
+
+    def __init__(
+        self,
+        panel: Any,
+        settings: PanelSettings | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.panel = panel
+        self.settings = settings or panel.settings
+        self.clock: Callable[[], float] = clock or getattr(panel, "clock", None) or time.time
+        self.boards: dict[str, wb.Wallboard] = {}
+        self.users: dict[str, dict[str, Any]] = {}  # username -> display_name, extensions
+        self._presence: dict[str, tuple[str, float]] = {}  # username -> (state, since)
+        self._last_key = ""
+        self._unsubscribe: list[Callable[[], None]] = []
+        self._task: asyncio.Task[None] | None = None
+        self.pushes = 0
+
+    def _board(self, pbx: str) -> wb.Wallboard:
+        b = self.boards.get(pbx)
+        if b is None:
+            s = self.settings
+            b = self.boards[pbx] = wb.Wallboard(
+                service_level_seconds=s.service_level_seconds,
+                short_abandon_seconds=s.short_abandon_seconds,
+                timezone=s.timezone,
+            )
+        return b
+
+    # -- bus ---------------------------------------------------------------------------------
+
+    def attach(self) -> None:
+        if not self._unsubscribe:
+            sub = self.panel.bus.subscribe
+            self._unsubscribe = [sub(AmiEvent, self.on_ami), sub(ResyncSnapshot, self.on_resync)]
+
+    def on_ami(self, e: AmiEvent) -> None:
+        if e.frame.get("Event", "") in wb.EVENTS:
+            self._board(e.pbx).feed(e.frame, wb.event_time(e.frame, e.received_at))
+
+    def on_resync(self, e: ResyncSnapshot) -> None:
+        self._board(e.pbx).resync(e.queues, e.at)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.attach()
+        await self.load_users()
+        self._task = asyncio.create_task(self._run(), name="panel-wallboard")
+
+    async def stop(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe = []
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def lifecycle(self, _: web.Application) -> AsyncIterator[None]:
+        await self.start()
+        yield
+        await self.stop()
+
+    async def load_users(self) -> None:
+        users = await self.panel.users.all()
+        self.users = {
+            u.username: {"display_name": u.display_name, "extensions": tuple(u.extensions)}
+            for u in users
+            if not getattr(u, "disabled", False)
+        }
+
+    async def _run(self) -> None:
+        since_names = 0.0
+        while True:
+            await asyncio.sleep(PUSH_INTERVAL)
+            try:
+                since_names += PUSH_INTERVAL
+                if since_names >= NAMES_REFRESH:
+                    since_names = 0.0
+                    await self.load_users()
+                self.push()
+            except Exception:  # the wall must not stop for one bad frame
+                log.exception("wallboard: push failed")
+
+    def push(self) -> bool:
+        """Send the wallboard to the signed-in supervisors if it changed since the last one."""
+        watchers = self.panel.board.watchers()
+        if not watchers:
+            self._last_key = ""  # whoever signs in next gets a fresh one
+            return False
+        doc = self.snapshot()
+        key = _change_key(doc)
+        if key == self._last_key:
+            return False
+        self._last_key = key
+        self.panel.hub.publish(watchers, m.encode(WALLBOARD, doc))
+        self.pushes += 1
+        return True
+
+    # -- the document ------------------------------------------------------------------------
+
+    def snapshot(self, now: float | None = None) -> dict[str, Any]:
+        now = self.clock() if now is None else now
+        queues: list[dict[str, Any]] = []
+        members: dict[str, dict[str, Any]] = {}
+        for pbx, b in sorted(self.boards.items()):
+            for q in b.queues(now):
+                queues.append({"pbx": pbx, **q})
+            for ext, mem in b.members(now).items():
+                old = members.get(ext)
+                if old is None or _RANK[mem["state"]] < _RANK[old["state"]]:
+                    members[ext] = mem
+        return {
+            "now": now,
+            "queues": queues,
+            "agents": self._agents(members, now),
+            "calls": [
+                c.to_json()
+                for c in sorted(self.panel.board.calls.values(), key=lambda c: c.started_at)
+            ],
+        }
+
+    def _user_at(self, ext: str) -> str | None:
+        seated = self.panel.board.agents_at([ext])
+        if seated:
+            return str(seated[0])
+        for name, u in sorted(self.users.items()):
+            if ext in u["extensions"]:
+                return name
+        return None
+
+    def _agents(self, members: dict[str, dict[str, Any]], now: float) -> list[dict[str, Any]]:
+        board_agents = self.panel.board.agents
+        out: dict[str, dict[str, Any]] = {}
+        for ext, mem in members.items():
+            user = self._user_at(ext)
+            key = user or f"ext:{ext}"
+            entry = {
+                "username": user,
+                "display_name": ext,
+                "extensions": [ext],
+                "queues": mem["queues"],
+                "state": mem["state"],
+                "since": mem["since"],
+                "reason": mem["reason"],
+                "signed_in": False,
+                "member": True,
+            }
+            if user is not None:
+                live = board_agents.get(user)
+                entry["display_name"] = (
+                    (live.display_name if live else "")
+                    or self.users.get(user, {}).get("display_name")
+                    or user
+                )
+                entry["signed_in"] = bool(live and live.signed_in)
+                if live and live.calls and entry["state"] in (wb.AVAILABLE, wb.AFTER_CALL_WORK):
+                    entry["state"], entry["since"] = wb.ON_CALL, self._call_since(user, now)
+            else:
+                entry["display_name"] = mem["member_name"] or ext
+            old = out.get(key)
+            if old is None:
+                out[key] = entry
+            else:  # one user, several phones in the queues: the busiest shows
+                old["extensions"] = sorted({*old["extensions"], ext})
+                old["queues"] = sorted({*old["queues"], *entry["queues"]})
+                if _RANK[entry["state"]] < _RANK[old["state"]]:
+                    for k in ("state", "since", "reason"):
+                        old[k] = entry[k]
+        for name, live in board_agents.items():
+            if name in out or not live.signed_in:
+                continue
+            state = _PRESENCE.get(live.presence, wb.SIGNED_OUT)
+            seen = self._presence.get(name)
+            since = seen[1] if seen and seen[0] == state else now
+            if state == wb.ON_CALL:
+                since = self._call_since(name, since)
+            self._presence[name] = (state, since)
+            out[name] = {
+                "username": name,
+                "display_name": live.display_name or name,
+                "extensions": list(live.extensions),
+                "queues": [],
+                "state": state,
+                "since": since,
+                "reason": live.reason if state == wb.PAUSED else "",
+                "signed_in": True,
+                "member": False,
+            }
+        return sorted(
+            out.values(), key=lambda a: (str(a["display_name"]).lower(), a["username"] or "")
+        )
+
+    def _call_since(self, username: str, default: float) -> float:
+        live = self.panel.board.agents.get(username)
+        times = [
+            c.answered_at or c.started_at
+            for key in (live.calls if live else ())
+            if (c := self.panel.board.calls.get(key)) is not None
+        ]
+        return min(times) if times else default
+
+
+def _change_key(doc: dict[str, Any]) -> str:
+    """What must differ for a new push: everything but the clock-driven figures."""
+    queues = [{k: v for k, v in q.items() if k != "longest_wait"} for q in doc["queues"]]
+    return json.dumps([queues, doc["agents"], doc["calls"]], sort_keys=True, default=str)
+
+
+# -- routes ------------------------------------------------------------------------------------
+
+FEED: web.AppKey[WallboardFeed] = web.AppKey("wallboard", WallboardFeed)
+
+
+async def get_wallboard(request: web.Request, s: Any) -> Any:
+    if not s.role.sees_everyone:
+        raise ApiError(403, "forbidden", "Only supervisors see the wallboard.")
+    return request.app[FEED].snapshot()
+
+
+def add_routes(app: web.Application, api: Callable[..., Any], panel: Any) -> None:
+    """Create the feed on the app's panel, start it with the app, add its route."""
+    feed = WallboardFeed(panel)
+    feed.attach()
+    app[FEED] = feed
+    app.cleanup_ctx.append(feed.lifecycle)
+    app.router.add_get("/panel/api/wallboard", api(get_wallboard))

@@ -1,0 +1,102 @@
+"""GET /panel/api/wallboard and the ``wallboard`` push, on the real app with the bus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.ami.events import AmiEvent
+from gateway.panel.wallboard_feed import FEED
+from tests.test_panel_support import open_world, receive_type
+
+T0 = 1796028600.0
+
+
+@pytest.fixture
+async def world(aiohttp_server: Any, tmp_path: Path) -> Any:
+    gen = open_world(aiohttp_server, tmp_path)
+    w = await gen.__anext__()
+    yield w
+    await gen.aclose()
+
+
+def ami(world: Any, at: float, **frame: str) -> None:
+    world.gw.bus.publish(AmiEvent("sim", {**frame, "Timestamp": f"{at:.6f}"}, at))
+
+
+async def test_supervisor_sees_queues_and_every_agent_by_name(world: Any) -> None:
+    agent = await world.sign_in("ana")
+    boss = await world.sign_in("sofia")
+    async with agent.get(world.url("/panel/api/wallboard")) as r:
+        assert r.status == 403
+    for ext in ("101", "102"):  # bruno (102) is a queue member but not signed in
+        ami(
+            world,
+            T0,
+            Event="QueueMemberStatus",
+            Queue="sales",
+            MemberName=f"Agent {ext}",
+            Interface=f"PJSIP/{ext}",
+            Status="1",
+            Paused="0",
+        )
+    ami(world, T0 + 1, Event="QueueCallerJoin", Queue="sales", Uniqueid="u1")
+    ami(
+        world,
+        T0 + 2,
+        Event="AgentCalled",
+        Queue="sales",
+        Uniqueid="u1",
+        Interface="PJSIP/101",
+        MemberName="Agent 101",
+    )
+    ami(world, T0 + 4, Event="QueueCallerLeave", Queue="sales", Uniqueid="u1")
+    ami(
+        world,
+        T0 + 4,
+        Event="AgentConnect",
+        Queue="sales",
+        Uniqueid="u1",
+        Interface="PJSIP/101",
+        MemberName="Agent 101",
+        HoldTime="3",
+    )
+    async with boss.get(world.url("/panel/api/wallboard")) as r:
+        assert r.status == 200
+        doc = await r.json()
+    [sales] = doc["queues"]
+    assert (sales["queue"], sales["answered"], sales["service_level"]) == ("sales", 1, 100.0)
+    assert sales["average_speed_of_answer"] == 3.0
+    by_name = {a["display_name"]: a for a in doc["agents"]}
+    assert set(by_name) == {"Ana García", "Bruno Silva", "Sofía Martín"}  # names, not 101
+    ana, bruno, sofia = by_name["Ana García"], by_name["Bruno Silva"], by_name["Sofía Martín"]
+    assert (ana["username"], ana["state"], ana["since"]) == ("ana", "on_call", T0 + 4)
+    assert ana["signed_in"] and ana["member"] and ana["queues"] == ["sales"]
+    assert (bruno["state"], bruno["signed_in"], bruno["extensions"]) == (
+        "available",
+        False,
+        ["102"],
+    )
+    assert (sofia["member"], sofia["state"]) == (False, "available")
+
+
+async def test_wallboard_is_pushed_to_supervisors_only_when_it_changes(world: Any) -> None:
+    boss = await world.sign_in("sofia")
+    feed = world.server.app[FEED]
+    await feed.stop()  # the once-a-second loop; this test pushes by hand
+    feed.attach()
+    async with boss.ws_connect(world.url("/panel/ws")) as ws:
+        ami(world, T0, Event="QueueCallerJoin", Queue="sales", Uniqueid="u1")
+        assert feed.push() is True
+        msg = await receive_type(ws, "wallboard")
+        assert msg["data"]["queues"][0]["waiting"] == 1
+        assert feed.push() is False  # nothing new: nothing sent
+        ami(world, T0 + 9, Event="QueueCallerAbandon", Queue="sales", Uniqueid="u1", HoldTime="9")
+        assert feed.push() is True
+        msg = await receive_type(ws, "wallboard")
+        assert (msg["data"]["queues"][0]["waiting"], msg["data"]["queues"][0]["abandoned"]) == (
+            0,
+            1,
+        )
