@@ -59,6 +59,7 @@ DEFAULT_TESTS: dict[str, tuple[str, ...]] = {
         "tests/test_tracker.py",
         "tests/test_tracker_paths.py",
         "tests/test_tracker_mutants.py",
+        "tests/test_tracker_mutants2.py",
         "tests/test_replay_traces.py",
         "tests/test_tracker_correction.py",
     ),

@@ -12,6 +12,7 @@ from typing import Any
 from gateway.calls.events import CallAnswered, CallEnded, CallRinging
 
 AVAILABLE, PAUSED, ON_CALL, OFFLINE = "available", "paused", "on_call", "offline"
+AFTER_CALL_WORK = "after_call_work"  # wrap-up time after an answered call (aftercall.py)
 
 
 @dataclass(slots=True)
@@ -24,6 +25,14 @@ class AgentState:
     reason: str = ""
     signed_in: bool = False
     calls: set[str] = field(default_factory=set)  # call keys the agent is talking on
+    # after-call work: until when, and for which call (its wrap-up ends it early)
+    after_call_until: float | None = None
+    after_call_call: str | None = None
+    # the agent chose ``status`` while on a call or in after-call work: applied when free
+    pending: bool = False
+    # a supervisor listening to this agent's call: who and how (listen, whisper, barge)
+    spied_by: str | None = None
+    spy_mode: str = ""
 
     @property
     def presence(self) -> str:
@@ -31,16 +40,28 @@ class AgentState:
             return OFFLINE
         if self.calls:
             return ON_CALL
+        if self.after_call_until is not None:
+            return AFTER_CALL_WORK
         return self.status
 
     def to_json(self) -> dict[str, Any]:
+        presence = self.presence
         return {
             "username": self.username,
             "display_name": self.display_name or self.username,
             "role": self.role,
             "extensions": list(self.extensions),
-            "status": self.presence,
-            "reason": self.reason if self.presence == PAUSED else "",
+            "status": presence,
+            "reason": self.reason if presence == PAUSED else "",
+            "until": self.after_call_until if presence == AFTER_CALL_WORK else None,
+            "after_call_call": self.after_call_call if presence == AFTER_CALL_WORK else None,
+            # what the agent chose while busy, shown as "pending" until it applies
+            "pending": (
+                {"status": self.status, "reason": self.reason}
+                if self.pending and presence in (ON_CALL, AFTER_CALL_WORK)
+                else None
+            ),
+            "spy": {"by": self.spied_by, "mode": self.spy_mode} if self.spied_by else None,
         }
 
 

@@ -13,10 +13,12 @@ import json
 import logging
 import mimetypes
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import msgspec
 from aiohttp import web
 
 from gateway.api.auth import error_response
@@ -25,6 +27,7 @@ from gateway.errors import ApiError
 from gateway.ops import is_https
 from gateway.panel.service import PanelService
 from gateway.panel.sessions import COOKIE, Session
+from gateway.panel.users import UserError
 
 log = logging.getLogger("gateway.panel")
 
@@ -81,6 +84,11 @@ PANEL_MAX_BODY = 64 * 1024
 
 
 async def _body(request: web.Request) -> Any:
+    # the API's parser: 1e999, NaN, invalid UTF-8 and deep nesting are a 400, not a 500
+    return decode_json(await _raw_body(request), status=400)
+
+
+async def _raw_body(request: web.Request) -> bytes:
     # read at most one byte past the limit: a chunked body has no Content-Length to check
     raw = b""
     while len(raw) <= PANEL_MAX_BODY:
@@ -90,8 +98,7 @@ async def _body(request: web.Request) -> Any:
         raw += chunk
     if len(raw) > PANEL_MAX_BODY:
         raise ApiError(413, "too_large", "Body too large.")
-    # the API's parser: 1e999, NaN, invalid UTF-8 and deep nesting are a 400, not a 500
-    return decode_json(raw, status=400)
+    return raw
 
 
 # -- pages ------------------------------------------------------------------------------------
@@ -155,7 +162,46 @@ async def logout(request: web.Request, _: Session | None) -> web.Response:
 
 
 async def state(request: web.Request, s: Session) -> Any:
-    return request.app[PANEL].state_of(s)
+    panel = request.app[PANEL]
+    doc = panel.state_of(s)
+    doc["preferences"] = (await panel.users.preferences(s.username)).to_json()
+    doc["languages"] = available_languages()
+    return doc
+
+
+def available_languages() -> list[str]:
+    """The languages the panel speaks: one catalog file each, so adding a language is adding
+    a file (``web/panel/assets/i18n/<code>.json``)."""
+    return sorted(p.stem for p in (WEB_PANEL / "assets" / "i18n").glob("*.json"))
+
+
+class PreferencesBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``POST /panel/api/preferences``: what is given changes, what is left out stays."""
+
+    language: str | msgspec.UnsetType | None = msgspec.UNSET  # null: follow the browser
+    notifications: bool | msgspec.UnsetType = msgspec.UNSET
+    ring_sound: bool | msgspec.UnsetType = msgspec.UNSET
+    theme: Literal["auto", "light", "dark"] | msgspec.UnsetType = msgspec.UNSET
+
+
+async def preferences(request: web.Request, s: Session) -> Any:
+    panel = request.app[PANEL]
+    body: PreferencesBody = decode_json(await _raw_body(request), PreferencesBody, status=400)
+    current = await panel.users.preferences(s.username)
+    changes = {k: v for k, v in msgspec.structs.asdict(body).items() if v is not msgspec.UNSET}
+    language = changes.get("language", current.language)
+    if language is not None and language not in available_languages():
+        raise ApiError(
+            400,
+            "bad_language",
+            f"language: expected one of {', '.join(available_languages())} or null",
+            {"field": "language", "languages": available_languages()},
+        )
+    try:
+        saved = await panel.users.set_preferences(s.username, replace(current, **changes))
+    except UserError as e:
+        raise ApiError(404, e.code, str(e)) from None
+    return saved.to_json()
 
 
 async def board(request: web.Request, s: Session) -> Any:
@@ -255,4 +301,13 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/panel/api/people", api(create_person))
     r.add_post("/panel/api/originate", api(originate))
     r.add_get("/panel/api/followups", api(followups))
+    r.add_post("/panel/api/preferences", api(preferences))
     r.add_get("/panel/recordings/{call_id}/{index}", api(recording))
+    # the wallboard and lead qualification keep their handlers in their own modules
+    from gateway.panel import qualification, wallboard_feed
+
+    wallboard_feed.add_routes(app, api, app[PANEL])
+    from gateway.panel import controls  # call controls and listen/whisper/barge
+
+    controls.add_routes(app, api, _raw_body, app[PANEL])
+    qualification.add_routes(app, api, _body)

@@ -35,14 +35,23 @@ from gateway.config import GatewayConfig
 from gateway.errors import AmiError, ApiError
 from gateway.lookup.card import CallerCard
 from gateway.metrics import LOOKUP_SECONDS, POPUP_SECONDS
+from gateway.panel.aftercall import AfterCallWork
 from gateway.panel.board import AVAILABLE, PAUSED, Board, LiveCall
 from gateway.panel.clicktocall import Attempt, ClickToCall
+from gateway.panel.controls import CallControls
 from gateway.panel.ratelimit import SignInGuard, SlidingWindowLimiter
 from gateway.panel.sessions import COOKIE, Session, SessionStore
 from gateway.panel.settings import PanelSettings
 from gateway.panel.users import Role, UserError, UserRepository, check_extensions
 from gateway.push import messages as m
 from gateway.push.hub import AgentHub
+from gateway.store.calllog import (
+    CallRecordError,
+    decode_cursor,
+    display_fields,
+    encode_cursor,
+    number_filter,
+)
 from gateway.store.db import Database, SqlParam
 from gateway.store.models import PersonType
 from gateway.store.repositories import (
@@ -115,6 +124,24 @@ class PanelService:
             SlidingWindowLimiter(s.originate_limit, s.originate_window),
             clock,
         )
+        self.aftercall = AfterCallWork(
+            self.board,
+            s.after_call_seconds,
+            clock,
+            self._queue_pause,
+            lambda user, type_, data: self.hub.publish([user], m.encode(type_, data)),
+            self._publish_presence,
+            self._spawn,
+        )
+        self.controls = CallControls(
+            self.board,
+            links,
+            cfg,
+            s,
+            self.clicktocall.check_number,
+            self.clicktocall.owners.get,
+            self._publish_presence,
+        )
         self.dispositions = {d.id: d.label for d in s.dispositions}
         self._pending: dict[str, _Pending] = {}
         self._cards: dict[str, dict[str, Any]] = {}
@@ -154,6 +181,7 @@ class PanelService:
             sub(CallAnswered, self.on_answered),
             sub(CallEnded, self.on_ended),
             sub(AmiEvent, self.clicktocall.on_ami_event),
+            sub(AmiEvent, self.controls.on_ami_event),
         ]
 
     async def start(self) -> None:
@@ -169,6 +197,7 @@ class PanelService:
             asyncio.create_task(self._attribute_calls(), name="panel-call-attribution"),
             asyncio.create_task(self._watch_followups(), name="panel-followups"),
             asyncio.create_task(self._watch_sessions(), name="panel-sessions"),
+            asyncio.create_task(self.aftercall.run(), name="panel-after-call-work"),
         ]
 
     async def stop(self) -> None:
@@ -177,6 +206,7 @@ class PanelService:
         self._unsubscribe = []
         await self.hub.close()
         await self.clicktocall.close()
+        await self.controls.close()
         # calls already ended keep their attribution
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._attribution.join(), 5)
@@ -253,6 +283,7 @@ class PanelService:
             self.board.sign_in(s.username, s.display_name, s.role.value, s.extensions)
         else:
             self.board.sign_out(username)
+            self.aftercall.signed_out(username)
             await self.hub.disconnect(username)
         self._publish_presence(username)
 
@@ -358,6 +389,7 @@ class PanelService:
         data = {"call": call.to_json()}
         self._send(call.key, self._audience(call.involved), m.encode(m.CALL_ANSWERED, data))
         for name in takers:
+            self.aftercall.call_answered(name)
             self._publish_presence(name)
 
     def on_ended(self, e: CallEnded) -> None:
@@ -395,6 +427,9 @@ class PanelService:
         self._send(key, self._audience(involved), m.encode(m.CALL_ENDED, data))
         if key not in self._pending:
             self._cards.pop(key, None)
+        self.controls.call_ended(key, freed)
+        for name in freed:  # they talked on it: after-call work (or their pending presence)
+            self.aftercall.call_ended(name, key)
         for name in freed:
             self._publish_presence(name)
         if involved:
@@ -472,6 +507,10 @@ class PanelService:
                 session.username, session.display_name, session.role.value, session.extensions
             )
             self.board.set_status(session.username, status, reason)
+        if not self.aftercall.chose(session.username):
+            # on a call: kept as pending (shown so) and applied, with the queues, at its end
+            self._publish_presence(session.username)
+            return {**agent.to_json(), "pbx_warning": ""}
         warning = await self._queue_pause(session.extensions, status == PAUSED, reason)
         self._publish_presence(session.username)
         return {**agent.to_json(), "pbx_warning": warning}
@@ -513,6 +552,8 @@ class PanelService:
             "calls": calls,
             "clicktocall": [a.to_json() for a in self.clicktocall.of(session.username)],
             "dispositions": [{"id": k, "label": v} for k, v in self.dispositions.items()],
+            "after_call_seconds": self.aftercall.seconds,
+            "held": self.controls.held_of(session.username),
             "seq": self.hub.last_seq(session.username),
             "epoch": self.hub.epoch,
         }
@@ -528,8 +569,9 @@ class PanelService:
     # -- history -----------------------------------------------------------------------------
 
     async def history(self, session: Session, q: Mapping[str, str]) -> dict[str, Any]:
-        """Calls the user may see, newest first; filters: since, until, outcome, number,
-        missed, agent (supervisors), limit, before (paging cursor: started_at of the last)."""
+        """Calls the user may see, newest first; filters: since, until, outcome, number (any
+        format, or its last digits), missed, agent (supervisors), limit; paging: ``cursor``
+        (``next_cursor`` of the previous page; ``before`` still works)."""
         where = ["1 = 1"]
         args: list[SqlParam] = []
         if not session.role.sees_everyone:
@@ -552,25 +594,38 @@ class PanelService:
             where.append(f"c.outcome IN ({','.join('?' * len(MISSED))}) AND c.direction = ?")
             args += [*MISSED, "inbound"]
         if q.get("number"):
-            digits = "".join(ch for ch in q["number"] if ch.isdigit())[:20]
-            if digits:
-                pattern = f"%{digits}%"
-                where.append("(c.caller LIKE ? OR c.dialed LIKE ? OR c.did LIKE ?)")
-                args += [pattern, pattern, pattern]
+            clause, more = number_filter(q["number"], self.cfg.lookup.default_region)
+            where.append(clause)
+            args += more
+        if q.get("cursor"):  # the same paging as /api/v1/calls: pass back next_cursor
+            try:
+                started, last_id = decode_cursor(q["cursor"])
+            except CallRecordError:
+                raise ApiError(400, "bad_cursor", "cursor: not one this list returned") from None
+            where.append("(c.started_at < ? OR (c.started_at = ? AND c.id < ?))")
+            args += [started, started, last_id]
         try:
             limit = max(1, min(int(q.get("limit") or 50), 200))
         except ValueError:
             raise ApiError(400, "bad_limit", "limit must be a number") from None
-        rows = await self.db.conn.execute_fetchall(
-            "SELECT c.*, (SELECT group_concat(username) FROM call_users u WHERE u.call_id = c.id)"
-            f" AS users FROM calls c WHERE {' AND '.join(where)}"
-            " ORDER BY c.started_at DESC, c.id DESC LIMIT ?",
-            [*args, limit],
+        rows = list(
+            await self.db.conn.execute_fetchall(
+                "SELECT c.*, (SELECT group_concat(username) FROM call_users u"
+                " WHERE u.call_id = c.id) AS users"
+                f" FROM calls c WHERE {' AND '.join(where)}"
+                " ORDER BY c.started_at DESC, c.id DESC LIMIT ?",
+                [*args, limit + 1],
+            )
         )
-        items = [_call_row(r) for r in rows]
+        more_rows = len(rows) > limit
+        rows = rows[:limit]
+        extras = await display_fields(self.db, rows, self.cfg.lookup.default_region)
+        items = [{**_call_row(r), **extra} for r, extra in zip(rows, extras, strict=True)]
+        last = items[-1] if items and more_rows else None
         return {
             "items": items,
-            "next_before": items[-1]["started_at"] if len(items) == limit else None,
+            "next_cursor": encode_cursor(last["started_at"], last["id"]) if last else None,
+            "next_before": last["started_at"] if last else None,  # older tabs' paging
         }
 
     async def may_access(self, session: Session, call_id: str) -> bool:
@@ -623,6 +678,7 @@ class PanelService:
         from gateway.store.calllog import CallLog
 
         await CallLog(self.db).annotate(call_id, notes=notes, disposition=disposition)
+        self.aftercall.wrapped_up(session.username, call_id)  # ends its after-call work
         person_id = call.get("person_id")
         label = self.dispositions.get(disposition, "")
         task = None

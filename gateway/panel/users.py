@@ -69,6 +69,28 @@ class User:
         }
 
 
+THEMES = ("auto", "light", "dark")
+
+
+@dataclass(frozen=True, slots=True)
+class Preferences:
+    """A user's own panel settings, saved on the account. ``language`` None follows the
+    browser; the languages that exist are the panel's catalogs (``available_languages``)."""
+
+    language: str | None = None
+    notifications: bool = True
+    ring_sound: bool = True
+    theme: str = "auto"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "language": self.language,
+            "notifications": self.notifications,
+            "ring_sound": self.ring_sound,
+            "theme": self.theme,
+        }
+
+
 def check_extensions(extensions: Any) -> tuple[str, ...]:
     """Extensions as typed in a form or the CLI: digits only, no duplicates, at most 8."""
     if isinstance(extensions, str):
@@ -253,6 +275,39 @@ class UserRepository:
                 (hashed, self.db.clock(), user.username),
             )
             return await _end_sessions(conn, user.username, keep)
+
+    async def preferences(self, username: str) -> Preferences:
+        """The user's saved settings (defaults for a user who never changed any)."""
+        rows = list(
+            await self.db.conn.execute_fetchall(
+                "SELECT language, notifications, ring_sound, theme FROM users WHERE username = ?",
+                (username,),
+            )
+        )
+        if not rows:
+            return Preferences()
+        r = rows[0]
+        return Preferences(
+            r["language"], bool(r["notifications"]), bool(r["ring_sound"]), r["theme"]
+        )
+
+    async def set_preferences(self, username: str, prefs: Preferences) -> Preferences:
+        """Save all of ``prefs`` (the caller validated them); UserError ``user_not_found``."""
+        async with self.db.transaction() as conn:
+            current = _user(await _row(conn, username))
+            await conn.execute(
+                "UPDATE users SET language = ?, notifications = ?, ring_sound = ?, theme = ?,"
+                " updated_at = ? WHERE username = ?",
+                (
+                    prefs.language,
+                    int(prefs.notifications),
+                    int(prefs.ring_sound),
+                    prefs.theme,
+                    self.db.clock(),
+                    current.username,
+                ),
+            )
+        return prefs
 
     async def verify(self, username: str, password: str) -> User | None:
         """The user when the password is right and the account enabled; None otherwise."""

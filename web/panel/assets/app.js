@@ -1,407 +1,195 @@
-// The agent panel: live pop-ups, notes and wrap-up, history, missed calls, follow-ups,
-// presence, click-to-call and (for supervisors) the live board.
-import { api, clear, countryName, duration, h, initials, when } from './dom.js';
+// The agent panel: boots the language and the user's settings, runs the live desk, the list
+// views, presence, click-to-call, keyboard shortcuts and (for supervisors) the live board.
+// Views live in a registry (views.js); hooks for later views: registerView(), app.onMessage.
+import { Desk } from './desk.js';
+import { api, clear, h, initials, srOnly } from './dom.js';
+import { language, loadLanguage, t, tId, translatePage } from './i18n.js';
+import { alerts, askPermission, notifyRinging, ringWhile } from './alerts.js';
+import { loadFollowups, loadHistory, loadMissed, renderBoard, showCount } from './lists.js';
 import { LiveSocket } from './socket.js';
+import { errorText, onDial, toast } from './ui.js';
+import { registerView, views } from './views.js';
 
 const $ = (id) => document.getElementById(id);
-const app = {
+export const app = {
   me: null,
   dispositions: [],
-  calls: new Map(), // call id -> pop-up entry
+  prefs: { language: null, notifications: true, ring_sound: true, theme: 'auto' },
+  languages: ['en', 'es'],
   view: 'live',
   board: { agents: new Map(), calls: new Map() },
+  presence: null,
+  missed: 0,
+  desk: null,
+  listeners: [], // later modules: app.listeners.push((msg) => ...) to follow live messages
 };
-
-const OUTCOMES = {
-  answered: 'Answered', noanswer: 'No answer', busy: 'Busy', abandoned: 'Abandoned',
-  failed: 'Failed', transferred: 'Transferred',
-};
-const PRESENCE = { available: 'Available', paused: 'Paused', on_call: 'On a call', offline: 'Offline' };
-
-// -- toasts and small pieces ----------------------------------------------------------------
-
-function toast(text, kind = 'info', ms = 6000) {
-  const el = h('div', { class: `toast toast-${kind}`, role: kind === 'error' ? 'alert' : 'status' }, text);
-  $('toasts').append(el);
-  window.setTimeout(() => el.remove(), ms);
-}
-
-function callButton(number, label = 'Call') {
-  if (!number) return null;
-  return h('button', {
-    class: 'btn btn-call btn-small', type: 'button', title: `Call ${number}`,
-    dataset: { number }, onclick: () => clickToCall(number),
-  }, label);
-}
-
-function outcomeBadge(outcome) {
-  return h('span', { class: `badge outcome-${outcome || 'unknown'}` }, OUTCOMES[outcome] || outcome || '—');
-}
+const dispositions = () => app.dispositions;
 
 // -- click-to-call ------------------------------------------------------------------------------
 
-const C2C_STEPS = [['calling_agent', 'Calling you'], ['calling_customer', 'Calling the customer'], ['connected', 'Connected']];
+const C2C_STEPS = ['calling_agent', 'calling_customer', 'connected'];
+let lastProgress = null;
 
 async function clickToCall(number) {
-  showProgress({ state: 'starting', number, message: 'Checking the number…' });
+  showProgress({ state: 'starting', number, message: t('c2c.starting') });
   try {
-    const attempt = await api('/panel/api/originate', { number });
-    showProgress(attempt);
+    showProgress(await api('/panel/api/originate', { number }));
   } catch (e) {
-    showProgress({ state: 'failed', number, reason: e.id || 'failed', message: e.message });
+    showProgress({ state: 'failed', number, reason: e.id || 'failed', message: errorText(e) });
   }
+}
+onDial(clickToCall);
+
+function progressMessage(p) {
+  if (p.state === 'failed') return tId('c2c', p.reason || 'failed', p.message);
+  if (p.state === 'starting') return p.message;
+  return tId('c2c', p.state, p.message);
 }
 
 function showProgress(p) {
+  lastProgress = p;
   const box = $('c2c');
   box.hidden = false;
   box.dataset.state = p.state;
   box.dataset.reason = p.reason || '';
-  const reached = C2C_STEPS.findIndex(([s]) => s === p.state);
-  const steps = h('ol', { class: 'c2c-steps' }, C2C_STEPS.map(([s, label], i) => h('li', {
-    class: p.state === 'failed' ? (i === 0 ? 'failed' : '') : (reached > i || p.state === 'ended' ? 'done' : reached === i ? 'current' : ''),
-  }, label)));
+  const reached = C2C_STEPS.indexOf(p.state);
+  // each step says its state in words and a symbol, not only in colour
+  const steps = h('ol', { class: 'c2c-steps' }, C2C_STEPS.map((s, i) => {
+    const state = p.state === 'failed' ? (i === 0 ? 'failed' : 'todo') : (reached > i || p.state === 'ended' ? 'done' : reached === i ? 'current' : 'todo');
+    const mark = { done: '✓', current: '●', failed: '✕', todo: '○' }[state];
+    return h('li', { class: state, 'aria-current': state === 'current' ? 'step' : null },
+      h('span', { 'aria-hidden': 'true' }, `${mark} `), t(`c2c.step_${s}`), srOnly(` (${t(`c2c.step_state_${state}`)})`));
+  }));
+  const title = p.state === 'failed' ? t('c2c.not_connected') : p.state === 'ended' ? t('c2c.finished') : t('c2c.title');
+  const hadFocus = box.contains(document.activeElement);
+  const dismiss = h('button', { class: 'btn btn-ghost btn-small', type: 'button', id: 'c2c-dismiss', onclick: () => dismissProgress() }, t('action.dismiss'));
   clear(box).append(
-    h('div', { class: 'c2c-head' },
-      h('strong', {}, p.state === 'failed' ? 'Call not connected' : p.state === 'ended' ? 'Call finished' : 'Click-to-call'),
-      h('span', { class: 'c2c-number' }, p.number || ''),
-      h('button', { class: 'btn btn-ghost btn-small', type: 'button', onclick: () => { box.hidden = true; } }, 'Dismiss')),
+    h('div', { class: 'c2c-head' }, h('h2', { id: 'c2c-title', class: 'c2c-title' }, title), h('span', { class: 'c2c-number' }, p.number || ''), dismiss),
     steps,
-    h('p', { class: `c2c-message ${p.state === 'failed' ? 'is-error' : ''}`, id: 'c2c-message' }, p.message || ''),
+    h('p', { class: `c2c-message ${p.state === 'failed' ? 'is-error' : ''}`, id: 'c2c-message', role: p.state === 'failed' ? 'alert' : 'status' }, progressMessage(p)),
   );
+  if (hadFocus) dismiss.focus();
 }
 
-// -- pop-ups ------------------------------------------------------------------------------------
-
-function entryFor(call) {
-  let entry = app.calls.get(call.id);
-  if (!entry) {
-    entry = { call, card: null, el: null, notes: null, wrap: null, saved: false };
-    app.calls.set(call.id, entry);
-  }
-  return entry;
+function dismissProgress() {
+  const box = $('c2c');
+  const hadFocus = box.contains(document.activeElement);
+  box.hidden = true;
+  lastProgress = null;
+  if (hadFocus) $('dial-number').focus();
 }
 
-function showCall(call, card) {
-  const entry = entryFor(call);
-  entry.call = { ...entry.call, ...call };
-  if (card) entry.card = card;
-  renderPopup(entry);
-}
-
-function statusLine(entry) {
-  const c = entry.call;
-  const mine = app.me && (c.agents || []).includes(app.me.username);
-  if (c.state === 'ringing') {
-    const where = (c.ringing || []).length ? `ringing at ${(c.ringing || []).join(', ')}` : 'stopped ringing';
-    const via = c.queue ? ` · queue ${c.queue}` : '';
-    const kind = c.click_to_call ? 'Your click-to-call' : c.direction === 'outbound' ? 'Outgoing call' : 'Incoming call';
-    return [mine || c.click_to_call ? 'ringing' : 'elsewhere', `${kind} · ${where}${via}`];
-  }
-  if (c.state === 'answered') {
-    if (c.answered_agent === (app.me && app.me.username)) return ['talking', 'On the call with you'];
-    return ['elsewhere', `Answered by ${c.answered_agent || c.answered_by || 'someone else'}`];
-  }
-  const talk = c.talk_seconds ? ` · talked ${duration(c.talk_seconds)}` : '';
-  return ['ended', `Call ended · ${OUTCOMES[c.outcome] || c.outcome || ''}${talk}`];
-}
-
-function renderPopup(entry) {
-  const c = entry.call;
-  const card = entry.card || {};
-  if (!entry.el) {
-    entry.notes = h('textarea', { class: 'notes', placeholder: 'Notes while you talk…', rows: 3, 'aria-label': 'Call notes' });
-    entry.el = h('article', { class: 'popup', dataset: { callId: c.id } });
-    $('popups').prepend(entry.el);
-  }
-  const [tone, text] = statusLine(entry);
-  entry.el.className = `popup tone-${tone}`;
-  entry.el.dataset.state = c.state;
-  const number = card.number || c.number || c.caller || '';
-  const known = Boolean(card.known);
-  const title = known ? card.display_name : (number || 'Unknown number');
-  const head = h('header', { class: 'popup-head' },
-    h('div', { class: `avatar ${known ? '' : 'avatar-unknown'}` }, known ? initials(card.display_name) : '#'),
-    h('div', { class: 'who' },
-      h('h2', { class: 'caller-title' }, title),
-      h('div', { class: 'sub' },
-        known && card.company ? h('span', { class: 'company' }, card.company) : null,
-        h('span', { class: 'number' }, number),
-        callButton(number)),
-      c.caller_name ? h('div', { class: 'callerid' }, h('span', { class: 'label' }, 'Caller ID '), h('span', { class: 'callerid-name' }, c.caller_name)) : null),
-    h('div', { class: 'badges' },
-      known ? h('span', { class: `badge kind-${card.kind}` }, card.kind === 'lead' ? 'Lead' : card.kind === 'contact' ? 'Contact' : 'Account') : h('span', { class: 'badge kind-unknown' }, 'New caller'),
-      card.lead_status ? h('span', { class: `badge status-${card.lead_status}` }, card.lead_status) : null,
-      card.lead_score !== null && card.lead_score !== undefined ? h('span', { class: 'badge score', title: 'Lead score (0–10)' }, `★ ${Number(card.lead_score).toFixed(1)}`) : null,
-      card.do_not_call ? h('span', { class: 'badge dnc' }, 'Do not call') : null),
-    c.state === 'ended' ? h('button', { class: 'close', type: 'button', title: 'Close', 'aria-label': 'Close', onclick: () => closePopup(entry) }, '×') : null,
-  );
-  const body = known ? knownBody(card) : unknownBody(entry, card, number);
-  const parts = [h('div', { class: 'popup-status' }, h('span', { class: 'pulse' }), h('span', { class: 'status-text' }, text)), head, body];
-  if (c.state !== 'ringing' || (c.agents || []).includes(app.me && app.me.username)) {
-    parts.push(h('div', { class: 'popup-notes' }, entry.notes));
-  }
-  if (c.state === 'ended' && (c.wrapup || []).includes(app.me && app.me.username)) {
-    parts.push(wrapupForm(entry));
-  }
-  clear(entry.el).append(...parts);
-  $('live-empty').hidden = app.calls.size > 0;
-}
-
-function knownBody(card) {
-  const facts = [
-    ['Status', card.lead_status || (card.kind === 'contact' ? 'Customer' : '—')],
-    ['Score', card.lead_score !== null && card.lead_score !== undefined ? `${Number(card.lead_score).toFixed(1)} / 10` : '—'],
-    ['Owner', card.owner || 'Unassigned'],
-    ['Country', countryName(card.country) || '—'],
-  ];
-  const interactions = (card.interactions || []).slice(0, 4);
-  const followUps = card.follow_ups || [];
-  return h('div', { class: 'popup-body' },
-    h('dl', { class: 'facts' }, facts.map(([k, v]) => h('div', {}, h('dt', {}, k), h('dd', {}, v)))),
-    h('div', { class: 'columns' },
-      h('section', {},
-        h('h3', {}, 'Last interactions'),
-        interactions.length
-          ? h('ul', { class: 'timeline' }, interactions.map((i) => h('li', {}, h('span', { class: `tl-kind tl-${i.kind}` }, i.kind), h('span', { class: 'tl-text' }, i.summary), h('time', {}, when(i.at)))))
-          : h('p', { class: 'muted' }, 'No interactions yet.')),
-      h('section', {},
-        h('h3', {}, 'Open follow-ups'),
-        followUps.length
-          ? h('ul', { class: 'timeline' }, followUps.map((f) => h('li', {}, h('span', { class: 'tl-text' }, f.title), h('time', {}, when(f.due_at)))))
-          : h('p', { class: 'muted' }, 'Nothing pending.'))),
-    card.external_url ? h('a', { class: 'btn btn-secondary btn-small crm-link', href: card.external_url, target: '_blank', rel: 'noopener noreferrer' }, `Open in ${card.source || 'CRM'} ↗`) : null,
-  );
-}
-
-function unknownBody(entry, card, number) {
-  const country = countryName(card.country);
-  const facts = h('dl', { class: 'facts' },
-    h('div', {}, h('dt', {}, 'Number'), h('dd', {}, number || '—')),
-    h('div', {}, h('dt', {}, 'Country'), h('dd', {}, country || '—')),
-    h('div', {}, h('dt', {}, 'Line'), h('dd', {}, (card.line_type || '—').replace(/_/g, ' '))));
-  if (entry.created) {
-    return h('div', { class: 'popup-body' }, facts, h('p', { class: 'created' }, `✓ ${entry.created}`));
-  }
-  const first = h('input', { name: 'first_name', placeholder: 'First name', 'aria-label': 'First name' });
-  const last = h('input', { name: 'last_name', placeholder: 'Last name', 'aria-label': 'Last name' });
-  const company = h('input', { name: 'company', placeholder: 'Company', 'aria-label': 'Company' });
-  const email = h('input', { name: 'email', type: 'email', placeholder: 'E-mail', 'aria-label': 'E-mail' });
-  const create = async (kind) => {
-    const body = { kind, phone: number, first_name: first.value, last_name: last.value, company: company.value };
-    if (email.value) body.email = email.value;
-    try {
-      const r = await api('/panel/api/people', body);
-      entry.created = `${kind === 'lead' ? 'Lead' : 'Contact'} ${r.outcome}: ${r.person.name || number}`;
-      const lookup = await api(`/panel/api/lookup?number=${encodeURIComponent(number)}`);
-      entry.card = lookup.card;
-      renderPopup(entry);
-    } catch (e) {
-      toast(e.message, 'error');
-    }
-  };
-  return h('div', { class: 'popup-body' }, facts,
-    h('form', { class: 'create-form', onsubmit: (ev) => ev.preventDefault() },
-      h('h3', {}, 'Not in the CRM yet'),
-      h('div', { class: 'grid2' }, first, last, company, email),
-      h('div', { class: 'actions' },
-        h('button', { class: 'btn btn-primary btn-small', type: 'button', onclick: () => create('lead') }, 'Create lead'),
-        h('button', { class: 'btn btn-secondary btn-small', type: 'button', onclick: () => create('contact') }, 'Create contact'))));
-}
-
-function wrapupForm(entry) {
-  if (entry.saved) {
-    return h('div', { class: 'wrapup saved' }, h('span', {}, '✓ Saved to the call log'),
-      h('button', { class: 'btn btn-ghost btn-small', type: 'button', onclick: () => closePopup(entry) }, 'Close'));
-  }
-  if (!entry.wrap) {
-    entry.wrap = { disposition: '', date: h('input', { type: 'date', name: 'follow_up_at', 'aria-label': 'Follow-up date' }) };
-  }
-  const chips = h('div', { class: 'chips', role: 'radiogroup', 'aria-label': 'Disposition' }, app.dispositions.map((d) => h('button', {
-    type: 'button', role: 'radio', class: `chip ${entry.wrap.disposition === d.id ? 'selected' : ''}`,
-    'aria-checked': entry.wrap.disposition === d.id ? 'true' : 'false', dataset: { disposition: d.id },
-    onclick: () => { entry.wrap.disposition = d.id; renderPopup(entry); },
-  }, d.label)));
-  const save = h('button', { class: 'btn btn-primary', type: 'button', onclick: () => saveWrapup(entry, save) }, 'Save');
-  return h('div', { class: 'wrapup' },
-    h('h3', {}, 'How did it go?'), chips,
-    h('div', { class: 'wrapup-row' }, h('label', {}, 'Follow up on ', entry.wrap.date), save));
-}
-
-async function saveWrapup(entry, button) {
-  button.disabled = true;
-  const body = { notes: entry.notes.value, disposition: entry.wrap.disposition, follow_up_at: entry.wrap.date.value || null };
-  for (let attempt = 0; attempt < 5; attempt += 1) {
-    try {
-      await api(`/panel/api/calls/${encodeURIComponent(entry.call.id)}/wrapup`, body);
-      entry.saved = true;
-      renderPopup(entry);
-      return;
-    } catch (e) {
-      if (e.status === 404 && attempt < 4) { // the call log write may be a moment behind
-        await new Promise((r) => window.setTimeout(r, 400));
-        continue;
-      }
-      toast(e.message, 'error');
-      button.disabled = false;
-      return;
-    }
-  }
-}
-
-function closePopup(entry) {
-  if (entry.el) entry.el.remove();
-  app.calls.delete(entry.call.id);
-  $('live-empty').hidden = app.calls.size > 0;
-}
-
-// -- history, missed, follow-ups ----------------------------------------------------------------
-
-function callRows(table, items, { missed = false } = {}) {
-  const head = missed
-    ? ['When', 'Number', 'Caller ID', 'Rang', '']
-    : ['When', 'Number', 'Outcome', 'Duration', 'Agent', 'Notes', 'Recording'];
-  clear(table).append(h('thead', {}, h('tr', {}, head.map((t) => h('th', {}, t)))));
-  const body = h('tbody', {});
-  if (!items.length) body.append(h('tr', {}, h('td', { colspan: head.length, class: 'muted center' }, missed ? 'No missed calls. Nice.' : 'No calls match.')));
-  for (const c of items) {
-    const number = h('td', { class: 'num' }, h('span', {}, c.number || c.caller || '—'), ' ', callButton(c.number, missed ? 'Call back' : 'Call'));
-    if (missed) {
-      body.append(h('tr', { dataset: { callId: c.id } }, h('td', {}, when(c.started_at)), number,
-        h('td', {}, c.caller_name || ''), h('td', {}, duration(c.ring_seconds)), h('td', {})));
-      continue;
-    }
-    const recs = (c.recordings || []).map((_, i) => h('audio', { controls: true, preload: 'none', src: `/panel/recordings/${encodeURIComponent(c.id)}/${i}` }));
-    body.append(h('tr', { dataset: { callId: c.id } },
-      h('td', {}, when(c.started_at), h('div', { class: 'muted small' }, c.direction)),
-      number, h('td', {}, outcomeBadge(c.outcome)), h('td', {}, duration(c.talk_seconds)),
-      h('td', {}, c.answered_by || (c.agents_rang || []).join(', ')),
-      h('td', { class: 'notes-cell' }, c.disposition ? h('span', { class: 'badge disp' }, (app.dispositions.find((d) => d.id === c.disposition) || {}).label || c.disposition) : null, ' ', c.notes || ''),
-      h('td', {}, recs.length ? recs : h('span', { class: 'muted' }, '—'))));
-  }
-  table.append(body);
-}
-
-async function loadHistory() {
-  const form = $('history-filters');
-  const q = new URLSearchParams();
-  for (const [k, v] of new FormData(form).entries()) if (v) q.set(k, String(v));
-  try {
-    const doc = await api(`/panel/api/calls?${q}`);
-    callRows($('history-table'), doc.items);
-  } catch (e) { toast(e.message, 'error'); }
-}
-
-async function loadMissed() {
-  try {
-    const doc = await api('/panel/api/calls?missed=1');
-    callRows($('missed-table'), doc.items, { missed: true });
-    const count = $('missed-count');
-    count.textContent = String(doc.items.length);
-    count.hidden = !doc.items.length;
-  } catch (e) { toast(e.message, 'error'); }
-}
-
-async function loadFollowups() {
-  try {
-    const doc = await api('/panel/api/followups');
-    const list = clear($('followup-list'));
-    if (!doc.items.length) list.append(h('li', { class: 'muted' }, 'No follow-ups. Your worklist is clear.'));
-    const now = Date.now() / 1000;
-    for (const f of doc.items) {
-      list.append(h('li', { class: `followup ${f.due_at < now ? 'due' : ''}` },
-        h('div', {}, h('strong', {}, f.title), h('div', { class: 'muted' }, f.person || '', ' · due ', when(f.due_at))),
-        callButton(f.number)));
-    }
-    const count = $('followup-count');
-    const due = doc.items.filter((f) => f.due_at < now).length;
-    count.textContent = String(due);
-    count.hidden = !due;
-  } catch (e) { toast(e.message, 'error'); }
-}
-
-// -- supervisor board ---------------------------------------------------------------------------
-
-async function loadBoard() {
-  if (!app.me || app.me.role === 'agent') return;
-  try {
-    const doc = await api('/panel/api/board');
-    app.board.agents = new Map(doc.agents.map((a) => [a.username, a]));
-    app.board.calls = new Map(doc.calls.map((c) => [c.id, c]));
-    renderBoard();
-  } catch (e) { toast(e.message, 'error'); }
-}
-
-function renderBoard() {
-  const grid = clear($('board-agents'));
-  for (const a of app.board.agents.values()) {
-    grid.append(h('div', { class: `agent-tile st-${a.status}`, dataset: { agent: a.username } },
-      h('div', { class: 'avatar small' }, initials(a.display_name)),
-      h('div', {}, h('strong', {}, a.display_name), h('div', { class: 'muted small' }, (a.extensions || []).join(', ') || 'no extension')),
-      h('span', { class: 'st-label' }, PRESENCE[a.status] || a.status, a.reason ? ` · ${a.reason}` : '')));
-  }
-  const table = clear($('board-calls'));
-  table.append(h('thead', {}, h('tr', {}, ['Started', 'Number', 'Caller ID', 'State', 'Agent'].map((t) => h('th', {}, t)))));
-  const body = h('tbody', {});
-  if (!app.board.calls.size) body.append(h('tr', {}, h('td', { colspan: 5, class: 'muted center' }, 'No calls right now.')));
-  for (const c of app.board.calls.values()) {
-    body.append(h('tr', {}, h('td', {}, when(c.started_at)), h('td', {}, c.number || ''), h('td', {}, c.caller_name || ''),
-      h('td', {}, h('span', { class: `badge state-${c.state}` }, c.state)),
-      h('td', {}, c.answered_agent || c.answered_by || (c.ringing || []).join(', '))));
-  }
-  table.append(body);
-}
-
-// -- presence -----------------------------------------------------------------------------------
+// -- presence: a menu button; arrow keys move, Enter or a click commits ------------------------
 
 function showPresence(p) {
   if (!p) return;
+  app.presence = p;
   $('presence-dot').className = `dot st-${p.status}`;
   $('presence').dataset.status = p.status;
-  $('presence-select').value = p.status === 'paused' ? 'paused' : 'available';
-  $('presence-note').textContent = p.status === 'on_call' ? 'On a call' : p.reason || '';
+  const label = tId('presence', p.status, p.status);
+  clear($('presence-button')).append(h('span', {}, label), h('span', { 'aria-hidden': 'true' }, ' ▾'));
+  $('presence-button').setAttribute('aria-label', t('presence.button', { status: label }));
+  for (const item of $('presence-menu').children) item.setAttribute('aria-checked', String(item.dataset.status === (p.status === 'paused' ? 'paused' : 'available')));
+  $('presence-note').textContent = p.status === 'on_call' ? t('presence.on_call') : p.reason ? tId('pause_reason', p.reason, p.reason) : '';
+}
+
+function openPresence() {
+  const menu = $('presence-menu');
+  menu.hidden = false;
+  $('presence-button').setAttribute('aria-expanded', 'true');
+  const items = [...menu.children];
+  (items.find((i) => i.getAttribute('aria-checked') === 'true') || items[0]).focus();
+}
+
+function closePresence(refocus) {
+  $('presence-menu').hidden = true;
+  $('presence-button').setAttribute('aria-expanded', 'false');
+  if (refocus) $('presence-button').focus();
+}
+
+async function commitPresence(status) {
+  closePresence(true);
+  try {
+    const p = await api('/panel/api/presence', { status, reason: status === 'paused' ? 'Break' : '' });
+    showPresence(p);
+    if (p.pbx_warning) toast(t('presence.pbx_warning'), 'error');
+  } catch (err) { toast(errorText(err), 'error'); }
+}
+
+function presenceKeys(ev) {
+  const items = [...$('presence-menu').children];
+  const i = items.indexOf(document.activeElement);
+  if (ev.key === 'ArrowDown' || ev.key === 'ArrowUp') {
+    ev.preventDefault();
+    items[(i + (ev.key === 'ArrowDown' ? 1 : -1) + items.length) % items.length].focus();
+  } else if (ev.key === 'Enter' || ev.key === ' ') {
+    ev.preventDefault();
+    if (i >= 0) commitPresence(items[i].dataset.status);
+  } else if (ev.key === 'Escape' || ev.key === 'Tab') {
+    if (ev.key === 'Escape') ev.preventDefault();
+    closePresence(ev.key === 'Escape');
+  }
 }
 
 // -- live messages ------------------------------------------------------------------------------
 
+const later = new Map(); // debounced reloads: many events, one request
+function debounce(key, fn, ms = 800) {
+  if (later.has(key)) return;
+  later.set(key, window.setTimeout(() => { later.delete(key); fn(); }, ms));
+}
+
 function onMessage(msg) {
   const d = msg.data || {};
+  const u = app.me && app.me.username;
   switch (msg.type) {
     case 'call.ringing':
     case 'call.answered':
     case 'call.ended': {
       const call = { ...d.call };
       if (msg.type === 'call.ended') call.wrapup = d.wrapup || [];
-      const mine = app.me && ((call.agents || []).includes(app.me.username) || call.answered_agent === app.me.username || (call.wrapup || []).includes(app.me.username));
+      const mine = Boolean(u) && ((call.agents || []).includes(u) || call.answered_agent === u || (call.wrapup || []).includes(u));
       if (app.me && app.me.role !== 'agent') {
         if (call.state === 'ended') app.board.calls.delete(call.id);
         else app.board.calls.set(call.id, { ...(app.board.calls.get(call.id) || {}), ...call });
-        if (app.view === 'board') renderBoard();
+        if (app.view === 'board') debounce('board', () => renderBoard(app.board), 200);
       }
-      if (mine || app.calls.has(call.id)) showCall(call, d.card);
+      const isNew = !app.desk.entries.has(call.id);
+      app.desk.show(call, d.card, mine);
+      if (isNew && msg.type === 'call.ringing' && mine && app.desk.entries.has(call.id)) {
+        notifyRinging(t('notify.ringing_title'), app.desk.callerName(app.desk.entries.get(call.id)));
+      }
       if (msg.type === 'call.ended') {
-        if (app.view === 'history') loadHistory();
-        if (call.outcome !== 'answered') loadMissed();
+        if (app.view === 'history') debounce('history', () => loadHistory(dispositions));
+        if (mine && call.direction === 'inbound' && call.outcome !== 'answered') {
+          if (app.view === 'missed') debounce('missed', () => loadMissed(dispositions));
+          else {
+            app.missed += 1; // counted here; the list loads when the agent opens it
+            showCount($('missed-count'), app.missed, 'count.missed');
+          }
+        }
       }
       break;
     }
     case 'presence':
-      if (app.me && d.username === app.me.username) showPresence(d);
+      if (d.username === u) showPresence(d);
       if (app.me && app.me.role !== 'agent') {
         app.board.agents.set(d.username, d);
-        if (app.view === 'board') renderBoard();
+        if (app.view === 'board') debounce('board', () => renderBoard(app.board), 200);
       }
       break;
     case 'clicktocall.progress':
       showProgress(d);
       break;
     case 'followup.due':
-      toast(`Follow-up due: ${d.title}${d.person ? ` — ${d.person}` : ''}`, 'info', 10000);
-      loadFollowups();
+      toast(t('followups.due_toast', { title: d.title, person: d.person || '' }), 'info', 10000);
+      debounce('followups', loadFollowups, 1000);
       break;
     default:
       break;
   }
+  for (const listener of app.listeners) listener(msg);
+  for (const v of views.values()) if (v.onMessage) v.onMessage(msg);
 }
 
 async function refresh() {
@@ -411,64 +199,233 @@ async function refresh() {
     app.dispositions = s.dispositions;
     renderMe();
     showPresence(s.presence);
-    for (const { call, card } of s.calls) showCall(call, card);
+    for (const { call, card } of s.calls) app.desk.show(call, card, true);
     for (const p of s.clicktocall) showProgress(p);
-    loadMissed();
+    loadMissed(dispositions).then(() => { app.missed = Number($('missed-count').textContent.match(/\d+/)) || 0; });
     loadFollowups();
-    if (app.view === 'history') loadHistory();
-    loadBoard();
-  } catch (e) { toast(e.message, 'error'); }
+    if (app.view === 'history') loadHistory(dispositions);
+    if (app.view === 'board') loadBoard();
+  } catch (e) { toast(errorText(e), 'error'); }
+}
+
+async function loadBoard() {
+  if (!app.me || app.me.role === 'agent') return;
+  try {
+    const doc = await api('/panel/api/board');
+    app.board.agents = new Map(doc.agents.map((a) => [a.username, a]));
+    app.board.calls = new Map(doc.calls.map((c) => [c.id, c]));
+    renderBoard(app.board);
+  } catch (e) { toast(errorText(e), 'error'); }
 }
 
 function renderMe() {
   const me = app.me;
-  clear($('me')).append(h('div', { class: 'avatar small' }, initials(me.display_name)),
-    h('div', {}, h('strong', {}, me.display_name), h('div', { class: 'muted small' }, `${me.role} · ext ${(me.extensions || []).join(', ') || '—'}`)));
+  if (!me) return;
+  clear($('me')).append(h('div', { class: 'avatar small', 'aria-hidden': 'true' }, initials(me.display_name)),
+    h('div', {}, h('strong', {}, me.display_name),
+      h('div', { class: 'muted small' }, `${tId('role', me.role, me.role)} · ${t('me.extensions', { ext: (me.extensions || []).join(', ') || '—' })}`)));
   $('nav-board').hidden = me.role === 'agent';
   document.body.dataset.user = me.username;
 }
 
-function show(view) {
-  app.view = view;
-  for (const b of document.querySelectorAll('.nav-item')) b.classList.toggle('active', b.dataset.view === view);
-  for (const v of ['live', 'history', 'missed', 'followups', 'board']) $(`view-${v}`).hidden = v !== view;
-  if (view === 'history') loadHistory();
-  if (view === 'missed') loadMissed();
-  if (view === 'followups') loadFollowups();
-  if (view === 'board') loadBoard();
+// The page title says what rings: "(2) Llamada entrante · Centralita" in a background tab.
+function updateTitle() {
+  const ringing = app.desk ? app.desk.ringingCount() : 0;
+  const view = views.get(app.view);
+  document.title = ringing
+    ? t('title.ringing', { count: ringing })
+    : `${t(view ? view.titleKey : 'nav.live')} · Centralita`;
+  showCount($('ringing-count'), ringing, 'count.ringing');
+  ringWhile(ringing);
 }
 
-function init() {
-  for (const b of document.querySelectorAll('.nav-item')) b.addEventListener('click', () => show(b.dataset.view));
-  $('history-filters').addEventListener('submit', (e) => { e.preventDefault(); loadHistory(); });
+// -- views ----------------------------------------------------------------------------------
+
+function show(view, { focus = false } = {}) {
+  if (!views.has(view) || views.get(view).button.hidden) return;
+  app.view = view;
+  for (const [id, v] of views) {
+    v.section.hidden = id !== view;
+    v.button.classList.toggle('active', id === view);
+    if (id === view) v.button.setAttribute('aria-current', 'page');
+    else v.button.removeAttribute('aria-current');
+  }
+  const spec = views.get(view);
+  $('view-heading').textContent = t(spec.titleKey);
+  updateTitle();
+  if (spec.onShow) spec.onShow(spec.section);
+  if (focus) $('view-heading').focus();
+}
+
+registerView('live', { titleKey: 'nav.live' });
+registerView('history', { titleKey: 'nav.history', onShow: () => loadHistory(dispositions) });
+registerView('missed', { titleKey: 'nav.missed', onShow: () => loadMissed(dispositions).then(() => { app.missed = Number($('missed-count').textContent.match(/\d+/)) || 0; }) });
+registerView('followups', { titleKey: 'nav.followups', onShow: () => loadFollowups() });
+registerView('board', { titleKey: 'nav.board', onShow: () => loadBoard() });
+
+// -- settings -------------------------------------------------------------------------------
+
+function applyTheme(theme) {
+  if (theme === 'light' || theme === 'dark') document.documentElement.dataset.theme = theme;
+  else delete document.documentElement.dataset.theme;
+}
+
+function applyPrefs(prefs) {
+  app.prefs = { ...app.prefs, ...prefs };
+  alerts.notifications = app.prefs.notifications;
+  alerts.ringSound = app.prefs.ring_sound;
+  applyTheme(app.prefs.theme);
+}
+
+function openSettings() {
+  const select = clear($('settings-language'));
+  select.append(h('option', { value: '' }, t('settings.language_auto')));
+  for (const code of app.languages) select.append(h('option', { value: code, lang: code }, t(`language.${code}`)));
+  select.value = app.prefs.language || '';
+  $('settings-theme').value = app.prefs.theme;
+  $('settings-notifications').checked = app.prefs.notifications;
+  $('settings-ring').checked = app.prefs.ring_sound;
+  $('settings').showModal();
+}
+
+async function saveSettings(ev) {
+  ev.preventDefault();
+  const body = {
+    language: $('settings-language').value || null,
+    theme: $('settings-theme').value,
+    notifications: $('settings-notifications').checked,
+    ring_sound: $('settings-ring').checked,
+  };
+  if (body.notifications && !app.prefs.notifications) askPermission();
+  try {
+    const saved = await api('/panel/api/preferences', body);
+    const relang = saved.language !== app.prefs.language;
+    applyPrefs(saved);
+    $('settings').close();
+    if (relang) await relabel();
+    $('open-settings').focus();
+  } catch (e) { toast(errorText(e), 'error'); }
+}
+
+// Everything on screen in the new language, without losing what the agent typed.
+async function relabel() {
+  await loadLanguage(app.prefs.language, app.languages);
+  translatePage();
+  document.body.dataset.lang = language();
+  renderMe();
+  showPresence(app.presence);
+  app.desk.relabel();
+  if (lastProgress) showProgress(lastProgress);
+  setLinkState(document.body.dataset.socket || 'connecting');
+  renderShortcuts();
+  show(app.view);
+}
+
+// -- keyboard ------------------------------------------------------------------------------------
+
+const SHORTCUTS = [
+  ['?', 'help.key_help'], ['n', 'help.key_notes'], ['w', 'help.key_wrapup'], ['1–9', 'help.key_disposition'],
+  ['Ctrl+Enter', 'help.key_save'], ['d', 'help.key_dial'], ['p', 'help.key_presence'],
+  ['l', 'help.key_live'], ['h', 'help.key_history'], ['m', 'help.key_missed'], ['f', 'help.key_followups'],
+  ['Esc', 'help.key_escape'],
+];
+const VIEW_KEYS = { l: 'live', h: 'history', m: 'missed', f: 'followups', b: 'board' };
+
+function renderShortcuts() {
+  clear($('shortcut-list')).append(...SHORTCUTS.map(([key, label]) => h('div', {}, h('dt', {}, h('kbd', {}, key)), h('dd', {}, t(label)))));
+}
+
+function typing(el) {
+  return el && (el.isContentEditable || ['INPUT', 'TEXTAREA', 'SELECT'].includes(el.tagName));
+}
+
+function focusWrapup() {
+  const entry = app.desk.firstPendingWrapup();
+  if (!entry) return false;
+  app.desk.open(entry);
+  const chip = entry.wrap.buttons.find((b) => b.tabIndex === 0) || entry.wrap.buttons[0];
+  if (chip) chip.focus();
+  return true;
+}
+
+function onKey(ev) {
+  if (ev.defaultPrevented) return;
+  if (ev.key === 'Enter' && (ev.ctrlKey || ev.metaKey)) {
+    const entry = [...app.desk.entries.values()].find((e) => e.el.contains(document.activeElement)) || app.desk.firstPendingWrapup();
+    if (entry && entry.wrap && entry.wrap.save && !entry.saved) {
+      ev.preventDefault();
+      entry.wrap.save.click();
+    }
+    return;
+  }
+  if (ev.key === 'Escape') {
+    if (!$('presence-menu').hidden) { closePresence(true); return; }
+    if (!$('c2c').hidden && $('c2c').contains(document.activeElement)) { dismissProgress(); return; }
+    return;
+  }
+  if (ev.ctrlKey || ev.metaKey || ev.altKey || typing(document.activeElement) || document.querySelector('dialog[open]')) return;
+  const current = app.desk.current();
+  if (ev.key === '?') { ev.preventDefault(); $('help').showModal(); return; }
+  if (ev.key === 'd') { ev.preventDefault(); $('dial-number').focus(); return; }
+  if (ev.key === 'p') { ev.preventDefault(); openPresence(); return; }
+  if (ev.key === 'n' && current) { ev.preventDefault(); show('live'); current.p.notes.focus(); return; }
+  if (ev.key === 'w') { show('live'); if (focusWrapup()) ev.preventDefault(); return; }
+  if (/^[1-9]$/.test(ev.key)) {
+    const entry = app.desk.firstPendingWrapup();
+    const d = app.dispositions[Number(ev.key) - 1];
+    if (entry && entry.wrap && d) { ev.preventDefault(); app.desk.pick(entry, d.id, true); }
+    return;
+  }
+  if (VIEW_KEYS[ev.key]) { ev.preventDefault(); show(VIEW_KEYS[ev.key], { focus: true }); }
+}
+
+// -- start ---------------------------------------------------------------------------------------
+
+function setLinkState(s) {
+  const el = $('link-state');
+  el.dataset.state = s;
+  el.textContent = t(`link.${s}`);
+  document.body.dataset.socket = s;
+}
+
+async function init() {
+  // the user's language and settings first, so nothing shows in the wrong language
+  try {
+    const s = await api('/panel/api/state');
+    app.languages = s.languages || app.languages;
+    applyPrefs(s.preferences || {});
+    app.me = s.me;
+    app.dispositions = s.dispositions;
+  } catch (e) { /* the socket's refresh will retry */ }
+  await loadLanguage(app.prefs.language, app.languages);
+  translatePage();
+  document.body.dataset.lang = language();
+  renderShortcuts();
+  app.desk = new Desk({ container: $('popups'), empty: $('live-empty'), me: () => app.me, dispositions, onChange: updateTitle });
+  for (const [id, v] of views) v.button.addEventListener('click', () => show(id));
+  show('live');
+  $('history-filters').addEventListener('submit', (e) => { e.preventDefault(); loadHistory(dispositions); });
   $('dialer').addEventListener('submit', (e) => {
     e.preventDefault();
     const number = $('dial-number').value.trim();
     if (number) clickToCall(number);
   });
-  $('presence-select').addEventListener('change', async (e) => {
-    const status = e.target.value;
-    const reason = status === 'paused' ? 'Break' : '';
-    try {
-      const p = await api('/panel/api/presence', { status, reason });
-      showPresence(p);
-      if (p.pbx_warning) toast(p.pbx_warning, 'error');
-    } catch (err) { toast(err.message, 'error'); }
-  });
+  $('presence-button').addEventListener('click', () => ($('presence-menu').hidden ? openPresence() : closePresence(true)));
+  $('presence-menu').addEventListener('keydown', presenceKeys);
+  $('presence-menu').addEventListener('click', (ev) => { const li = ev.target.closest('[data-status]'); if (li) commitPresence(li.dataset.status); });
+  $('presence-button').addEventListener('keydown', (ev) => { if (ev.key === 'ArrowDown') { ev.preventDefault(); openPresence(); } });
+  $('open-settings').addEventListener('click', openSettings);
+  $('settings-form').addEventListener('submit', saveSettings);
+  $('settings-cancel').addEventListener('click', () => $('settings').close());
+  $('open-help').addEventListener('click', () => $('help').showModal());
+  $('help-close').addEventListener('click', () => $('help').close());
+  document.addEventListener('keydown', onKey);
+  document.addEventListener('visibilitychange', updateTitle);
   $('logout').addEventListener('click', async () => {
     await api('/panel/api/logout', {}).catch(() => null);
     window.location.assign('/panel/login');
   });
-  const socket = new LiveSocket({
-    onMessage,
-    onRefresh: refresh,
-    onStatus: (s) => {
-      const el = $('link-state');
-      el.dataset.state = s;
-      el.textContent = s === 'live' ? 'Live' : s === 'connecting' ? 'Connecting…' : 'Reconnecting…';
-      document.body.dataset.socket = s;
-    },
-  });
+  const socket = new LiveSocket({ onMessage, onRefresh: refresh, onStatus: setLinkState });
   socket.start();
 }
 

@@ -39,36 +39,9 @@ export function initials(name) {
   return (parts[0][0] + (parts.length > 1 ? parts[parts.length - 1][0] : '')).toUpperCase();
 }
 
-export function duration(seconds) {
-  const s = Math.max(0, Math.round(Number(seconds) || 0));
-  const m = Math.floor(s / 60);
-  return m ? `${m} min ${String(s % 60).padStart(2, '0')} s` : `${s} s`;
-}
-
-export function when(epoch) {
-  if (!epoch) return '';
-  const d = new Date(Number(epoch) * 1000);
-  const today = new Date();
-  const sameDay = d.toDateString() === today.toDateString();
-  const time = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-  return sameDay ? time : `${d.toLocaleDateString([], { day: 'numeric', month: 'short', year: 'numeric' })} ${time}`;
-}
-
-const COUNTRIES = (() => {
-  try {
-    return new Intl.DisplayNames([navigator.language || 'en'], { type: 'region' });
-  } catch (e) {
-    return null;
-  }
-})();
-
-export function countryName(code) {
-  if (!code) return '';
-  try {
-    return (COUNTRIES && COUNTRIES.of(String(code).toUpperCase())) || String(code);
-  } catch (e) {
-    return String(code);
-  }
+// Text only screen readers hear (a count badge's meaning, a step's state).
+export function srOnly(text) {
+  return h('span', { class: 'sr-only' }, text);
 }
 
 export async function api(path, body) {
@@ -85,6 +58,7 @@ export async function api(path, body) {
     const err = new Error(doc.error ? doc.error.message : `Request failed (${r.status})`);
     err.status = r.status;
     err.id = doc.error ? doc.error.id : '';
+    err.details = (doc.error && doc.error.details) || {};
     throw err;
   }
   return doc;

@@ -1,6 +1,15 @@
-// Sign-in page: posts the form as JSON, then goes to the panel.
+// Sign-in page: in the browser's language (no account yet to hold an override); posts the
+// form as JSON, then goes to the panel. Errors are translated from their stable ids.
+import { loadLanguage, t, tId, translatePage } from './i18n.js';
+
 const form = document.getElementById('login-form');
 const error = document.getElementById('login-error');
+
+loadLanguage(null).then(() => {
+  translatePage();
+  document.title = t('login.title');
+  document.body.dataset.lang = document.documentElement.lang;
+});
 
 form.addEventListener('submit', async (event) => {
   event.preventDefault();
@@ -25,10 +34,12 @@ form.addEventListener('submit', async (event) => {
       return;
     }
     const doc = await r.json().catch(() => ({}));
-    error.textContent = doc.error ? doc.error.message : `Sign-in failed (${r.status}).`;
+    error.textContent = doc.error
+      ? tId('error', doc.error.id, doc.error.message, doc.error.details || {})
+      : t('error.request_failed', { status: r.status });
     error.hidden = false;
   } catch (e) {
-    error.textContent = 'The gateway cannot be reached. Check your connection.';
+    error.textContent = t('error.unreachable');
     error.hidden = false;
   } finally {
     button.disabled = false;

@@ -1,0 +1,445 @@
+// The live desk: one card per call, updated in place. A live update changes the texts and
+// classes of the card that is already there; it never rebuilds the notes, the create-lead form
+// or the wrap-up, so focus, typed keystrokes and form contents survive every update.
+//
+// Lifecycle: a card appears when a call rings for this user, follows it while answered, and
+// once ended either waits for the wrap-up (then leaves a few seconds after Save) or leaves on
+// its own after a timeout. The desk holds at most MAX_CARDS cards: beyond that the oldest
+// ended ones go first, so the page stays the same size all day. One call is in focus (full
+// card); the others are compact until the agent opens them.
+import { api, clear, h, initials } from './dom.js';
+import { countryName, duration, t, tId, when } from './i18n.js';
+import { announce, callButton, errorText, toast } from './ui.js';
+
+export const LIMITS = {
+  maxCards: 6,
+  savedLingerMs: 4000, // after Save, long enough to see the tick
+  endedLingerMs: 20000, // calls that need nothing from this agent
+  pendingLingerMs: 15 * 60 * 1000, // an untouched wrap-up
+};
+const FORGET = 500; // ids of closed cards remembered, so a late update does not bring one back
+
+let serial = 0;
+
+export class Desk {
+  constructor({ container, empty, me, dispositions, onChange }) {
+    this.container = container;
+    this.empty = empty;
+    this.me = me;
+    this.dispositions = dispositions;
+    this.onChange = onChange || (() => {});
+    this.entries = new Map();
+    this.closed = new Set();
+    this.focusId = null; // the card the agent opened; null: the desk picks
+  }
+
+  get username() {
+    return this.me() ? this.me().username : '';
+  }
+
+  // A call event (or the state snapshot) for a call. `mine`: it concerns this user.
+  show(call, card, mine) {
+    const known = this.entries.get(call.id);
+    if (!known && (!mine || this.closed.has(call.id))) return;
+    const entry = known || this.create(call);
+    entry.call = { ...entry.call, ...call };
+    if (card) entry.card = card;
+    this.update(entry);
+    if (!known && entry.call.state === 'ringing' && this.isMine(entry)) {
+      announce(t('announce.ringing', { name: this.callerName(entry) }));
+    }
+    this.schedule(entry);
+    this.enforceCap();
+    this.arrange();
+  }
+
+  isMine(entry) {
+    const c = entry.call;
+    const u = this.username;
+    return (c.agents || []).includes(u) || c.answered_agent === u || Boolean(c.click_to_call);
+  }
+
+  needsWrapup(entry) {
+    return entry.call.state === 'ended' && (entry.call.wrapup || []).includes(this.username) && !entry.saved;
+  }
+
+  callerName(entry) {
+    const card = entry.card || {};
+    return card.known ? card.display_name : (card.number || entry.call.number || entry.call.caller || t('card.unknown_number'));
+  }
+
+  create(call) {
+    serial += 1;
+    const id = `card-${serial}`;
+    const p = {};
+    p.statusText = h('span', { class: 'status-text', id: `${id}-status` });
+    p.status = h('div', { class: 'popup-status' }, h('span', { class: 'pulse', 'aria-hidden': 'true' }), p.statusText);
+    p.avatar = h('div', { class: 'avatar', 'aria-hidden': 'true' });
+    p.title = h('h2', { class: 'caller-title', id: `${id}-title` });
+    p.sub = h('div', { class: 'sub' });
+    p.callerid = h('div', { class: 'callerid' });
+    p.badges = h('div', { class: 'badges' });
+    p.toggle = h('button', { class: 'btn btn-ghost btn-small card-toggle', type: 'button', 'aria-expanded': 'false', onclick: () => this.open(entry) });
+    p.close = h('button', { class: 'close', type: 'button', onclick: () => this.close(entry, true) }, '×');
+    p.body = h('div', { class: 'popup-body' });
+    p.notes = h('textarea', { class: 'notes', rows: 3, id: `${id}-notes` });
+    p.notesLabel = h('label', { class: 'sr-only', for: `${id}-notes` });
+    p.notesWrap = h('div', { class: 'popup-notes' }, p.notesLabel, p.notes);
+    p.wrap = h('div', { class: 'wrapup-slot' });
+    const el = h('article', { class: 'popup', 'aria-labelledby': `${id}-title`, 'aria-describedby': `${id}-status`, dataset: { callId: call.id } },
+      p.status,
+      h('header', { class: 'popup-head' }, p.avatar, h('div', { class: 'who' }, p.title, p.sub, p.callerid), p.badges, p.toggle),
+      p.close, p.body, p.notesWrap, p.wrap);
+    const entry = { call, card: null, el, p, form: null, wrap: null, saved: false, created: '', bodyKey: null, timer: null, born: serial };
+    p.toggle.onclick = () => this.open(entry);
+    this.entries.set(call.id, entry);
+    this.container.prepend(el);
+    return entry;
+  }
+
+  // Everything that depends on the call's state or the language, changed in place.
+  update(entry) {
+    const c = entry.call;
+    const card = entry.card || {};
+    const p = entry.p;
+    const [tone, text] = this.statusLine(entry);
+    setClass(entry.el, 'tone-', tone);
+    entry.el.dataset.state = c.state;
+    setText(p.statusText, text);
+    const number = card.number || c.number || c.caller || '';
+    const known = Boolean(card.known);
+    setText(p.title, known ? card.display_name : (number || t('card.unknown_number')));
+    setText(p.avatar, known ? initials(card.display_name) : '#');
+    p.avatar.classList.toggle('avatar-unknown', !known);
+    const subKey = JSON.stringify([known && card.company, number, known && card.display_name, document.documentElement.lang]);
+    if (p.sub.dataset.key !== subKey) {
+      p.sub.dataset.key = subKey;
+      clear(p.sub).append(
+        known && card.company ? h('span', { class: 'company' }, card.company) : '',
+        h('span', { class: 'number' }, number),
+        callButton(number, known ? card.display_name : number));
+    }
+    const cidKey = JSON.stringify([c.caller_name || '', document.documentElement.lang]);
+    if (p.callerid.dataset.key !== cidKey) {
+      p.callerid.dataset.key = cidKey;
+      if (c.caller_name) clear(p.callerid).append(h('span', { class: 'label' }, `${t('card.caller_id')} `), h('span', { class: 'callerid-name' }, c.caller_name));
+      else clear(p.callerid);
+    }
+    const badgeKey = JSON.stringify([card.known, card.kind, card.lead_status, card.lead_score, card.do_not_call, document.documentElement.lang]);
+    if (p.badges.dataset.key !== badgeKey) {
+      p.badges.dataset.key = badgeKey;
+      clear(p.badges).append(
+        known ? h('span', { class: `badge kind-${card.kind}` }, tId('kind', card.kind, card.kind)) : h('span', { class: 'badge kind-unknown' }, t('card.new_caller')),
+        card.lead_status ? h('span', { class: `badge status-${card.lead_status}` }, tId('lead_status', card.lead_status, card.lead_status)) : '',
+        card.lead_score !== null && card.lead_score !== undefined ? h('span', { class: 'badge score', title: t('card.score_hint') }, `★ ${Number(card.lead_score).toLocaleString(document.documentElement.lang, { minimumFractionDigits: 1, maximumFractionDigits: 1 })}`) : '',
+        card.do_not_call ? h('span', { class: 'badge dnc' }, t('card.do_not_call')) : '');
+    }
+    p.close.hidden = c.state !== 'ended';
+    p.close.setAttribute('aria-label', t('card.close_named', { name: this.callerName(entry) }));
+    p.notes.placeholder = t('card.notes_placeholder');
+    setText(p.notesLabel, t('card.notes_label'));
+    const bodyKey = JSON.stringify([card, entry.created, document.documentElement.lang]);
+    if (entry.bodyKey !== bodyKey) {
+      entry.bodyKey = bodyKey;
+      const keep = entry.el.contains(document.activeElement) && p.body.contains(document.activeElement) ? document.activeElement : null;
+      clear(p.body).append(known ? this.knownBody(card) : this.unknownBody(entry, card, number));
+      if (keep && p.body.contains(keep)) keep.focus();
+    }
+    p.notesWrap.hidden = !(c.state !== 'ringing' || this.isMine(entry));
+    if (c.state === 'ended' && ((c.wrapup || []).includes(this.username) || entry.saved)) this.wrapup(entry);
+  }
+
+  statusLine(entry) {
+    const c = entry.call;
+    const u = this.username;
+    const mine = (c.agents || []).includes(u);
+    if (c.state === 'ringing') {
+      const ringing = c.ringing || [];
+      const kind = c.click_to_call ? t('status.your_click_to_call') : c.direction === 'outbound' ? t('status.outgoing') : t('status.incoming');
+      const where = ringing.length ? t('status.ringing_at', { where: ringing.join(', ') }) : t('status.stopped_ringing');
+      const via = c.queue ? ` · ${t('status.queue', { queue: c.queue })}` : '';
+      return [mine || c.click_to_call ? 'ringing' : 'elsewhere', `${kind} · ${where}${via}`];
+    }
+    if (c.state === 'answered') {
+      if (c.answered_agent === u) return ['talking', t('status.on_call_with_you')];
+      return ['elsewhere', t('status.answered_by', { name: c.answered_agent || c.answered_by || t('status.someone_else') })];
+    }
+    const outcome = c.outcome ? tId('outcome', c.outcome, c.outcome) : '';
+    const talk = c.talk_seconds ? ` · ${t('status.talked', { duration: duration(c.talk_seconds) })}` : '';
+    return ['ended', `${t('status.ended')} · ${outcome}${talk}`];
+  }
+
+  knownBody(card) {
+    const score = card.lead_score !== null && card.lead_score !== undefined
+      ? t('card.score_of_ten', { score: Number(card.lead_score).toLocaleString(document.documentElement.lang, { minimumFractionDigits: 1, maximumFractionDigits: 1 }) }) : '—';
+    const facts = [
+      [t('card.status'), card.lead_status ? tId('lead_status', card.lead_status, card.lead_status) : (card.kind === 'contact' ? t('card.customer') : '—')],
+      [t('card.score'), score],
+      [t('card.owner'), card.owner || t('card.unassigned')],
+      [t('card.country'), countryName(card.country) || '—'],
+    ];
+    const interactions = (card.interactions || []).slice(0, 4);
+    const followUps = card.follow_ups || [];
+    const now = Date.now() / 1000;
+    return h('div', {},
+      h('dl', { class: 'facts' }, facts.map(([k, v]) => h('div', {}, h('dt', {}, k), h('dd', {}, v)))),
+      h('div', { class: 'columns' },
+        h('section', {},
+          h('h3', {}, t('card.last_interactions')),
+          interactions.length
+            ? h('ul', { class: 'timeline' }, interactions.map((i) => h('li', {}, h('span', { class: `tl-kind tl-${i.kind}` }, tId('activity', i.kind, i.kind)), h('span', { class: 'tl-text' }, i.summary), h('time', {}, when(i.at)))))
+            : h('p', { class: 'muted' }, t('card.no_interactions'))),
+        h('section', {},
+          h('h3', {}, t('card.open_follow_ups')),
+          followUps.length
+            ? h('ul', { class: 'timeline' }, followUps.map((f) => h('li', { class: f.due_at < now ? 'overdue' : '' }, h('span', { class: 'tl-text' }, f.title),
+              h('time', {}, f.due_at < now ? `${t('followups.overdue')} · ` : '', when(f.due_at)))))
+            : h('p', { class: 'muted' }, t('card.nothing_pending')))),
+      card.external_url ? h('a', { class: 'btn btn-secondary btn-small crm-link', href: card.external_url, target: '_blank', rel: 'noopener noreferrer' }, t('card.open_in', { crm: card.source || 'CRM' }), h('span', { 'aria-hidden': 'true' }, ' ↗')) : '',
+    );
+  }
+
+  unknownBody(entry, card, number) {
+    const country = countryName(card.country);
+    const facts = h('dl', { class: 'facts' },
+      h('div', {}, h('dt', {}, t('card.number')), h('dd', {}, number || '—')),
+      h('div', {}, h('dt', {}, t('card.country')), h('dd', {}, country || '—')),
+      h('div', {}, h('dt', {}, t('card.line')), h('dd', {}, card.line_type ? tId('line', card.line_type, card.line_type.replace(/_/g, ' ')) : '—')));
+    if (entry.created) return h('div', {}, facts, h('p', { class: 'created', role: 'status' }, `✓ ${entry.created}`));
+    if (!entry.form) {
+      // built once per card: what the agent types survives every update of the call
+      const field = (name, type = 'text') => h('input', { name, type, autocomplete: 'off' });
+      entry.form = { first_name: field('first_name'), last_name: field('last_name'), company: field('company'), email: field('email', 'email') };
+      entry.form.lead = h('button', { class: 'btn btn-primary btn-small', type: 'button', onclick: () => this.createPerson(entry, 'lead', number) });
+      entry.form.contact = h('button', { class: 'btn btn-secondary btn-small', type: 'button', onclick: () => this.createPerson(entry, 'contact', number) });
+    }
+    const f = entry.form;
+    const labelled = (input, key) => h('label', { class: 'field' }, h('span', {}, t(key)), input);
+    setText(f.lead, t('card.create_lead'));
+    setText(f.contact, t('card.create_contact'));
+    return h('div', {}, facts,
+      h('form', { class: 'create-form', onsubmit: (ev) => ev.preventDefault() },
+        h('h3', {}, t('card.not_in_crm')),
+        h('div', { class: 'grid2' }, labelled(f.first_name, 'person.first_name'), labelled(f.last_name, 'person.last_name'),
+          labelled(f.company, 'person.company'), labelled(f.email, 'person.email')),
+        h('div', { class: 'actions' }, f.lead, f.contact)));
+  }
+
+  async createPerson(entry, kind, number) {
+    const f = entry.form;
+    const body = { kind, phone: number, first_name: f.first_name.value, last_name: f.last_name.value, company: f.company.value };
+    if (f.email.value) body.email = f.email.value;
+    try {
+      const r = await api('/panel/api/people', body);
+      entry.created = t(kind === 'lead' ? 'card.lead_saved' : 'card.contact_saved', { name: r.person.name || number, outcome: tId('person_outcome', r.outcome, r.outcome) });
+      const lookup = await api(`/panel/api/lookup?number=${encodeURIComponent(number)}`);
+      entry.card = lookup.card;
+      this.update(entry);
+      entry.p.notes.focus(); // the form is gone; the notes are where the agent goes next
+    } catch (e) {
+      toast(errorText(e), 'error');
+    }
+  }
+
+  wrapup(entry) {
+    const slot = entry.p.wrap;
+    if (entry.saved) {
+      if (!entry.wrap || !entry.wrap.done) {
+        const close = h('button', { class: 'btn btn-ghost btn-small', type: 'button', onclick: () => this.close(entry, true) }, t('action.close'));
+        const hadFocus = entry.el.contains(document.activeElement);
+        clear(slot).append(h('div', { class: 'wrapup saved', role: 'status' }, h('span', {}, `✓ ${t('wrapup.saved')}`), close));
+        entry.wrap = { ...(entry.wrap || {}), done: true, close };
+        if (hadFocus || document.activeElement === document.body) close.focus();
+      }
+      return;
+    }
+    if (!entry.wrap) {
+      const date = h('input', { type: 'date', name: 'follow_up_at' });
+      const chips = h('div', { class: 'chips', role: 'radiogroup' });
+      const save = h('button', { class: 'btn btn-primary', type: 'button', onclick: () => this.save(entry) });
+      const heading = h('h3', { id: `${entry.p.title.id}-wrap` });
+      const dateLabel = h('span', {});
+      chips.setAttribute('aria-labelledby', heading.id);
+      chips.addEventListener('keydown', (ev) => this.chipKeys(entry, ev));
+      entry.wrap = { disposition: '', date, chips, save, heading, dateLabel, buttons: [] };
+      for (const d of this.dispositions()) {
+        const b = h('button', { type: 'button', role: 'radio', class: 'chip', dataset: { disposition: d.id }, onclick: () => this.pick(entry, d.id, false) });
+        entry.wrap.buttons.push(b);
+        chips.append(b);
+      }
+      clear(slot).append(h('div', { class: 'wrapup' }, heading, chips,
+        h('div', { class: 'wrapup-row' }, h('label', {}, dateLabel, ' ', date), save)));
+    }
+    const w = entry.wrap;
+    setText(w.heading, t('wrapup.heading'));
+    setText(w.dateLabel, t('wrapup.follow_up_on'));
+    setText(w.save, t('action.save'));
+    const list = this.dispositions();
+    w.buttons.forEach((b, i) => {
+      const d = list[i] || { id: b.dataset.disposition, label: b.dataset.disposition };
+      setText(b, tId('disposition', d.id, d.label));
+      const on = w.disposition === d.id;
+      b.classList.toggle('selected', on);
+      b.setAttribute('aria-checked', on ? 'true' : 'false');
+      // roving tabindex: Tab enters the group once, arrows move inside it
+      b.tabIndex = on || (!w.disposition && i === 0) ? 0 : -1;
+    });
+  }
+
+  pick(entry, id, focus) {
+    entry.wrap.disposition = id;
+    this.wrapup(entry);
+    if (focus) entry.wrap.buttons.find((b) => b.dataset.disposition === id).focus();
+  }
+
+  chipKeys(entry, ev) {
+    const buttons = entry.wrap.buttons;
+    const i = buttons.indexOf(document.activeElement);
+    if (i < 0) return;
+    const step = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1 }[ev.key];
+    if (step) {
+      ev.preventDefault();
+      const next = buttons[(i + step + buttons.length) % buttons.length];
+      this.pick(entry, next.dataset.disposition, true);
+    } else if (ev.key === 'Home' || ev.key === 'End') {
+      ev.preventDefault();
+      this.pick(entry, buttons[ev.key === 'Home' ? 0 : buttons.length - 1].dataset.disposition, true);
+    }
+  }
+
+  async save(entry) {
+    const w = entry.wrap;
+    w.save.disabled = true;
+    const body = { notes: entry.p.notes.value, disposition: w.disposition, follow_up_at: w.date.value || null };
+    for (let attempt = 0; attempt < 5; attempt += 1) {
+      try {
+        await api(`/panel/api/calls/${encodeURIComponent(entry.call.id)}/wrapup`, body);
+        entry.saved = true;
+        const hadFocus = entry.el.contains(document.activeElement) || document.activeElement === document.body;
+        this.wrapup(entry);
+        if (hadFocus) entry.wrap.close.focus();
+        this.schedule(entry);
+        this.arrange();
+        return;
+      } catch (e) {
+        if (e.status === 404 && attempt < 4) { // the call log write may be a moment behind
+          await new Promise((r) => window.setTimeout(r, 400));
+          continue;
+        }
+        toast(errorText(e), 'error');
+        w.save.disabled = false;
+        return;
+      }
+    }
+  }
+
+  // When an ended card leaves on its own.
+  schedule(entry) {
+    window.clearTimeout(entry.timer);
+    entry.timer = null;
+    if (entry.call.state !== 'ended') return;
+    const ms = entry.saved ? LIMITS.savedLingerMs : this.needsWrapup(entry) ? LIMITS.pendingLingerMs : LIMITS.endedLingerMs;
+    entry.timer = window.setTimeout(() => {
+      // never pull a card from under the agent's hands; try again later
+      if (entry.el.contains(document.activeElement)) this.schedule(entry);
+      else this.close(entry, false);
+    }, ms);
+  }
+
+  // The desk keeps at most LIMITS.maxCards: ended cards leave first (oldest first), then calls
+  // ringing elsewhere. Calls of this agent still ringing or talking always stay.
+  enforceCap() {
+    while (this.entries.size > LIMITS.maxCards) {
+      const all = [...this.entries.values()].sort((a, b) => a.born - b.born);
+      const victim = all.find((e) => e.call.state === 'ended' && !this.needsWrapup(e) && !e.el.contains(document.activeElement))
+        || all.find((e) => e.call.state === 'ended' && !e.el.contains(document.activeElement))
+        || all.find((e) => !this.isMine(e) && !e.el.contains(document.activeElement));
+      if (!victim) break;
+      this.close(victim, false);
+    }
+  }
+
+  // One card in focus, the others compact: the agent's live call, else the newest ringing
+  // at them, else the newest wrap-up; a card the agent opened or is typing in stays open.
+  arrange() {
+    const all = [...this.entries.values()].sort((a, b) => b.born - a.born);
+    const u = this.username;
+    const chosen = this.entries.get(this.focusId)
+      || all.find((e) => e.call.state === 'answered' && e.call.answered_agent === u)
+      || all.find((e) => e.call.state === 'ringing' && this.isMine(e))
+      || all.find((e) => this.needsWrapup(e))
+      || all[0];
+    for (const e of all) {
+      const open = e === chosen || e.el.contains(document.activeElement);
+      e.el.classList.toggle('compact', !open);
+      e.p.toggle.hidden = open;
+      e.p.toggle.setAttribute('aria-expanded', String(open));
+      setText(e.p.toggle, t('card.show'));
+      e.p.toggle.setAttribute('aria-label', t('card.show_named', { name: this.callerName(e) }));
+    }
+    this.empty.hidden = this.entries.size > 0;
+    this.onChange();
+  }
+
+  open(entry) {
+    this.focusId = entry.call.id;
+    this.arrange();
+    entry.p.title.setAttribute('tabindex', '-1');
+    entry.p.title.focus();
+  }
+
+  close(entry, byHand) {
+    if (!this.entries.has(entry.call.id)) return;
+    const hadFocus = entry.el.contains(document.activeElement);
+    window.clearTimeout(entry.timer);
+    entry.el.remove();
+    this.entries.delete(entry.call.id);
+    this.closed.add(entry.call.id);
+    if (this.closed.size > FORGET) this.closed.delete(this.closed.values().next().value);
+    if (this.focusId === entry.call.id) this.focusId = null;
+    this.arrange();
+    if (hadFocus || byHand) this.focusAfterClose();
+  }
+
+  // Focus goes somewhere useful, never to the page: the next card, else the desk's heading.
+  focusAfterClose() {
+    const next = this.firstPendingWrapup() || [...this.entries.values()].sort((a, b) => b.born - a.born)[0];
+    if (next) {
+      next.p.title.setAttribute('tabindex', '-1');
+      next.p.title.focus();
+    } else {
+      const heading = document.getElementById('view-heading');
+      if (heading) heading.focus();
+    }
+  }
+
+  firstPendingWrapup() {
+    return [...this.entries.values()].sort((a, b) => a.born - b.born).find((e) => this.needsWrapup(e));
+  }
+
+  current() {
+    const open = [...this.entries.values()].find((e) => !e.el.classList.contains('compact'));
+    return open || null;
+  }
+
+  ringingCount() {
+    return [...this.entries.values()].filter((e) => e.call.state === 'ringing' && this.isMine(e)).length;
+  }
+
+  relabel() {
+    for (const e of this.entries.values()) {
+      e.bodyKey = null;
+      this.update(e);
+    }
+    this.arrange();
+  }
+}
+
+function setText(el, text) {
+  if (el.textContent !== text) el.textContent = text;
+}
+
+function setClass(el, prefix, value) {
+  for (const c of [...el.classList]) if (c.startsWith(prefix)) el.classList.remove(c);
+  el.classList.add(`${prefix}${value}`);
+}
