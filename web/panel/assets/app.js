@@ -5,10 +5,14 @@ import { Desk } from './desk.js';
 import { api, clear, h, initials, srOnly } from './dom.js';
 import { language, loadLanguage, t, tId, translatePage } from './i18n.js';
 import { alerts, askPermission, notifyRinging, ringWhile } from './alerts.js';
-import { loadFollowups, loadHistory, loadMissed, renderBoard, showCount } from './lists.js';
+import { historyState, loadFollowups, loadHistory, loadMissed, renderBoard, showCount } from './lists.js';
 import { LiveSocket } from './socket.js';
 import { errorText, onDial, toast } from './ui.js';
 import { registerView, views } from './views.js';
+import { clockText } from './desk.js';
+import { installWallboard } from './wallboard.js';
+import { installWorklist } from './worklist.js';
+import { installRecords } from './records.js';
 
 const $ = (id) => document.getElementById(id);
 export const app = {
@@ -22,6 +26,7 @@ export const app = {
   missed: 0,
   desk: null,
   listeners: [], // later modules: app.listeners.push((msg) => ...) to follow live messages
+  afterCallSeconds: 30,
 };
 const dispositions = () => app.dispositions;
 
@@ -90,7 +95,42 @@ function showPresence(p) {
   clear($('presence-button')).append(h('span', {}, label), h('span', { 'aria-hidden': 'true' }, ' ▾'));
   $('presence-button').setAttribute('aria-label', t('presence.button', { status: label }));
   for (const item of $('presence-menu').children) item.setAttribute('aria-checked', String(item.dataset.status === (p.status === 'paused' ? 'paused' : 'available')));
-  $('presence-note').textContent = p.status === 'on_call' ? t('presence.on_call') : p.reason ? tId('pause_reason', p.reason, p.reason) : '';
+  const notes = [p.status === 'on_call' ? t('presence.on_call') : p.status === 'after_call_work' ? t('acw.note') : p.reason ? tId('pause_reason', p.reason, p.reason) : ''];
+  // a pause chosen during a call waits for the call's end: said, so the agent knows it took
+  if (p.pending) notes.push(t('presence.pending', { status: tId('presence', p.pending.status, p.pending.status) }));
+  $('presence-note').textContent = notes.filter(Boolean).join(' · ');
+  const spy = $('spy-note');
+  spy.hidden = !p.spy;
+  spy.textContent = p.spy ? t('spy.agent_note', { mode: tId('spy_mode', p.spy.mode, p.spy.mode) }) : '';
+  if (p.status === 'after_call_work' && p.until && p.after_call_call) {
+    if (!app.desk.acw || app.desk.acw.callId !== p.after_call_call) {
+      // a reloaded tab: the server's deadline, never longer than the configured time
+      const left = Math.min(Number(p.until) - Date.now() / 1000, app.afterCallSeconds);
+      app.desk.setAfterCall(p.after_call_call, Date.now() + Math.max(0, left) * 1000);
+    }
+  } else if (p.status !== 'after_call_work' && app.desk.acw) {
+    app.desk.setAfterCall(null);
+  }
+  tickAfterCall();
+}
+
+// The top bar's countdown of after-call work, and the wrap-up card's, once a second.
+function tickAfterCall() {
+  const el = $('acw-timer');
+  const acw = app.desk && app.desk.acw;
+  el.hidden = !acw;
+  if (acw) {
+    const left = Math.max(0, Math.round((acw.deadline - Date.now()) / 1000));
+    const text = t('acw.timer', { time: clockText(left) });
+    if (el.textContent !== text) el.textContent = text;
+  }
+  if (app.desk) app.desk.tick();
+}
+
+function onAfterCall(d) {
+  if (d.state === 'started') app.desk.setAfterCall(d.call_id, Date.now() + Number(d.seconds || 0) * 1000);
+  else if (d.state === 'ended' && (!app.desk.acw || app.desk.acw.callId === d.call_id)) app.desk.setAfterCall(null);
+  tickAfterCall();
 }
 
 function openPresence() {
@@ -160,7 +200,8 @@ function onMessage(msg) {
         notifyRinging(t('notify.ringing_title'), app.desk.callerName(app.desk.entries.get(call.id)));
       }
       if (msg.type === 'call.ended') {
-        if (app.view === 'history') debounce('history', () => loadHistory(dispositions));
+        // a new call tops the first page; pages the agent opened with "More" are left alone
+        if (app.view === 'history' && historyState().pages <= 1) debounce('history', () => loadHistory(dispositions));
         if (mine && call.direction === 'inbound' && call.outcome !== 'answered') {
           if (app.view === 'missed') debounce('missed', () => loadMissed(dispositions));
           else {
@@ -177,6 +218,9 @@ function onMessage(msg) {
         app.board.agents.set(d.username, d);
         if (app.view === 'board') debounce('board', () => renderBoard(app.board), 200);
       }
+      break;
+    case 'aftercall':
+      onAfterCall(d);
       break;
     case 'clicktocall.progress':
       showProgress(d);
@@ -197,6 +241,8 @@ async function refresh() {
     const s = await api('/panel/api/state');
     app.me = s.me;
     app.dispositions = s.dispositions;
+    if (typeof s.after_call_seconds === 'number') app.afterCallSeconds = s.after_call_seconds;
+    app.desk.held = new Set(s.held || []);
     renderMe();
     showPresence(s.presence);
     for (const { call, card } of s.calls) app.desk.show(call, card, true);
@@ -225,6 +271,8 @@ function renderMe() {
     h('div', {}, h('strong', {}, me.display_name),
       h('div', { class: 'muted small' }, `${tId('role', me.role, me.role)} · ${t('me.extensions', { ext: (me.extensions || []).join(', ') || '—' })}`)));
   $('nav-board').hidden = me.role === 'agent';
+  // views for some roles only (the wallboard): their nav button is hidden for the others
+  for (const v of views.values()) if (v.roles) v.button.hidden = !v.roles.includes(me.role);
   document.body.dataset.user = me.username;
 }
 
@@ -253,8 +301,18 @@ function show(view, { focus = false } = {}) {
   const spec = views.get(view);
   $('view-heading').textContent = t(spec.titleKey);
   updateTitle();
+  document.body.dataset.view = view;
   if (spec.onShow) spec.onShow(spec.section);
   if (focus) $('view-heading').focus();
+}
+app.show = show;
+
+// "#wallboard?tv=1" opens a view (and its options) from a link or a bookmark on a TV.
+function fromHash() {
+  const [id, query] = window.location.hash.replace(/^#/, '').split('?');
+  const params = new URLSearchParams(query || '');
+  app.hashParams = params;
+  if (id && views.has(id) && !views.get(id).button.hidden) show(id);
 }
 
 registerView('live', { titleKey: 'nav.live' });
@@ -315,6 +373,7 @@ async function relabel() {
   renderMe();
   showPresence(app.presence);
   app.desk.relabel();
+  tickAfterCall();
   if (lastProgress) showProgress(lastProgress);
   setLinkState(document.body.dataset.socket || 'connecting');
   renderShortcuts();
@@ -327,9 +386,10 @@ const SHORTCUTS = [
   ['?', 'help.key_help'], ['n', 'help.key_notes'], ['w', 'help.key_wrapup'], ['1–9', 'help.key_disposition'],
   ['Ctrl+Enter', 'help.key_save'], ['d', 'help.key_dial'], ['p', 'help.key_presence'],
   ['l', 'help.key_live'], ['h', 'help.key_history'], ['m', 'help.key_missed'], ['f', 'help.key_followups'],
+  ['s', 'help.key_search'], ['k', 'help.key_worklist'],
   ['Esc', 'help.key_escape'],
 ];
-const VIEW_KEYS = { l: 'live', h: 'history', m: 'missed', f: 'followups', b: 'board' };
+const VIEW_KEYS = { l: 'live', h: 'history', m: 'missed', f: 'followups', b: 'board', s: 'search', k: 'worklist', g: 'wallboard' };
 
 function renderShortcuts() {
   clear($('shortcut-list')).append(...SHORTCUTS.map(([key, label]) => h('div', {}, h('dt', {}, h('kbd', {}, key)), h('dd', {}, t(label)))));
@@ -402,9 +462,18 @@ async function init() {
   document.body.dataset.lang = language();
   renderShortcuts();
   app.desk = new Desk({ container: $('popups'), empty: $('live-empty'), me: () => app.me, dispositions, onChange: updateTitle });
+  app.desk.parkedBox = $('parked');
+  installWallboard(app);
+  installWorklist(app);
+  installRecords(app);
   for (const [id, v] of views) v.button.addEventListener('click', () => show(id));
+  if (app.me) renderMe();
   show('live');
+  fromHash();
+  window.addEventListener('hashchange', fromHash);
+  window.setInterval(tickAfterCall, 1000);
   $('history-filters').addEventListener('submit', (e) => { e.preventDefault(); loadHistory(dispositions); });
+  $('history-more').addEventListener('click', () => loadHistory(dispositions, { more: true }));
   $('dialer').addEventListener('submit', (e) => {
     e.preventDefault();
     const number = $('dial-number').value.trim();

@@ -10,6 +10,8 @@
 import { api, clear, h, initials } from './dom.js';
 import { countryName, duration, t, tId, when } from './i18n.js';
 import { announce, callButton, errorText, toast } from './ui.js';
+import { buildControls, relabelControls } from './callcontrols.js';
+import { buildQualification, relabelQualification } from './qualify.js';
 
 export const LIMITS = {
   maxCards: 6,
@@ -18,6 +20,10 @@ export const LIMITS = {
   pendingLingerMs: 15 * 60 * 1000, // an untouched wrap-up
 };
 const FORGET = 500; // ids of closed cards remembered, so a late update does not bring one back
+// Wrap-ups that had to leave the desk (cap, timeout, closed by hand) wait in a list instead of
+// being lost; the list shows a few at a time, the rest are counted (the page stays small).
+const PARKED_MAX = 200;
+const PARKED_SHOWN = 5;
 
 let serial = 0;
 
@@ -31,6 +37,10 @@ export class Desk {
     this.entries = new Map();
     this.closed = new Set();
     this.focusId = null; // the card the agent opened; null: the desk picks
+    this.held = new Set(); // ids of this agent's calls on hold
+    this.acw = null; // after-call work: { callId, deadline (ms) }
+    this.parked = []; // wrap-ups waiting off the desk, newest first: { call, card, notes }
+    this.parkedBox = null;
   }
 
   get username() {
@@ -43,6 +53,7 @@ export class Desk {
     if (!known && (!mine || this.closed.has(call.id))) return;
     const entry = known || this.create(call);
     entry.call = { ...entry.call, ...call };
+    if (entry.call.state === 'ended') this.held.delete(call.id);
     if (card) entry.card = card;
     this.update(entry);
     if (!known && entry.call.state === 'ringing' && this.isMine(entry)) {
@@ -86,11 +97,14 @@ export class Desk {
     p.notesLabel = h('label', { class: 'sr-only', for: `${id}-notes` });
     p.notesWrap = h('div', { class: 'popup-notes' }, p.notesLabel, p.notes);
     p.wrap = h('div', { class: 'wrapup-slot' });
+    p.controls = h('div', { class: 'controls-slot' });
+    p.qualify = h('div', { class: 'qualify-slot' });
+    p.acw = h('p', { class: 'acw-countdown', role: 'timer', hidden: true });
     const el = h('article', { class: 'popup', 'aria-labelledby': `${id}-title`, 'aria-describedby': `${id}-status`, dataset: { callId: call.id } },
       p.status,
       h('header', { class: 'popup-head' }, p.avatar, h('div', { class: 'who' }, p.title, p.sub, p.callerid), p.badges, p.toggle),
-      p.close, p.body, p.notesWrap, p.wrap);
-    const entry = { call, card: null, el, p, form: null, wrap: null, saved: false, created: '', bodyKey: null, timer: null, born: serial };
+      p.close, p.controls, p.body, p.qualify, p.notesWrap, p.acw, p.wrap);
+    const entry = { call, card: null, el, p, form: null, wrap: null, saved: false, created: '', bodyKey: null, timer: null, born: serial, controls: null, qualify: null };
     p.toggle.onclick = () => this.open(entry);
     this.entries.set(call.id, entry);
     this.container.prepend(el);
@@ -146,6 +160,21 @@ export class Desk {
       if (keep && p.body.contains(keep)) keep.focus();
     }
     p.notesWrap.hidden = !(c.state !== 'ringing' || this.isMine(entry));
+    // controls on the agent's own answered call only (the server checks it again)
+    const controllable = c.state === 'answered' && (c.answered_agent === this.username || (c.click_to_call && this.isMine(entry)));
+    if (controllable && !entry.controls) {
+      entry.controls = buildControls(entry, this);
+      p.controls.append(entry.controls.el);
+    }
+    p.controls.hidden = !controllable;
+    if (entry.controls) relabelControls(entry, this);
+    // a lead's qualification script, while it rings for this agent and during the call
+    if (card.kind === 'lead' && card.person_id && c.state !== 'ended' && this.isMine(entry) && !entry.qualify) {
+      entry.qualify = buildQualification(card.person_id, `${p.title.id}-q`);
+      p.qualify.append(entry.qualify.el);
+    }
+    if (entry.qualify) relabelQualification(entry.qualify);
+    this.tickEntry(entry);
     if (c.state === 'ended' && ((c.wrapup || []).includes(this.username) || entry.saved)) this.wrapup(entry);
   }
 
@@ -161,7 +190,7 @@ export class Desk {
       return [mine || c.click_to_call ? 'ringing' : 'elsewhere', `${kind} · ${where}${via}`];
     }
     if (c.state === 'answered') {
-      if (c.answered_agent === u) return ['talking', t('status.on_call_with_you')];
+      if (c.answered_agent === u) return ['talking', this.held.has(c.id) ? t('status.on_hold_with_you') : t('status.on_call_with_you')];
       return ['elsewhere', t('status.answered_by', { name: c.answered_agent || c.answered_by || t('status.someone_else') })];
     }
     const outcome = c.outcome ? tId('outcome', c.outcome, c.outcome) : '';
@@ -333,6 +362,65 @@ export class Desk {
     }
   }
 
+  // After-call work started/ended (aftercall message or presence `until`).
+  setAfterCall(callId, deadlineMs) {
+    this.acw = callId && deadlineMs ? { callId, deadline: deadlineMs } : null;
+    for (const e of this.entries.values()) this.tickEntry(e);
+  }
+
+  // The wrap-up's countdown: the time left to write it before the agent is offered calls again.
+  tickEntry(entry) {
+    const el = entry.p.acw;
+    const on = Boolean(this.acw && this.acw.callId === entry.call.id && !entry.saved);
+    el.hidden = !on;
+    if (!on) return;
+    const left = Math.max(0, Math.round((this.acw.deadline - Date.now()) / 1000));
+    setText(el, t('acw.card_countdown', { time: clockText(left) }));
+  }
+
+  tick() {
+    for (const e of this.entries.values()) this.tickEntry(e);
+  }
+
+  // A wrap-up leaving the desk waits in the pending list, notes and all.
+  park(entry) {
+    if (!this.needsWrapup(entry)) return;
+    this.parked = [{ call: entry.call, card: entry.card, notes: entry.p.notes.value, disposition: entry.wrap ? entry.wrap.disposition : '' },
+      ...this.parked.filter((x) => x.call.id !== entry.call.id)].slice(0, PARKED_MAX);
+    this.renderParked();
+  }
+
+  unpark(id) {
+    const item = this.parked.find((x) => x.call.id === id);
+    if (!item) return;
+    this.parked = this.parked.filter((x) => x.call.id !== id);
+    this.closed.delete(id);
+    this.focusId = id;
+    this.show(item.call, item.card, true);
+    const entry = this.entries.get(id);
+    if (entry) {
+      entry.p.notes.value = item.notes;
+      if (item.disposition && entry.wrap) this.pick(entry, item.disposition, false);
+      this.open(entry);
+    }
+    this.renderParked();
+  }
+
+  renderParked() {
+    const box = this.parkedBox;
+    if (!box) return;
+    box.hidden = !this.parked.length;
+    clear(box);
+    if (!this.parked.length) return;
+    box.append(h('h2', { class: 'section-title', id: 'parked-title' }, t('parked.title', { count: this.parked.length })),
+      h('ul', { class: 'parked-list', 'aria-labelledby': 'parked-title' }, this.parked.slice(0, PARKED_SHOWN).map((x) => {
+        const name = (x.card && x.card.known && x.card.display_name) || (x.card && x.card.number) || x.call.number || x.call.caller || t('card.unknown_number');
+        return h('li', { dataset: { callId: x.call.id } }, h('span', {}, name), h('span', { class: 'muted small' }, when(x.call.started_at)),
+          h('button', { type: 'button', class: 'btn btn-secondary btn-small', 'aria-label': t('parked.open_named', { name }), onclick: () => this.unpark(x.call.id) }, t('parked.open')));
+      })),
+      this.parked.length > PARKED_SHOWN ? h('p', { class: 'muted small' }, t('parked.more', { count: this.parked.length - PARKED_SHOWN })) : '');
+  }
+
   // When an ended card leaves on its own.
   schedule(entry) {
     window.clearTimeout(entry.timer);
@@ -392,6 +480,7 @@ export class Desk {
     if (!this.entries.has(entry.call.id)) return;
     const hadFocus = entry.el.contains(document.activeElement);
     window.clearTimeout(entry.timer);
+    this.park(entry);
     entry.el.remove();
     this.entries.delete(entry.call.id);
     this.closed.add(entry.call.id);
@@ -427,12 +516,19 @@ export class Desk {
   }
 
   relabel() {
+    this.renderParked();
     for (const e of this.entries.values()) {
       e.bodyKey = null;
       this.update(e);
     }
     this.arrange();
   }
+}
+
+// 75 -> "1:15": a countdown reads best as a clock.
+export function clockText(seconds) {
+  const s = Math.max(0, Math.round(seconds));
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
 }
 
 function setText(el, text) {

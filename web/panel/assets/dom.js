@@ -44,10 +44,12 @@ export function srOnly(text) {
   return h('span', { class: 'sr-only' }, text);
 }
 
-export async function api(path, body) {
+// GET without a body; POST (or `method`: PUT, PATCH) with one. Same-origin writes carry the
+// Origin header the server checks, for /panel/api and /api/v1 alike.
+export async function api(path, body, method = 'POST') {
   const options = body === undefined
     ? { headers: { Accept: 'application/json' } }
-    : { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) };
+    : { method, headers: { 'Content-Type': 'application/json', Accept: 'application/json' }, body: JSON.stringify(body) };
   const r = await fetch(path, options);
   if (r.status === 401) {
     window.location.assign('/panel/login');

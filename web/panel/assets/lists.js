@@ -11,7 +11,18 @@ function outcomeBadge(outcome) {
   return h('span', { class: `badge outcome-${outcome || 'unknown'}` }, outcome ? tId('outcome', outcome, outcome) : '—');
 }
 
-export function callRows(table, items, dispositions, { missed = false } = {}) {
+// The outside party as people read it: the server's formatted number ("+34 911 23 45 67").
+function shownNumber(c) {
+  return c.number_display || c.number || c.caller || '';
+}
+
+// A table body of call rows; `append` adds rows under the ones there (the "More" button).
+export function callRows(table, items, dispositions, { missed = false, append = false } = {}) {
+  if (append && table.tBodies.length) {
+    const body = table.tBodies[0];
+    for (const c of items.slice(0, MAX_ROWS)) body.append(callRow(c, dispositions, missed));
+    return;
+  }
   const head = missed
     ? ['list.when', 'list.number', 'list.caller_id', 'list.rang', 'list.actions']
     : ['list.when', 'list.number', 'list.outcome', 'list.duration', 'list.agent', 'list.notes', 'list.recording'];
@@ -19,38 +30,72 @@ export function callRows(table, items, dispositions, { missed = false } = {}) {
     h('thead', {}, h('tr', {}, head.map((k) => h('th', { scope: 'col' }, t(k))))));
   const body = h('tbody', {});
   if (!items.length) body.append(h('tr', {}, h('td', { colspan: head.length, class: 'muted center' }, t(missed ? 'missed.none' : 'history.none'))));
-  for (const c of items.slice(0, MAX_ROWS)) {
-    const who = c.caller_name || c.number || c.caller || '';
-    const number = h('td', { class: 'num' }, h('span', {}, c.number || c.caller || '—'));
-    if (missed) {
-      body.append(h('tr', { dataset: { callId: c.id } }, h('td', {}, when(c.started_at)), number,
-        h('td', {}, c.caller_name || ''), h('td', {}, duration(c.ring_seconds)),
-        h('td', {}, callButton(c.number, who, 'action.call_back'))));
-      continue;
-    }
-    number.append(' ', callButton(c.number, who));
-    const recs = (c.recordings || []).map((_, i, all) => h('audio', {
-      controls: true, preload: 'none', src: `/panel/recordings/${encodeURIComponent(c.id)}/${i}`,
-      'aria-label': t('history.recording_of', { n: i + 1, count: all.length, who: who || '—', when: when(c.started_at) }),
-    }));
-    const disp = c.disposition ? tId('disposition', c.disposition, (dispositions().find((d) => d.id === c.disposition) || {}).label) : '';
-    body.append(h('tr', { dataset: { callId: c.id } },
-      h('td', {}, when(c.started_at), h('div', { class: 'muted small' }, tId('direction', c.direction, c.direction))),
-      number, h('td', {}, outcomeBadge(c.outcome)), h('td', {}, duration(c.talk_seconds)),
-      h('td', {}, c.answered_by || (c.agents_rang || []).join(', ')),
-      h('td', { class: 'notes-cell' }, disp ? h('span', { class: 'badge disp' }, disp) : '', ' ', c.notes || ''),
-      h('td', {}, recs.length ? recs : h('span', { class: 'muted' }, '—'))));
-  }
+  for (const c of items.slice(0, MAX_ROWS)) body.append(callRow(c, dispositions, missed));
   table.append(body);
 }
 
-export async function loadHistory(dispositions) {
+function callRow(c, dispositions, missed) {
+  const who = c.contact_name || c.caller_name || shownNumber(c);
+  const dial = c.number_e164 || c.number;
+  const number = h('td', { class: 'num' },
+    c.contact_name ? h('strong', { class: 'contact-name' }, c.contact_name) : '',
+    c.contact_name ? h('br', {}) : '',
+    h('span', { class: 'number-display' }, shownNumber(c) || '—'));
+  if (missed) {
+    return h('tr', { dataset: { callId: c.id } }, h('td', {}, when(c.started_at)), number,
+      h('td', {}, c.caller_name || ''), h('td', {}, duration(c.ring_seconds)),
+      h('td', {}, callButton(dial, who, 'action.call_back')));
+  }
+  number.append(' ', callButton(dial, who));
+  const recs = (c.recordings || []).map((_, i, all) => h('audio', {
+    controls: true, preload: 'none', src: `/panel/recordings/${encodeURIComponent(c.id)}/${i}`,
+    'aria-label': t('history.recording_of', { n: i + 1, count: all.length, who: who || '—', when: when(c.started_at) }),
+  }));
+  const disp = c.disposition ? tId('disposition', c.disposition, (dispositions().find((d) => d.id === c.disposition) || {}).label) : '';
+  const agent = c.answered_by_name || (c.agent_names || []).join(', ') || c.answered_by || (c.agents_rang || []).join(', ');
+  return h('tr', { dataset: { callId: c.id } },
+    h('td', {}, when(c.started_at), h('div', { class: 'muted small' }, tId('direction', c.direction, c.direction))),
+    number, h('td', {}, outcomeBadge(c.outcome)), h('td', {}, duration(c.talk_seconds)),
+    h('td', {}, agent),
+    h('td', { class: 'notes-cell' }, disp ? h('span', { class: 'badge disp' }, disp) : '', ' ', c.notes || ''),
+    h('td', {}, recs.length ? recs : h('span', { class: 'muted' }, '—')));
+}
+
+// History pages: the first load replaces the table, "More" appends the next page (the server's
+// next_cursor, with the same filters). The page holds at most HISTORY_PAGES pages.
+const HISTORY_PAGES = 10;
+let historyCursor = null;
+let historyQuery = '';
+let historyPages = 0;
+
+export async function loadHistory(dispositions, { more = false } = {}) {
   const q = new URLSearchParams();
   for (const [k, v] of new FormData(document.getElementById('history-filters')).entries()) if (v) q.set(k, String(v));
+  if (more) {
+    if (!historyCursor) return;
+    q.set('cursor', historyCursor);
+  }
+  const button = document.getElementById('history-more');
   try {
+    button.disabled = true;
     const doc = await api(`/panel/api/calls?${q}`);
-    callRows(document.getElementById('history-table'), doc.items, dispositions);
-  } catch (e) { toast(errorText(e), 'error'); }
+    if (!more) historyQuery = q.toString();
+    historyPages = more ? historyPages + 1 : 1;
+    callRows(document.getElementById('history-table'), doc.items, dispositions, { append: more });
+    historyCursor = doc.next_cursor || null;
+    button.hidden = !historyCursor || historyPages >= HISTORY_PAGES;
+    if (more && doc.items.length) {
+      // focus stays on the list: the first new row's call button, else the button
+      const rows = document.getElementById('history-table').tBodies[0].rows;
+      const first = rows[rows.length - doc.items.length];
+      const target = first && first.querySelector('button');
+      if (target) target.focus();
+    }
+  } catch (e) { toast(errorText(e), 'error'); } finally { button.disabled = false; }
+}
+
+export function historyState() {
+  return { cursor: historyCursor, query: historyQuery, pages: historyPages };
 }
 
 export function showCount(el, n, key) {
