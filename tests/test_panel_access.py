@@ -330,3 +330,15 @@ async def test_follow_up_falling_due_is_announced_once(world: Any) -> None:
     due = await receive_type(ws, "followup.due")
     assert (due["data"]["title"], due["data"]["number"]) == ("Send the contract", "+34600777888")
     await ws.close()
+
+
+async def test_the_card_shows_the_number_the_way_the_agent_reads_it(world: Any) -> None:
+    ana = await world.sign_in("ana")
+    for number, shown in (
+        ("%2B34600123123", "600 12 31 23"),  # a Spanish number, for a Spanish desk: national
+        ("%2B14155550132", "+1 415-555-0132"),  # a foreign one: international
+    ):
+        async with ana.get(world.url(f"/panel/api/lookup?number={number}")) as r:
+            card = (await r.json())["card"]
+        assert card["number_display"] == shown
+        assert card["number"].startswith("+")  # what is dialled stays E.164

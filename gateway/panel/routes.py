@@ -233,7 +233,9 @@ async def lookup(request: web.Request, s: Session) -> Any:
 
     panel = request.app[PANEL]
     number = request.query.get("number", "")
-    return {"card": card_to_json(await panel.lookup.lookup(number))}
+    return {
+        "card": card_to_json(await panel.lookup.lookup(number), panel.cfg.lookup.default_region)
+    }
 
 
 async def create_person(request: web.Request, s: Session) -> Any:

@@ -34,6 +34,7 @@ from gateway.calls.events import CallAnswered, CallEnded, CallRinging
 from gateway.config import GatewayConfig
 from gateway.errors import AmiError, ApiError
 from gateway.lookup.card import CallerCard
+from gateway.lookup.numbers import display_format
 from gateway.metrics import LOOKUP_SECONDS, POPUP_SECONDS
 from gateway.panel.aftercall import AfterCallWork
 from gateway.panel.board import AVAILABLE, PAUSED, Board, LiveCall
@@ -364,7 +365,9 @@ class PanelService:
         card_json: dict[str, Any] | None = None
         try:
             if number and self.lookup is not None:
-                card_json = card_to_json(await self.lookup.lookup(number))
+                card_json = card_to_json(
+                    await self.lookup.lookup(number), self.cfg.lookup.default_region
+                )
                 LOOKUP_SECONDS.labels("panel").observe(time.perf_counter() - rang)
         except Exception:  # the pop-up goes out without a card rather than not at all
             log.exception("panel lookup failed call=%s", call.key)
@@ -769,8 +772,11 @@ def safe_recording_path(directory: str, name: Any) -> Path:
     return resolved
 
 
-def card_to_json(card: CallerCard) -> dict[str, Any]:
+def card_to_json(card: CallerCard, region: str = "") -> dict[str, Any]:
+    """The card as the panel gets it; ``number_display`` is how a person of ``region`` reads
+    the number (national for their own country, international otherwise)."""
     d = dataclasses.asdict(card)
+    d["number_display"] = display_format(card.number, region) if card.number else ""
     d["kind"] = card.kind.value
     d["known"] = card.known
     d["do_not_call"] = card.extra.get("do_not_call") == "1"

@@ -130,8 +130,8 @@ export class Desk {
       p.sub.dataset.key = subKey;
       clear(p.sub).append(
         known && card.company ? h('span', { class: 'company' }, card.company) : '',
-        h('span', { class: 'number' }, number),
-        callButton(number, known ? card.display_name : number));
+        h('span', { class: 'number' }, card.number_display || number),
+        callButton(number, known ? card.display_name : (card.number_display || number)));
     }
     const cidKey = JSON.stringify([c.caller_name || '', document.documentElement.lang]);
     if (p.callerid.dataset.key !== cidKey) {
@@ -231,7 +231,7 @@ export class Desk {
   unknownBody(entry, card, number) {
     const country = countryName(card.country);
     const facts = h('dl', { class: 'facts' },
-      h('div', {}, h('dt', {}, t('card.number')), h('dd', {}, number || '—')),
+      h('div', {}, h('dt', {}, t('card.number')), h('dd', {}, card.number_display || number || '—')),
       h('div', {}, h('dt', {}, t('card.country')), h('dd', {}, country || '—')),
       h('div', {}, h('dt', {}, t('card.line')), h('dd', {}, card.line_type ? tId('line', card.line_type, card.line_type.replace(/_/g, ' ')) : '—')));
     if (entry.created) return h('div', {}, facts, h('p', { class: 'created', role: 'status' }, `✓ ${entry.created}`));

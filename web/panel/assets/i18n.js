@@ -100,12 +100,13 @@ export function relative(epoch) {
   return rtf.format(Math.round(diff / 86400), 'day');
 }
 
-// 75 -> "1 min 15 s" (units from the catalog, digits from Intl).
+// 75 -> "1 min 15 s", 9420 -> "2 h 37 min" (units from the catalog).
 export function duration(seconds) {
   const s = Math.max(0, Math.round(Number(seconds) || 0));
   const m = Math.floor(s / 60);
   if (!m) return t('unit.seconds', { n: s });
-  return t('unit.minutes_seconds', { m, s: String(s % 60).padStart(2, '0') });
+  if (m < 60) return t('unit.minutes_seconds', { m, s: String(s % 60).padStart(2, '0') });
+  return t('unit.hours_minutes', { h: Math.floor(m / 60), m: String(m % 60).padStart(2, '0') });
 }
 
 export function countryName(code) {
