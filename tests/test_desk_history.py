@@ -88,3 +88,16 @@ async def test_history_pages_with_a_cursor(world: Any) -> None:
     assert second["next_cursor"] is None
     async with ana.get(world.url("/panel/api/calls?cursor=garbage")) as r:
         assert r.status == 400 and (await r.json())["error"]["id"] == "bad_cursor"
+
+
+async def test_a_call_nobody_was_signed_in_for_names_the_phones_usual_agent(world: Any) -> None:
+    await CallLog(world.gw.db, "ES").save(
+        {
+            "id": "sim:9", "pbx": "sim", "linkedid": "9", "direction": "inbound",
+            "outcome": "noanswer", "caller": "911234567", "agents_rang": ["102"],
+            "started_at": 1795346900.0,
+        }
+    )  # fmt: skip
+    sofia = await world.sign_in("sofia")
+    items = {c["id"]: c for c in (await history(world, sofia, ""))["items"]}
+    assert items["sim:9"]["agent_names"] == ["Bruno Silva"]  # not "102"

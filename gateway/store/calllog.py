@@ -370,7 +370,14 @@ async def display_fields(
             people.get(r["person_id"]) or directory.get(e164 or "") or r["caller_name"] or None
         )
         names = [n for n in (r["users"] or "").split(",") if n] if "users" in r.keys() else []  # noqa: SIM118
-        d["agent_names"] = [users[n][0] if n in users else n for n in names]
+        if not names:  # nobody was signed in on those phones: their usual owners
+            rang = r["agents_rang"] if "agents_rang" in r.keys() else "[]"  # noqa: SIM118
+            try:
+                exts = [str(e) for e in json.loads(rang or "[]")]
+            except ValueError:
+                exts = []
+            names = [n for e in exts for n, (_, own) in users.items() if e in own]
+        d["agent_names"] = [users[n][0] if n in users else n for n in dict.fromkeys(names)]
         answered = r["answered_by"] or ""
         takers = [n for n in names if n in users and answered in users[n][1]]
         if not takers:
