@@ -191,3 +191,16 @@ def test_unknown_timezone_is_refused_naming_the_key() -> None:
 
     with pytest.raises(msgspec.ValidationError, match="timezone: unknown time zone"):
         msgspec.convert({"timezone": "Europe/Madird"}, PanelSettings)
+
+
+def test_an_agent_on_a_call_whom_another_call_rings_is_still_on_a_call() -> None:
+    # ringall while 102 talks: Asterisk reports 102's device as 7, "ringing while in use"
+    wb = fed(until=40)
+    wb.feed(agent("AgentCalled", "u9", "102"), T0 + 41)
+    wb.feed(
+        {"Event": "QueueMemberStatus", "Queue": "sales", "Interface": "PJSIP/102",
+         "MemberName": "Agent 102", "Status": "7", "Paused": "0"},
+        T0 + 41,
+    )  # fmt: skip
+    state = wb.members(T0 + 50)["102"]
+    assert (state["state"], state["since"]) == ("on_call", T0 + 35)  # not "ringing" since 41

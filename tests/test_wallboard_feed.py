@@ -100,3 +100,22 @@ async def test_wallboard_is_pushed_to_supervisors_only_when_it_changes(world: An
             0,
             1,
         )
+
+
+async def test_calls_in_progress_name_their_agents_and_read_their_numbers(world: Any) -> None:
+    from tests.test_panel_support import answered, ringing
+
+    boss = await world.sign_in("sofia")
+    world.gw.bus.publish(ringing("c1", ("102",), caller="+14155550132"))
+    world.gw.bus.publish(ringing("c2", ("101",), caller="+34911234567"))
+    world.gw.bus.publish(answered("c2", "101"))
+    async with boss.get(world.url("/panel/api/wallboard")) as r:
+        calls = {c["linkedid"]: c for c in (await r.json())["calls"]}
+    assert (calls["c1"]["agent_names"], calls["c1"]["number_display"]) == (
+        ["Bruno Silva"],  # ringing at 102, nobody signed in there: its usual agent
+        "+1 415-555-0132",
+    )
+    assert (calls["c2"]["agent_names"], calls["c2"]["number_display"]) == (
+        ["Ana García"],
+        "911 23 45 67",  # a Spanish number on a Spanish wall: national
+    )

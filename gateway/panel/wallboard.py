@@ -45,6 +45,7 @@ SIGNED_OUT = "signed_out"
 
 # Asterisk device states as QueueMember/QueueMemberStatus report them (Status:)
 _RINGING_STATES = frozenset({6, 7})  # ringing, ringing while in use
+_RINGING_IN_USE = 7
 _ON_CALL_STATES = frozenset({2, 3, 8})  # in use, busy, on hold
 _GONE_STATES = frozenset({4, 5})  # invalid, unavailable
 
@@ -205,10 +206,10 @@ class Wallboard:
     def _set_state(self, m: Member, at: float) -> None:
         if m.paused:
             state = PAUSED
+        elif m.connected > 0 or m.device in _ON_CALL_STATES or m.device == _RINGING_IN_USE:
+            state = ON_CALL  # a second call ringing an agent on a call: still on a call
         elif m.ringing > 0 or m.device in _RINGING_STATES:
             state = RINGING
-        elif m.connected > 0 or m.device in _ON_CALL_STATES:
-            state = ON_CALL
         elif m.device in _GONE_STATES:
             state = SIGNED_OUT
         elif m.acw_until > at:

@@ -31,6 +31,7 @@ from aiohttp import web
 
 from gateway.ami.events import AmiEvent, ResyncSnapshot
 from gateway.errors import ApiError
+from gateway.lookup.numbers import display_format
 from gateway.panel import wallboard as wb
 from gateway.panel.settings import PanelSettings
 from gateway.push import messages as m
@@ -172,9 +173,26 @@ class WallboardFeed:
             "queues": queues,
             "agents": self._agents(members, now),
             "calls": [
-                c.to_json()
+                self._call(c.to_json())
                 for c in sorted(self.panel.board.calls.values(), key=lambda c: c.started_at)
             ],
+        }
+
+    def _call(self, call: dict[str, Any]) -> dict[str, Any]:
+        """A call as the wall shows it: agents by name, the number as people read it."""
+        exts = [call.get("answered_by")] if call.get("answered_by") else call.get("ringing") or []
+        names = []
+        for ext in exts:
+            user = self._user_at(str(ext))
+            names.append(
+                (self.users.get(user, {}).get("display_name") or user) if user else str(ext)
+            )
+        number = call.get("number") or call.get("caller") or ""
+        region = self.panel.cfg.lookup.default_region
+        return {
+            **call,
+            "agent_names": names,
+            "number_display": display_format(number, region) if number.startswith("+") else number,
         }
 
     def _user_at(self, ext: str) -> str | None:

@@ -144,9 +144,9 @@ export function installWallboard(app) {
     if (!calls.length) body.append(h('tr', {}, h('td', { colspan: head.length, class: 'muted center' }, t('board.no_calls'))));
     for (const c of calls.slice(0, MAX_ROWS)) {
       body.append(h('tr', { dataset: { callId: c.id } },
-        h('td', {}, c.number || c.caller || '—'), h('td', {}, c.caller_name || ''),
+        h('td', {}, c.number_display || c.number || c.caller || '—'), h('td', {}, c.caller_name || ''),
         h('td', {}, h('span', { class: `badge state-${c.state}` }, tId('call_state', c.state, c.state))),
-        h('td', {}, c.answered_agent || c.answered_by || (c.ringing || []).join(', ')),
+        h('td', {}, (c.agent_names || []).join(', ') || c.answered_by || (c.ringing || []).join(', ')),
         h('td', {}, c.queue || '—'),
         h('td', {}, since(c.answered_at || c.started_at))));
     }
