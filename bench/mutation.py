@@ -64,7 +64,30 @@ DEFAULT_TESTS: dict[str, tuple[str, ...]] = {
         "tests/test_tracker_correction.py",
     ),
     "gateway/ami/frames.py": ("tests/test_frames.py", "tests/test_frames_mutants.py"),
-    "gateway/lookup/numbers.py": ("tests/test_numbers.py",),
+    "gateway/lookup/numbers.py": ("tests/test_numbers.py", "tests/test_numbers_mutants.py"),
+    "gateway/calls/replay.py": (
+        "tests/test_replay_traces.py",
+        "tests/test_tracker_correction.py",
+        "tests/test_cli.py",
+        "tests/test_replay_mutants.py",
+    ),
+    "gateway/calls/model.py": (
+        "tests/test_tracker.py",
+        "tests/test_replay_traces.py",
+        "tests/test_tracker_correction.py",
+        "tests/test_model_mutants.py",
+    ),
+    "gateway/calls/settings.py": (
+        "tests/test_tracker.py",
+        "tests/test_replay_traces.py",
+        "tests/test_model_mutants.py",
+    ),
+    "gateway/calls/events.py": (
+        "tests/test_tracker.py",
+        "tests/test_replay_traces.py",
+        "tests/test_tracker_correction.py",
+        "tests/test_model_mutants.py",
+    ),
 }
 _DELETABLE = (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr, ast.Delete, ast.If)
 

@@ -141,7 +141,8 @@ def normalize(
     if is_extension(s, extension_digits):
         raise InvalidNumber(f"{s!r} is an internal extension, not a phone number")
     if not _ALLOWED.fullmatch(s):
-        bad = next((ch for ch in s if not (ch.isdigit() or ch in " .()-/+")), "+")
+        # the first character the pattern refuses; ASCII digits only (a circled ① isdigit())
+        bad = next((ch for ch in s if not (ch in "0123456789" or ch in " .()-/+")), "+")
         if bad.isalpha():
             raise InvalidNumber(f"contains letters ({bad!r}); expected digits only")
         if bad == "+":
@@ -171,9 +172,10 @@ def normalize(
     num_region = phonenumbers.region_code_for_number(num)
     if num_region and phonenumbers.is_valid_number(num):
         line_type = _LINE_TYPES.get(phonenumbers.number_type(num), "unknown")
-    else:
+    elif not num_region:
         # fictional or unallocated ranges (the US 555-01xx) are possible but not valid:
-        # still a number, the country code tells the region
+        # still a number, the country code tells the region (an unallocated +1 268 range
+        # keeps the region its area code names, Antigua, not the country code's main one)
         cc = num.country_code  # always set on a parsed number; None would map to "ZZ" anyway
         num_region = "ZZ" if cc is None else phonenumbers.region_code_for_country_code(cc)
         if num_region == "ZZ":
