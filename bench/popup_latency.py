@@ -9,6 +9,16 @@ starts the ring is a few frames later in the same burst). Both processes read th
 clock (``time.time``) on one machine.
 
     python bench/popup_latency.py [--agents 1000] [--rate 50] [--seconds 20]
+        [--stages] [--pbx-process] [--clients N]
+
+``--stages`` also prints where the time goes, per call: the PBX's own gap from the first frame
+of the burst to the frame that starts the ring (DialBegin, ~2 ms of the simulator's timeline
+that no gateway can shorten), the link's read, the tracker's CallRinging, the hub's publish
+(lookup done), the socket write and the arrival. ``--pbx-process`` runs the simulated PBX in
+a process of its own, as in production, so that its CPU and its garbage (it makes reference
+cycles that cost the server ~100 ms full collections) are not charged to the gateway; the
+default keeps it in the server process. The agents' process reports its own event-loop lag
+(how late it may stamp an arrival); ``--clients N`` spreads the sockets over N processes.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ import gc
 import json
 import multiprocessing as mp
 import random
+import re
 import statistics
 import sys
 import tempfile
@@ -43,10 +54,13 @@ class TimedPbx(SimulatedPbx):
     def __init__(self, *a: Any, **kw: Any) -> None:
         super().__init__(*a, **kw)
         self.first_sent: dict[str, float] = {}
+        self.sent_log: dict[tuple[str, str], float] | None = None  # --stages: (lid, Event)
 
     def _emit_frame(self, call: Any, tf: Any) -> None:
         if call.linkedid not in self.first_sent:
             self.first_sent[call.linkedid] = time.time()
+        if self.sent_log is not None:
+            self.sent_log.setdefault((call.linkedid, tf.headers.get("Event", "")), time.time())
         super()._emit_frame(call, tf)
 
 
@@ -60,15 +74,27 @@ def rss_kib() -> int:
 # -- the agents' process ----------------------------------------------------------------------
 
 
-def agents_process(url: str, origin: str, tokens: list[str], ready: Any, results: Any) -> None:
-    asyncio.run(_agents(url, origin, tokens, ready, results))
+def agents_process(
+    url: str, origin: str, tokens: list[str], ready: Any, results: Any, stop: Any
+) -> None:
+    asyncio.run(_agents(url, origin, tokens, ready, results, stop))
 
 
-async def _agents(url: str, origin: str, tokens: list[str], ready: Any, results: Any) -> None:
+async def _agents(
+    url: str, origin: str, tokens: list[str], ready: Any, results: Any, stop: Any
+) -> None:
     import websockets
 
     arrivals: dict[str, float] = {}
     counts = {"messages": 0}
+    lags: list[float] = []
+
+    async def watch_loop() -> None:
+        # how late this (measuring) process's loop wakes up: lateness it adds to arrivals
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(0.005)
+            lags.append((time.perf_counter() - t - 0.005) * 1000)
 
     async def agent(token: str) -> None:
         async with websockets.connect(
@@ -97,14 +123,193 @@ async def _agents(url: str, origin: str, tokens: list[str], ready: Any, results:
     await all_in.wait()
     # the measuring side must not add its own pauses to the figures: no GC while it listens
     gc.disable()
+    watcher = asyncio.create_task(watch_loop())
     ready.set()
-    # the server tells us when traffic is over by putting None on the results queue
+    # the server tells us when traffic is over by setting ``stop``
     loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, results.get)
+    await loop.run_in_executor(None, stop.wait)
+    watcher.cancel()
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    results.put({"arrivals": arrivals, "messages": counts["messages"]})
+    results.put({"arrivals": arrivals, "messages": counts["messages"], "lags": lags})
+
+
+# -- stage stamps (--stages) ------------------------------------------------------------------
+
+_LINKEDID = re.compile(r'"linkedid":"([^"]*)"')
+
+
+def install_stage_stamps(gw: Gateway, panel: Any) -> dict[str, dict[str, float]]:
+    """Wrap the pop-up path to note, per call, when (``time.time``) it passed each stage:
+    ``read`` the link's read of the chunk holding the call's first frame, ``ringing`` the
+    tracker's first CallRinging, ``publish`` the hub's publish of the pop-up (lookup done),
+    ``write`` the start of its socket write and ``written`` the return of that write. The
+    stamps cost the server a few microseconds each; run without --stages for the figures."""
+    from gateway.ami.link import _LinkProtocol
+    from gateway.calls.events import CallRinging
+
+    stamps: dict[str, dict[str, float]] = {
+        k: {} for k in ("read", "ringing", "publish", "write", "written")
+    }
+    chunk_at = [0.0]
+    orig_data = _LinkProtocol.data_received
+
+    def data_received(self: Any, data: bytes) -> None:
+        chunk_at[0] = time.time()
+        orig_data(self, data)
+
+    _LinkProtocol.data_received = data_received  # type: ignore[method-assign]
+    link = gw.links["bench"]
+    orig_event = link.event_received
+
+    def event_received(frame: Any) -> None:
+        lid = frame.get("Linkedid")
+        if lid:
+            stamps["read"].setdefault(lid, chunk_at[0])
+        current[0] = frame.get("Event", "")
+        orig_event(frame)
+
+    link.event_received = event_received  # type: ignore[method-assign]
+    current = [""]
+    trigger: dict[str, str] = {}  # linkedid -> the Event whose frame made the tracker ring
+
+    def on_ringing(e: CallRinging) -> None:
+        if e.linkedid not in stamps["ringing"]:
+            stamps["ringing"][e.linkedid] = time.time()
+            trigger[e.linkedid] = current[0]
+
+    gw.bus.subscribe(CallRinging, on_ringing)
+    handlers = gw.bus._handlers[CallRinging]  # stamp before the panel's handler runs
+    handlers.insert(0, handlers.pop())
+    stamps["trigger"] = trigger  # type: ignore[assignment]
+    hub = panel.hub
+    orig_publish = hub.publish
+
+    def publish(agents: Any, message: Any) -> None:
+        if message.type == "call.ringing":
+            found = _LINKEDID.search(message.tail)
+            if found:
+                stamps["publish"].setdefault(found.group(1), time.time())
+        orig_publish(agents, message)
+
+    hub.publish = publish
+    orig_send = web.WebSocketResponse.send_str
+
+    async def send_str(self: Any, data: str, compress: int | None = None) -> None:
+        found = _LINKEDID.search(data) if '"type":"call.ringing"' in data else None
+        if found:
+            stamps["write"].setdefault(found.group(1), time.time())
+        await orig_send(self, data, compress)
+        if found:
+            stamps["written"].setdefault(found.group(1), time.time())
+
+    web.WebSocketResponse.send_str = send_str  # type: ignore[method-assign]
+    return stamps
+
+
+def print_stages(
+    first: dict[str, float],
+    log: dict[tuple[str, str], float] | None,
+    started: list[str],
+    stamps: dict[str, dict[str, float]],
+) -> None:
+    trigger: dict[str, Any] = stamps["trigger"]
+    log = log or {}
+    names: dict[str, int] = {}
+    for name in trigger.values():
+        names[name] = names.get(name, 0) + 1
+    print(f"  the frame that starts the ring: {names}")
+    for title, a, b in (
+        ("pbx first frame -> pbx ring frame", first, None),
+        ("pbx ring frame -> tracker ringing", None, stamps["ringing"]),
+    ):
+        d = []
+        for lid in started:
+            t_ring = log.get((lid, trigger.get(lid, "")))
+            if t_ring is None or lid not in first:
+                continue
+            if a is not None:
+                d.append((t_ring - a[lid]) * 1000)
+            elif b is not None and lid in b:
+                d.append((b[lid] - t_ring) * 1000)
+        d.sort()
+        if d:
+            print(
+                f"  {title} ms: p50 {d[len(d) // 2]:.3f}  "
+                f"p99 {d[min(len(d) - 1, round(0.99 * (len(d) - 1)))]:.3f}  max {d[-1]:.3f}"
+            )
+    order = ["read", "ringing", "publish", "write", "written", "receive"]
+    prev = "pbx write"
+    prev_map = first
+    for name in order:
+        cur = stamps[name]
+        d = sorted(
+            (cur[lid] - prev_map[lid]) * 1000 for lid in started if lid in cur and lid in prev_map
+        )
+        if d:
+            print(
+                f"  stage {prev:>9} -> {name:<8} ms: p50 {d[len(d) // 2]:.3f}  "
+                f"p99 {d[min(len(d) - 1, round(0.99 * (len(d) - 1)))]:.3f}  max {d[-1]:.3f}"
+            )
+        prev, prev_map = name, cur
+
+
+# -- the PBX's calls (in the server process, or with --pbx-process in its own) ---------------
+
+
+async def drive_calls(
+    pbx: TimedPbx, extensions: list[str], rate: float, seconds: float
+) -> list[str]:
+    t0 = time.monotonic()
+    started: list[str] = []
+    for i in range(int(rate * seconds)):
+        due = t0 + i / rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        ext = extensions[i % len(extensions)]
+        caller = f"+3460{random.randrange(10**7):07d}"
+        started.append(
+            pbx.start_call(
+                "inbound_answered", agent=ext, caller=caller, ring_seconds=2.0, talk_seconds=3.0
+            )
+        )
+    return started
+
+
+def pbx_process(
+    extensions: list[str],
+    rate: float,
+    seconds: float,
+    stages: bool,
+    port: Any,
+    go: Any,
+    results: Any,
+) -> None:
+    asyncio.run(_pbx(extensions, rate, seconds, stages, port, go, results))
+
+
+async def _pbx(
+    extensions: list[str],
+    rate: float,
+    seconds: float,
+    stages: bool,
+    port: Any,
+    go: Any,
+    results: Any,
+) -> None:
+    pbx = TimedPbx(flavour="pjsip", rng=random.Random(1))
+    pbx.queues.clear()
+    await pbx.start()
+    port.put(pbx.port)
+    await asyncio.get_running_loop().run_in_executor(None, go.wait)
+    if stages:
+        pbx.sent_log = {}
+    started = await drive_calls(pbx, extensions, rate, seconds)
+    await asyncio.sleep(6)  # let the last calls ring, answer and end
+    results.put({"started": started, "first_sent": pbx.first_sent, "sent_log": pbx.sent_log})
+    await pbx.stop()
 
 
 # -- the server ---------------------------------------------------------------------------------
@@ -112,11 +317,26 @@ async def _agents(url: str, origin: str, tokens: list[str], ready: Any, results:
 
 async def main(args: argparse.Namespace) -> None:
     state = Path(tempfile.mkdtemp(prefix="centralita-bench-"))
-    pbx = TimedPbx(flavour="pjsip", rng=random.Random(1))
-    pbx.queues.clear()
-    await pbx.start()
+    ctx = mp.get_context("spawn")
+    extensions = [str(2000 + i) for i in range(args.agents)]
+    pbx: TimedPbx | None = None
+    if args.pbx_process:
+        pbx_port, pbx_go, pbx_results = ctx.Queue(), ctx.Event(), ctx.Queue()
+        pbx_proc = ctx.Process(
+            target=pbx_process,
+            args=(extensions, args.rate, args.seconds, args.stages, pbx_port, pbx_go, pbx_results),
+        )
+        pbx_proc.start()
+        port_of_pbx = await asyncio.get_running_loop().run_in_executor(None, pbx_port.get)
+    else:
+        pbx = TimedPbx(flavour="pjsip", rng=random.Random(1))
+        pbx.queues.clear()
+        await pbx.start()
+        port_of_pbx = pbx.port
     cfg = GatewayConfig(
-        pbx=[PbxSettings(name="bench", port=pbx.port, username="gateway", secret="gw-lab-secret")],
+        pbx=[
+            PbxSettings(name="bench", port=port_of_pbx, username="gateway", secret="gw-lab-secret")
+        ],
         store=StoreSettings(path=str(state / "bench.db")),
     )
     gw = Gateway(cfg)
@@ -133,7 +353,6 @@ async def main(args: argparse.Namespace) -> None:
         await asyncio.sleep(0.01)
 
     # 1,000 agents, each at their own extension, each with a session (no argon2 in the loop)
-    extensions = [str(2000 + i) for i in range(args.agents)]
     tokens = []
     async with gw.db.transaction() as conn:
         await conn.executemany(
@@ -148,16 +367,32 @@ async def main(args: argparse.Namespace) -> None:
         tokens.append(token)
 
     rss_before = rss_kib()
-    ctx = mp.get_context("spawn")
-    ready, results = ctx.Event(), ctx.Queue()
+    results, stop = ctx.Queue(), ctx.Event()
     origin = f"http://127.0.0.1:{port}"
-    proc = ctx.Process(
-        target=agents_process,
-        args=(f"ws://127.0.0.1:{port}/panel/ws", origin, tokens, ready, results),
-    )
-    proc.start()
-    await asyncio.get_running_loop().run_in_executor(None, ready.wait)
+    procs, readies = [], []
+    n_proc = max(1, args.clients)
+    for k in range(n_proc):
+        ready = ctx.Event()
+        proc = ctx.Process(
+            target=agents_process,
+            args=(
+                f"ws://127.0.0.1:{port}/panel/ws",
+                origin,
+                tokens[k::n_proc],
+                ready,
+                results,
+                stop,
+            ),
+        )
+        proc.start()
+        procs.append(proc)
+        readies.append(ready)
+    for ready in readies:
+        await asyncio.get_running_loop().run_in_executor(None, ready.wait)
     await asyncio.sleep(0.5)
+    stages = install_stage_stamps(gw, panel) if args.stages else None
+    if args.stages and pbx is not None:
+        pbx.sent_log = {}
     rss_after = rss_kib()
     print(f"agents connected: {panel.hub.connections()}  ")
 
@@ -172,50 +407,58 @@ async def main(args: argparse.Namespace) -> None:
 
     gc_pauses: list[float] = []
     gc_start = [0.0]
+    gc_gens: list[int] = []
 
     def on_gc(phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
             gc_start[0] = time.perf_counter()
         else:
             gc_pauses.append((time.perf_counter() - gc_start[0]) * 1000)
+            gc_gens.append(info["generation"])
 
     gc.callbacks.append(on_gc)
     if not args.no_freeze:
         await settle(gw)  # what `centralita run` does once it listens
+    settle_gc = list(zip(gc_pauses, gc_gens, strict=True))
+    gc_pauses.clear()
+    gc_gens.clear()  # from here on: collections while phones ring
     watcher = asyncio.create_task(watch_loop())
     cpu0 = time.process_time()
     sent_before = panel.hub.messages_sent
     t0 = time.monotonic()
-    n_calls = int(args.rate * args.seconds)
-    started: list[str] = []
-    for i in range(n_calls):
-        due = t0 + i / args.rate
-        delay = due - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        ext = extensions[i % len(extensions)]
-        caller = f"+3460{random.randrange(10**7):07d}"
-        started.append(
-            pbx.start_call(
-                "inbound_answered", agent=ext, caller=caller, ring_seconds=2.0, talk_seconds=3.0
-            )
-        )
-    await asyncio.sleep(6)  # let the last calls ring, answer and end
+    if pbx is not None:
+        started = await drive_calls(pbx, extensions, args.rate, args.seconds)
+        await asyncio.sleep(6)  # let the last calls ring, answer and end
+        first_sent, sent_log = pbx.first_sent, pbx.sent_log
+    else:
+        pbx_go.set()
+        done = await asyncio.get_running_loop().run_in_executor(None, pbx_results.get)
+        started, first_sent, sent_log = done["started"], done["first_sent"], done["sent_log"]
     elapsed = time.monotonic() - t0
     cpu = time.process_time() - cpu0
     watcher.cancel()
     gc.callbacks.remove(on_gc)
     sent = panel.hub.messages_sent - sent_before
-    results.put(None)
-    report = await asyncio.get_running_loop().run_in_executor(None, results.get)
-    proc.join(10)
+    stop.set()
+    report: dict[str, Any] = {"arrivals": {}, "messages": 0, "lags": []}
+    for _ in procs:
+        part = await asyncio.get_running_loop().run_in_executor(None, results.get)
+        for lid, at in part["arrivals"].items():
+            report["arrivals"][lid] = min(at, report["arrivals"].get(lid, at))
+        report["messages"] += part["messages"]
+        report["lags"] += part["lags"]
+    for proc in procs:
+        proc.join(10)
     await runner.cleanup()
-    await pbx.stop()
+    if pbx is not None:
+        await pbx.stop()
+    else:
+        pbx_proc.join(10)
 
     lat = sorted(
-        (report["arrivals"][lid] - pbx.first_sent[lid]) * 1000
+        (report["arrivals"][lid] - first_sent[lid]) * 1000
         for lid in started
-        if lid in report["arrivals"] and lid in pbx.first_sent
+        if lid in report["arrivals"] and lid in first_sent
     )
     missing = len(started) - len(lat)
 
@@ -232,16 +475,36 @@ async def main(args: argparse.Namespace) -> None:
     print(f"hub messages sent: {sent} ({sent / elapsed:.0f}/s over {elapsed:.1f} s)")
     print(f"agent process received: {report['messages']} messages")
     print(
-        f"server GC: {len(gc_pauses)} collections, longest {max(gc_pauses, default=0):.1f} ms,"
+        f"server GC while ringing: {len(gc_pauses)} collections,"
+        f" longest {max(gc_pauses, default=0):.1f} ms,"
         f" total {sum(gc_pauses):.0f} ms"
     )
+    for gen in (0, 1, 2):
+        ps = [p for p, g in zip(gc_pauses, gc_gens, strict=True) if g == gen]
+        if ps:
+            print(f"  gen{gen}: {len(ps)} collections, longest {max(ps):.1f} ms")
+    if settle_gc:
+        print(
+            f"  (not counted: {len(settle_gc)} before traffic, longest"
+            f" {max(p for p, _ in settle_gc):.1f} ms, settle()'s gc.collect() among them)"
+        )
     lags.sort()
     if lags:
         print(
             f"server event-loop lag ms: p50 {lags[len(lags) // 2]:.2f}  "
             f"p99 {lags[int(len(lags) * 0.99)]:.2f}  max {lags[-1]:.2f}; "
-            f"server CPU {100 * cpu / elapsed:.0f}% of one core (PBX simulator included)"
+            f"server CPU {100 * cpu / elapsed:.0f}% of one core"
+            + ("" if args.pbx_process else " (PBX simulator included)")
         )
+    clags = sorted(report["lags"])
+    if clags:
+        print(
+            f"agent process(es) x{n_proc} event-loop lag ms: p50 {clags[len(clags) // 2]:.2f}  "
+            f"p99 {clags[int(len(clags) * 0.99)]:.2f}  max {clags[-1]:.2f}"
+        )
+    if stages is not None:
+        stages["receive"] = report["arrivals"]
+        print_stages(first_sent, sent_log, started, stages)
     per_conn = (rss_after - rss_before) * 1024 / max(1, args.agents)
     print(
         f"server RSS: {rss_before / 1024:.1f} MiB before agents, {rss_after / 1024:.1f} MiB "
@@ -254,6 +517,16 @@ if __name__ == "__main__":
     p.add_argument("--agents", type=int, default=1000)
     p.add_argument("--rate", type=float, default=50.0)
     p.add_argument("--seconds", type=float, default=20.0)
+    p.add_argument(
+        "--clients", type=int, default=1, help="agent processes sharing the sockets (default 1)"
+    )
+    p.add_argument(
+        "--pbx-process",
+        action="store_true",
+        help="run the simulated PBX in a process of its own (as in production: the PBX is"
+        " another machine) instead of in the server process",
+    )
+    p.add_argument("--stages", action="store_true", help="also time each stage of the pop-up path")
     p.add_argument(
         "--no-freeze", action="store_true", help="skip the server's gc.freeze() after start-up"
     )
