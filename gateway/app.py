@@ -31,6 +31,7 @@ from gateway.calls.tracker import event_filter as event_filter_for
 from gateway.config import GatewayConfig
 from gateway.directory import DirectoryStore, DirectorySync
 from gateway.lookup.chain import LookupChain
+from gateway.panel.wallboard import EVENTS as WALLBOARD_EVENTS
 from gateway.panel.users import UserRepository
 from gateway.store.calllog import CallLog
 from gateway.store.cards import StoreCardSource
@@ -51,7 +52,8 @@ class Gateway:
         self.bus = Bus()
         self.started_at = clock()
         # most of a real stream is noise the tracker never reads: drop it before parsing
-        event_filter = event_filter_for(cfg.tracking, also=LINK_EVENTS)
+        # ...except what the wallboard reads besides the tracker (queue member states)
+        event_filter = event_filter_for(cfg.tracking, also=LINK_EVENTS | WALLBOARD_EVENTS)
         self.links = {
             p.name: AmiLink(p, self.bus, event_filter=event_filter, clock=clock) for p in cfg.pbx
         }

@@ -119,3 +119,18 @@ async def test_calls_in_progress_name_their_agents_and_read_their_numbers(world:
         ["Ana García"],
         "911 23 45 67",  # a Spanish number on a Spanish wall: national
     )
+
+
+def test_the_daemon_lets_through_every_event_the_wallboard_reads(tmp_path: Path) -> None:
+    # the AMI link drops what nobody reads before parsing it; the tracker does not read queue
+    # member states, so without this the live wallboard never saw an agent pause or log off
+    from gateway.app import Gateway
+    from gateway.panel import wallboard as wb
+    from tests.test_app import _config
+
+    gw = Gateway(_config(tmp_path, 5038))
+    keep = gw.links["lab"].event_filter
+    assert keep is not None
+    for name in sorted(wb.EVENTS):
+        raw = f"Event: {name}\r\nPrivilege: agent,all\r\nQueue: sales\r\n\r\n".encode()
+        assert not keep.drops(raw, 0, len(raw)), name
