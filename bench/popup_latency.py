@@ -64,6 +64,15 @@ class TimedPbx(SimulatedPbx):
         super()._emit_frame(call, tf)
 
 
+async def watch_loop(lags: list[float]) -> None:
+    """Record how late this process's event loop wakes from a 5 ms sleep, in ms: lateness it
+    adds to whatever it measures (the server: time it could not spend on pop-ups)."""
+    while True:
+        t = time.perf_counter()
+        await asyncio.sleep(0.005)
+        lags.append((time.perf_counter() - t - 0.005) * 1000)
+
+
 def rss_kib() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -88,13 +97,6 @@ async def _agents(
     arrivals: dict[str, float] = {}
     counts = {"messages": 0}
     lags: list[float] = []
-
-    async def watch_loop() -> None:
-        # how late this (measuring) process's loop wakes up: lateness it adds to arrivals
-        while True:
-            t = time.perf_counter()
-            await asyncio.sleep(0.005)
-            lags.append((time.perf_counter() - t - 0.005) * 1000)
 
     async def agent(token: str) -> None:
         async with websockets.connect(
@@ -123,7 +125,7 @@ async def _agents(
     await all_in.wait()
     # the measuring side must not add its own pauses to the figures: no GC while it listens
     gc.disable()
-    watcher = asyncio.create_task(watch_loop())
+    watcher = asyncio.create_task(watch_loop(lags))
     ready.set()
     # the server tells us when traffic is over by setting ``stop``
     loop = asyncio.get_running_loop()
@@ -398,13 +400,6 @@ async def main(args: argparse.Namespace) -> None:
 
     lags: list[float] = []
 
-    async def watch_loop() -> None:
-        # how late the server's event loop wakes up: time it could not spend on pop-ups
-        while True:
-            t = time.perf_counter()
-            await asyncio.sleep(0.005)
-            lags.append((time.perf_counter() - t - 0.005) * 1000)
-
     gc_pauses: list[float] = []
     gc_start = [0.0]
     gc_gens: list[int] = []
@@ -422,7 +417,7 @@ async def main(args: argparse.Namespace) -> None:
     settle_gc = list(zip(gc_pauses, gc_gens, strict=True))
     gc_pauses.clear()
     gc_gens.clear()  # from here on: collections while phones ring
-    watcher = asyncio.create_task(watch_loop())
+    watcher = asyncio.create_task(watch_loop(lags))
     cpu0 = time.process_time()
     sent_before = panel.hub.messages_sent
     t0 = time.monotonic()

@@ -31,8 +31,8 @@ from gateway.calls.tracker import event_filter as event_filter_for
 from gateway.config import GatewayConfig
 from gateway.directory import DirectoryStore, DirectorySync
 from gateway.lookup.chain import LookupChain
-from gateway.panel.wallboard import EVENTS as WALLBOARD_EVENTS
 from gateway.panel.users import UserRepository
+from gateway.panel.wallboard import EVENTS as WALLBOARD_EVENTS
 from gateway.store.calllog import CallLog
 from gateway.store.cards import StoreCardSource
 from gateway.store.db import Database

@@ -17,6 +17,7 @@ from gateway.calls.replay import lab_settings
 from gateway.calls.settings import TrackingSettings
 from gateway.calls.tracker import CallTracker
 from gateway.config import load_config
+from tests.test_replay_traces import tracker_events
 
 RESTART = Path(__file__).parent / "data" / "ami-traces" / "restart"
 
@@ -24,15 +25,7 @@ RESTART = Path(__file__).parent / "data" / "ami-traces" / "restart"
 def test_ended_and_corrected_calls_name_their_pbx_and_call() -> None:
     _, frames = iter_capture((RESTART / "gateway_restart_mid_call.after.ami").read_bytes())
     tracker = CallTracker(lab_settings(), "madrid")
-    events: list[object] = []
-    snapshot: list[dict[str, str]] = []
-    for f in frames:
-        if f.get("Event") == "CoreShowChannel":
-            snapshot.append(f)
-        elif f.get("Event") == "CoreShowChannelsComplete":
-            events += tracker.resync(snapshot, 1796027613.05)
-        else:
-            events += tracker.feed(f)
+    events = tracker_events(tracker, frames, 1796027613.05)
     done = [e for e in events if isinstance(e, CallEnded | CallCorrected)]
     assert [(type(e).__name__, e.pbx, e.linkedid) for e in done] == [
         ("CallEnded", "madrid", "1796027602.0"),

@@ -137,18 +137,25 @@ def test_restart_mid_call_second_process_logs_the_true_call() -> None:
     assert rec.reconstructed  # still flagged: part of it was estimated
 
 
-def test_restart_mid_call_ends_once_and_is_corrected_once() -> None:
-    _, frames = iter_capture(capture("gateway_restart_mid_call.after", RESTART))
-    tracker = CallTracker(lab_settings(), "lab")
+def tracker_events(tracker: CallTracker, frames: list[Any], resync_at: float) -> list[object]:
+    """What the tracker publishes for a capture taken by a gateway that (re)connected: the
+    CoreShowChannel list it read is handed over as one resync snapshot at ``resync_at``."""
     events: list[object] = []
     snapshot: list[dict[str, str]] = []
     for f in frames:
         if f.get("Event") == "CoreShowChannel":
             snapshot.append(f)
         elif f.get("Event") == "CoreShowChannelsComplete":
-            events += tracker.resync(snapshot, 1796027613.05)
+            events += tracker.resync(snapshot, resync_at)
         else:
             events += tracker.feed(f)
+    return events
+
+
+def test_restart_mid_call_ends_once_and_is_corrected_once() -> None:
+    _, frames = iter_capture(capture("gateway_restart_mid_call.after", RESTART))
+    tracker = CallTracker(lab_settings(), "lab")
+    events = tracker_events(tracker, frames, 1796027613.05)
     ends = [e for e in events if isinstance(e, CallEnded)]
     fixes = [e for e in events if isinstance(e, CallCorrected)]
     assert [e.linkedid for e in ends] == [e.linkedid for e in fixes] == ["1796027602.0"]

@@ -62,8 +62,9 @@ class CallTransferred:
 
 
 @dataclass(frozen=True, slots=True)
-class CallEnded:
-    """The call is over and its record is final (written once to the call log)."""
+class _RecordEvent:
+    """An event carrying a whole call record. Not a subscription type: the bus dispatches by
+    exact type, so CallEnded and CallCorrected subscribers stay apart."""
 
     record: CallRecord
 
@@ -77,19 +78,14 @@ class CallEnded:
 
 
 @dataclass(frozen=True, slots=True)
-class CallCorrected:
+class CallEnded(_RecordEvent):
+    """The call is over and its record is final (written once to the call log)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallCorrected(_RecordEvent):
     """A call already ended (and logged) with estimates got better evidence afterwards, a
     Cdr after its last Hangup: ``record`` replaces the one CallEnded carried, same id."""
-
-    record: CallRecord
-
-    @property
-    def pbx(self) -> str:
-        return self.record.pbx
-
-    @property
-    def linkedid(self) -> str:
-        return self.record.linkedid
 
 
 DomainEvent = CallRinging | CallAnswered | CallTransferred | CallEnded | CallCorrected

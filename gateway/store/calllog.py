@@ -54,16 +54,10 @@ _TIMES = (
 _LISTS = ("agents_rang", "agents_answered", "transfers", "recordings", "warnings")
 # the columns are NOT NULL TEXT (schema version 3); an absent value is stored as "" and read
 # back as the tracker's null, so a record reads the same from the log as from ``replay``
-_NULLABLE_TEXT = (
-    "caller",
-    "caller_name",
-    "did",
-    "dialed",
-    "queue",
-    "answered_by",
-    "hangup_cause",
-    "notes",
-    "disposition",
+_NULLABLE_TEXT = tuple(
+    f
+    for f in _TEXT
+    if f not in ("linkedid", "pbx", "direction", "outcome")  # always given
 )
 
 
