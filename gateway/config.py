@@ -13,6 +13,7 @@ import os
 import re
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +24,7 @@ import yaml
 from connectors.settings import ConnectorSettings
 from gateway.access import TOKEN_SCOPES
 from gateway.calls.settings import TrackingSettings
+from gateway.campaigns.settings import CampaignSettings, MailSettings, WebhookSettings
 from gateway.errors import ConfigError
 from gateway.lookup.settings import LookupSettings
 from gateway.panel.settings import PanelSettings
@@ -146,12 +148,15 @@ class GatewayConfig(_Section):
     panel: PanelSettings = msgspec.field(default_factory=PanelSettings)
     agi: AgiSettings = msgspec.field(default_factory=AgiSettings)
     scoring: ScoringSettings = msgspec.field(default_factory=ScoringSettings)
+    campaigns: CampaignSettings = msgspec.field(default_factory=CampaignSettings)
+    mail: MailSettings = msgspec.field(default_factory=MailSettings)
+    webhooks: list[WebhookSettings] = msgspec.field(default_factory=list)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     demo: DemoSettings = msgspec.field(default_factory=DemoSettings)
 
 
 # what only a process that connects out (PBX, CRMs) or serves the API reads
-OFFLINE_SECTIONS = frozenset({"pbx", "connectors", "api"})
+OFFLINE_SECTIONS = frozenset({"pbx", "connectors", "api", "mail", "webhooks"})
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _MSGSPEC_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 
@@ -507,4 +512,34 @@ def _check(cfg: GatewayConfig) -> list[ConfigError]:
             "lookup.default_region",
             f"expected an ISO 3166 region such as ES, US, GB, found {cfg.lookup.default_region!r}",
         )
+    _check_campaigns(cfg, bad)
     return errors
+
+
+def _check_campaigns(cfg: GatewayConfig, bad: Callable[[str, str], None]) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(cfg.campaigns.default_timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        bad(
+            "campaigns.default_timezone",
+            f"expected an IANA time zone such as Europe/Madrid, "
+            f"found {cfg.campaigns.default_timezone!r}",
+        )
+    for i, hours in enumerate(cfg.campaigns.business_hours):
+        if not hours.days:
+            bad(f"campaigns.business_hours[{i}].days", "expected at least one day, found none")
+        if hours.start >= hours.end:
+            bad(
+                f"campaigns.business_hours[{i}]",
+                f"expected start before end, found {hours.start}-{hours.end}",
+            )
+    names = [w.name for w in cfg.webhooks]
+    for i, hook in enumerate(cfg.webhooks):
+        if names.index(hook.name) != i:
+            bad(f"webhooks[{i}].name", f"expected a unique name, found {hook.name!r} twice")
+        if not re.match(r"^https?://[^/\s]+", hook.url):
+            bad(f"webhooks[{i}].url", f"expected an http(s) URL, found {hook.url!r}")
+        if not hook.events:
+            bad(f"webhooks[{i}].events", "expected at least one event, found none")

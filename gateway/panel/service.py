@@ -54,6 +54,7 @@ from gateway.store.calllog import (
     number_filter,
 )
 from gateway.store.db import Database, SqlParam
+from gateway.store.events import WrapUpSaved
 from gateway.store.models import PersonType
 from gateway.store.repositories import (
     ActivityRepository,
@@ -701,6 +702,16 @@ class PanelService:
                 task = await self.follow_ups.add(
                     int(person_id), follow_up_at, title[:200], owner=session.username
                 )
+        self.bus.publish(
+            WrapUpSaved(
+                call_id=call_id,
+                agent=session.username,
+                at=self.clock(),
+                person_id=int(person_id) if person_id is not None else None,
+                disposition=disposition,
+                outcome=str(call.get("outcome") or ""),
+            )
+        )
         if self.writeback is not None:
             record = {**call, "notes": notes, "disposition": disposition, "agent": session.username}
             try:

@@ -1,0 +1,85 @@
+"""Config sections of the campaigns: ``campaigns:`` (hours, caps), ``mail:`` (SMTP) and
+``webhooks:`` (lead and call events to other systems)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Literal
+
+import msgspec
+
+HourMinute = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class OpeningHours(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """On these days, from ``start`` to ``end`` (local time of the lead)."""
+
+    days: list[Weekday]
+    start: HourMinute = "09:00"
+    end: HourMinute = "19:00"
+
+
+def _weekdays() -> list[OpeningHours]:
+    return [OpeningHours(days=["mon", "tue", "wed", "thu", "fri"])]
+
+
+class CampaignSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    enabled: bool = True
+    # when e-mails go out and call tasks fall due, in each lead's own time zone
+    business_hours: list[OpeningHours] = msgspec.field(default_factory=_weekdays)
+    holidays: list[date] = msgspec.field(default_factory=list)  # no sends, no calls
+    default_timezone: str = "Europe/Madrid"  # leads with no country and no number
+    tick_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 500
+    # signs the unsubscribe links; empty: one is made and kept in the store
+    unsubscribe_secret: str = ""
+    unsubscribe_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 365  # link lifetime
+    track_opens: bool = True  # a 1x1 image per e-mail, for "opened?" branches
+
+    def __repr__(self) -> str:  # never let the secret reach a log line
+        return f"CampaignSettings(enabled={self.enabled!r})"
+
+
+class MailSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    host: str = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 25
+    # none: plain SMTP (a relay on loopback); starttls: upgrade after EHLO; tls: TLS from the
+    # first byte (port 465)
+    security: Literal["none", "starttls", "tls"] = "none"
+    username: str = ""
+    password: str = ""
+    from_address: str = "centralita@localhost"
+    from_name: str = "Centralita"
+    reply_to: str = ""
+    timeout: Annotated[float, msgspec.Meta(gt=0, le=300)] = 30.0
+    connections: Annotated[int, msgspec.Meta(ge=1, le=32)] = 2  # kept open, in parallel
+    # daily/weekly reports and other gateway mail go to these (reports, issue 14)
+    report_recipients: list[str] = msgspec.field(default_factory=list)
+
+    def __repr__(self) -> str:  # never let the password reach a log line
+        return f"MailSettings(host={self.host!r}, port={self.port}, security={self.security!r})"
+
+
+WebhookEvent = Literal[
+    "lead.status_changed",
+    "lead.unsubscribed",
+    "lead.converted",
+    "call.ended",
+]
+
+
+class WebhookSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """POST each event, as JSON signed with HMAC-SHA256 of ``secret``, to ``url``."""
+
+    name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,40}$")]
+    url: str
+    secret: str = ""
+    events: list[WebhookEvent] = msgspec.field(
+        default_factory=lambda: ["lead.status_changed", "lead.unsubscribed", "lead.converted"]
+    )
+    timeout: Annotated[float, msgspec.Meta(gt=0, le=120)] = 10.0
+
+    def __repr__(self) -> str:
+        return f"WebhookSettings(name={self.name!r}, url={self.url!r})"
