@@ -88,6 +88,8 @@ async def test_wallboard_is_pushed_to_supervisors_only_when_it_changes(world: An
     await feed.stop()  # the once-a-second loop; this test pushes by hand
     feed.attach()
     async with boss.ws_connect(world.url("/panel/ws")) as ws:
+        msg = await receive_type(ws, "wallboard")  # a tab that connects gets the board now
+        assert msg["data"]["queues"] == []
         ami(world, T0, Event="QueueCallerJoin", Queue="sales", Uniqueid="u1")
         assert feed.push() is True
         msg = await receive_type(ws, "wallboard")
@@ -134,3 +136,52 @@ def test_the_daemon_lets_through_every_event_the_wallboard_reads(tmp_path: Path)
     for name in sorted(wb.EVENTS):
         raw = f"Event: {name}\r\nPrivilege: agent,all\r\nQueue: sales\r\n\r\n".encode()
         assert not keep.drops(raw, 0, len(raw)), name
+
+
+async def test_wallboard_updates_do_not_push_a_supervisors_pop_up_out_of_the_replay(
+    world: Any,
+) -> None:
+    import json
+
+    from tests.test_panel_support import ringing
+
+    boss = await world.sign_in("sofia")  # a supervisor who also takes calls, at 100
+    feed = world.server.app[FEED]
+    await feed.stop()  # the once-a-second loop; this test pushes by hand
+    feed.attach()
+    async with boss.ws_connect(world.url("/panel/ws")) as ws:
+        hello = await receive_type(ws, "hello")
+        await receive_type(ws, "wallboard")
+    seen, epoch = hello["seq"], hello["data"]["epoch"]
+    # away for a while: a call rings her phone, then a busy queue moves the board 300 times
+    world.gw.bus.publish(ringing("c1", ("100",)))
+    for i in range(300):
+        ami(world, T0 + i, Event="QueueCallerJoin", Queue="sales", Uniqueid=f"u{i}")
+        assert feed.push() is True
+    assert feed.pushes == 300
+    async with boss.ws_connect(world.url(f"/panel/ws?since={seen}&epoch={epoch}")) as ws:
+        types = []
+        while not types or types[-1] != "wallboard":
+            msg = json.loads((await ws.receive(timeout=5)).data)
+            types.append(msg["type"])
+            if msg["type"] == "call.ringing":
+                assert msg["data"]["call"]["linkedid"] == "c1"
+                assert msg["seq"] == seen + 1  # replayed: the pop-up was the only message kept
+            if msg["type"] == "wallboard":
+                assert "seq" not in msg  # the latest state, not an event in the sequence
+                assert msg["data"]["queues"][0]["waiting"] == 300  # fresh, not a stale one
+    # no "refresh" (the gap is fully buffered), no burst of stale boards: one, up to date
+    assert types == ["hello", "call.ringing", "wallboard"]
+
+
+async def test_the_panels_after_call_pause_shows_as_wrapping_up_not_as_a_break(
+    world: Any,
+) -> None:
+    boss = await world.sign_in("sofia")
+    for ext, reason in (("101", "after-call work"), ("102", "Break")):
+        ami(world, T0, Event="QueueMemberStatus", Queue="sales", MemberName=f"Agent {ext}",
+            Interface=f"PJSIP/{ext}", Status="1", Paused="1", PausedReason=reason)  # fmt: skip
+    async with boss.get(world.url("/panel/api/wallboard")) as r:
+        agents = {a["username"]: a for a in (await r.json())["agents"]}
+    assert (agents["ana"]["state"], agents["ana"]["reason"]) == ("after_call_work", "")
+    assert (agents["bruno"]["state"], agents["bruno"]["reason"]) == ("paused", "Break")

@@ -113,6 +113,16 @@ class AfterCallWork:
         agent.pending = False
         return True
 
+    def apply_restored(self, username: str) -> bool:
+        """A presence chosen during a call before a restart of the gateway (read back from
+        disk as pending): applied now, queues included, unless the agent is still on that
+        call (then its end applies it, as usual). True when applied."""
+        agent = self.board.agents.get(username)
+        if agent is None or not agent.pending or agent.calls:
+            return False
+        self._become_free(agent, "restored")
+        return True
+
     def signed_out(self, username: str) -> None:
         agent = self.board.agents.get(username)
         if agent is not None:

@@ -8,7 +8,13 @@ extension, the customer's leg the one sharing its bridge. Then:
 * hang up: ``Hangup`` of the agent's leg (Asterisk ends the bridged customer leg with it);
 * blind transfer: ``BlindTransfer`` of the agent's leg to ``<to>@panel.transfer_context``;
 * attended transfer: ``Atxfer`` (needs the ``atxfer`` feature code in features.conf): the
-  agent talks to the target first and completes the transfer by hanging up;
+  customer waits on hold while the agent's leg calls the target (a ``Local/<to>@<context>``
+  consultation leg). The agent then completes it (``Hangup`` of the agent's leg: Asterisk hands
+  the customer to the target, or to the still-ringing target as a blind transfer) or cancels it
+  (``CancelAtxfer``, the ``atxferabort`` feature code; where the PBX refuses it, a ``Hangup`` of
+  the consultation leg, which also brings the agent back to the customer). A consultation ends
+  on its own when the target hangs up, the transfer completes (``AttendedTransfer``) or the
+  agent's phone hangs up; the agent's tab is told (a ``controls`` message);
 * hold: a dual ``Redirect``: the customer to ``hold@panel.hold_context`` (music on hold), the
   agent to ``wait@panel.hold_context``; resume: ``Bridge`` of the two legs again.
 
@@ -27,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -45,6 +52,8 @@ log = logging.getLogger("gateway.panel")
 
 # a channel name as Asterisk writes it; anything else from the PBX is not put into an action
 _CHANNEL = re.compile(r"^[A-Za-z0-9_]+/[A-Za-z0-9_.@:+~-]{1,120}$")
+# the consultation leg an AMI Atxfer dials: Local/<to>@<context>-<id>;1 (its ;2 half rings)
+_LOCAL = re.compile(r"^Local/[A-Za-z0-9_.@:+~-]{1,120};1$")
 _EXTENSION = re.compile(r"^[0-9]{2,6}$")
 SPY_VARIABLE = "CENTRALITA_SPY"
 PBX_DOWN = "The phone system is not reachable right now."
@@ -72,8 +81,29 @@ class Legs:
     customer: str | None
 
 
+@dataclass(slots=True)
+class Consultation:
+    """An attended transfer in progress: the agent talks to ``target`` while the customer waits."""
+
+    username: str
+    pbx: str
+    agent: str  # the transferer's channel: its Hangup completes the transfer
+    target: str
+    context: str
+    since: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"to": self.target, "since": self.since}
+
+    def is_consultation_leg(self, channel: str) -> bool:
+        """``Local/<target>@<context>-<id>;1|2``: the leg Atxfer dialed the target on."""
+        return channel.startswith(f"Local/{self.target}@{self.context}-")
+
+
 CheckNumber = Callable[[Any], Awaitable[str]]
 PresenceChanged = Callable[[str], None]
+Publish = Callable[[str, str, dict[str, Any]], None]  # (username, type, data)
+MESSAGE = "controls"  # websocket type: an attended transfer started or ended
 
 
 class CallControls:
@@ -88,6 +118,8 @@ class CallControls:
         check_number: CheckNumber,
         owner_of: Callable[[str], str | None],
         presence_changed: PresenceChanged,
+        publish: Publish | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.board = board
         self.links = links
@@ -96,8 +128,11 @@ class CallControls:
         self.check_number = check_number
         self.owner_of = owner_of  # click-to-call id -> the agent who placed it
         self.presence_changed = presence_changed
+        self.publish = publish or (lambda user, type_, data: None)
+        self.clock = clock
         self.held: dict[str, Legs] = {}  # call key -> legs parked by hold
         self.spies: dict[str, str] = {}  # supervisor's ChanSpy channel -> agent listened to
+        self.consulting: dict[str, Consultation] = {}  # call key -> attended transfer
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- the agent's own call ----------------------------------------------------------------
@@ -125,6 +160,7 @@ class CallControls:
         call, ext = self.own_call(session, call_id)
         if call.state != "answered":
             raise ApiError(409, "not_answered", "Only an answered call can be transferred.")
+        self._not_consulting(call)
         target = await self._target(body.to)
         if target == ext:
             raise ApiError(400, "bad_target", "That is your own extension.")
@@ -139,12 +175,108 @@ class CallControls:
             action = {"Action": "Atxfer", "Channel": legs.agent, "Async": "false"}
         action.update({"Context": context, "Exten": target})
         await self._send(call, action)
-        return {"call_id": call.key, "action": "transfer", "mode": body.mode, "to": target}
+        if body.mode == "blind":
+            return {"call_id": call.key, "action": "transfer", "mode": body.mode, "to": target}
+        now = self.clock()
+        consult = Consultation(session.username, call.pbx, legs.agent, target, context, now)
+        self.consulting[call.key] = consult
+        self._tell(consult, call.key, "started")
+        return {
+            "call_id": call.key,
+            "action": "transfer",
+            "mode": body.mode,
+            "to": target,
+            "consulting": consult.to_json(),
+        }
+
+    async def complete_transfer(self, session: Session, call_id: str) -> dict[str, Any]:
+        """The customer goes to the target: the agent's leg hangs up, as on the phone."""
+        call, _ = self.own_call(session, call_id)
+        consult = self._consultation(call)
+        await self._send(call, {"Action": "Hangup", "Channel": consult.agent})
+        self._over(call.key, "completed")
+        return {"call_id": call.key, "action": "transfer_complete", "to": consult.target}
+
+    async def cancel_transfer(self, session: Session, call_id: str) -> dict[str, Any]:
+        """Drop the consultation: the agent is back with the customer."""
+        call, _ = self.own_call(session, call_id)
+        consult = self._consultation(call)
+        try:
+            # "CancelAtxfer successfully queued": like Atxfer, a single answer (Async false)
+            await self._send(
+                call, {"Action": "CancelAtxfer", "Channel": consult.agent, "Async": "false"}
+            )
+        except ApiError as e:
+            if e.status != 502:
+                raise
+            # an Asterisk before 13.18 or without atxferabort: hang up the consultation leg
+            await self._hang_up_consultation(call, consult)
+        self._over(call.key, "cancelled")
+        return {"call_id": call.key, "action": "transfer_cancel", "to": consult.target}
+
+    def consulting_of(self, username: str) -> dict[str, dict[str, Any]]:
+        """This agent's attended transfers in progress, by call key (for a reloading tab)."""
+        return {
+            k: c.to_json()
+            for k, c in self.consulting.items()
+            if c.username == username and k in self.board.calls
+        }
+
+    def _consultation(self, call: LiveCall) -> Consultation:
+        consult = self.consulting.get(call.key)
+        if consult is None:
+            raise ApiError(409, "no_transfer", "No attended transfer is in progress on this call.")
+        return consult
+
+    def _not_consulting(self, call: LiveCall) -> None:
+        if call.key in self.consulting:
+            raise ApiError(
+                409,
+                "transfer_in_progress",
+                "Complete or cancel the transfer in progress first.",
+            )
+
+    async def _hang_up_consultation(self, call: LiveCall, consult: Consultation) -> None:
+        try:
+            frames = await self._link(call).send_action(
+                {"Action": "CoreShowChannels"}, as_list=True
+            )
+        except AmiNotConnected:
+            raise ApiError(503, "pbx_down", PBX_DOWN) from None
+        except AmiError as e:
+            raise ApiError(502, "pbx_refused", f"The phone system refused: {e}"[:200]) from None
+        legs = [
+            str(f["Channel"])
+            for f in (frames if isinstance(frames, list) else [frames])
+            if f.get("Event") == "CoreShowChannel"
+            and _LOCAL.match(str(f.get("Channel", "")))
+            and consult.is_consultation_leg(str(f.get("Channel", "")))
+        ]
+        if not legs:
+            raise ApiError(409, "no_transfer", "No attended transfer is in progress on this call.")
+        for channel in legs:
+            await self._send(call, {"Action": "Hangup", "Channel": channel})
+
+    def _over(self, call_key: str, reason: str) -> None:
+        consult = self.consulting.pop(call_key, None)
+        if consult is not None:
+            self._tell(None, call_key, reason, consult.username)
+
+    def _tell(
+        self, consult: Consultation | None, call_key: str, reason: str, username: str = ""
+    ) -> None:
+        data = {
+            "call_id": call_key,
+            "consulting": consult.to_json() if consult else None,
+            "reason": reason,
+        }
+        self.publish(consult.username if consult else username, MESSAGE, data)
 
     async def hold(self, session: Session, call_id: str) -> dict[str, Any]:
         call, ext = self.own_call(session, call_id)
         if call.state != "answered":
             raise ApiError(409, "not_answered", "Only an answered call can be put on hold.")
+        self._not_consulting(call)
         if call.key in self.held:
             raise ApiError(409, "already_on_hold", "This call is already on hold.")
         legs = await self._legs(call, ext)
@@ -244,17 +376,35 @@ class CallControls:
         self.spies[channel] = agent
 
     def on_ami_event(self, event: AmiEvent) -> None:
-        """The supervisor hung up: the agent is no longer listened to."""
+        """The supervisor hung up: the agent is no longer listened to. An attended transfer
+        ended on the PBX's side: completed, or its target or the agent hung up."""
         f = event.frame
-        if f.get("Event") != "Hangup":
+        name = f.get("Event")
+        if self.consulting and name in ("Hangup", "AttendedTransfer"):
+            self._consultation_event(event.pbx, f)
+        if name != "Hangup":
             return
         agent = self.spies.pop(str(f.get("Channel", "")), None)
         if agent is not None:
             a = self.board.agents.get(agent)
             self._stop_spy(agent, a.spied_by if a else None)
 
+    def _consultation_event(self, pbx: str, f: Mapping[str, Any]) -> None:
+        channel = str(f.get("Channel", ""))
+        for key, c in list(self.consulting.items()):
+            if c.pbx != pbx:
+                continue
+            if f.get("Event") == "AttendedTransfer":
+                if f.get("OrigTransfererChannel") == c.agent:
+                    self._over(key, "completed")
+            elif channel == c.agent:
+                self._over(key, "completed")  # the agent hung up the phone: Asterisk completes
+            elif c.is_consultation_leg(channel):
+                self._over(key, "target_left")  # back with the customer
+
     def call_ended(self, call_key: str, agents: list[str]) -> None:
         self.held.pop(call_key, None)
+        self._over(call_key, "call_ended")
         for name in agents:
             a = self.board.agents.get(name)
             if a is not None and a.spied_by:
@@ -340,7 +490,8 @@ RawBody = Callable[[Any], Awaitable[bytes]]
 
 
 def add_routes(app: Any, api: Callable[..., Any], raw_body: RawBody, panel: Any) -> None:
-    """``/panel/api/calls/{call_id}/hangup|transfer|hold|resume`` and ``/panel/api/spy``;
+    """``/panel/api/calls/{call_id}/hangup|transfer|transfer/complete|transfer/cancel|hold|
+    resume`` and ``/panel/api/spy``;
     ``api`` is the panel's JSON/session wrapper, ``panel`` the PanelService."""
     from gateway.api.params import decode_json
 
@@ -366,9 +517,19 @@ def add_routes(app: Any, api: Callable[..., Any], raw_body: RawBody, panel: Any)
         body = decode_json(await raw_body(request), SpyBody, status=400)
         return await controls.spy(s, body)
 
+    async def complete(request: Any, s: Session) -> Any:
+        await raw_body(request)
+        return await controls.complete_transfer(s, request.match_info["call_id"])
+
+    async def cancel(request: Any, s: Session) -> Any:
+        await raw_body(request)
+        return await controls.cancel_transfer(s, request.match_info["call_id"])
+
     r = app.router
     r.add_post("/panel/api/calls/{call_id}/hangup", api(hangup))
     r.add_post("/panel/api/calls/{call_id}/transfer", api(transfer))
+    r.add_post("/panel/api/calls/{call_id}/transfer/complete", api(complete))
+    r.add_post("/panel/api/calls/{call_id}/transfer/cancel", api(cancel))
     r.add_post("/panel/api/calls/{call_id}/hold", api(hold))
     r.add_post("/panel/api/calls/{call_id}/resume", api(resume))
     r.add_post("/panel/api/spy", api(spy))

@@ -166,6 +166,7 @@ async def state(request: web.Request, s: Session) -> Any:
     doc = panel.state_of(s)
     doc["preferences"] = (await panel.users.preferences(s.username)).to_json()
     doc["languages"] = available_languages()
+    doc["wrapups"] = await panel.pending_wrapups(s.username)  # survive a reload and a restart
     return doc
 
 

@@ -28,7 +28,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.access import ROLE_SCOPES
-from gateway.ami.events import AmiEvent
+from gateway.ami.events import AmiEvent, ResyncSnapshot
 from gateway.api.auth import Principal
 from gateway.calls.events import CallAnswered, CallEnded, CallRinging
 from gateway.config import GatewayConfig
@@ -66,6 +66,7 @@ from gateway.store.validation import FieldError
 log = logging.getLogger("gateway.panel")
 
 MISSED = ("noanswer", "abandoned", "busy")
+PENDING_WRAPUPS_KEPT = 200  # per user, newest first (the desk's pending list holds as many)
 # how often open sockets are checked against the sessions table, which `centralita user`
 # changes from another process (changes made through the API take effect at once)
 SESSION_CHECK_SECONDS = 30.0
@@ -143,6 +144,8 @@ class PanelService:
             self.clicktocall.check_number,
             self.clicktocall.owners.get,
             self._publish_presence,
+            lambda user, type_, data: self.hub.publish([user], m.encode(type_, data)),
+            clock,
         )
         self.dispositions = {d.id: d.label for d in s.dispositions}
         self._pending: dict[str, _Pending] = {}
@@ -153,6 +156,10 @@ class PanelService:
         self._workers: list[asyncio.Task[None]] = []
         self._unsubscribe: list[Callable[[], None]] = []
         self.rings_published = 0
+        # presence chosen during a call, as last stored (agent_presence.pending), and the
+        # choices read back at start that wait for the PBX's live picture to be applied
+        self._pending_stored: dict[str, bool] = {}
+        self._restored_pending: set[str] = set()
 
     @classmethod
     def from_gateway(
@@ -184,6 +191,7 @@ class PanelService:
             sub(CallEnded, self.on_ended),
             sub(AmiEvent, self.clicktocall.on_ami_event),
             sub(AmiEvent, self.controls.on_ami_event),
+            sub(ResyncSnapshot, self.on_resync),
         ]
 
     async def start(self) -> None:
@@ -191,10 +199,16 @@ class PanelService:
         for s in await self.sessions.active():
             self.board.sign_in(s.username, s.display_name, s.role.value, s.extensions)
         rows = await self.db.conn.execute_fetchall(
-            "SELECT username, status, reason FROM agent_presence"
+            "SELECT username, status, reason, pending FROM agent_presence"
         )
         for r in rows:
-            self.board.set_status(r["username"], r["status"], r["reason"])
+            agent = self.board.set_status(r["username"], r["status"], r["reason"])
+            self._pending_stored[r["username"]] = bool(r["pending"])
+            if agent is not None and r["pending"]:
+                # chosen during a call before a restart: the end of that call (if the PBX
+                # still has it) or the first live picture of the PBX (if not) applies it
+                agent.pending = True
+                self._restored_pending.add(agent.username)
         self._workers = [
             asyncio.create_task(self._attribute_calls(), name="panel-call-attribution"),
             asyncio.create_task(self._watch_followups(), name="panel-followups"),
@@ -337,6 +351,29 @@ class PanelService:
         if agent is None:
             return
         self.hub.publish(self._audience([username]), m.encode(m.PRESENCE, agent.to_json()))
+        if agent.pending != self._pending_stored.get(username, False):
+            self._store_pending(username, agent.pending)
+
+    def _store_pending(self, username: str, pending: bool) -> None:
+        """Keep the "pending" flag of a presence on disk, so a restart does not lose it."""
+        self._pending_stored[username] = pending
+
+        async def write() -> None:
+            async with self.db.transaction() as conn:
+                await conn.execute(
+                    "UPDATE agent_presence SET pending = ? WHERE username = ?",
+                    (int(pending), username),
+                )
+
+        self._spawn(write(), f"panel-pending-{username}")
+
+    def on_resync(self, snap: ResyncSnapshot) -> None:
+        """The PBX's live picture after a (re)connect; the tracker has replayed its calls onto
+        the board already (same bus, subscribed first). A pending presence restored from disk
+        whose call is gone applies now; one whose call goes on waits for its end."""
+        for name in sorted(self._restored_pending):
+            self._restored_pending.discard(name)
+            self.aftercall.apply_restored(name)
 
     def _publish_progress(self, agent: str, data: dict[str, Any]) -> None:
         self.hub.publish([agent], m.encode(m.CLICKTOCALL_PROGRESS, data))
@@ -384,6 +421,8 @@ class PanelService:
                 self.hub.publish(agents, msg)
             if call.state == "ended":
                 self._cards.pop(call.key, None)
+                if card_json is not None:  # it ended before its lookup: its wrap-up gets it
+                    self._spawn(self._card_of_wrapup(call.key, card_json), f"panel-card-{call.key}")
 
     def on_answered(self, e: CallAnswered) -> None:
         call, takers = self.board.answered(e)
@@ -410,25 +449,28 @@ class PanelService:
         )
         if r.click_to_call and c2c and c2c not in takers:
             takers.append(c2c)
-        data = {
-            "call": {
-                **(call.to_json() if call else {"id": key, "pbx": r.pbx, "linkedid": r.linkedid}),
-                "state": "ended",
-                "direction": r.direction.value,
-                "number": r.dialed if r.direction.value == "outbound" else r.caller,
-                "caller": r.caller,
-                "caller_name": r.caller_name,
-                "outcome": r.outcome.value,
-                "answered_by": r.answered_by,
-                "ring_seconds": r.ring_seconds,
-                "talk_seconds": r.talk_seconds,
-                "total_seconds": r.total_seconds,
-                "ended_at": r.ended_at,
-                "recordings": len(r.recordings),
-            },
-            "wrapup": takers,
+        call_data: dict[str, Any] = {
+            **(call.to_json() if call else {"id": key, "pbx": r.pbx, "linkedid": r.linkedid}),
+            "state": "ended",
+            "direction": r.direction.value,
+            "number": r.dialed if r.direction.value == "outbound" else r.caller,
+            "caller": r.caller,
+            "caller_name": r.caller_name,
+            "outcome": r.outcome.value,
+            "answered_by": r.answered_by,
+            "ring_seconds": r.ring_seconds,
+            "talk_seconds": r.talk_seconds,
+            "total_seconds": r.total_seconds,
+            "ended_at": r.ended_at,
+            "recordings": len(r.recordings),
         }
+        data = {"call": call_data, "wrapup": takers}
         self._send(key, self._audience(involved), m.encode(m.CALL_ENDED, data))
+        if takers:  # they owe a wrap-up: kept on disk until saved (a reload, a restart)
+            self._spawn(
+                self._keep_wrapups(takers, call_data, self._cards.get(key), r.ended_at),
+                f"panel-wrapups-{key}",
+            )
         if key not in self._pending:
             self._cards.pop(key, None)
         self.controls.call_ended(key, freed)
@@ -438,6 +480,53 @@ class PanelService:
             self._publish_presence(name)
         if involved:
             self._attribution.put_nowait((key, sorted(involved)))
+
+    # -- wrap-ups not saved yet ---------------------------------------------------------------
+
+    async def _keep_wrapups(
+        self,
+        users: list[str],
+        call: dict[str, Any],
+        card: dict[str, Any] | None,
+        ended_at: float | None,
+    ) -> None:
+        at = ended_at or self.clock()
+        rows = [
+            (u, call["id"], json.dumps({**call, "wrapup": [u]}), json.dumps(card), at)
+            for u in users
+        ]
+        try:
+            async with self.db.transaction() as conn:
+                await conn.executemany(
+                    "INSERT OR REPLACE INTO pending_wrapups"
+                    " (username, call_id, call, card, ended_at) VALUES (?, ?, ?, ?, ?)",
+                    rows,
+                )
+                # an agent who never saves does not grow the table without end
+                await conn.executemany(
+                    "DELETE FROM pending_wrapups WHERE username = ? AND call_id NOT IN"
+                    " (SELECT call_id FROM pending_wrapups WHERE username = ?"
+                    " ORDER BY ended_at DESC, rowid DESC LIMIT ?)",
+                    [(u, u, PENDING_WRAPUPS_KEPT) for u in users],
+                )
+        except Exception:
+            log.exception("panel: could not keep the pending wrap-ups of %s", call.get("id"))
+
+    async def _card_of_wrapup(self, call_id: str, card: dict[str, Any]) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "UPDATE pending_wrapups SET card = ? WHERE call_id = ? AND card = 'null'",
+                (json.dumps(card), call_id),
+            )
+
+    async def pending_wrapups(self, username: str) -> list[dict[str, Any]]:
+        """The user's ended calls whose wrap-up is not saved, newest first, with their card."""
+        rows = await self.db.conn.execute_fetchall(
+            "SELECT call, card FROM pending_wrapups WHERE username = ?"
+            " ORDER BY ended_at DESC, rowid DESC LIMIT ?",
+            (username, PENDING_WRAPUPS_KEPT),
+        )
+        return [{"call": json.loads(r["call"]), "card": json.loads(r["card"])} for r in rows]
 
     async def _attribute_calls(self) -> None:
         while True:
@@ -558,6 +647,7 @@ class PanelService:
             "dispositions": [{"id": k, "label": v} for k, v in self.dispositions.items()],
             "after_call_seconds": self.aftercall.seconds,
             "held": self.controls.held_of(session.username),
+            "consulting": self.controls.consulting_of(session.username),
             "seq": self.hub.last_seq(session.username),
             "epoch": self.hub.epoch,
         }
@@ -635,11 +725,18 @@ class PanelService:
     async def may_access(self, session: Session, call_id: str) -> bool:
         if session.role.sees_everyone:
             return True
-        rows = await self.db.conn.execute_fetchall(
-            "SELECT 1 FROM call_users WHERE call_id = ? AND username = ?",
-            (call_id, session.username),
-        )
-        return bool(rows)
+        for attempt in range(2):
+            rows = await self.db.conn.execute_fetchall(
+                "SELECT 1 FROM call_users WHERE call_id = ? AND username = ?",
+                (call_id, session.username),
+            )
+            if rows or attempt:
+                return bool(rows)
+            # a call that just ended may still be on its way to call_users: an agent who
+            # saves the wrap-up at once must not be told it is not their call
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.flush(), 2)
+        return False
 
     async def call_for(self, session: Session, call_id: str) -> dict[str, Any]:
         rows = list(
@@ -682,6 +779,11 @@ class PanelService:
         from gateway.store.calllog import CallLog
 
         await CallLog(self.db).annotate(call_id, notes=notes, disposition=disposition)
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "DELETE FROM pending_wrapups WHERE username = ? AND call_id = ?",
+                (session.username, call_id),
+            )
         self.aftercall.wrapped_up(session.username, call_id)  # ends its after-call work
         person_id = call.get("person_id")
         label = self.dispositions.get(disposition, "")

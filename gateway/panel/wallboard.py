@@ -18,12 +18,17 @@ Figures per queue, "today" being the calendar day in ``panel.timezone``:
 * ``average_handle_time``: mean ``TalkTime`` of the completed calls (AgentComplete) plus the
   member's after-call work (its ``Wrapuptime``) when the queue gives one.
 
-Counters start with the gateway: Asterisk's own ``Completed``/``Abandoned`` in QueueParams count
-since its last reset, not since midnight, so they are not mixed in.
+Asterisk's own ``Completed``/``Abandoned`` in QueueParams count since its last reset, not since
+midnight, so they are not mixed in. What a restarted gateway did not see comes from the call log
+instead (:meth:`Wallboard.count_logged`, fed by ``wallboard_feed`` at start): every call is
+counted once per queue by its ``Linkedid``, whichever of the log and the live events sees it
+first, and an ``AgentComplete`` of a call answered out of sight (before the restart) counts its
+answer then, so a call in progress across a restart is counted once.
 
 Agent (member) states: ``available``, ``ringing``, ``on_call``, ``after_call_work``,
 ``paused`` (with its reason) and ``signed_out`` (device unavailable), each with ``since``, the
-moment the member entered it. Members are keyed by extension (``PJSIP/101``,
+moment the member entered it (for a member first seen in a QueueMember/QueueMemberStatus frame,
+its ``LastPause``/``LastCall``/``LoginTime``). Members are keyed by extension (``PJSIP/101``,
 ``Local/101@agents/n`` and ``SIP/101`` are all ``101``), which is how panel users are found.
 """
 
@@ -32,7 +37,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -48,6 +53,9 @@ _RINGING_STATES = frozenset({6, 7})  # ringing, ringing while in use
 _RINGING_IN_USE = 7
 _ON_CALL_STATES = frozenset({2, 3, 8})  # in use, busy, on hold
 _GONE_STATES = frozenset({4, 5})  # invalid, unavailable
+
+DAY = 86400.0
+_ANSWERED_OUTCOMES = frozenset({"answered", "transferred"})  # of the call log's records
 
 _IFACE = re.compile(r"^(?:[A-Za-z0-9_]+/)?([^@/\-]+)")
 
@@ -65,12 +73,27 @@ def _int(raw: str | None, default: int = 0) -> int:
         return default
 
 
-def _float(raw: str | None) -> float | None:
+def _float(raw: Any) -> float | None:
+    if raw is None or isinstance(raw, bool):
+        return None
     try:
-        value = float(raw or "")
+        value = float(raw if isinstance(raw, int | float) else str(raw) or "")
     except ValueError:
         return None
     return value if value == value and abs(value) != float("inf") else None
+
+
+def _call_key(f: Mapping[str, str]) -> str:
+    """The call a queue event is about, as the call log names it (its ``Linkedid``)."""
+    return f.get("Linkedid") or f.get("Uniqueid") or ""
+
+
+def day_bounds(at: float, tz: ZoneInfo) -> tuple[float, float]:
+    """The epoch seconds where the calendar day of ``at`` in ``tz`` starts and ends (a day of
+    23 or 25 hours when the clocks change)."""
+    day = datetime.fromtimestamp(at, UTC).astimezone(tz).date()
+    start = datetime(day.year, day.month, day.day, tzinfo=tz)
+    return start.timestamp(), (start + timedelta(days=1)).timestamp()  # wall-clock midnight
 
 
 @dataclass(slots=True)
@@ -86,11 +109,27 @@ class QueueFigures:
     hold_total: float = 0.0  # of the answered calls
     completed: int = 0
     handle_total: float = 0.0  # talk + after-call work of the completed calls
+    # what each call counted today, by Linkedid (the call log and the live events count a call
+    # once; its record, when it ends, has the last word): seconds held, held, handled
+    answers: dict[str, float] = field(default_factory=dict)
+    abandons: dict[str, float] = field(default_factory=dict)
+    handles: dict[str, float] = field(default_factory=dict)
+    connected: dict[str, float] = field(default_factory=dict)  # answered, not completed: -> at
+    # completions read from the log before their member (and its Wrapuptime) was known
+    wrapup_pending: dict[str, int] = field(default_factory=dict)  # extension -> calls
 
-    def reset_day(self) -> None:
+    def reset_day(self, at: float) -> None:
         self.answered = self.answered_in_sl = self.abandoned = self.abandoned_short = 0
         self.completed = 0
         self.hold_total = self.handle_total = 0.0
+        self.answers.clear()
+        self.abandons.clear()
+        self.handles.clear()
+        self.wrapup_pending.clear()
+        # a call answered before midnight still ends today without counting a second answer;
+        # one whose end was never seen (link down) is forgotten after a day
+        for key in [k for k, t in self.connected.items() if at - t > DAY]:
+            del self.connected[key]
 
 
 @dataclass(slots=True)
@@ -137,6 +176,7 @@ class Wallboard:
         self.queue: dict[str, QueueFigures] = {}
         self.member: dict[str, Member] = {}  # extension -> member
         self.day: date | None = None
+        self._bounds = (0.0, 0.0)  # where self.day starts and ends, epoch seconds
 
     # -- input -------------------------------------------------------------------------------
 
@@ -181,12 +221,18 @@ class Wallboard:
             del self.member[ext]
 
     def _roll(self, at: float) -> None:
+        if self._bounds[0] <= at < self._bounds[1]:
+            return  # the same day (every event: no date arithmetic)
         today = datetime.fromtimestamp(at, UTC).astimezone(self.tz).date()
         if self.day is not None and today > self.day:
             for q in self.queue.values():
-                q.reset_day()
+                q.reset_day(at)
         if self.day is None or today > self.day:
             self.day = today
+            self._bounds = day_bounds(at, self.tz)
+
+    def _today(self, at: float) -> bool:
+        return self._bounds[0] <= at < self._bounds[1]
 
     def _queue(self, name: str) -> QueueFigures:
         q = self.queue.get(name)
@@ -239,8 +285,14 @@ class Wallboard:
                 m.connected = 0
         if "Wrapuptime" in f:
             m.wrapup = max(_float(f.get("Wrapuptime")) or 0.0, 0.0)
+            if queue and queue in self.queue:  # the log's calls it took before it was known
+                q = self.queue[queue]
+                q.handle_total += q.wrapup_pending.pop(m.extension, 0) * m.wrapup
         m.calls_taken = _int(f.get("CallsTaken"), m.calls_taken)
+        first_seen = not m.since
         self._set_state(m, at)
+        if first_seen:  # its state began before we looked
+            m.since = _began(f, m.state, at)
         return m
 
     # -- the events --------------------------------------------------------------------------
@@ -251,15 +303,57 @@ class Wallboard:
     def _caller_leave(self, f: Mapping[str, str], at: float) -> None:
         self._queue(f.get("Queue", "")).waiting.pop(f.get("Uniqueid", ""), None)
 
+    # Each count takes the call's key ("" when the frame names no call: counted, never
+    # matched); ``replace``: the call's record corrects what the live events counted.
+
+    def _count_abandon(self, q: QueueFigures, key: str, held: float, replace: bool = False) -> None:
+        old = q.abandons.get(key) if key else None
+        if old is not None:
+            if not replace:
+                return
+            q.abandoned -= 1
+            q.abandoned_short -= old < self.short_abandon_seconds
+        if key:
+            q.abandons[key] = held
+        q.abandoned += 1
+        q.abandoned_short += held < self.short_abandon_seconds
+
+    def _count_answer(self, q: QueueFigures, key: str, held: float, replace: bool = False) -> None:
+        held = max(held, 0.0)
+        old = q.answers.get(key) if key else None
+        if old is not None:
+            if not replace:
+                return
+            q.answered -= 1
+            q.hold_total -= old
+            q.answered_in_sl -= old <= self.service_level_seconds
+        if key:
+            q.answers[key] = held
+        q.answered += 1
+        q.hold_total += held
+        q.answered_in_sl += held <= self.service_level_seconds
+
+    def _count_completion(
+        self, q: QueueFigures, key: str, handle: float, replace: bool = False
+    ) -> None:
+        old = q.handles.get(key) if key else None
+        if old is not None:
+            if not replace:
+                return
+            q.completed -= 1
+            q.handle_total -= old
+        if key:
+            q.handles[key] = handle
+        q.completed += 1
+        q.handle_total += handle
+
     def _caller_abandon(self, f: Mapping[str, str], at: float) -> None:
         q = self._queue(f.get("Queue", ""))
         joined = q.waiting.pop(f.get("Uniqueid", ""), None)
         held = _float(f.get("HoldTime"))
         if held is None:
             held = at - joined if joined is not None else 0.0
-        q.abandoned += 1
-        if held < self.short_abandon_seconds:
-            q.abandoned_short += 1
+        self._count_abandon(q, _call_key(f), held)
 
     def _agent_called(self, f: Mapping[str, str], at: float) -> None:
         m = self._member(f.get("Interface", ""), f.get("MemberName", ""))
@@ -274,11 +368,10 @@ class Wallboard:
     def _agent_connect(self, f: Mapping[str, str], at: float) -> None:
         q = self._queue(f.get("Queue", ""))
         q.waiting.pop(f.get("Uniqueid", ""), None)
-        held = max(_float(f.get("HoldTime")) or 0.0, 0.0)
-        q.answered += 1
-        q.hold_total += held
-        if held <= self.service_level_seconds:
-            q.answered_in_sl += 1
+        key = _call_key(f)
+        if key:
+            q.connected[key] = at
+        self._count_answer(q, key, _float(f.get("HoldTime")) or 0.0)
         m = self._member(f.get("Interface", ""), f.get("MemberName", ""))
         # ringall: the other members stop ringing through their own device-state events
         m.ringing = 0
@@ -289,8 +382,12 @@ class Wallboard:
         q = self._queue(f.get("Queue", ""))
         m = self._member(f.get("Interface", ""), f.get("MemberName", ""))
         talk = max(_float(f.get("TalkTime")) or 0.0, 0.0)
-        q.completed += 1
-        q.handle_total += talk + m.wrapup
+        key = _call_key(f)
+        if key and q.connected.pop(key, None) is None and key not in q.answers:
+            # answered out of our sight (before the gateway restarted, or while the link was
+            # down): its answer counts now, once; AgentComplete carries its HoldTime too
+            self._count_answer(q, key, _float(f.get("HoldTime")) or 0.0)
+        self._count_completion(q, key, talk + m.wrapup)
         m.connected = max(m.connected - 1, 0)
         m.calls_taken += 1
         if m.wrapup > 0:
@@ -316,6 +413,44 @@ class Wallboard:
             del self.member[ext]
         else:
             self._set_state(m, at)
+
+    # -- the call log ------------------------------------------------------------------------
+
+    def count_logged(self, record: Mapping[str, Any], now: float) -> bool:
+        """Count a finished queue call of the call log (a ``CallLog`` row or a tracker record)
+        into today's figures at ``now``, unless the live events counted it already; each part
+        on the day it happened: the answer at ``answered_at``, the abandon and the completion
+        at ``ended_at``. Returns whether a figure changed."""
+        name, key = str(record.get("queue") or ""), str(record.get("linkedid") or "")
+        if not name or not key:
+            return False
+        self._roll(now)
+        started = _float(record.get("started_at"))
+        answered_at, ended = _float(record.get("answered_at")), _float(record.get("ended_at"))
+        wait = _float(record.get("queue_wait_seconds"))
+        outcome = record.get("outcome")
+        before = _figures(self.queue.get(name))
+        if outcome == "abandoned":
+            at = ended if ended is not None else started
+            if at is not None and self._today(at):
+                if wait is None:
+                    wait = at - started if started is not None else 0.0
+                self._count_abandon(self._queue(name), key, wait, replace=True)
+        elif outcome in _ANSWERED_OUTCOMES and answered_at is not None:
+            if self._today(answered_at):
+                if wait is None:
+                    wait = answered_at - started if started is not None else 0.0
+                self._count_answer(self._queue(name), key, wait, replace=True)
+            talk = max(_float(record.get("talk_seconds")) or 0.0, 0.0)
+            at = ended if ended is not None else answered_at + talk
+            if self._today(at):
+                q = self._queue(name)
+                ext = str(record.get("answered_by") or "")
+                m = self.member.get(ext)
+                if m is None and ext and key not in q.handles:
+                    q.wrapup_pending[ext] = q.wrapup_pending.get(ext, 0) + 1
+                self._count_completion(q, key, talk + (m.wrapup if m else 0.0), replace=True)
+        return _figures(self.queue.get(name)) != before
 
     # -- output ------------------------------------------------------------------------------
 
@@ -373,6 +508,26 @@ class Wallboard:
                 "calls_taken": m.calls_taken,
             }
         return out
+
+
+def _began(f: Mapping[str, str], state: str, at: float) -> float:
+    """When a member first seen at ``at`` entered ``state``, as far as its QueueMember frame
+    tells (``LastPause``, ``LastCall``, ``LoginTime``: epoch seconds, 0 for never); else ``at``."""
+    marks = {
+        k: v for k in ("LastPause", "LastCall", "LoginTime") if 0 < (v := _int(f.get(k))) <= at
+    }
+    if state == PAUSED:
+        return marks.get("LastPause", at)
+    if state == AVAILABLE:
+        return max(marks.values(), default=at)
+    return at
+
+
+def _figures(q: QueueFigures | None) -> tuple[float, ...]:
+    if q is None:
+        return ()
+    return (q.answered, q.answered_in_sl, q.abandoned, q.abandoned_short, q.hold_total,
+            q.completed, q.handle_total)  # fmt: skip
 
 
 _HANDLERS = {

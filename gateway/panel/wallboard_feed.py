@@ -2,6 +2,13 @@
 the queue members after the panel's users, and pushes a ``wallboard`` message to signed-in
 supervisors and admins at most once a second, only when something changed.
 
+Today's counters survive a restart: at start the feed counts today's queue calls from the call
+log, and every call that ends is counted from its record too (once: see ``Wallboard``).
+
+A ``wallboard`` message is the latest state, not an event: it is sent to the open tabs only,
+without a sequence number and never into the replay buffer (where it would push out a
+supervisor's own pop-ups); a supervisor's tab that (re)connects gets one fresh document.
+
 ``GET /panel/api/wallboard`` (supervisors, admins) answers the same document::
 
     {"now": 1796028610.0,
@@ -26,20 +33,26 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
 from gateway.ami.events import AmiEvent, ResyncSnapshot
+from gateway.calls.events import CallEnded
 from gateway.errors import ApiError
 from gateway.lookup.numbers import display_format
 from gateway.panel import wallboard as wb
+from gateway.panel.aftercall import AFTER_CALL_REASON
+from gateway.panel.board import AFTER_CALL_WORK
 from gateway.panel.settings import PanelSettings
 from gateway.push import messages as m
+from gateway.store.calllog import queue_calls
 
 log = logging.getLogger("gateway.panel.wallboard")
 
 WALLBOARD = "wallboard"  # the websocket message type
 PUSH_INTERVAL = 1.0  # at most one wallboard message a second
+REFILL_BEFORE_MIDNIGHT = 6 * 3600.0  # calls started this long before midnight are read too
 NAMES_REFRESH = 60.0  # users' extensions are re-read this often (centralita user edits them)
 # the most active of a user's several phones is the one shown
 _RANK = {
@@ -71,7 +84,9 @@ class WallboardFeed:
         self._last_key = ""
         self._unsubscribe: list[Callable[[], None]] = []
         self._task: asyncio.Task[None] | None = None
+        self._tabs: dict[str, int] = {}  # username -> open websockets, as last heard
         self.pushes = 0
+        self.refilled = 0  # calls counted from the call log at start
 
     def _board(self, pbx: str) -> wb.Wallboard:
         b = self.boards.get(pbx)
@@ -89,7 +104,14 @@ class WallboardFeed:
     def attach(self) -> None:
         if not self._unsubscribe:
             sub = self.panel.bus.subscribe
-            self._unsubscribe = [sub(AmiEvent, self.on_ami), sub(ResyncSnapshot, self.on_resync)]
+            self._unsubscribe = [
+                sub(AmiEvent, self.on_ami),
+                sub(ResyncSnapshot, self.on_resync),
+                sub(CallEnded, self.on_ended),
+            ]
+            listeners = self.panel.hub.listeners
+            listeners.append(self.on_connections)
+            self._unsubscribe.append(lambda: listeners.remove(self.on_connections))
 
     def on_ami(self, e: AmiEvent) -> None:
         if e.frame.get("Event", "") in wb.EVENTS:
@@ -98,11 +120,49 @@ class WallboardFeed:
     def on_resync(self, e: ResyncSnapshot) -> None:
         self._board(e.pbx).resync(e.queues, e.at)
 
+    def on_ended(self, e: CallEnded) -> None:
+        """A queue call the live events missed part of (it began before a restart, or the
+        link was down) is counted from its record; the rest are counted already."""
+        if e.record.queue:
+            self._board(e.pbx).count_logged(e.record.to_json(), self.clock())
+
+    def on_connections(self, username: str, tabs: int) -> None:
+        """A supervisor's tab connected: it gets the board as it is now (the wallboard's
+        messages are not replayed, and nothing may change for a while on a quiet day)."""
+        opened = tabs > self._tabs.get(username, 0)
+        self._tabs[username] = tabs
+        if tabs == 0:
+            del self._tabs[username]
+        agent = self.panel.board.agents.get(username)
+        # a watcher (Board.watchers), looked up alone: every agent's tab passes here
+        if opened and agent is not None and agent.signed_in and agent.role != "agent":
+            self.panel.hub.publish([username], m.encode(WALLBOARD, self.snapshot()), replay=False)
+
+    async def refill(self) -> int:
+        """Count today's queue calls from the call log: the live counters start at zero with
+        the process. Returns how many calls changed a figure."""
+        now = self.clock()
+        start, end = wb.day_bounds(now, ZoneInfo(self.settings.timezone))
+        # a call that started before midnight may have been answered or ended today
+        rows = await queue_calls(self.panel.db, start - REFILL_BEFORE_MIDNIGHT, end)
+        counted = 0
+        for i, r in enumerate(rows):
+            if i and not i % 2000:
+                await asyncio.sleep(0)  # a busy day is tens of thousands: let the loop breathe
+            counted += self._board(str(r["pbx"])).count_logged(r, now)
+        self.refilled += counted
+        log.info("wallboard: %d calls of today counted from the call log", counted)
+        return counted
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
         self.attach()
         await self.load_users()
+        try:
+            await self.refill()
+        except Exception:  # the wall then starts from zero; the daemon must start anyway
+            log.exception("wallboard: today's figures could not be read from the call log")
         self._task = asyncio.create_task(self._run(), name="panel-wallboard")
 
     async def stop(self) -> None:
@@ -151,7 +211,7 @@ class WallboardFeed:
         if key == self._last_key:
             return False
         self._last_key = key
-        self.panel.hub.publish(watchers, m.encode(WALLBOARD, doc))
+        self.panel.hub.publish(watchers, m.encode(WALLBOARD, doc), replay=False)
         self.pushes += 1
         return True
 
@@ -231,8 +291,13 @@ class WallboardFeed:
                 entry["signed_in"] = bool(live and live.signed_in)
                 if live and live.calls and entry["state"] in (wb.AVAILABLE, wb.AFTER_CALL_WORK):
                     entry["state"], entry["since"] = wb.ON_CALL, self._call_since(user, now)
+                elif live and live.presence == AFTER_CALL_WORK and entry["state"] == wb.PAUSED:
+                    entry["state"], entry["reason"] = wb.AFTER_CALL_WORK, ""
             else:
                 entry["display_name"] = mem["member_name"] or ext
+            if entry["state"] == wb.PAUSED and entry["reason"] == AFTER_CALL_REASON:
+                # the panel's after-call work pauses the queues: it is wrap-up, not a break
+                entry["state"], entry["reason"] = wb.AFTER_CALL_WORK, ""
             old = out.get(key)
             if old is None:
                 out[key] = entry

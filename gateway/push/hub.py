@@ -87,8 +87,19 @@ class AgentHub:
 
     # -- publishing (synchronous: safe to call from a bus handler) ----------------------------
 
-    def publish(self, agents: Iterable[str], message: Encoded) -> None:
-        """Number ``message`` for each agent, buffer it and queue it on each of their tabs."""
+    def publish(self, agents: Iterable[str], message: Encoded, *, replay: bool = True) -> None:
+        """Number ``message`` for each agent, buffer it and queue it on each of their tabs.
+
+        ``replay=False``: a latest-state message (the wallboard) goes to the open tabs only,
+        without a number and never into the buffer, so it cannot push out what a reconnecting
+        tab must get back; such a tab asks for the current state instead."""
+        if not replay:
+            text = "{" + message.tail
+            for agent in agents:
+                channel = self._channels.get(agent)
+                for conn in tuple(channel.connections) if channel else ():
+                    self._enqueue(conn, text)
+            return
         for agent in agents:
             channel = self._channels.get(agent)
             if channel is None:

@@ -272,6 +272,20 @@ class CallLog:
         return CallPage(items, nxt)
 
 
+async def queue_calls(db: Database, since: float, until: float) -> list[dict[str, Any]]:
+    """The finished queue calls that started in ``[since, until)``, oldest first, with the
+    fields the wallboard counts: a restarted gateway refills today's queue figures from them
+    (``gateway/panel/wallboard_feed.py``)."""
+    rows = await db.conn.execute_fetchall(
+        "SELECT pbx, linkedid, queue, outcome, started_at, answered_at, ended_at,"
+        " queue_wait_seconds, talk_seconds, answered_by FROM calls"
+        " WHERE started_at >= ? AND started_at < ? AND queue != ''"
+        " ORDER BY started_at, id",
+        (since, until),
+    )
+    return [{k: r[k] for k in r.keys()} for r in rows]  # noqa: SIM118
+
+
 MIN_SUFFIX_DIGITS = 3  # "0132": the end of a number is how people remember it
 
 

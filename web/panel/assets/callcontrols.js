@@ -2,6 +2,9 @@
 // attended, to an extension or a number). The server validates the target and answers a stable
 // error id; the panel shows that id translated, next to the form, and keeps what was typed.
 // Built once per card, then only relabelled, so a live update never resets the transfer form.
+// An attended transfer in progress (the agent talks to the target, the caller waits) replaces
+// the buttons with its own two: complete (the caller goes to the target) or cancel (back to
+// the caller); hanging up is not offered then, because on the PBX it would complete it.
 import { api, h } from './dom.js';
 import { t } from './i18n.js';
 import { announce, errorText, toast } from './ui.js';
@@ -25,7 +28,12 @@ export function buildControls(entry, desk) {
     h('div', { class: 'actions' }, c.send, c.cancel), c.error);
   c.heldNote = h('p', { class: 'held-note', role: 'status' });
   c.group = h('div', { class: 'control-buttons', role: 'group' }, c.hold, c.transfer, c.hangup);
-  c.el = h('div', { class: 'call-controls' }, c.heldNote, c.group, c.form);
+  c.consultText = h('p', { class: 'consult-note', role: 'status', id: `${id}-consult` });
+  c.complete = h('button', { type: 'button', class: 'btn btn-primary btn-small', dataset: { control: 'transfer-complete' }, onclick: () => finishTransfer(entry, desk, 'complete') });
+  c.cancelXfer = h('button', { type: 'button', class: 'btn btn-secondary btn-small', dataset: { control: 'transfer-cancel' }, onclick: () => finishTransfer(entry, desk, 'cancel') });
+  c.consult = h('div', { class: 'consult', role: 'group', 'aria-labelledby': `${id}-consult`, hidden: true }, c.consultText,
+    h('div', { class: 'control-buttons' }, c.complete, c.cancelXfer));
+  c.el = h('div', { class: 'call-controls' }, c.heldNote, c.consult, c.group, c.form);
   return c;
 }
 
@@ -49,6 +57,60 @@ export function relabelControls(entry, desk) {
   setText(c.cancel, t('action.cancel'));
   c.heldNote.hidden = !held;
   setText(c.heldNote, held ? t('controls.on_hold') : '');
+  const consult = desk.consulting.get(entry.call.id);
+  c.consult.hidden = !consult;
+  c.group.hidden = Boolean(consult);
+  if (consult) {
+    c.form.hidden = true;
+    setText(c.consultText, t('controls.consulting', { to: consult.to }));
+    setText(c.complete, t('controls.complete_transfer'));
+    c.complete.setAttribute('aria-label', t('controls.complete_transfer_named', { name: who, to: consult.to }));
+    setText(c.cancelXfer, t('controls.cancel_transfer'));
+    c.cancelXfer.setAttribute('aria-label', t('controls.cancel_transfer_named', { name: who }));
+  }
+}
+
+// Complete or cancel the attended transfer in progress on this card's call.
+async function finishTransfer(entry, desk, how) {
+  const c = entry.controls;
+  if (c.busy) return;
+  c.busy = true;
+  const consult = desk.consulting.get(entry.call.id) || {};
+  try {
+    const r = await api(`/panel/api/calls/${encodeURIComponent(entry.call.id)}/transfer/${how}`, {});
+    desk.consulting.delete(entry.call.id);
+    const text = how === 'complete'
+      ? t('controls.transfer_completed', { to: r.to || consult.to })
+      : t('controls.transfer_cancelled', { name: desk.callerName(entry) });
+    toast(text, 'info');
+    announce(text);
+    desk.update(entry);
+    // the caller's card stays with the agent: focus its first control, never the page
+    if (!c.group.hidden && how === 'cancel') c.hold.focus();
+    else entry.p.notes.focus();
+  } catch (e) {
+    toast(errorText(e), 'error');
+  } finally {
+    c.busy = false;
+  }
+}
+
+// The server says a consultation started or ended on its own (the target hung up, the agent's
+// phone completed it): the card follows.
+export function consultationChanged(desk, data) {
+  const entry = desk.entries.get(data.call_id);
+  const before = desk.consulting.get(data.call_id);
+  if (data.consulting) desk.consulting.set(data.call_id, data.consulting);
+  else desk.consulting.delete(data.call_id);
+  if (!entry) return;
+  const hadFocus = entry.controls && entry.controls.consult.contains(document.activeElement);
+  desk.update(entry);
+  if (!data.consulting && before && data.reason === 'target_left') {
+    const text = t('controls.transfer_target_left', { to: before.to, name: desk.callerName(entry) });
+    toast(text, 'info');
+    announce(text);
+  }
+  if (hadFocus && entry.controls && !entry.controls.group.hidden) entry.controls.hold.focus();
 }
 
 function toggleForm(c, open, refocus = false) {
@@ -88,9 +150,16 @@ async function transfer(entry, desk, c) {
   try {
     const r = await api(`/panel/api/calls/${encodeURIComponent(entry.call.id)}/transfer`, { to, mode: c.mode.value });
     toggleForm(c, false);
-    toast(t(r.mode === 'attended' ? 'controls.transferring_attended' : 'controls.transferred', { to: r.to }), 'info');
-    announce(t('controls.transferred', { to: r.to }));
-    c.transfer.focus();
+    const text = t(r.mode === 'attended' ? 'controls.transferring_attended' : 'controls.transferred', { to: r.to });
+    toast(text, 'info');
+    announce(text);
+    if (r.consulting) {
+      desk.consulting.set(entry.call.id, r.consulting);
+      desk.update(entry);
+      c.complete.focus();
+    } else {
+      c.transfer.focus();
+    }
   } catch (e) {
     showError(c, errorText(e));
   } finally {

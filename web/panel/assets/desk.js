@@ -24,6 +24,11 @@ const FORGET = 500; // ids of closed cards remembered, so a late update does not
 // being lost; the list shows a few at a time, the rest are counted (the page stays small).
 const PARKED_MAX = 200;
 const PARKED_SHOWN = 5;
+// A reloaded tab gets the unsaved wrap-ups back from the server: the newest few as cards, the
+// rest in the pending list. What the agent typed into them waits in this tab's sessionStorage
+// (gone with the tab, never sent anywhere until Save).
+const RESTORED_CARDS = 3;
+const DRAFT = 'centralita.wrapup.';
 
 let serial = 0;
 
@@ -38,6 +43,7 @@ export class Desk {
     this.closed = new Set();
     this.focusId = null; // the card the agent opened; null: the desk picks
     this.held = new Set(); // ids of this agent's calls on hold
+    this.consulting = new Map(); // call id -> { to, since }: an attended transfer in progress
     this.acw = null; // after-call work: { callId, deadline (ms) }
     this.parked = []; // wrap-ups waiting off the desk, newest first: { call, card, notes }
     this.parkedBox = null;
@@ -53,7 +59,10 @@ export class Desk {
     if (!known && (!mine || this.closed.has(call.id))) return;
     const entry = known || this.create(call);
     entry.call = { ...entry.call, ...call };
-    if (entry.call.state === 'ended') this.held.delete(call.id);
+    if (entry.call.state === 'ended') {
+      this.held.delete(call.id);
+      this.consulting.delete(call.id);
+    }
     if (card) entry.card = card;
     this.update(entry);
     if (!known && entry.call.state === 'ringing' && this.isMine(entry)) {
@@ -93,7 +102,7 @@ export class Desk {
     p.toggle = h('button', { class: 'btn btn-ghost btn-small card-toggle', type: 'button', 'aria-expanded': 'false', onclick: () => this.open(entry) });
     p.close = h('button', { class: 'close', type: 'button', onclick: () => this.close(entry, true) }, '×');
     p.body = h('div', { class: 'popup-body' });
-    p.notes = h('textarea', { class: 'notes', rows: 3, id: `${id}-notes` });
+    p.notes = h('textarea', { class: 'notes', rows: 3, id: `${id}-notes`, oninput: () => this.keepDraft(entry) });
     p.notesLabel = h('label', { class: 'sr-only', for: `${id}-notes` });
     p.notesWrap = h('div', { class: 'popup-notes' }, p.notesLabel, p.notes);
     p.wrap = h('div', { class: 'wrapup-slot' });
@@ -190,6 +199,8 @@ export class Desk {
       return [mine || c.click_to_call ? 'ringing' : 'elsewhere', `${kind} · ${where}${via}`];
     }
     if (c.state === 'answered') {
+      const consult = this.consulting.get(c.id);
+      if (c.answered_agent === u && consult) return ['talking', t('controls.consulting', { to: consult.to })];
       if (c.answered_agent === u) return ['talking', this.held.has(c.id) ? t('status.on_hold_with_you') : t('status.on_call_with_you')];
       return ['elsewhere', t('status.answered_by', { name: c.answered_agent || c.answered_by || t('status.someone_else') })];
     }
@@ -318,6 +329,7 @@ export class Desk {
   pick(entry, id, focus) {
     entry.wrap.disposition = id;
     this.wrapup(entry);
+    this.keepDraft(entry);
     if (focus) entry.wrap.buttons.find((b) => b.dataset.disposition === id).focus();
   }
 
@@ -344,6 +356,7 @@ export class Desk {
       try {
         await api(`/panel/api/calls/${encodeURIComponent(entry.call.id)}/wrapup`, body);
         entry.saved = true;
+        dropDraft(entry.call.id);
         const hadFocus = entry.el.contains(document.activeElement) || document.activeElement === document.body;
         this.wrapup(entry);
         if (hadFocus) entry.wrap.close.focus();
@@ -380,6 +393,37 @@ export class Desk {
 
   tick() {
     for (const e of this.entries.values()) this.tickEntry(e);
+  }
+
+  // The notes and disposition typed into a card survive a reload of this tab.
+  keepDraft(entry) {
+    const notes = entry.p.notes.value;
+    const disposition = entry.wrap ? entry.wrap.disposition : '';
+    try {
+      if (notes || disposition) sessionStorage.setItem(DRAFT + entry.call.id, JSON.stringify({ notes, disposition }));
+      else sessionStorage.removeItem(DRAFT + entry.call.id);
+    } catch (e) { /* storage full or off: the card still holds them */ }
+  }
+
+  // After a reload (or a reconnect): the wrap-ups the server says this agent still owes.
+  // `items`: [{ call, card }], newest first. Cards and list entries already here stay as
+  // they are; a call whose card was closed after saving is not brought back.
+  restoreWrapups(items) {
+    const known = new Set([...this.entries.keys(), ...this.parked.map((x) => x.call.id)]);
+    const fresh = items.filter((x) => !known.has(x.call.id) && !this.closed.has(x.call.id));
+    if (!fresh.length) return;
+    const acw = this.acw && this.acw.callId;
+    const onDesk = fresh.filter((x, i) => i < RESTORED_CARDS || x.call.id === acw);
+    const parked = fresh.filter((x) => !onDesk.includes(x)).map((x) => ({ ...x, ...readDraft(x.call.id) }));
+    this.parked = [...this.parked, ...parked].slice(0, PARKED_MAX);
+    for (const x of [...onDesk].reverse()) { // oldest first: the newest ends on top
+      this.show(x.call, x.card, true);
+      const entry = this.entries.get(x.call.id);
+      const draft = readDraft(x.call.id);
+      if (entry && draft.notes && !entry.p.notes.value) entry.p.notes.value = draft.notes;
+      if (entry && draft.disposition && entry.wrap) this.pick(entry, draft.disposition, false);
+    }
+    this.renderParked();
   }
 
   // A wrap-up leaving the desk waits in the pending list, notes and all.
@@ -523,6 +567,19 @@ export class Desk {
     }
     this.arrange();
   }
+}
+
+function readDraft(callId) {
+  try {
+    const d = JSON.parse(sessionStorage.getItem(DRAFT + callId) || '{}');
+    return { notes: String(d.notes || ''), disposition: String(d.disposition || '') };
+  } catch (e) {
+    return { notes: '', disposition: '' };
+  }
+}
+
+function dropDraft(callId) {
+  try { sessionStorage.removeItem(DRAFT + callId); } catch (e) { /* nothing kept */ }
 }
 
 // 75 -> "1:15": a countdown reads best as a clock.

@@ -4,8 +4,11 @@
 // second); the clocks (time in state, longest wait, call durations) tick here, from the
 // server's `now`, so a wallboard on a TV keeps moving without a request a second.
 //
-// TV mode (a toggle, or /panel/#wallboard?tv=1): large type, no sidebar, top bar or buttons;
-// Escape leaves it.
+// TV mode (a toggle, or /panel/#wallboard?tv=1): large type, no sidebar, top bar or buttons
+// (not even its own: a wall screen has nothing to press); Escape leaves it.
+//
+// The `wallboard` messages are the latest state, not events: they carry no sequence number and
+// are not replayed; a tab that (re)connects is sent one fresh document.
 import { api, clear, h } from './dom.js';
 import { duration, number, t, tId } from './i18n.js';
 import { registerView } from './views.js';
@@ -49,6 +52,11 @@ export function installWallboard(app) {
   function spyOf(username) {
     const a = app.board.agents.get(username);
     return a && a.spy ? a.spy : null;
+  }
+
+  function nameOf(username) {
+    const a = app.board.agents.get(username);
+    return (a && a.display_name) || username;
   }
 
   async function spy(agent, mode, name) {
@@ -118,7 +126,7 @@ export function installWallboard(app) {
       const watched = a.username ? spyOf(a.username) : null;
       const row = h('tr', { dataset: { agent: a.username || '', state: a.state } },
         h('th', { scope: 'row' }, name, h('div', { class: 'muted small' }, (a.extensions || []).join(', '), a.signed_in ? '' : ` · ${t('wallboard.not_signed_in')}`)),
-        h('td', {}, stateCell(a), watched ? h('div', { class: 'spy-badge' }, t('spy.listened_by', { by: watched.by, mode: tId('spy_mode', watched.mode, watched.mode) })) : ''),
+        h('td', {}, stateCell(a), watched ? h('div', { class: 'spy-badge' }, t('spy.listened_by', { by: nameOf(watched.by), mode: tId('spy_mode', watched.mode, watched.mode) })) : ''),
         h('td', {}, a.since ? since(a.since) : '—'),
         h('td', {}, (a.queues || []).join(', ') || '—'));
       if (!wb.tv) {
@@ -158,7 +166,7 @@ export function installWallboard(app) {
   function render() {
     if (!section) return;
     const doc = wb.doc || { queues: [], agents: [], calls: [] };
-    const tvButton = h('button', { type: 'button', class: 'btn btn-secondary btn-small', id: 'wallboard-tv', 'aria-pressed': wb.tv ? 'true' : 'false', onclick: () => setTv(!wb.tv) }, t(wb.tv ? 'wallboard.tv_exit' : 'wallboard.tv'));
+    const tvButton = wb.tv ? '' : h('button', { type: 'button', class: 'btn btn-secondary btn-small', id: 'wallboard-tv', 'aria-pressed': wb.tv ? 'true' : 'false', onclick: () => setTv(!wb.tv) }, t(wb.tv ? 'wallboard.tv_exit' : 'wallboard.tv'));
     const focusedId = section.contains(document.activeElement) ? document.activeElement.id || null : null;
     const focusedSpy = section.contains(document.activeElement) && document.activeElement.dataset.spy
       ? [document.activeElement.closest('tr').dataset.agent, document.activeElement.dataset.spy] : null;
