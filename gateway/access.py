@@ -45,7 +45,9 @@ ADMIN_ONLY = frozenset({"admin"})
 # a test checks that every role the table lets through holds the route's scope
 ROLE_SCOPES: dict[str, frozenset[str]] = {
     "agent": frozenset({"lookup", "calls:read", "crm:write"}),
-    "supervisor": frozenset({"lookup", "calls:write", "crm:admin", "audit:read"}),
+    "supervisor": frozenset(
+        {"lookup", "calls:write", "crm:admin", "audit:read", "campaigns:write"}
+    ),
     "admin": frozenset({"*"}),
 }
 PRIVILEGED_SCOPE = "crm:admin"  # tokens: clear do-not-call / opt-out, reassign owners
@@ -149,6 +151,24 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/outbox"): _crm("outbox:read", ADMIN_ONLY),
     ("POST", "/api/v1/outbox/retry"): _crm("outbox:write", ADMIN_ONLY),
     ("GET", "/api/v1/audit"): _crm("audit:read", MANAGERS),
+    ("GET", "/api/v1/campaigns"): _crm("campaigns:read", MANAGERS),
+    ("POST", "/api/v1/campaigns"): _crm("campaigns:write", MANAGERS, note="a draft"),
+    ("POST", "/api/v1/campaigns/preview"): _crm("campaigns:read", MANAGERS),
+    ("GET", "/api/v1/campaigns/{id}"): _crm("campaigns:read", MANAGERS),
+    ("PUT", "/api/v1/campaigns/{id}"): _crm("campaigns:write", MANAGERS, note="draft or paused"),
+    ("DELETE", "/api/v1/campaigns/{id}"): _crm("campaigns:write", MANAGERS, note="drafts only"),
+    ("POST", "/api/v1/campaigns/{id}/start"): _crm("campaigns:write", MANAGERS),
+    ("POST", "/api/v1/campaigns/{id}/pause"): _crm("campaigns:write", MANAGERS),
+    ("POST", "/api/v1/campaigns/{id}/end"): _crm("campaigns:write", MANAGERS),
+    ("GET", "/api/v1/campaigns/{id}/results"): _crm("campaigns:read", MANAGERS),
+    ("GET", "/api/v1/campaigns/{id}/members"): _crm("campaigns:read", MANAGERS),
+    ("POST", "/api/v1/campaigns/{id}/members/{member_id}/replied"): _crm(
+        "campaigns:write", MANAGERS
+    ),
+    ("POST", "/api/v1/segments/count"): _crm("campaigns:read", MANAGERS),
+    ("POST", "/api/v1/leads/{id}/unsubscribe"): _crm(
+        "crm:write", note="opts the lead's e-mail out, for them"
+    ),
     ("GET", "/api/v1/users"): Rule(ADMIN_ONLY, "users:read"),
     ("POST", "/api/v1/users"): Rule(ADMIN_ONLY, "users:write"),
     ("GET", "/api/v1/users/{username}"): Rule(ADMIN_ONLY, "users:read"),
@@ -169,6 +189,12 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/panel/api/calls/{call_id}/wrapup"): _panel(note="agents: their own calls"),
     ("POST", "/panel/api/calls/{call_id}/hangup"): _panel(note="the agent's own live call"),
     ("POST", "/panel/api/calls/{call_id}/transfer"): _panel(note="the agent's own live call"),
+    ("POST", "/panel/api/calls/{call_id}/transfer/complete"): _panel(
+        note="the agent's own attended transfer"
+    ),
+    ("POST", "/panel/api/calls/{call_id}/transfer/cancel"): _panel(
+        note="the agent's own attended transfer"
+    ),
     ("POST", "/panel/api/calls/{call_id}/hold"): _panel(note="the agent's own live call"),
     ("POST", "/panel/api/calls/{call_id}/resume"): _panel(note="the agent's own live call"),
     ("POST", "/panel/api/spy"): _panel(MANAGERS, note="listen, whisper or barge"),
@@ -181,6 +207,9 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("PUT", "/panel/api/people/{id}/qualification"): _panel(),
     ("POST", "/panel/api/people/{id}/convert"): _panel(note="a qualified lead"),
     ("POST", "/panel/api/preferences"): _panel(note="the user's own settings"),
+    # registered by `centralita demo` only (its local SMTP sink); the access test registers them
+    ("GET", "/panel/api/demo/mails"): _panel(MANAGERS, note="`centralita demo` only"),
+    ("GET", "/panel/api/demo/mails/{id}"): _panel(MANAGERS, note="`centralita demo` only"),
     ("GET", "/panel/recordings/{call_id}/{index}"): _panel(note="agents: their own calls"),
     ("GET", "/panel/ws"): _panel(),
     # -- pages and operations ------------------------------------------------------------------
@@ -193,6 +222,10 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/metrics"): PUBLIC,
     ("GET", "/status"): PUBLIC,
     ("GET", "/static"): PUBLIC,
+    # -- campaign e-mail links: the signed token in the path is the credential -----------------
+    ("GET", "/unsubscribe/{token}"): Rule(public=True, note="confirm page; never unsubscribes"),
+    ("POST", "/unsubscribe/{token}"): Rule(public=True, note="the button and RFC 8058 one-click"),
+    ("GET", "/o/{token}"): Rule(public=True, note="e-mail open pixel"),
 }
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -13,7 +13,7 @@ import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -36,7 +36,12 @@ from gateway.panel.wallboard import EVENTS as WALLBOARD_EVENTS
 from gateway.store.calllog import CallLog
 from gateway.store.cards import StoreCardSource
 from gateway.store.db import Database
+from gateway.webhooks import Webhooks
 from gateway.writeback.outbox import Outbox
+
+if TYPE_CHECKING:  # the demo's SMTP sink is imported by the demo only
+    from gateway.campaigns.scheduler import CampaignScheduler
+    from gateway.demo_mailbox import DemoMailbox
 
 log = logging.getLogger("gateway.app")
 
@@ -63,9 +68,13 @@ class Gateway:
         self.lookup: LookupChain | None = None
         self.call_log: CallLog | None = None
         self.outbox: Outbox | None = None
+        self.webhooks: Webhooks | None = None  # lead and call events to other systems
+        self.campaigns: CampaignScheduler | None = None  # follow-up campaigns (e-mail, calls)
         self.directory: DirectoryStore | None = None
         self.directory_sync: DirectorySync | None = None
         self.agi: FastAgiServer | None = None
+        # `centralita demo` only: its local SMTP sink, shown in the panel's demo mailbox
+        self.demo_mailbox: DemoMailbox | None = None
         self.calls_ended = 0
         self.calls_by_outcome: dict[str, int] = {}
         # (is a correction, record): corrections follow their CallEnded through one writer
@@ -110,11 +119,20 @@ class Gateway:
             hold=self.cfg.writeback.hold_seconds,
             transaction=self.db.transaction,  # shared connection: take the store's write lock
         )
+        # the store's lead events (status changed, converted) reach the bus after each commit
+        self.db.event_sink = self.bus.publish
+        self.webhooks = Webhooks(self.db, self.bus, self.cfg.webhooks, self.clock)
+        if self.cfg.campaigns.enabled:
+            self.campaigns = self._campaign_scheduler(self.db)
 
     async def start(self) -> None:
         await self.open()
         assert self.outbox is not None
         await self.outbox.start()
+        if self.webhooks is not None:
+            await self.webhooks.start()
+        if self.campaigns is not None:
+            await self.campaigns.start()
         assert self.directory_sync is not None
         self.directory_sync.start()
         self._writer = asyncio.create_task(self._write_calls(), name="call-log-writer")
@@ -146,16 +164,38 @@ class Gateway:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
+        if self.campaigns is not None:
+            await self.campaigns.close()  # lets a tick under way finish its sends
         if self.directory_sync is not None:
             await self.directory_sync.close()
         if self.outbox is not None:
             await self.outbox.close()
+        if self.webhooks is not None:
+            await self.webhooks.close()  # stores what is still queued: nothing is lost
         for c in self.connectors:
             with contextlib.suppress(Exception):
                 await c.close()
         if self.db is not None:
             await self.db.close()
         log.info("gateway stopped calls_logged=%d", self.calls_ended)
+
+    def _campaign_scheduler(self, db: Database) -> CampaignScheduler:
+        from gateway.campaigns.mailer import Mailer
+        from gateway.campaigns.scheduler import CampaignScheduler
+        from gateway.store.scoring_service import ScoringService
+
+        region = self.cfg.lookup.default_region
+        return CampaignScheduler(
+            db,
+            self.bus,
+            Mailer(self.cfg.mail),
+            self.cfg.campaigns,
+            self.clock,
+            self.public_url,
+            self.cfg.panel.timezone,
+            ScoringService(db, self.cfg.scoring, default_region=region, clock=self.clock),
+            default_region=region,
+        )
 
     # -- wiring ------------------------------------------------------------------------------
 
@@ -317,6 +357,7 @@ async def create_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.
     from gateway.api.originate import setup_originate
     from gateway.api.outbox import setup_outbox_api
     from gateway.api.scoring import setup_scoring
+    from gateway.campaigns.api import setup_campaigns_api
     from gateway.ops import setup_ops
     from gateway.panel.service import PanelService
     from gateway.panel.setup import setup_panel
@@ -344,5 +385,13 @@ async def create_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.
     app.router.add_routes(callername.routes())  # caller name for Asterisk's CURL()
     setup_audit(app, gw.db)  # /api/v1/audit: who changed do-not-call, opt-out, owners
     app.router.add_routes(users_api.routes())  # /api/v1/users: administration
+    setup_campaigns_api(app, gw)  # /api/v1/campaigns, segments/count, leads/{id}/unsubscribe
     setup_openapi(app)  # GET /api/v1/openapi.json, public
+    from gateway.campaigns.unsubscribe import setup_unsubscribe
+
+    setup_unsubscribe(app, gw)  # public: /unsubscribe/{token} page + one-click POST, /o/ pixel
+    if gw.demo_mailbox is not None:  # the demo's mail sink: /panel/api/demo/mails
+        from gateway import demo_mailbox
+
+        demo_mailbox.add_routes(app, gw.demo_mailbox)
     return app

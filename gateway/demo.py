@@ -24,6 +24,7 @@ from typing import Any, TextIO
 
 from gateway.calls.events import CallAnswered, CallEnded, CallRinging
 from gateway.calls.settings import TrackingSettings
+from gateway.campaigns.settings import CampaignSettings, MailSettings, OpeningHours
 from gateway.config import (
     ApiSettings,
     ApiToken,
@@ -43,6 +44,29 @@ Serve = Callable[..., Awaitable[None]]
 LAB_TRACKING = TrackingSettings(
     agent_contexts=["agents"], inbound_contexts=["from-pstn"], click_to_call_context="outbound"
 )
+
+
+# the demo's campaigns send at any hour of any day: a visitor at 22:00 on a Sunday still sees
+# the mails arrive (a real gateway keeps the business hours of its config)
+DEMO_CAMPAIGNS = CampaignSettings(
+    business_hours=[
+        OpeningHours(
+            days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"], start="00:00", end="23:59"
+        )
+    ],
+    tick_seconds=10.0,
+)
+
+
+def demo_mail_settings(port: int) -> MailSettings:
+    """``mail:`` pointing at the demo's own SMTP sink on loopback."""
+    return MailSettings(
+        host="127.0.0.1",
+        port=port,
+        from_address="ventas@centralita-demo.example",
+        from_name="Centralita (demo)",
+        reply_to="ventas@centralita-demo.example",
+    )
 
 
 def printable(text: object) -> str:
@@ -241,10 +265,11 @@ async def run_demo(args: argparse.Namespace, serve: Serve) -> None:
     """``serve`` is the command line's server loop, passed in: the CLI imports this module,
     so this module does not import the CLI."""
     from gateway.app import Gateway
+    from gateway.demo_mailbox import DemoMailbox
     from gateway.panel.users import seed_demo_users
     from gateway.sim.pbx import SimulatedPbx
     from gateway.sim.traffic import TrafficGenerator
-    from gateway.store.seed import seed_demo
+    from gateway.store.seed import seed_demo, seed_demo_campaigns
 
     state = Path(args.state)  # created by the CLI before the loop starts
     rng = random.Random(args.seed)
@@ -256,6 +281,8 @@ async def run_demo(args: argparse.Namespace, serve: Serve) -> None:
     recordings.mkdir(parents=True, exist_ok=True)
     pbx.recordings_dir = f"{recordings.resolve()}/"  # MixMonitor "writes" here
     await pbx.start("127.0.0.1", 0)
+    mailbox = DemoMailbox()  # the campaigns' mail goes here, over real SMTP, and stays here
+    await mailbox.start("127.0.0.1", 0)
     tracking = LAB_TRACKING if args.flavour == "lab" else TrackingSettings()
     cfg = GatewayConfig(
         pbx=[
@@ -275,8 +302,11 @@ async def run_demo(args: argparse.Namespace, serve: Serve) -> None:
         tracking=tracking,
         api=ApiSettings(tokens=[ApiToken(name="demo", token=api_token)]),
         demo=DemoSettings(calls_per_minute=args.rate, contacts=args.contacts, seed=args.seed),
+        campaigns=DEMO_CAMPAIGNS,
+        mail=demo_mail_settings(mailbox.port),
     )
     gateway = Gateway(cfg)
+    gateway.demo_mailbox = mailbox  # the panel shows it: "Mailbox (demo)"
     traffic: TrafficGenerator | None = None
     console: ConsoleView | None = None
     try:
@@ -284,6 +314,7 @@ async def run_demo(args: argparse.Namespace, serve: Serve) -> None:
         assert gateway.db is not None
         if not gateway.db.reader.execute("SELECT 1 FROM people LIMIT 1").fetchall():
             await seed_demo(gateway.db, n=args.contacts, rng=rng)  # a restart keeps what is there
+        await seed_demo_campaigns(gateway.db)  # none when the store has campaigns already
         summary = store_summary(gateway.db)
         users = await seed_demo_users(gateway.db)
         console = ConsoleView(gateway)
@@ -291,7 +322,7 @@ async def run_demo(args: argparse.Namespace, serve: Serve) -> None:
         DemoRecorder(gateway, recordings)
         numbers = demo_numbers(gateway.db, rng)
         traffic = TrafficGenerator(pbx, calls_per_minute=args.rate, rng=rng, numbers=numbers)
-        _banner(cfg, api_token, summary, users)
+        _banner(cfg, api_token, summary, users, mailbox.port)
         stop = asyncio.Event()
         if args.duration:
             asyncio.get_running_loop().call_later(args.duration, stop.set)
@@ -304,12 +335,15 @@ async def run_demo(args: argparse.Namespace, serve: Serve) -> None:
         if console is not None:
             await console.stop()
         await pbx.stop()
+        await mailbox.close()
         if gateway.db is not None and gateway.db.lock is not None and gateway.db.lock.held:
             await gateway.db.close()  # opened, but the server never started (or took it over)
     print("demo stopped; state kept in", state, flush=True)
 
 
-def _banner(cfg: GatewayConfig, api_token: str, summary: str, users: list[Any]) -> None:
+def _banner(
+    cfg: GatewayConfig, api_token: str, summary: str, users: list[Any], smtp_port: int = 0
+) -> None:
     url = f"http://{cfg.http.host}:{cfg.http.port}"
     pbx = cfg.pbx[0]
     lines = [
@@ -321,6 +355,8 @@ def _banner(cfg: GatewayConfig, api_token: str, summary: str, users: list[Any]) 
         f"  simulated PBX  AMI on {pbx.host}:{pbx.port} (Asterisk Call Manager/11.0.0)",
         f"  store       {cfg.store.path}  ({summary})",
         f"  traffic     {cfg.demo.calls_per_minute:g} calls/minute",
+        f"  campaigns   two running; their e-mails go to a local SMTP sink (127.0.0.1:{smtp_port})"
+        " -- sign in as sofia: Campaigns, Mailbox (demo)",
         "  users       " + "   ".join(f"{u} (ext {x})" for u, _, x in users),
         f"  password    {users[0][1] if users else '-'}   (the same for every demo user)",
         "  Ctrl-C stops everything.",

@@ -15,6 +15,7 @@ import pytest
 from gateway import access
 from gateway.app import Gateway, create_app
 from gateway.config import ApiSettings, ApiToken
+from gateway.demo_mailbox import DemoMailbox
 from gateway.panel.routes import PANEL
 from tests.test_panel_support import FAST_HASHER, PASSWORD, USERS, PanelWorld, make_config
 
@@ -34,6 +35,7 @@ async def open_access_world(
     if tokens is not None:
         cfg = msgspec.structs.replace(cfg, api=ApiSettings(tokens=tokens))
     gw = Gateway(cfg)
+    gw.demo_mailbox = DemoMailbox()  # the demo-only routes are in the table too
     app = await create_app(cfg, gw)
     panel = app[PANEL]
     panel.users.hasher = FAST_HASHER
@@ -76,6 +78,7 @@ def concrete(path: str) -> str:
         .replace("{call_id}", "sim:nothing")
         .replace("{index}", "0")
         .replace("{username}", "nobody")
+        .replace("{member_id}", "999999")
         .replace("/panel/assets", "/panel/assets/app.js")
         .replace("/static", "/static/missing.css")
     )

@@ -22,6 +22,10 @@ from gateway.api import audit, callername
 from gateway.api import outbox as outbox_api
 from gateway.api import schemas as s
 from gateway.api import users as users_api
+from gateway.campaigns import api as campaigns_api
+from gateway.campaigns import model as campaign_model
+from gateway.campaigns import segment as campaign_segment
+from gateway.campaigns import store as campaign_store
 from gateway.panel.sessions import COOKIE
 
 __all__ = ["OPENAPI_PATH", "build_document", "setup_openapi"]
@@ -63,6 +67,18 @@ _BODIES: tuple[Any, ...] = (
     outbox_api.OutboxDoc,
     outbox_api.RetryRequest,
     outbox_api.RetryResult,
+    campaigns_api.CampaignList,
+    campaigns_api.CampaignDoc,
+    campaign_model.CampaignIn,
+    campaign_store.CampaignResults,
+    campaigns_api.MemberPage,
+    campaigns_api.ReplyMarked,
+    campaign_model.Segment,
+    campaign_segment.SegmentCount,
+    campaigns_api.PreviewIn,
+    campaigns_api.Preview,
+    campaigns_api.UnsubscribeIn,
+    campaigns_api.Unsubscribed,
 )
 
 
@@ -442,7 +458,186 @@ def _paths() -> dict[str, Schema]:
         )
     }
     paths.update(users_api.openapi_paths())  # /users: administration (admins, users:*)
+    paths.update(_campaign_paths())  # follow-up campaigns (supervisors, campaigns:*)
     return paths
+
+
+def _conflict(op: Schema, description: str) -> Schema:
+    op["responses"]["409"] = _error_response(description)
+    op["responses"] = dict(sorted(op["responses"].items()))
+    return op
+
+
+def _campaign_paths() -> dict[str, Schema]:
+    tag = "Campaigns"
+    ident = [_p("Id")]
+    one = _json(_ref("CampaignDoc"), "The campaign.")
+    busy = "The campaign's status does not allow it (`campaign_busy`, details `{status, action}`)."
+    checked = (
+        "The body is the campaign's one definition (segment, steps, caps) the panel edits and "
+        "the scheduler runs. Besides types, a 422 names the field when a branch points "
+        "backwards or past the end, an e-mail step lacks the campaign's language, the time "
+        "zone is unknown, or a template would not render (`steps[2].templates.es.html`, with "
+        "the line in `reason`)."
+    )
+
+    def status_op(summary: str, description: str) -> Schema:
+        op = _op(tag, summary, "campaigns:write", {"200": one}, errors=(404,),
+                 description=description)  # fmt: skip
+        return _conflict(op, busy)
+
+    return {
+        "/api/v1/campaigns": {
+            "get": _op(
+                tag,
+                "List campaigns with their key figures",
+                "campaigns:read",
+                {"200": _json(_ref("CampaignList"), "Every campaign, newest first.")},
+                parameters=_query_parameters(campaigns_api.CampaignQuery),
+            ),
+            "post": _op(
+                tag,
+                "Create a campaign (a draft)",
+                "campaigns:write",
+                {"201": _json(_ref("CampaignDoc"), "Created, as a draft: nobody enters yet.")},
+                body=_ref("CampaignIn"),
+                description=checked,
+            ),
+        },
+        "/api/v1/campaigns/preview": {
+            "post": _op(
+                tag,
+                "Render an e-mail step as a lead would get it",
+                "campaigns:read",
+                {"200": _json(_ref("Preview"), "Subject, HTML and plain text.")},
+                body=_ref("PreviewIn"),
+                errors=(404,),
+                description="With a sample lead, or the fields of `person_id`. The unsubscribe "
+                "link is a sample that does nothing; the footer with it is added in the "
+                "version's language when the template has no `{{ unsubscribe_url }}`.",
+            )
+        },
+        "/api/v1/campaigns/{id}": {
+            "parameters": ident,
+            "get": _op(tag, "Read a campaign", "campaigns:read", {"200": one}, errors=(404,)),
+            "put": _conflict(
+                _op(
+                    tag,
+                    "Replace a campaign's definition",
+                    "campaigns:write",
+                    {"200": one},
+                    body=_ref("CampaignIn"),
+                    errors=(404,),
+                    description="Drafts and paused campaigns only. " + checked,
+                ),
+                busy,
+            ),
+            "delete": _conflict(
+                _op(
+                    tag,
+                    "Delete a draft",
+                    "campaigns:write",
+                    {"204": NO_CONTENT},
+                    errors=(404,),
+                    description="A campaign that has started is ended instead: its history stays.",
+                ),
+                busy,
+            ),
+        },
+        "/api/v1/campaigns/{id}/start": {
+            "parameters": ident,
+            "post": status_op(
+                "Start or resume a campaign",
+                "Matching leads enter at the scheduler's next tick; resuming moves every "
+                "member's due time on by the length of the pause.",
+            ),
+        },
+        "/api/v1/campaigns/{id}/pause": {
+            "parameters": ident,
+            "post": status_op("Pause a campaign", "Members hold where they are; nobody enters."),
+        },
+        "/api/v1/campaigns/{id}/end": {
+            "parameters": ident,
+            "post": status_op(
+                "End a campaign for good", "Every active member leaves with reason `ended`."
+            ),
+        },
+        "/api/v1/campaigns/{id}/results": {
+            "parameters": ident,
+            "get": _op(
+                tag,
+                "A campaign's funnel and totals",
+                "campaigns:read",
+                {"200": _json(_ref("CampaignResults"), "Per step and in total.")},
+                errors=(404,),
+                description="Entered and left (by reason), each step's runs by status, "
+                "opens, replies, calls answered and dispositions; e-mails sent, failed, "
+                "bounced; unsubscribes; conversions (won while a member) and revived deals "
+                "by lost reason.",
+            ),
+        },
+        "/api/v1/campaigns/{id}/members": {
+            "parameters": ident,
+            "get": _op(
+                tag,
+                "A campaign's members",
+                "campaigns:read",
+                {"200": _json(_ref("MemberPage"), "One page of members, oldest first.")},
+                parameters=_query_parameters(campaigns_api.MemberQuery),
+                errors=(404,),
+            ),
+        },
+        "/api/v1/campaigns/{id}/members/{member_id}/replied": {
+            "parameters": [
+                *ident,
+                _param(
+                    "member_id",
+                    "path",
+                    {"type": "string", "pattern": "^[0-9]+$"},
+                    "numeric id of the member",
+                ),
+            ],
+            "post": _conflict(
+                _op(
+                    tag,
+                    "Record that a member replied to the campaign's e-mail",
+                    "campaigns:write",
+                    {"200": _json(_ref("ReplyMarked"), "The e-mail marked replied.")},
+                    errors=(404,),
+                    description="The member's last e-mail is marked replied; the member "
+                    "leaves (`replied`) at its next step unless a later step branches on a "
+                    "reply.",
+                ),
+                "No e-mail was sent to this member yet (`no_email`).",
+            ),
+        },
+        "/api/v1/segments/count": {
+            "post": _op(
+                tag,
+                "How many leads a segment holds now",
+                "campaigns:read",
+                {"200": _json(_ref("SegmentCount"), "Total, reachable by e-mail and phone.")},
+                body=_ref("Segment"),
+                description="The live count the campaign form shows; lost leads are counted "
+                "per lost reason. Dates are days in the panel's time zone.",
+            ),
+        },
+        "/api/v1/leads/{id}/unsubscribe": {
+            "parameters": ident,
+            "post": _op(
+                "Leads",
+                "Opt a lead out of e-mail on their behalf",
+                "crm:write",
+                {"200": _json(_ref("Unsubscribed"), "Opted out (or already was).")},
+                body=_ref("UnsubscribeIn"),
+                errors=(404,),
+                description="The same way out as the link in campaign e-mails: the person "
+                "and all their addresses are opted out, every campaign drops them, it is "
+                "recorded (audit log, unsubscribes) and `lead.unsubscribed` is sent to "
+                "webhooks. The body is optional.",
+            ),
+        },
+    }
 
 
 def _scoring_paths() -> dict[str, Schema]:
@@ -578,6 +773,7 @@ def build_document() -> dict[str, Any]:
                 "Import",
                 "Calls",
                 "Click-to-call",
+                "Campaigns",
                 "Meta",
             )
         ],
@@ -595,9 +791,9 @@ def build_document() -> dict[str, Any]:
                     "in": "cookie",
                     "name": COOKIE,
                     "description": "A signed-in panel user; scopes follow the role (agent and "
-                    "supervisor: lookup, calls:read, crm:write; admin: *). Agents see only "
-                    "their own calls and may not delete records or import (403, "
-                    "details.role = supervisor).",
+                    "supervisor: lookup, calls:read, crm:write; supervisor also campaigns:write; "
+                    "admin: *). Agents see only their own calls and may not delete records, "
+                    "import or use campaigns (403, details.role = supervisor).",
                 },
             },
             "schemas": {**_schemas(), **users_api.schemas()},

@@ -21,7 +21,7 @@ from msgspec import UNSET, Meta, UnsetType
 from gateway.calls.model import Direction, Outcome
 from gateway.store.models import ActivityKind, ContactType, LeadSource, LeadStatus
 from gateway.store.repositories import MAX_PAGE
-from gateway.store.validation import MAX_ITEMS, MAX_LONG_TEXT, MAX_TEXT
+from gateway.store.validation import MAX_ITEMS, MAX_LONG_TEXT, MAX_TAG, MAX_TAGS, MAX_TEXT
 
 MAX_QUERY_TEXT = 200
 
@@ -111,6 +111,11 @@ class Person(msgspec.Struct):
     emails: list[Email]
     created_at: Epoch
     updated_at: Epoch
+    language: Annotated[
+        str, Meta(description="two-letter code (es, en) for e-mails; empty: from the country")
+    ]
+    tags: Annotated[list[str], Meta(description="sorted; campaign segments select by them")]
+    lost_at: Annotated[Epoch | None, Meta(description="when the status last became lost")]
 
 
 class PersonWritten(Person):
@@ -215,6 +220,20 @@ class ContactInput(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tru
     phone: PhoneIn | UnsetType = UNSET
     emails: Annotated[list[EmailIn], Meta(max_length=MAX_ITEMS)] | UnsetType = UNSET
     email: EmailIn | UnsetType = UNSET
+    language: (
+        Annotated[
+            str,
+            Meta(pattern=r"^([a-z]{2})?$", description="es, en...; empty: from the country"),
+        ]
+        | UnsetType
+    ) = UNSET
+    tags: (
+        Annotated[
+            list[Annotated[str, Meta(min_length=1, max_length=MAX_TAG)]],
+            Meta(max_length=MAX_TAGS, description="replaces the person's tags (PATCH)"),
+        ]
+        | UnsetType
+    ) = UNSET
 
 
 class LeadInput(ContactInput, forbid_unknown_fields=True, omit_defaults=True):
@@ -451,6 +470,9 @@ class WorklistItem(msgspec.Struct):
     score: Score | None
     next_follow_up: FollowUp | None
     open_follow_ups: int
+    campaign: Annotated[
+        str | None, Meta(description="the campaign whose call task next_follow_up is")
+    ] = None
 
 
 class Worklist(msgspec.Struct):

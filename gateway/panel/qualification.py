@@ -14,6 +14,10 @@ files it under an account (its own, or a new one named after its company) and op
 Errors are :class:`gateway.errors.ApiError` with stable ids the panel translates:
 ``not_found``, ``not_a_lead``, ``bad_answer``, ``unknown_question``, ``bad_kind``,
 ``bad_deal``, ``no_company``, ``not_qualified``.
+
+Lead events (after the commit, through :meth:`Database.publish`): becoming ``qualified``
+publishes ``LeadStatusChanged``; a conversion publishes ``LeadStatusChanged`` (the status
+goes to null: the lead is a contact now) and then ``LeadConverted`` with the account and deal.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import math
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
+
+from gateway.store.events import LeadConverted, LeadStatusChanged
 
 if TYPE_CHECKING:
     from gateway.access import Principal
@@ -280,6 +286,9 @@ class Qualification:
                     conn, who, "lead", person.id, "status", person.status, "qualified", now
                 )
                 self.db.numbers_changed(await numbers_of_people(conn, [person.id]))
+                self.db.publish(
+                    LeadStatusChanged(person.id, person.status, "qualified", now, _actor(who))
+                )
         inputs = {
             q.scoring: score_of(q, values[k])
             for k, q in ((k, self.questions[k]) for k in values)
@@ -371,6 +380,17 @@ class Qualification:
                 )
                 kept[table] = next(iter(rows))[0]
             self.db.numbers_changed(await numbers_of_people(conn, [person.id]))
+            # delivered after the commit, in this order
+            self.db.publish(LeadStatusChanged(person.id, person.status, None, now, _actor(who)))
+            self.db.publish(
+                LeadConverted(
+                    person.id,
+                    now,
+                    _actor(who),
+                    account_id=account_id,
+                    deal_id=deal["id"] if deal is not None else None,
+                )
+            )
         after = await self.people.get(person.id)
         assert after is not None
         return {
@@ -385,6 +405,10 @@ class Qualification:
             "at": now,
             "by": who.actor if who else "system",
         }
+
+
+def _actor(who: Principal | None) -> str:
+    return who.actor if who is not None else "system"
 
 
 async def _audit(

@@ -207,6 +207,10 @@ class Database:
         self._listeners: list[NumberListener] = []
         self._pending_numbers: set[str] = set()
         self._savepoints = 0
+        # domain events (gateway/store/events.py) go here after the commit that made them
+        # true; the gateway points it at its bus (None: nobody listens, e.g. the CLI)
+        self.event_sink: Callable[[object], None] | None = None
+        self._pending_events: list[object] = []
 
     @classmethod
     async def open(
@@ -282,9 +286,11 @@ class Database:
             name = f"sp{self._savepoints}"
             await self.conn.execute(f"SAVEPOINT {name}")
             token = _tx_depth.set(depth + 1)
+            events_before = len(self._pending_events)
             try:
                 yield self.conn
             except BaseException:
+                del self._pending_events[events_before:]  # their writes are undone too
                 await self.conn.execute(f"ROLLBACK TO {name}")
                 await self.conn.execute(f"RELEASE {name}")
                 raise
@@ -301,6 +307,7 @@ class Database:
             except BaseException:
                 await self.conn.execute("ROLLBACK")
                 self._pending_numbers.clear()
+                self._pending_events.clear()
                 raise
             else:
                 await self.conn.execute("COMMIT")
@@ -308,6 +315,9 @@ class Database:
                 _tx_depth.reset(token)
         pending, self._pending_numbers = self._pending_numbers, set()
         self._fire(pending)
+        events, self._pending_events = self._pending_events, []
+        for event in events:
+            self._emit(event)
 
     # -- change hooks -----------------------------------------------------------------------
 
@@ -321,6 +331,24 @@ class Database:
             self._pending_numbers.update(e164s)
         else:
             self._fire(set(e164s))
+
+    def publish(self, event: object) -> None:
+        """Hand a domain event to ``event_sink`` once the write that made it true is
+        committed (at once outside a transaction); a rollback drops it."""
+        if self.event_sink is None:
+            return
+        if _tx_depth.get():
+            self._pending_events.append(event)
+        else:
+            self._emit(event)
+
+    def _emit(self, event: object) -> None:
+        if self.event_sink is None:
+            return
+        try:
+            self.event_sink(event)
+        except Exception:  # a broken listener must not undo a committed write
+            log.exception("event sink failed for %s", type(event).__name__)
 
     def _fire(self, numbers: set[str]) -> None:
         for number in numbers:

@@ -85,6 +85,9 @@ class Person:
     emails: list[Email] = field(default_factory=list)
     created_at: float = 0.0
     updated_at: float = 0.0
+    language: str = ""  # "es", "en"...; "" = from the country (e-mails, unsubscribe page)
+    tags: list[str] = field(default_factory=list)  # campaign segments select by these
+    lost_at: float | None = None  # when the status last became "lost"
 
     @property
     def display_name(self) -> str:

@@ -25,6 +25,13 @@ refuse them (403 ``protected_field``); the ones made are written to ``audit_log`
 
 Every write reports the E.164 numbers whose caller card changed to
 :meth:`Database.numbers_changed`, which the lookup cache listens to.
+
+Lead events: an update that changes a lead's status publishes
+:class:`gateway.store.events.LeadStatusChanged` through :meth:`Database.publish` (delivered
+after the commit; campaigns and webhooks listen), naming who did it (``actor``, else the
+request's principal, else ``system``). Status ``lost`` stamps ``people.lost_at``. Creating a
+person (API, panel, import) is not a status change and publishes nothing; a dedupe merge never
+changes the status.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from gateway.access import Change, Principal, Snapshot
 from gateway.errors import InvalidNumber
 from gateway.lookup.numbers import normalize
 from gateway.store.db import Database, SqlParam
+from gateway.store.events import LeadStatusChanged
 from gateway.store.models import (
     Account,
     Activity,
@@ -63,6 +71,7 @@ from gateway.store.validation import (
     text,
     timestamp,
 )
+from gateway.store.validation import tags as tags_input
 
 MAX_PAGE = 500
 BULK_BATCH = 500  # rows per round of bulk_create; keeps IN (...) lists small
@@ -217,6 +226,7 @@ class PersonRepository:
         now = self.db.clock()
         lead = kind is PersonType.LEAD
         people, phones, emails, numbers = [], [], [], []
+        tags: list[tuple[int, str]] = []
         for offset, inp in enumerate(inputs):
             pid = next_id + offset
             c = inp.columns
@@ -239,8 +249,11 @@ class PersonRepository:
                     int(bool(c.get("email_opt_out"))),
                     now,
                     now,
+                    c.get("language", ""),
+                    now if lead and c.get("status") == "lost" else None,
                 )
             )
+            tags.extend((pid, t) for t in inp.tags or [])
             have: set[str] = set()
             for p in inp.phones or []:
                 if p.e164 not in have:
@@ -255,9 +268,14 @@ class PersonRepository:
         await conn.executemany(
             "INSERT INTO people (id, kind, first_name, last_name, company, title, lost_reason,"
             " account_id, owner, status, source, score, country, do_not_call, email_opt_out,"
-            " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " created_at, updated_at, language, lost_at)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             people,
         )
+        if tags:
+            await conn.executemany(
+                "INSERT OR IGNORE INTO person_tags (person_id, tag) VALUES (?,?)", tags
+            )
         if phones:
             await conn.executemany(
                 "INSERT INTO phones (person_id, raw, e164, type, do_not_call) VALUES (?,?,?,?,?)",
@@ -296,6 +314,8 @@ class PersonRepository:
         if kind is PersonType.LEAD:
             cols.setdefault("status", "new")
             cols.setdefault("source", source)
+            if cols["status"] == "lost":
+                cols["lost_at"] = now
         cols["kind"] = kind.value
         cols["created_at"] = cols["updated_at"] = now
         names = list(cols)
@@ -307,6 +327,7 @@ class PersonRepository:
         assert person_id is not None
         await self._add_phones(conn, person_id, inp.phones or [], set())
         await self._add_emails(conn, person_id, inp.emails or [], set())
+        await _add_tags(conn, person_id, inp.tags or [])
         return person_id
 
     async def _merge(
@@ -351,6 +372,7 @@ class PersonRepository:
         }
         await self._add_phones(conn, person_id, inp.phones or [], have_phones)
         await self._add_emails(conn, person_id, inp.emails or [], have_emails)
+        await _add_tags(conn, person_id, inp.tags or [])  # new tags join the ones it has
 
     async def _add_phones(
         self, conn: aiosqlite.Connection, person_id: int, phones: Sequence[PhoneIn], have: set[str]
@@ -439,6 +461,11 @@ class PersonRepository:
             by_id[r["person_id"]].emails.append(
                 Email(r["email"], r["type"], bool(r["opted_out"]), r["id"])
             )
+        for r in await conn.execute_fetchall(
+            f"SELECT person_id, tag FROM person_tags WHERE person_id IN ({marks}) ORDER BY tag",
+            ids,
+        ):
+            by_id[r[0]].tags.append(r[1])
         return people
 
     async def list(
@@ -503,9 +530,16 @@ class PersonRepository:
     # -- update / delete --------------------------------------------------------------------
 
     async def update(
-        self, person_id: int, data: Mapping[str, Any], kind: PersonType | None = None
+        self,
+        person_id: int,
+        data: Mapping[str, Any],
+        kind: PersonType | None = None,
+        *,
+        actor: str | None = None,
     ) -> Person | None:
-        """Change the given fields; ``phones``/``emails`` when given replace the whole list."""
+        """Change the given fields; ``phones``/``emails``/``tags`` when given replace the whole
+        list. ``actor`` names who changes it in the lead events (``campaign:3``); by default
+        the request's principal (``user:ana``, ``token:crm``), else ``system``."""
         current = await self.get(person_id, kind)
         if current is None:
             return None
@@ -513,6 +547,15 @@ class PersonRepository:
             data, PersonType(current.kind), partial=True, default_region=self.default_region
         )
         async with self.db.transaction() as conn:
+            # the status as it is now, under the write lock: the event's "old" is the truth
+            stored = list(
+                await conn.execute_fetchall(
+                    "SELECT status, lost_reason FROM people WHERE id = ?", (person_id,)
+                )
+            )
+            if not stored:
+                return None
+            old_status, old_reason = stored[0][0], stored[0][1]
             await self._check_account(conn, inp.columns.get("account_id"))
             old = await _snapshot(conn, person_id)
             new = Snapshot(
@@ -529,11 +572,13 @@ class PersonRepository:
             await _audit(conn, current.kind, person_id, old, new, self.db.clock())
             before = await numbers_of_people(conn, [person_id])
             cols = dict(inp.columns)
-            if cols.get("status") == "lost" and not (
-                cols.get("lost_reason") or current.lost_reason
-            ):
+            if cols.get("status") == "lost" and not (cols.get("lost_reason") or old_reason):
                 raise FieldError("lost_reason", "required when status is lost")
-            cols["updated_at"] = self.db.clock()
+            now = self.db.clock()
+            new_status = cols.get("status", old_status)
+            if new_status != old_status and new_status == "lost":
+                cols["lost_at"] = now
+            cols["updated_at"] = now
             await conn.execute(
                 f"UPDATE people SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?",
                 [*cols.values(), person_id],
@@ -545,10 +590,35 @@ class PersonRepository:
             if inp.emails is not None:
                 await conn.execute("DELETE FROM emails WHERE person_id = ?", (person_id,))
                 await self._add_emails(conn, person_id, inp.emails, set())
+            if inp.tags is not None:
+                await conn.execute("DELETE FROM person_tags WHERE person_id = ?", (person_id,))
+                await _add_tags(conn, person_id, inp.tags)
             person = await self._load(conn, person_id)
             assert person is not None
             self.db.numbers_changed([*before, *(p.e164 for p in person.phones)])
+            if new_status != old_status:
+                self.db.publish(  # after the commit
+                    LeadStatusChanged(
+                        person_id,
+                        old_status,
+                        new_status,
+                        now,
+                        actor_name(actor),
+                        person.lost_reason if new_status == "lost" else "",
+                    )
+                )
         return person
+
+    async def add_tags(self, person_id: int, new: Sequence[str]) -> bool:
+        """Add tags (a campaign's "set" step), keeping the ones the person has; False when
+        there is no such person."""
+        checked = tags_input(list(new), "add_tags")
+        async with self.db.transaction() as conn:
+            rows = await conn.execute_fetchall("SELECT 1 FROM people WHERE id = ?", (person_id,))
+            if not rows:
+                return False
+            await _add_tags(conn, person_id, checked)
+        return True
 
     async def _refuse_taken(
         self, conn: aiosqlite.Connection, person_id: int, phones: Sequence[PhoneIn]
@@ -574,6 +644,23 @@ class PersonRepository:
             await conn.execute("DELETE FROM people WHERE id = ?", (person_id,))
             self.db.numbers_changed(numbers)
         return True
+
+
+def actor_name(actor: str | None = None) -> str:
+    """Who a lead event names: ``actor`` when given, else the request's principal
+    (``user:ana``, ``token:crm``), else ``system`` (CLI, workers)."""
+    if actor:
+        return actor
+    who = access.acting()
+    return who.actor if who is not None else "system"
+
+
+async def _add_tags(conn: aiosqlite.Connection, person_id: int, tags: Sequence[str]) -> None:
+    if tags:
+        await conn.executemany(
+            "INSERT OR IGNORE INTO person_tags (person_id, tag) VALUES (?,?)",
+            [(person_id, t) for t in tags],
+        )
 
 
 def _flags(pairs: Iterable[tuple[str, bool]]) -> dict[str, bool]:
@@ -639,6 +726,8 @@ def _person_from_row(r: Any) -> Person:
         email_opt_out=bool(r["email_opt_out"]),
         created_at=r["created_at"],
         updated_at=r["updated_at"],
+        language=r["language"],
+        lost_at=r["lost_at"],
     )
 
 

@@ -46,11 +46,13 @@ QUEUE_LIMIT = 10_000
 
 @dataclass(frozen=True, slots=True)
 class WorklistItem:
-    """One lead to call: who, their score and their next open follow-up (if any)."""
+    """One lead to call: who, their score and their next open follow-up (if any);
+    ``campaign``: the name of the campaign that made that follow-up (a call task)."""
 
     person: Person
     next_follow_up: FollowUpTask | None
     open_follow_ups: int
+    campaign: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +60,7 @@ class WorklistItem:
             "score": self.person.score,
             "next_follow_up": self.next_follow_up.to_dict() if self.next_follow_up else None,
             "open_follow_ups": self.open_follow_ups,
+            "campaign": self.campaign,
         }
 
 
@@ -319,7 +322,9 @@ class ScoringService:
     ) -> tuple[list[WorklistItem], int | None]:
         """Leads with open follow-ups or an active status (new, contacted, nurturing), best
         score first, then the earliest due follow-up; leads without a score come last.
-        ``owner`` keeps the leads they own and those with an open follow-up assigned to them."""
+        ``owner`` keeps the leads they own and those with an open follow-up assigned to them,
+        or to nobody yet but to a pool of agents they are in (a campaign's pool call task:
+        every agent of the pool sees it until one of them takes it)."""
         limit, offset = max(1, min(limit, MAX_PAGE)), max(0, offset)
         where = [
             "p.kind = 'lead'",
@@ -329,9 +334,10 @@ class ScoringService:
         if owner is not None:
             where.append(
                 "(p.owner = ? OR EXISTS (SELECT 1 FROM follow_ups f WHERE f.person_id = p.id"
-                " AND f.done = 0 AND f.owner = ?))"
+                " AND f.done = 0 AND (f.owner = ? OR (f.owner IS NULL AND f.pool != ''"
+                " AND EXISTS (SELECT 1 FROM json_each(f.pool) WHERE value = ?)))))"
             )
-            args += [owner, owner]
+            args += [owner, owner, owner]
         rows = list(
             await self.db.conn.execute_fetchall(
                 "WITH o AS (SELECT person_id, min(due_at) AS next_due, count(*) AS n"
@@ -348,23 +354,33 @@ class ScoringService:
         people = await self.people.hydrate(self.db.conn, rows)
         counts = {r["id"]: r["open_n"] or 0 for r in rows}
         nxt = await self._next_tasks(counts)
-        items = [WorklistItem(p, nxt.get(p.id), counts[p.id]) for p in people]
+        items = []
+        for p in people:
+            task, campaign = nxt.get(p.id, (None, None))
+            items.append(WorklistItem(p, task, counts[p.id], campaign))
         return items, offset + limit if more else None
 
-    async def _next_tasks(self, counts: dict[int, int]) -> dict[int, FollowUpTask]:
+    async def _next_tasks(
+        self, counts: dict[int, int]
+    ) -> dict[int, tuple[FollowUpTask, str | None]]:
+        """Each lead's next open follow-up and the campaign that made it (None: by hand)."""
         ids = [pid for pid, n in counts.items() if n]
         if not ids:
             return {}
-        out: dict[int, FollowUpTask] = {}
+        out: dict[int, tuple[FollowUpTask, str | None]] = {}
         for r in await self.db.conn.execute_fetchall(
-            f"SELECT * FROM follow_ups WHERE done = 0 AND person_id IN ({','.join('?' * len(ids))})"
-            " ORDER BY due_at, id",
+            "SELECT f.*, c.name AS campaign_name FROM follow_ups f"
+            " LEFT JOIN campaign_step_runs r ON r.id = f.campaign_run_id"
+            " LEFT JOIN campaigns c ON c.id = r.campaign_id"
+            f" WHERE f.done = 0 AND f.person_id IN ({','.join('?' * len(ids))})"
+            " ORDER BY f.due_at, f.id",
             ids,
         ):
             if r["person_id"] not in out:
-                out[r["person_id"]] = FollowUpTask(
+                task = FollowUpTask(
                     r["id"], r["person_id"], r["due_at"], r["title"], r["owner"], False, None
                 )
+                out[r["person_id"]] = (task, r["campaign_name"])
         return out
 
 

@@ -71,7 +71,8 @@ _COMPANY_PREFIX = [
     "Kestrel",
     "Mistral",
 ]
-_LOST_REASONS = ["price", "no budget", "chose competitor", "no answer", "timing"]
+# the ids the campaigns' lost-deal segments name (gateway.campaigns.model.LOST_REASONS)
+_LOST_REASONS = ["not_ready", "no_budget", "competitor", "no_rapport", "contact_left"]
 _NOTES = [
     "Asked for a quote",
     "Wants a demo next week",
@@ -278,3 +279,159 @@ async def seed_demo(
         counts["activities"],
         counts["tasks"],
     )
+
+
+# -- campaigns -----------------------------------------------------------------------------------
+
+_BOX = "<div>{body}</div>"
+
+
+def _mail(subject: str, body: str) -> dict[str, str]:
+    return {"subject": subject, "html": _BOX.format(body=body)}
+
+
+NURTURING = {
+    "name": "Bienvenida a los leads de la web",
+    "description": "Tres correos en una semana a quien deja sus datos en la web; "
+    "si abre los correos, su agente le llama.",
+    "language": "es",
+    "segment": {"kinds": ["lead"], "statuses": ["new"], "sources": ["web_form"]},
+    "daily_email_cap": 500,
+    "steps": [
+        {
+            "kind": "email",
+            "templates": {
+                "es": _mail(
+                    "{{ lead.first_name }}, gracias por tu interés",
+                    "<h1>Hola {{ lead.first_name }}:</h1><p>Gracias por escribirnos desde la "
+                    "web. Soy {{ owner.name or sender.name }} y te acompañaré estos días.</p>"
+                    "<p>¿Te viene bien que hablemos esta semana?</p>",
+                ),
+                "en": _mail(
+                    "{{ lead.first_name }}, thanks for your interest",
+                    "<h1>Hi {{ lead.first_name }},</h1><p>Thanks for getting in touch through "
+                    "our website. I'm {{ owner.name or sender.name }} and I'll be your contact."
+                    "</p><p>Could we talk this week?</p>",
+                ),
+            },
+        },
+        {"kind": "wait", "days": 2},
+        {
+            "kind": "email",
+            "templates": {
+                "es": _mail(
+                    "Cómo lo hacen otras empresas como {{ lead.company or 'la tuya' }}",
+                    "<p>{{ lead.first_name }}, te dejamos tres casos de clientes de tu sector "
+                    "y lo que consiguieron en su primer trimestre.</p>",
+                ),
+                "en": _mail(
+                    "How companies like {{ lead.company or 'yours' }} do it",
+                    "<p>{{ lead.first_name }}, here are three customers from your sector and "
+                    "what they achieved in their first quarter.</p>",
+                ),
+            },
+        },
+        {"kind": "wait", "days": 3},
+        {"kind": "branch", "condition": {"kind": "opened"}, "then": 5, "otherwise": 7},
+        {"kind": "call", "title": "Llamar: abrió los correos de bienvenida", "assign": "owner"},
+        {"kind": "stop"},
+        {
+            "kind": "email",
+            "templates": {
+                "es": _mail(
+                    "¿Seguimos en contacto, {{ lead.first_name }}?",
+                    "<p>No queremos llenar tu buzón: si te interesa, responde a este correo "
+                    "y te llamamos cuando mejor te venga.</p>",
+                ),
+                "en": _mail(
+                    "Shall we stay in touch, {{ lead.first_name }}?",
+                    "<p>We don't want to fill your inbox: if you are interested, reply to this "
+                    "e-mail and we'll call you when it suits you.</p>",
+                ),
+            },
+        },
+        {"kind": "set", "status": "nurturing"},
+    ],
+}
+
+REVIVAL = {
+    "name": "Recuperar oportunidades perdidas: presupuesto y competencia",
+    "description": "Leads perdidos por presupuesto o por la competencia: un correo personal; "
+    "si lo abren, les llama otro agente; si no, un segundo correo el martes.",
+    "language": "es",
+    "segment": {
+        "kinds": ["lead"],
+        "statuses": ["lost"],
+        "lost_reasons": ["no_budget", "competitor"],
+    },
+    "daily_call_cap": 40,
+    "steps": [
+        {
+            "kind": "email",
+            "templates": {
+                "es": _mail(
+                    "{{ lead.first_name }}, tenemos un plan nuevo",
+                    "<p>Hola {{ lead.first_name }}:</p><p>Hace un tiempo lo dejamos aquí. "
+                    "Desde entonces hemos lanzado un plan por módulos que se adapta a "
+                    "presupuestos más ajustados. ¿Le echamos un vistazo juntos?</p>",
+                ),
+                "en": _mail(
+                    "{{ lead.first_name }}, we have a new plan",
+                    "<p>Hi {{ lead.first_name }},</p><p>We left things here a while ago. Since "
+                    "then we have launched a modular plan that fits tighter budgets. Shall we "
+                    "take a look together?</p>",
+                ),
+            },
+        },
+        {"kind": "wait", "days": 3},
+        {"kind": "branch", "condition": {"kind": "opened"}, "then": 3, "otherwise": 5},
+        {
+            "kind": "call",
+            "title": "Recuperar: llamar a un lead perdido que abrió el correo",
+            "assign": "different_agent",
+            "pool": list(DEMO_AGENTS),
+        },
+        {"kind": "stop"},
+        {"kind": "wait_until", "weekday": 1, "hour": 10},
+        {
+            "kind": "email",
+            "templates": {
+                "es": _mail(
+                    "Una última idea para {{ lead.company or 'tu equipo' }}",
+                    "<p>{{ lead.first_name }}, si el motivo fue el precio o otra herramienta, "
+                    "te proponemos una prueba de 30 días sin coste. Responde y lo preparamos."
+                    "</p>",
+                ),
+                "en": _mail(
+                    "One last idea for {{ lead.company or 'your team' }}",
+                    "<p>{{ lead.first_name }}, if it was the price or another tool, we offer a "
+                    "30-day trial at no cost. Reply and we'll set it up.</p>",
+                ),
+            },
+        },
+    ],
+}
+
+
+async def seed_demo_campaigns(
+    db: Database, *, now: float | None = None, actor: str = "sofia"
+) -> list[int]:
+    """The demo's two running campaigns (new web leads' welcome; lost deals revived for
+    "no budget" and "competitor"); none when the store already has campaigns."""
+    import msgspec
+
+    from gateway.campaigns.model import CampaignIn, CampaignStatus, check_campaign
+    from gateway.campaigns.store import CampaignStore
+
+    now = db.clock() if now is None else now
+    store = CampaignStore(db)
+    if await store.list():
+        return []
+    ids = []
+    for raw in (NURTURING, REVIVAL):
+        definition = msgspec.convert(raw, CampaignIn)
+        check_campaign(definition)
+        campaign = await store.create(definition, f"user:{actor}", now)
+        await store.set_status(campaign.id, CampaignStatus.RUNNING, now)
+        ids.append(campaign.id)
+    return ids

@@ -19,6 +19,9 @@ from gateway.store.models import ContactType, LeadSource, LeadStatus, PersonType
 MAX_TEXT = 200
 MAX_LONG_TEXT = 10_000
 MAX_ITEMS = 20  # numbers or e-mails per person
+MAX_TAGS = 50  # tags per person
+MAX_TAG = 60  # characters of one tag (as campaigns' segments take them)
+_LANGUAGE = re.compile(r"[a-z]{2}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _REGION = re.compile(r"[A-Za-z]{2}")
 
@@ -55,6 +58,7 @@ class PersonIn:
     columns: dict[str, Any] = field(default_factory=dict)
     phones: list[PhoneIn] | None = None
     emails: list[EmailIn] | None = None
+    tags: list[str] | None = None
 
 
 _TEXT_FIELDS = ("first_name", "last_name", "company", "title", "lost_reason")
@@ -74,6 +78,8 @@ _PERSON_FIELDS = frozenset(
         "emails",
         "phone",
         "email",
+        "language",
+        "tags",
     )
 )
 _ACCOUNT_FIELDS = frozenset(("name", "domain", "country", "owner", "phones"))
@@ -178,6 +184,33 @@ def region(value: Any, name: str) -> str:
     return v.upper()
 
 
+def language(value: Any, name: str) -> str:
+    """A two-letter ISO 639-1 code (``es``, ``en``), lower-cased; empty: from the country."""
+    v = text(value, name, limit=8).lower()
+    if v and not _LANGUAGE.fullmatch(v):
+        raise FieldError(name, f"expected a two-letter language code such as es, got {v!r}")
+    return v
+
+
+def tags(value: Any, name: str) -> list[str]:
+    """Tags as given (trimmed), each once, in order; a tag is 1 to 60 characters."""
+    items = value if isinstance(value, list) else None
+    if items is None:
+        if value is None:
+            return []
+        raise FieldError(name, f"expected a list of tags, got {_kind(value)}")
+    if len(items) > MAX_TAGS:
+        raise FieldError(name, f"too many ({len(items)}, at most {MAX_TAGS})")
+    out: list[str] = []
+    for i, item in enumerate(items):
+        tag = text(item, f"{name}[{i}]", limit=MAX_TAG)
+        if not tag:
+            raise FieldError(f"{name}[{i}]", "expected a tag, got an empty text")
+        if tag not in out:
+            out.append(tag)
+    return out
+
+
 def owner(value: Any, name: str) -> str | None:
     v = text(value, name, limit=64)
     return v or None
@@ -247,6 +280,10 @@ def person_input(data: Any, kind: PersonType, *, partial: bool, default_region: 
             c[f] = boolean(data[f], f)
     if "score" in data:
         c["score"] = score(data["score"], "score")
+    if "language" in data:
+        c["language"] = language(data["language"], "language")
+    if "tags" in data:
+        out.tags = tags(data["tags"], "tags")
     if kind is PersonType.LEAD:
         if "status" in data:
             c["status"] = enum_value(data["status"], "status", LeadStatus)

@@ -32,6 +32,7 @@ CREATE TABLE campaign_members (
     timezone        TEXT NOT NULL DEFAULT '',    -- IANA zone the lead's hours are counted in
     last_agent      TEXT,                        -- who made the last call task's call
     revived         INTEGER NOT NULL DEFAULT 0,  -- a lost lead that moved on while a member
+    lost_reason     TEXT NOT NULL DEFAULT '',    -- why the lead was lost when it entered ('' if not)
     UNIQUE (campaign_id, person_id, round)
 );
 CREATE INDEX campaign_members_due ON campaign_members (due_at) WHERE state = 'active';
@@ -66,6 +67,8 @@ CREATE INDEX campaign_step_runs_message ON campaign_step_runs (message_id)
     WHERE message_id IS NOT NULL;
 CREATE INDEX campaign_step_runs_follow_up ON campaign_step_runs (follow_up_id)
     WHERE follow_up_id IS NOT NULL;
+-- start-up turns runs cut short by a crash ('sending') into 'unknown' without a full scan
+CREATE INDEX campaign_step_runs_sending ON campaign_step_runs (status) WHERE status = 'sending';
 
 -- A call task made by a campaign points back at its step run (the worklist shows the
 -- campaign; the call's disposition moves the member on).
@@ -80,6 +83,8 @@ CREATE TABLE person_tags (
     PRIMARY KEY (person_id, tag)
 ) WITHOUT ROWID;
 CREATE INDEX person_tags_tag ON person_tags (tag);
+-- segments' "last activity": a person's latest call without reading each of their calls
+CREATE INDEX calls_person_started ON calls (person_id, started_at);
 ALTER TABLE people ADD COLUMN language TEXT NOT NULL DEFAULT '';   -- '' = from the country
 ALTER TABLE people ADD COLUMN lost_at REAL;                        -- set when status -> lost
 CREATE INDEX people_lost ON people (lost_reason, lost_at) WHERE status = 'lost';

@@ -2,9 +2,10 @@
 // views, presence, click-to-call, keyboard shortcuts and (for supervisors) the live board.
 // Views live in a registry (views.js); hooks for later views: registerView(), app.onMessage.
 import { Desk } from './desk.js';
+import { consultationChanged } from './callcontrols.js';
 import { api, clear, h, initials, srOnly } from './dom.js';
 import { language, loadLanguage, t, tId, translatePage } from './i18n.js';
-import { alerts, askPermission, notifyRinging, ringWhile } from './alerts.js';
+import { alerts, askPermission, notifyRinging, onFirstGesture, ringWhile } from './alerts.js';
 import { historyState, loadFollowups, loadHistory, loadMissed, renderBoard, showCount } from './lists.js';
 import { LiveSocket } from './socket.js';
 import { errorText, onDial, toast } from './ui.js';
@@ -13,6 +14,8 @@ import { clockText } from './desk.js';
 import { installWallboard } from './wallboard.js';
 import { installWorklist } from './worklist.js';
 import { installRecords } from './records.js';
+import { installCampaigns } from './campaigns.js';
+import { installMailbox } from './mailbox.js';
 
 const $ = (id) => document.getElementById(id);
 export const app = {
@@ -222,6 +225,9 @@ function onMessage(msg) {
     case 'aftercall':
       onAfterCall(d);
       break;
+    case 'controls':
+      consultationChanged(app.desk, d);
+      break;
     case 'clicktocall.progress':
       showProgress(d);
       break;
@@ -243,9 +249,11 @@ async function refresh() {
     app.dispositions = s.dispositions;
     if (typeof s.after_call_seconds === 'number') app.afterCallSeconds = s.after_call_seconds;
     app.desk.held = new Set(s.held || []);
+    app.desk.consulting = new Map(Object.entries(s.consulting || {}));
     renderMe();
     showPresence(s.presence);
     for (const { call, card } of s.calls) app.desk.show(call, card, true);
+    app.desk.restoreWrapups(s.wrapups || []);
     for (const p of s.clicktocall) showProgress(p);
     loadMissed(dispositions).then(() => { app.missed = Number($('missed-count').textContent.match(/\d+/)) || 0; });
     loadFollowups();
@@ -333,6 +341,8 @@ function applyPrefs(prefs) {
   alerts.notifications = app.prefs.notifications;
   alerts.ringSound = app.prefs.ring_sound;
   applyTheme(app.prefs.theme);
+  // switched off while a call rings in the background: silent from now on
+  ringWhile(app.desk ? app.desk.ringingCount() : 0);
 }
 
 function openSettings() {
@@ -354,7 +364,7 @@ async function saveSettings(ev) {
     notifications: $('settings-notifications').checked,
     ring_sound: $('settings-ring').checked,
   };
-  if (body.notifications && !app.prefs.notifications) askPermission();
+  if (body.notifications && (!app.prefs.notifications || ('Notification' in window && Notification.permission === 'default'))) askPermission();
   try {
     const saved = await api('/panel/api/preferences', body);
     const relang = saved.language !== app.prefs.language;
@@ -466,6 +476,8 @@ async function init() {
   installWallboard(app);
   installWorklist(app);
   installRecords(app);
+  installCampaigns(app);
+  installMailbox(app);
   for (const [id, v] of views) v.button.addEventListener('click', () => show(id));
   if (app.me) renderMe();
   show('live');
@@ -490,6 +502,7 @@ async function init() {
   $('help-close').addEventListener('click', () => $('help').close());
   document.addEventListener('keydown', onKey);
   document.addEventListener('visibilitychange', updateTitle);
+  onFirstGesture();
   $('logout').addEventListener('click', async () => {
     await api('/panel/api/logout', {}).catch(() => null);
     window.location.assign('/panel/login');

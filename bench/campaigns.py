@@ -1,0 +1,275 @@
+"""Campaign scheduler benchmark: 100,000 lost leads in a revival campaign, a real SMTP server.
+
+    python bench/campaigns.py                       # 100,000 leads, 5,000 e-mails sent
+    python bench/campaigns.py --leads 20000 --send 2000 --connections 4
+
+Builds a temporary store with ``--leads`` lost ("no budget") leads in Spain, Mexico and the
+US (plus 10 % that do not match), starts an aiosmtpd server in its own process on loopback
+(its own process: in this one it would compete with the gateway for the interpreter), then
+prints:
+
+* the time to enroll every matching lead and plan the day (``CampaignScheduler.plan_day``:
+  each lead's zone from country and number, due at its next opening hour; goal < 10 s);
+* e-mails handed to SMTP per second by a scheduler tick (``--send`` members due: claim,
+  render, send, record, move on), with ``--connections`` SMTP connections;
+* the SMTP server's own ceiling: the same messages sent straight from ``aiosmtplib`` on the
+  same number of connections, no gateway at all. When the two are close, the server is the
+  limit, not the scheduler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import multiprocessing
+import sqlite3
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import aiosmtplib
+
+from gateway.bus import Bus
+from gateway.campaigns.mailer import Mailer, OutgoingMail, build_message
+from gateway.campaigns.model import CampaignIn, EmailTemplate, Segment, SendEmail, Wait
+from gateway.campaigns.scheduler import CampaignScheduler
+from gateway.campaigns.settings import CampaignSettings, MailSettings
+from gateway.campaigns.store import CampaignStore
+from gateway.store.db import Database
+
+MADRID = ZoneInfo("Europe/Madrid")
+# Sunday 9 March 2025 at noon: every lead is due at its Monday opening
+SUNDAY = datetime(2025, 3, 9, 12, 0, tzinfo=MADRID).timestamp()
+MONDAY = datetime(2025, 3, 10, 9, 0, tzinfo=MADRID).timestamp()
+FIRST = ["Lucía", "Javier", "Marta", "Carlos", "Elena", "Oliver", "Amelia", "James", "Emma"]
+COUNTRIES = [("ES", "+346{:08d}"), ("MX", "+5255{:08d}"), ("US", "+1212{:07d}")]
+
+HTML = """<html><body><p>Hola {{ lead.first_name }},</p>
+<p>Hace un tiempo nos dijiste que no era el momento por presupuesto. Tenemos un plan nuevo
+para {{ lead.company or 'tu empresa' }} que quizá encaje ahora.</p>
+<p>Un saludo,<br>{{ owner.name or sender.name }}</p></body></html>"""
+
+
+# -- the SMTP server, in its own process ---------------------------------------------------
+
+
+def _serve(port_out: Any, stop: Any) -> None:
+    from aiosmtpd.smtp import SMTP
+
+    received = 0
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            nonlocal received
+            received += 1
+            return "250 OK"
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        handler = Handler()
+        server = await loop.create_server(lambda: SMTP(handler), "127.0.0.1", 0)
+        port_out.send(server.sockets[0].getsockname()[1])
+        await loop.run_in_executor(None, stop.wait)
+        server.close()
+
+    asyncio.run(serve())
+    port_out.send(received)
+
+
+# -- the store -----------------------------------------------------------------------------
+
+
+def build_store(path: Path, leads: int, sample: int) -> None:
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute("BEGIN")
+    now = SUNDAY - 30 * 86400
+    people = []
+    phones = []
+    emails = []
+    tags = []
+    total = leads + leads // 10
+    for i in range(1, total + 1):
+        matching = i <= leads
+        country, pattern = COUNTRIES[i % 3]
+        people.append(
+            (
+                i,
+                FIRST[i % len(FIRST)],
+                f"Apellido{i}",
+                "lost" if matching else "contacted",
+                "no_budget" if matching else "",
+                country,
+                now,
+                now,
+                now if matching else None,
+            )
+        )
+        e164 = pattern.format(i)
+        phones.append((i, e164, e164))
+        emails.append((i, f"lead{i}@example.com", f"lead{i}@example.com"))
+        if i <= sample:
+            tags.append((i, "sample"))
+    con.executemany(
+        "INSERT INTO people (id, kind, first_name, last_name, status, lost_reason, source,"
+        " country, created_at, updated_at, lost_at)"
+        " VALUES (?, 'lead', ?, ?, ?, ?, 'import', ?, ?, ?, ?)",
+        people,
+    )
+    con.executemany(
+        "INSERT INTO phones (person_id, raw, e164, type) VALUES (?, ?, ?, 'mobile')", phones
+    )
+    con.executemany("INSERT INTO emails (person_id, email, email_lower) VALUES (?, ?, ?)", emails)
+    con.executemany("INSERT INTO person_tags (person_id, tag) VALUES (?, ?)", tags)
+    con.execute("COMMIT")
+    con.close()
+
+
+def email_step() -> SendEmail:
+    return SendEmail(
+        templates={
+            "es": EmailTemplate(subject="{{ lead.first_name }}, ¿hablamos?", html=HTML),
+            "en": EmailTemplate(subject="{{ lead.first_name }}, shall we talk?", html=HTML),
+        }
+    )
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# -- the runs ------------------------------------------------------------------------------
+
+
+async def sink_ceiling(port: int, n: int, connections: int, mail: MailSettings) -> float:
+    """Messages per second the server takes from plain aiosmtplib clients (no gateway)."""
+    message = build_message(
+        OutgoingMail(
+            to="lead@example.com",
+            subject="Hola",
+            html=HTML,
+            text="Hola",
+            headers={"List-Unsubscribe": "<http://x/unsubscribe/t>"},
+        ),
+        mail,
+        at=time.time(),
+    ).as_bytes()
+    per = n // connections
+
+    async def client() -> None:
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port)
+        await smtp.connect()
+        for _ in range(per):
+            await smtp.sendmail(mail.from_address, ["lead@example.com"], message)
+        await smtp.quit()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(connections)))
+    return per * connections / (time.perf_counter() - started)
+
+
+async def run(args: argparse.Namespace) -> None:
+    parent, child = multiprocessing.Pipe()
+    stop = multiprocessing.Event()
+    server = multiprocessing.Process(target=_serve, args=(child, stop), daemon=True)
+    server.start()
+    port = parent.recv()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.db"
+        db = await Database.open(path)  # creates the schema
+        await db.close()
+        t0 = time.perf_counter()
+        build_store(path, args.leads, args.send)
+        print(
+            f"store: {args.leads:,} matching leads (+{args.leads // 10:,} others) "
+            f"built in {time.perf_counter() - t0:.1f} s"
+        )
+
+        clock = Clock(SUNDAY)
+        db = await Database.open(path, clock=clock)
+        mail = MailSettings(
+            host="127.0.0.1",
+            port=port,
+            connections=args.connections,
+            from_address="ventas@example.com",
+        )
+        settings = CampaignSettings(batch_size=args.batch)
+        mailer = Mailer(mail)
+        scheduler = CampaignScheduler(
+            db, Bus(), mailer, settings, clock, "https://crm.example.com", "Europe/Madrid"
+        )
+        store = CampaignStore(db)
+        revival = await store.create(
+            CampaignIn(
+                name="Revival: no budget",
+                segment=Segment(statuses=["lost"], lost_reasons=["no_budget"]),
+                steps=[email_step(), Wait(days=3), email_step()],
+            ),
+            "bench",
+            SUNDAY,
+        )
+        await store.set_status(revival.id, "running", SUNDAY)
+        plan = await scheduler.plan_day(SUNDAY)
+        print(
+            f"enroll + plan a day: {plan.seconds:.2f} s for {plan.enrolled:,} leads "
+            f"({plan.due:,} due in 24 h: {plan.emails:,} e-mails)  [goal < 10 s]"
+        )
+
+        # sending: hold the big campaign, run a small one over the sample
+        await store.set_status(revival.id, "paused", SUNDAY)
+        sample = await store.create(
+            CampaignIn(name="Sample", segment=Segment(tags=["sample"]), steps=[email_step()]),
+            "bench",
+            SUNDAY,
+        )
+        await store.set_status(sample.id, "running", SUNDAY)
+        await scheduler.tick(SUNDAY)  # enroll the sample (due Monday)
+        clock.now = MONDAY + 8 * 3600  # every zone open: Madrid 17:00, New York 11:00
+        started = time.perf_counter()
+        report = await scheduler.tick()
+        elapsed = time.perf_counter() - started
+        print(
+            f"scheduler tick: {report.sent:,} e-mails sent ({report.failed} failed) in "
+            f"{elapsed:.2f} s = {report.sent / elapsed:,.0f} e-mails/s handed to SMTP "
+            f"on {args.connections} connection(s)"
+        )
+        ceiling = await sink_ceiling(port, args.send, args.connections, mail)
+        print(
+            f"SMTP server alone (aiosmtpd, aiosmtplib clients, same connections): "
+            f"{ceiling:,.0f} messages/s -> the scheduler reaches "
+            f"{100 * report.sent / elapsed / ceiling:.0f} % of the server's ceiling"
+        )
+        await scheduler.close()
+        await db.close()
+    stop.set()
+    received = parent.recv()
+    server.join(5)
+    print(f"server received {received:,} messages in all")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--leads", type=int, default=100_000)
+    p.add_argument("--send", type=int, default=5_000, help="e-mails sent in the send test")
+    p.add_argument("--connections", type=int, default=2)
+    p.add_argument("--batch", type=int, default=500)
+    p.add_argument("--verbose", action="store_true", help="the scheduler's timing per batch")
+    args = p.parse_args()
+    if args.verbose:
+        logging.basicConfig(level=logging.WARNING)
+        logging.getLogger("gateway.campaigns").setLevel(logging.DEBUG)
+    asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""Campaign e-mail out through a real SMTP server, over a few kept-open connections.
+
+Messages are composed in :mod:`gateway.campaigns.unsubscribe` (``compose``: template, signed
+links, List-Unsubscribe headers); :class:`Mailer` sends them (STARTTLS / TLS / AUTH from the
+``mail:`` section) and says what happened; it never raises for a broken server:
+
+* ``sent``: the server took the message;
+* ``bounced``: the server refused the recipient for good (5xx at RCPT, or a 5.1.x/5.2.x
+  address status at DATA): the caller marks the address;
+* ``failed``: anything else (4xx, refused connection, timeout, TLS, authentication, a 5xx
+  about the sender or the content): not the address's fault, so it is not marked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import ssl
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr
+from typing import Any, Literal
+
+import aiosmtplib
+
+from gateway.campaigns.settings import MailSettings
+
+__all__ = ["Mailer", "OutgoingMail", "SendResult", "build_message"]
+
+log = logging.getLogger("gateway.campaigns.mailer")
+
+SendStatus = Literal["sent", "bounced", "failed"]
+
+# a kept-open connection unused this long is closed and opened afresh: servers drop idle
+# sessions (RFC 5321 asks them to wait 5 minutes; many wait less)
+MAX_IDLE_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMail:
+    """One message, ready to send: ``headers`` holds everything besides From/To/Subject/
+    Date/Message-ID (List-Unsubscribe, Reply-To, ...)."""
+
+    to: str
+    subject: str
+    html: str
+    text: str
+    headers: dict[str, str] = field(default_factory=dict)
+    message_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    status: SendStatus
+    detail: str = ""  # the server's answer or the error, for campaign_step_runs.detail
+    code: int | None = None  # the SMTP reply code, when there was one
+
+
+def new_message_id(domain: str) -> str:
+    return f"<{uuid.uuid4().hex}@{domain or 'localhost'}>"
+
+
+def build_message(mail: OutgoingMail, settings: MailSettings, *, at: float) -> EmailMessage:
+    """The MIME message: multipart/alternative, plain text first, then HTML."""
+    msg = EmailMessage(policy=policy.SMTP)
+    msg["From"] = formataddr((settings.from_name, settings.from_address))
+    msg["To"] = mail.to
+    msg["Subject"] = mail.subject
+    msg["Date"] = format_datetime(datetime.fromtimestamp(at, UTC))
+    msg["Message-ID"] = mail.message_id or new_message_id(_domain(settings.from_address))
+    for name, value in mail.headers.items():
+        msg[name] = value
+    # quoted-printable keeps the message 7-bit: no relay needs 8BITMIME for it
+    msg.set_content(mail.text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    msg.add_alternative(mail.html, subtype="html", charset="utf-8", cte="quoted-printable")
+    return msg
+
+
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2] or "localhost"
+
+
+# -- sending ---------------------------------------------------------------------------------
+
+_ADDRESS_STATUS = re.compile(r"\b5\.[12]\.\d{1,3}\b")  # RFC 3463: addressing / mailbox status
+
+
+class _Client(aiosmtplib.SMTP):
+    """aiosmtplib's client, remembering the connections it closed until they are gone: a TLS
+    session's close needs a round trip with the server, which ``Mailer.close`` waits for."""
+
+    def __init__(self, closing: list[Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._closing = closing
+
+    def close(self) -> None:
+        protocol = self.protocol
+        if protocol is not None and protocol.transport is not None:
+            self._closing.append(protocol)
+        super().close()
+
+
+class _Connection:
+    def __init__(self, client: aiosmtplib.SMTP) -> None:
+        self.client = client
+        self.used_at = time.monotonic()
+
+
+class Mailer:
+    """Sends :class:`OutgoingMail` through the ``mail:`` server, up to ``connections`` at a
+    time, keeping each connection open for the next message."""
+
+    def __init__(
+        self, settings: MailSettings, *, tls_context: ssl.SSLContext | None = None
+    ) -> None:
+        self.settings = settings
+        # tests (and a relay with a private CA) hand in their own; else the system's CAs
+        self._tls_context = tls_context
+        self._slots = asyncio.Semaphore(settings.connections)
+        self._idle: list[_Connection] = []
+        self._closing: list[Any] = []  # protocols of connections closed, until they are lost
+        self._closed = False
+        self.connections_opened = 0  # for tests and the bench: proves connections are reused
+
+    async def send(self, mail: OutgoingMail, *, at: float | None = None) -> SendResult:
+        """Send one message; the result says sent, bounced or failed (never raises except
+        on cancellation)."""
+        try:
+            msg = build_message(mail, self.settings, at=time.time() if at is None else at)
+            data = msg.as_bytes(policy=policy.SMTP)
+            Address(addr_spec=mail.to)  # refuse a malformed address before the server does
+        except Exception as e:
+            return SendResult("failed", f"message not built: {e}")
+        if self._closed:
+            return SendResult("failed", "mailer closed")
+        async with self._slots:
+            return await self._send(mail.to, data)
+
+    async def _send(self, to: str, data: bytes) -> SendResult:
+        for attempt in (1, 2):
+            try:
+                conn, reused = await self._acquire()
+            except Exception as e:
+                log.info("mail: cannot reach %s: %s", self.settings.host, _describe(e))
+                return SendResult("failed", _describe(e), _code(e))
+            try:
+                result = await self._transact(conn, to, data, retry=reused and attempt == 1)
+            except asyncio.CancelledError:
+                self._discard(conn)  # mid-conversation: the session is in an unknown state
+                raise
+            if result is not None:
+                return result
+        return SendResult("failed", "server disconnected")  # pragma: no cover - loop returns
+
+    async def _transact(
+        self, conn: _Connection, to: str, data: bytes, *, retry: bool
+    ) -> SendResult | None:
+        """One MAIL/RCPT/DATA exchange; None: a reused session had gone stale before anything
+        was sent, try once more on a new one."""
+        client = conn.client
+        try:
+            await client.mail(self.settings.from_address)
+        except aiosmtplib.SMTPServerDisconnected as e:
+            self._discard(conn)
+            return None if retry else SendResult("failed", _describe(e))
+        except Exception as e:
+            return self._give_up(conn, e, "MAIL FROM")
+        try:
+            await client.rcpt(to)
+        except aiosmtplib.SMTPRecipientRefused as e:
+            await self._reset(conn)
+            status: SendStatus = "bounced" if e.code >= 500 else "failed"
+            return SendResult(status, f"{e.code} {e.message}", e.code)
+        except Exception as e:
+            return self._give_up(conn, e, "RCPT TO")
+        try:
+            response = await client.data(data)
+        except aiosmtplib.SMTPDataError as e:
+            await self._reset(conn)
+            address = e.code >= 500 and bool(_ADDRESS_STATUS.search(e.message))
+            return SendResult("bounced" if address else "failed", f"{e.code} {e.message}", e.code)
+        except Exception as e:
+            return self._give_up(conn, e, "DATA")
+        self._release(conn)
+        return SendResult("sent", f"{response.code} {response.message}", response.code)
+
+    def _give_up(self, conn: _Connection, e: Exception, stage: str) -> SendResult:
+        self._discard(conn)
+        log.info("mail: %s failed at %s: %s", self.settings.host, stage, _describe(e))
+        return SendResult("failed", _describe(e), _code(e))
+
+    async def _reset(self, conn: _Connection) -> None:
+        try:
+            await conn.client.rset()
+        except Exception:
+            self._discard(conn)
+        else:
+            self._release(conn)
+
+    async def _acquire(self) -> tuple[_Connection, bool]:
+        now = time.monotonic()
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.client.is_connected and now - conn.used_at < MAX_IDLE_SECONDS:
+                return conn, True
+            self._discard(conn)
+        self._closing[:] = [p for p in self._closing if p.transport is not None]
+        s = self.settings
+        client = _Client(
+            self._closing,
+            hostname=s.host,
+            port=s.port,
+            username=s.username or None,
+            password=s.password or None,
+            timeout=s.timeout,
+            use_tls=s.security == "tls",
+            # 'none' means plain: no opportunistic upgrade that might fail on a private cert;
+            # 'starttls' refuses a server that does not offer it (credentials stay encrypted)
+            start_tls=s.security == "starttls",
+            tls_context=self._tls_context,
+        )
+        try:
+            await client.connect()
+        except BaseException:
+            client.close()
+            raise
+        self.connections_opened += 1
+        return _Connection(client), False
+
+    def _release(self, conn: _Connection) -> None:
+        if self._closed:
+            self._discard(conn)
+            return
+        conn.used_at = time.monotonic()
+        self._idle.append(conn)
+
+    def _discard(self, conn: _Connection) -> None:
+        with contextlib.suppress(Exception):
+            conn.client.close()
+
+    async def close(self) -> None:
+        """Say QUIT on every idle connection (those in use close when their send ends)."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            try:
+                await asyncio.wait_for(conn.client.quit(), timeout=2.0)
+            except Exception:
+                self._discard(conn)
+        # then let the closes finish (TLS sends close_notify and waits for the server's), so
+        # no socket outlives the mailer. aiosmtplib has no public "closed" event to await:
+        # look at its protocols, for 2 s at most (a server that never answers is not waited on)
+        for _ in range(200):
+            if all(p.transport is None for p in self._closing):
+                break
+            await asyncio.sleep(0.01)
+        self._closing.clear()
+
+
+def _code(e: BaseException) -> int | None:
+    code = getattr(e, "code", None)
+    return code if isinstance(code, int) else None
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, aiosmtplib.SMTPResponseException):
+        return f"{e.code} {e.message}"
+    if isinstance(e, aiosmtplib.SMTPTimeoutError | TimeoutError):
+        return f"timeout: {e}" if str(e) else "timeout"
+    text = str(e) or type(e).__name__
+    return f"{type(e).__name__}: {text}" if type(e).__name__ not in text else text

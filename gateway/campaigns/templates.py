@@ -1,0 +1,298 @@
+"""E-mail templates of campaign steps: checked when a campaign is saved, rendered per lead.
+
+Templates are Jinja2 run in a sandbox (a supervisor's template cannot reach Python objects);
+the HTML part is autoescaped, so a lead's name such as ``<script>`` arrives as text; subject
+and plain text are rendered without HTML escaping (they are not HTML). Every rendered mail
+carries a plain-text part and a visible unsubscribe link in the lead's language: when the
+template does not show ``{{ unsubscribe_url }}`` itself, a footer with it is appended.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from html.parser import HTMLParser
+from types import TracebackType
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+
+from gateway.campaigns.model import CampaignIn, CheckError, EmailTemplate, SendEmail
+from gateway.store.models import Person
+
+__all__ = [
+    "SAMPLE_CONTEXT",
+    "RenderedMail",
+    "check_campaign_templates",
+    "check_template",
+    "choose_template",
+    "html_to_text",
+    "person_context",
+    "render",
+]
+
+# the languages the appended footer (and the unsubscribe page) speak; others get English
+FOOTER_LANGUAGES = ("es", "en")
+
+_FOOTER_TEXT = {
+    "es": "¿No quieres recibir más correos como este? Date de baja aquí: {url}",
+    "en": "Don't want to receive e-mails like this? Unsubscribe here: {url}",
+}
+_FOOTER_HTML = {
+    "es": '¿No quieres recibir más correos como este? <a href="{url}">Darse de baja</a>',
+    "en": 'Don\'t want to receive e-mails like this? <a href="{url}">Unsubscribe</a>',
+}
+_FOOTER_STYLE = "margin-top:24px;font-size:12px;color:#667085"
+
+
+def footer_language(language: str) -> str:
+    return language if language in FOOTER_LANGUAGES else "en"
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedMail:
+    """One lead's e-mail: subject (one line), HTML part and plain-text part."""
+
+    subject: str
+    html: str
+    text: str
+
+
+# -- environments ---------------------------------------------------------------------------
+
+# lenient at send time: a field a lead lacks renders empty rather than failing the send
+_HTML_ENV = SandboxedEnvironment(autoescape=True, keep_trailing_newline=True)
+_TEXT_ENV = SandboxedEnvironment(autoescape=False, keep_trailing_newline=True)
+# strict at check time: a misspelt field is reported to the supervisor who wrote it
+_CHECK_HTML_ENV = SandboxedEnvironment(autoescape=True, undefined=jinja2.StrictUndefined)
+_CHECK_TEXT_ENV = SandboxedEnvironment(autoescape=False, undefined=jinja2.StrictUndefined)
+
+
+@lru_cache(maxsize=512)
+def _compiled(source: str, html: bool) -> jinja2.Template:
+    # one compile per template text: a campaign renders the same few templates 100,000 times
+    return (_HTML_ENV if html else _TEXT_ENV).from_string(source)
+
+
+# -- context --------------------------------------------------------------------------------
+
+
+def person_context(
+    person: Person,
+    owner_name: str | None,
+    *,
+    email: str = "",
+    sender_name: str = "",
+) -> dict[str, Any]:
+    """What a template may use: ``lead.*`` (the lead's fields), ``owner.name`` (their agent),
+    ``sender.name`` (the From name); ``unsubscribe_url`` is added when rendering."""
+    score = None if person.score is None else round(person.score, 1)
+    return {
+        "lead": {
+            "first_name": person.first_name,
+            "last_name": person.last_name,
+            "name": person.display_name,
+            "company": person.company,
+            "title": person.title,
+            "country": person.country,
+            "status": person.status or "",
+            "lost_reason": person.lost_reason,
+            "source": person.source or "",
+            "score": score,
+            "email": email,
+        },
+        "owner": {"name": owner_name or ""},
+        "sender": {"name": sender_name},
+    }
+
+
+# what the preview shows and the check renders against: every field a template may name
+SAMPLE_CONTEXT: Mapping[str, Any] = {
+    "lead": {
+        "first_name": "Lucía",
+        "last_name": "García",
+        "name": "Lucía García",
+        "company": "Ejemplo S.L.",
+        "title": "Directora de compras",
+        "country": "ES",
+        "status": "lost",
+        "lost_reason": "no_budget",
+        "source": "web_form",
+        "score": 6.5,
+        "email": "lucia.garcia@example.com",
+    },
+    "owner": {"name": "Ana Pérez"},
+    "sender": {"name": "Centralita"},
+    "unsubscribe_url": "https://example.invalid/unsubscribe/SAMPLE",
+}
+
+
+# -- check ----------------------------------------------------------------------------------
+
+
+def _template_line(tb: TracebackType | None) -> int | None:
+    """The template line a render error happened on (Jinja rewrites its traceback frames to
+    point at the template source, named ``<template>``)."""
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _check_one(path: str, source: str, html: bool) -> None:
+    env = _CHECK_HTML_ENV if html else _CHECK_TEXT_ENV
+    try:
+        template = env.from_string(source)
+    except jinja2.TemplateSyntaxError as e:
+        raise CheckError(path, f"line {e.lineno}: {e.message}") from None
+    try:
+        template.render(SAMPLE_CONTEXT)
+    except jinja2.exceptions.SecurityError as e:
+        where = _template_line(e.__traceback__)
+        raise CheckError(path, f"line {where}: not allowed in a template ({e})") from None
+    except jinja2.UndefinedError as e:
+        where = _template_line(e.__traceback__)
+        raise CheckError(
+            path, f"line {where}: unknown field ({e.message}); known: {_KNOWN_FIELDS}"
+        ) from None
+    except Exception as e:  # a filter used wrongly, a division by zero...
+        where = _template_line(e.__traceback__)
+        raise CheckError(path, f"line {where}: {type(e).__name__}: {e}") from None
+
+
+_KNOWN_FIELDS = ", ".join(
+    [f"lead.{k}" for k in SAMPLE_CONTEXT["lead"]] + ["owner.name", "sender.name", "unsubscribe_url"]
+)
+
+
+def check_template(t: EmailTemplate, path: str = "") -> None:
+    """Raise :class:`CheckError` for a template that would not render: a syntax error, an
+    unknown field, something the sandbox forbids. The error's path names the part (subject,
+    html, text) under ``path`` and its message the line."""
+    prefix = f"{path}." if path else ""
+    _check_one(f"{prefix}subject", t.subject, html=False)
+    _check_one(f"{prefix}html", t.html, html=True)
+    if t.text:
+        _check_one(f"{prefix}text", t.text, html=False)
+
+
+def check_campaign_templates(c: CampaignIn) -> None:
+    """Every e-mail template of a campaign, with paths like ``steps[2].templates.es.html``."""
+    for i, step in enumerate(c.steps):
+        if isinstance(step, SendEmail):
+            for lang, t in step.templates.items():
+                check_template(t, f"steps[{i}].templates.{lang}")
+
+
+def choose_template(
+    step: SendEmail, language: str, campaign_language: str
+) -> tuple[str, EmailTemplate]:
+    """The lead's language when the step has a version in it, else the campaign's (which
+    :func:`check_campaign` guarantees), else any."""
+    for lang in (language, campaign_language):
+        if lang in step.templates:
+            return lang, step.templates[lang]
+    lang = next(iter(step.templates))
+    return lang, step.templates[lang]
+
+
+# -- render ---------------------------------------------------------------------------------
+
+
+def render(
+    t: EmailTemplate,
+    context: Mapping[str, Any],
+    *,
+    unsubscribe_url: str,
+    open_pixel_url: str | None = None,
+    language: str = "es",
+) -> RenderedMail:
+    """One lead's e-mail. Raises what Jinja raises (the check makes that unlikely); the
+    caller records a failed send."""
+    ctx = {**context, "unsubscribe_url": unsubscribe_url}
+    # a subject is one header line: a lead's name must not add lines (header injection)
+    subject = " ".join(_compiled(t.subject, False).render(ctx).split())
+    body = _compiled(t.html, True).render(ctx)
+    text = _compiled(t.text, False).render(ctx) if t.text else html_to_text(body)
+    lang = footer_language(language)
+    escaped_url = html_lib.escape(unsubscribe_url, quote=True)
+    if escaped_url not in body and unsubscribe_url not in body:
+        footer = _FOOTER_HTML[lang].format(url=escaped_url)
+        body = _insert_before_body_end(body, f'<p style="{_FOOTER_STYLE}">{footer}</p>')
+    if unsubscribe_url not in text:
+        text = (
+            text.rstrip("\n") + "\n\n-- \n" + _FOOTER_TEXT[lang].format(url=unsubscribe_url) + "\n"
+        )
+    if open_pixel_url:
+        pixel = html_lib.escape(open_pixel_url, quote=True)
+        body = _insert_before_body_end(
+            body, f'<img src="{pixel}" width="1" height="1" alt="" style="border:0">'
+        )
+    return RenderedMail(subject, body, text)
+
+
+_BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
+
+
+def _insert_before_body_end(html: str, fragment: str) -> str:
+    matches = list(_BODY_END.finditer(html))
+    if not matches:
+        return html.rstrip("\n") + "\n" + fragment + "\n"
+    at = matches[-1].start()
+    return html[:at] + fragment + "\n" + html[at:]
+
+
+# -- HTML to text ---------------------------------------------------------------------------
+
+_BLOCKS = frozenset(
+    {"p", "div", "br", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6", "table", "ul", "ol", "hr"}
+)
+_SKIP = frozenset({"script", "style", "head", "title"})
+
+
+class _TextExtractor(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self._skip = 0
+        self._href: list[str | None] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _SKIP:
+            self._skip += 1
+        elif tag in _BLOCKS:
+            self.out.append("\n")
+        if tag == "li":
+            self.out.append("- ")
+        if tag == "a":
+            self._href.append(dict(attrs).get("href"))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _SKIP:
+            self._skip = max(0, self._skip - 1)
+        elif tag in _BLOCKS:
+            self.out.append("\n")
+        if tag == "a" and self._href:
+            href = self._href.pop()
+            if href and href.startswith(("http://", "https://", "mailto:")):
+                self.out.append(f" ({href.removeprefix('mailto:')})")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.out.append(re.sub(r"\s+", " ", data))
+
+
+def html_to_text(html: str) -> str:
+    """A readable plain-text version of an HTML body: paragraphs kept, links spelt out."""
+    parser = _TextExtractor()
+    parser.feed(html)
+    parser.close()
+    lines = [line.strip() for line in "".join(parser.out).split("\n")]
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    return text + "\n"
