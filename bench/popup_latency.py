@@ -9,7 +9,7 @@ starts the ring is a few frames later in the same burst). Both processes read th
 clock (``time.time``) on one machine.
 
     python bench/popup_latency.py [--agents 1000] [--rate 50] [--seconds 20]
-        [--stages] [--pbx-process] [--clients N]
+        [--stages] [--pbx-process] [--clients N] [--agents-after-settle]
 
 ``--stages`` also prints where the time goes, per call: the PBX's own gap from the first frame
 of the burst to the frame that starts the ring (DialBegin, ~2 ms of the simulator's timeline
@@ -19,6 +19,10 @@ a process of its own, as in production, so that its CPU and its garbage (it make
 cycles that cost the server ~100 ms full collections) are not charged to the gateway; the
 default keeps it in the server process. The agents' process reports its own event-loop lag
 (how late it may stamp an arrival); ``--clients N`` spreads the sockets over N processes.
+By default the agents connect before the server's ``settle()`` (their sockets are frozen
+out of the collector's sight with the rest); ``--agents-after-settle`` connects them after,
+as in production, where every full collection walks them. The server's RSS is sampled
+every 5 s while calls ring: over a long run (``--seconds 120``) it must stay flat.
 """
 
 from __future__ import annotations
@@ -71,6 +75,14 @@ async def watch_loop(lags: list[float]) -> None:
         t = time.perf_counter()
         await asyncio.sleep(0.005)
         lags.append((time.perf_counter() - t - 0.005) * 1000)
+
+
+async def sample_rss(samples: list[int], every: float = 5.0) -> None:
+    """Note this process's RSS (KiB) every ``every`` s: memory must stay flat while calls
+    come and go, whatever the collector does."""
+    while True:
+        samples.append(rss_kib())
+        await asyncio.sleep(every)
 
 
 def rss_kib() -> int:
@@ -188,12 +200,12 @@ def install_stage_stamps(gw: Gateway, panel: Any) -> dict[str, dict[str, float]]
     hub = panel.hub
     orig_publish = hub.publish
 
-    def publish(agents: Any, message: Any) -> None:
+    def publish(agents: Any, message: Any, **kw: Any) -> None:
         if message.type == "call.ringing":
             found = _LINKEDID.search(message.tail)
             if found:
                 stamps["publish"].setdefault(found.group(1), time.time())
-        orig_publish(agents, message)
+        orig_publish(agents, message, **kw)
 
     hub.publish = publish
     orig_send = web.WebSocketResponse.send_str
@@ -368,6 +380,8 @@ async def main(args: argparse.Namespace) -> None:
         panel.board.sign_in(s.username, s.display_name, "agent", s.extensions)
         tokens.append(token)
 
+    if args.agents_after_settle and not args.no_freeze:
+        await settle(gw)  # production's order: settled when it listens, agents sign in later
     rss_before = rss_kib()
     results, stop = ctx.Queue(), ctx.Event()
     origin = f"http://127.0.0.1:{port}"
@@ -412,12 +426,14 @@ async def main(args: argparse.Namespace) -> None:
             gc_gens.append(info["generation"])
 
     gc.callbacks.append(on_gc)
-    if not args.no_freeze:
+    if not args.no_freeze and not args.agents_after_settle:
         await settle(gw)  # what `centralita run` does once it listens
     settle_gc = list(zip(gc_pauses, gc_gens, strict=True))
     gc_pauses.clear()
     gc_gens.clear()  # from here on: collections while phones ring
     watcher = asyncio.create_task(watch_loop(lags))
+    rss_samples: list[int] = []
+    rss_sampler = asyncio.create_task(sample_rss(rss_samples))
     cpu0 = time.process_time()
     sent_before = panel.hub.messages_sent
     t0 = time.monotonic()
@@ -432,6 +448,8 @@ async def main(args: argparse.Namespace) -> None:
     elapsed = time.monotonic() - t0
     cpu = time.process_time() - cpu0
     watcher.cancel()
+    rss_sampler.cancel()
+    rss_samples.append(rss_kib())
     gc.callbacks.remove(on_gc)
     sent = panel.hub.messages_sent - sent_before
     stop.set()
@@ -505,6 +523,12 @@ async def main(args: argparse.Namespace) -> None:
         f"server RSS: {rss_before / 1024:.1f} MiB before agents, {rss_after / 1024:.1f} MiB "
         f"with {args.agents} sockets = {per_conn / 1024:.1f} KiB per connection"
     )
+    half = len(rss_samples) // 2
+    print(
+        f"server RSS while ringing (every 5 s): first {rss_samples[0] / 1024:.1f} MiB,"
+        f" max {max(rss_samples) / 1024:.1f}, max of the second half"
+        f" {max(rss_samples[half:]) / 1024:.1f}, last {rss_samples[-1] / 1024:.1f} MiB"
+    )
 
 
 if __name__ == "__main__":
@@ -524,5 +548,11 @@ if __name__ == "__main__":
     p.add_argument("--stages", action="store_true", help="also time each stage of the pop-up path")
     p.add_argument(
         "--no-freeze", action="store_true", help="skip the server's gc.freeze() after start-up"
+    )
+    p.add_argument(
+        "--agents-after-settle",
+        action="store_true",
+        help="settle (gc.freeze) before the agents connect, as `centralita run` does, so their"
+        " sockets are not frozen (default: after, so they are)",
     )
     asyncio.run(main(p.parse_args()))

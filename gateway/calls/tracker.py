@@ -237,6 +237,10 @@ class CallTracker:
         self._amend_uids: dict[str, str] = {}
         self._ext_cache: dict[str, str | None] = {}
         self._spill: list[DomainEvent] = []  # calls evicted while handling one frame
+        # ended calls no longer needed: a channel points at its call and the call at its
+        # channels, so each is unlinked once the frame that ended it is fully handled, and
+        # refcounting frees it (a cycle would wait for a full collection of the heap)
+        self._released: list[_Call] = []
         self._now = 0.0
         # counters for metrics and replay warnings
         self.orphan_hangups = 0
@@ -290,6 +294,8 @@ class CallTracker:
             if self.errors <= 10:
                 log.exception("call tracker failed on a %s event", frame.get("Event"))
             out = None
+        if self._released:
+            self._release()
         if self._spill:
             spilled, self._spill = self._spill, []
             return spilled + (out or [])
@@ -402,12 +408,21 @@ class CallTracker:
         if self._spill:  # calls evicted to make room for the snapshot's new ones
             out[:0] = self._spill
             self._spill = []
+        self._release()
         return out
 
     def close_all(self, at: float | None = None, reason: str = "stream ended") -> list[CallEnded]:
         """End every open call as reconstructed (a capture cut short, a shutdown)."""
         when = self._now if at is None else at
-        return [self._end(c, when, reconstructed=reason) for c in list(self._calls.values())]
+        ended = [self._end(c, when, reconstructed=reason) for c in list(self._calls.values())]
+        self._release()
+        return ended
+
+    def _release(self) -> None:
+        """Unlink the calls ended for good (not kept for a late Cdr) from their channels."""
+        for call in self._released:
+            call.channels.clear()
+        self._released.clear()
 
     # ------------------------------------------------------------------ channels and calls
 
@@ -1059,9 +1074,12 @@ class CallTracker:
                 old = self._amendable.pop(next(iter(self._amendable)))
                 for uid in old[0].channels:
                     self._amend_uids.pop(uid, None)
+                self._released.append(old[0])
             self._amendable[call.linkedid] = (call, record.to_json())
             for uid in call.channels:
                 self._amend_uids[uid] = call.linkedid
+        else:
+            self._released.append(call)
         return CallEnded(record)
 
     def _record(self, call: _Call) -> CallRecord:
