@@ -94,7 +94,7 @@ class Gateway:
         """Open the store and the lookup chain (before the HTTP routes are built on them)."""
         if self.db is not None:
             return
-        self.db = await Database.open(self.cfg.store.path, single_instance=True)
+        self.db = await Database.open(self.cfg.store.path, single_instance=True, clock=self.clock)
         self.call_log = CallLog(self.db, self.cfg.lookup.default_region)
         for c in self.connectors:
             await c.start()
@@ -380,6 +380,9 @@ async def create_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.
     setup_panel(app, gw, service=panel)
     setup_originate(app, panel.clicktocall)  # the panel's call button, for CRMs
     setup_scoring(app, gw)  # lead scores, rescored as calls end; /api/v1/worklist
+    from gateway.intel.api import setup_intel
+
+    setup_intel(app, gw)  # customer metrics (events + nightly), /api/v1/deals, people/{id}/metrics
     assert gw.outbox is not None
     setup_outbox_api(app, gw.outbox)  # /api/v1/outbox: queues, parked records, re-drive
     app.router.add_routes(callername.routes())  # caller name for Asterisk's CURL()

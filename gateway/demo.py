@@ -267,8 +267,8 @@ async def run_demo(args: argparse.Namespace, serve: Serve) -> None:
     from gateway.app import Gateway
     from gateway.demo_mailbox import DemoMailbox
     from gateway.panel.users import seed_demo_users
-    from gateway.sim.pbx import SimulatedPbx
     from gateway.sim.traffic import TrafficGenerator
+    from gateway.sim.transfer import AttendedTransferPbx
     from gateway.store.seed import seed_demo, seed_demo_campaigns
 
     state = Path(args.state)  # created by the CLI before the loop starts
@@ -276,7 +276,8 @@ async def run_demo(args: argparse.Namespace, serve: Serve) -> None:
     secret = secrets.token_urlsafe(12)
     api_token = secrets.token_urlsafe(18)
 
-    pbx = SimulatedPbx(username="gateway", secret=secret, flavour=args.flavour)
+    # the full simulator: attended transfers can be completed or cancelled from the desk
+    pbx = AttendedTransferPbx(username="gateway", secret=secret, flavour=args.flavour)
     recordings = state / "recordings"
     recordings.mkdir(parents=True, exist_ok=True)
     pbx.recordings_dir = f"{recordings.resolve()}/"  # MixMonitor "writes" here

@@ -46,9 +46,12 @@ async def campaign_world(
     smtp_sink: SmtpSink,  # noqa: F811
 ) -> AsyncIterator[tuple[PanelWorld, FakeClock]]:
     clock = FakeClock(T0)
+    base = make_config(tmp_path)
     cfg = msgspec.structs.replace(
-        make_config(tmp_path),
+        base,
         mail=MailSettings(host="127.0.0.1", port=smtp_sink.port, from_address="ventas@example.com"),
+        # the fake clock moves days ahead: the supervisor's session must outlive it
+        panel=msgspec.structs.replace(base.panel, session_hours=24 * 30),
     )
     gw = Gateway(cfg, clock=clock)
     app = await create_app(cfg, gw)
