@@ -35,7 +35,8 @@ class CampaignSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True,
     batch_size: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 500
     # signs the unsubscribe links; empty: one is made and kept in the store
     unsubscribe_secret: str = ""
-    unsubscribe_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 365  # link lifetime
+    # link lifetime: long, because an old e-mail must still let its reader leave (LSSI art. 22)
+    unsubscribe_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 1825
     track_opens: bool = True  # a 1x1 image per e-mail, for "opened?" branches
 
     def __repr__(self) -> str:  # never let the secret reach a log line
