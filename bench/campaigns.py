@@ -153,7 +153,7 @@ class Clock:
 
 async def sink_ceiling(port: int, n: int, connections: int, mail: MailSettings) -> float:
     """Messages per second the server takes from plain aiosmtplib clients (no gateway)."""
-    message = build_message(
+    data = build_message(
         OutgoingMail(
             to="lead@example.com",
             subject="Hola",
@@ -163,14 +163,14 @@ async def sink_ceiling(port: int, n: int, connections: int, mail: MailSettings) 
         ),
         mail,
         at=time.time(),
-    ).as_bytes()
+    )
     per = n // connections
 
     async def client() -> None:
         smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port)
         await smtp.connect()
         for _ in range(per):
-            await smtp.sendmail(mail.from_address, ["lead@example.com"], message)
+            await smtp.sendmail(mail.from_address, ["lead@example.com"], data)
         await smtp.quit()
 
     started = time.perf_counter()

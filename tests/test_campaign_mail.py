@@ -260,6 +260,28 @@ async def test_a_sent_mail_arrives_as_multipart_alternative_with_every_header(
     assert all(b < 128 for b in d.raw)  # 7-bit clean: no relay needs 8BITMIME
 
 
+def test_the_message_round_trips_through_a_mail_reader_byte_for_byte() -> None:
+    from email import message_from_bytes, policy
+
+    from gateway.campaigns.mailer import build_message
+
+    text = ".a line a relay could take for the end of DATA\n" + "ñ" * 200 + "  \nlast= line\t"
+    html = "<p>Señora Núñez</p>\n.<b>" + "x" * 300 + "</b>"
+    subject = "Oferta para usted, Zoë Ñúñez-O'Hara: " + "muy larga " * 20
+    mail = OutgoingMail(to="z@example.com", subject=subject, html=html, text=text)
+    raw = build_message(mail, MailSettings(from_name="Ventas Señal"), at=1795346324.0)
+    assert all(b < 128 for b in raw) and all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    msg = message_from_bytes(raw, policy=policy.default)
+    assert isinstance(msg, EmailMessage)
+    assert str(msg["Subject"]) == subject
+    assert msg["From"].addresses[0].display_name == "Ventas Señal"
+    assert msg["Date"].datetime.timestamp() == 1795346324.0
+    plain, rich = msg.get_body(("plain",)), msg.get_body(("html",))
+    assert isinstance(plain, EmailMessage) and isinstance(rich, EmailMessage)
+    assert plain.get_content().replace("\r\n", "\n") == text
+    assert rich.get_content().replace("\r\n", "\n") == html
+
+
 async def test_a_5xx_for_the_recipient_is_a_bounce_and_a_4xx_a_failure_on_a_kept_connection(
     smtp_sink: SmtpSink,  # noqa: F811
     mailer: Mailer,
