@@ -40,10 +40,9 @@ from gateway.bus import Bus
 from gateway.campaigns.mailer import OutgoingMail, new_message_id
 from gateway.campaigns.model import SendEmail
 from gateway.campaigns.settings import CampaignSettings, MailSettings
-from gateway.campaigns.templates import choose_template, person_context, render
+from gateway.campaigns.templates import choose_template, render
 from gateway.store.db import Database
 from gateway.store.events import LeadUnsubscribed
-from gateway.store.models import Person
 
 __all__ = [
     "ExpiredLink",
@@ -52,7 +51,6 @@ __all__ = [
     "LinkSigner",
     "UnsubscribeResult",
     "compose",
-    "compose_for_run",
     "mask_email",
     "setup_unsubscribe",
     "signing_secret",
@@ -340,74 +338,6 @@ def compose(
         headers=headers,
         message_id=new_message_id(mail.from_address.rpartition("@")[2]),
     )
-
-
-async def compose_for_run(
-    db: Database,
-    *,
-    run_id: int,
-    person_id: int,
-    step: SendEmail,
-    campaign_language: str,
-    at: float,
-    signer: LinkSigner,
-    mail: MailSettings,
-    campaigns: CampaignSettings,
-    public_url: str,
-    language: str = "",
-) -> OutgoingMail | None:
-    """What the scheduler calls after claiming an e-mail step's run: reads the lead, picks
-    the first address it may mail (not opted out, not bounced), composes. None when the lead
-    is gone, opted out of e-mail, or has no such address (the run is then 'skipped').
-
-    ``language``: the lead's language when the caller knows it (campaigns.calendar's
-    ``language_for``); else the person's stored language; else the campaign's."""
-    from gateway.store.repositories import PersonRepository
-
-    person = await PersonRepository(db).get(person_id)
-    if person is None or person.email_opt_out:
-        return None
-    rows = list(
-        await db.conn.execute_fetchall(
-            "SELECT email FROM emails WHERE person_id = ? AND opted_out = 0"
-            " AND bounced_at IS NULL ORDER BY id LIMIT 1",
-            (person_id,),
-        )
-    )
-    if not rows:
-        return None
-    to = str(rows[0][0])
-    if not language:
-        lang_rows = list(
-            await db.conn.execute_fetchall("SELECT language FROM people WHERE id = ?", (person_id,))
-        )
-        language = str(lang_rows[0][0] or "") if lang_rows else ""
-    owner_name = await _owner_name(db, person)
-    context = person_context(person, owner_name, email=to, sender_name=mail.from_name)
-    return compose(
-        step,
-        context,
-        to=to,
-        language=language or campaign_language,
-        campaign_language=campaign_language,
-        run_id=run_id,
-        at=at,
-        signer=signer,
-        mail=mail,
-        public_url=public_url,
-        track_opens=campaigns.track_opens,
-    )
-
-
-async def _owner_name(db: Database, person: Person) -> str | None:
-    if not person.owner:
-        return None
-    rows = list(
-        await db.conn.execute_fetchall(
-            "SELECT display_name FROM users WHERE username = ?", (person.owner,)
-        )
-    )
-    return str(rows[0][0] or person.owner) if rows else person.owner
 
 
 # -- the page -------------------------------------------------------------------------------
