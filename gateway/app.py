@@ -380,9 +380,6 @@ async def create_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.
     setup_panel(app, gw, service=panel)
     setup_originate(app, panel.clicktocall)  # the panel's call button, for CRMs
     setup_scoring(app, gw)  # lead scores, rescored as calls end; /api/v1/worklist
-    from gateway.intel.api import setup_intel
-
-    setup_intel(app, gw)  # customer metrics (events + nightly), /api/v1/deals, people/{id}/metrics
     assert gw.outbox is not None
     setup_outbox_api(app, gw.outbox)  # /api/v1/outbox: queues, parked records, re-drive
     app.router.add_routes(callername.routes())  # caller name for Asterisk's CURL()
