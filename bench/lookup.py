@@ -36,6 +36,13 @@ FIRST = ["Lucía", "Javier", "Marta", "Carlos", "Elena", "Oliver", "Amelia", "Ja
 LAST = ["García", "Martín", "López", "Smith", "Jones", "Müller", "Dubois", "Hernández"]
 OWNERS = ["ana", "bruno", "carla", None]
 STATUSES = ["new", "contacted", "qualified", "nurturing", "won", "lost"]
+CARD_JSON = (
+    '[["rfm_segment", 432, "loyal", "rfm.scores", {"r": 4, "f": 3, "m": 2, "days": 50}],'
+    ' ["clv_historic", 1250.0, "EUR", "clv.historic", {"amount": 1250.0, "currency": "EUR"}],'
+    ' ["churn_30", 0.42, "medium", "churn.own", {"days": 50, "gap_days": 30, "percent": 42}],'
+    ' ["data_quality", 80, "good", "data_quality.missing", {"missing": ["valid_email"]}],'
+    ' ["next_best", null, "call_back", "next.churn", {"percent": 42, "channel": "phone"}]]'
+)
 
 
 def numbers_of(i: int) -> list[tuple[str, str, str]]:
@@ -59,9 +66,13 @@ def build(path: Path, contacts: int, per_contact: int) -> float:
     now = time.time()
     rng = random.Random(1)
     batch = 100_000
+    has_metrics = bool(
+        con.execute("SELECT 1 FROM sqlite_master WHERE name = 'person_metrics'").fetchall()
+    )
     for start in range(0, contacts, batch):
         ids = range(start + 1, min(start + batch, contacts) + 1)
         people, phones, emails, acts, tasks = [], [], [], [], []
+        metrics = []  # the card's precomputed customer metrics (gateway/intel), one row a person
         for i in ids:
             lead = i % 3 == 0
             people.append(
@@ -88,6 +99,8 @@ def build(path: Path, contacts: int, per_contact: int) -> float:
                 acts.append((i, "note", now - 3600, "asked for a quote"))
             if i % 20 == 0:
                 tasks.append((i, now + 86400, "call back", now))
+            if has_metrics:  # the card's row (gateway/intel/service.py writes it)
+                metrics.append((i, "card", None, None, "card", CARD_JSON, now))
         con.executemany(
             "INSERT INTO people (id, kind, first_name, last_name, company, owner, status, source,"
             " lost_reason, score, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -101,6 +114,11 @@ def build(path: Path, contacts: int, per_contact: int) -> float:
         con.executemany(
             "INSERT INTO follow_ups (person_id, due_at, title, created_at) VALUES (?,?,?,?)",
             tasks,
+        )
+        con.executemany(
+            "INSERT INTO person_metrics (person_id, metric, value, label, reason, params,"
+            " computed_at) VALUES (?,?,?,?,?,?,?)",
+            metrics,
         )
     con.execute("COMMIT")
     con.execute("ANALYZE")

@@ -46,7 +46,7 @@ ADMIN_ONLY = frozenset({"admin"})
 ROLE_SCOPES: dict[str, frozenset[str]] = {
     "agent": frozenset({"lookup", "calls:read", "crm:write"}),
     "supervisor": frozenset(
-        {"lookup", "calls:write", "crm:admin", "audit:read", "campaigns:write"}
+        {"lookup", "calls:write", "crm:admin", "audit:read", "campaigns:write", "reports:read"}
     ),
     "admin": frozenset({"*"}),
 }
@@ -166,6 +166,14 @@ ROUTES: dict[tuple[str, str], Rule] = {
         "campaigns:write", MANAGERS
     ),
     ("POST", "/api/v1/segments/count"): _crm("campaigns:read", MANAGERS),
+    ("GET", "/api/v1/reports/{name}.{format}"): _crm(
+        "reports:read", MANAGERS, note="svg, csv or xlsx"
+    ),
+    ("GET", "/api/v1/reports/{name}"): _crm("reports:read", MANAGERS, note="JSON"),
+    ("POST", "/api/v1/deals"): _crm("crm:write", note="updates the one with its external_id"),
+    ("POST", "/api/v1/deals/import"): _crm("crm:write", MANAGERS, note="CSV"),
+    ("GET", "/api/v1/deals"): _crm("crm:read"),
+    ("GET", "/api/v1/people/{id}/metrics"): _crm("crm:read"),
     ("POST", "/api/v1/leads/{id}/unsubscribe"): _crm(
         "crm:write", note="opts the lead's e-mail out, for them"
     ),

@@ -42,6 +42,7 @@ from gateway.writeback.outbox import Outbox
 if TYPE_CHECKING:  # the demo's SMTP sink is imported by the demo only
     from gateway.campaigns.scheduler import CampaignScheduler
     from gateway.demo_mailbox import DemoMailbox
+    from gateway.reports.mailing import ReportMailing
 
 log = logging.getLogger("gateway.app")
 
@@ -70,6 +71,7 @@ class Gateway:
         self.outbox: Outbox | None = None
         self.webhooks: Webhooks | None = None  # lead and call events to other systems
         self.campaigns: CampaignScheduler | None = None  # follow-up campaigns (e-mail, calls)
+        self.report_mailing: ReportMailing | None = None  # daily/weekly reports by e-mail
         self.directory: DirectoryStore | None = None
         self.directory_sync: DirectorySync | None = None
         self.agi: FastAgiServer | None = None
@@ -133,6 +135,11 @@ class Gateway:
             await self.webhooks.start()
         if self.campaigns is not None:
             await self.campaigns.start()
+        from gateway.reports.mailing import for_gateway  # the daily/weekly report e-mail
+
+        self.report_mailing = for_gateway(self.db, self.cfg, self.clock, self.public_url)
+        if self.report_mailing is not None:
+            self.report_mailing.start()
         assert self.directory_sync is not None
         self.directory_sync.start()
         self._writer = asyncio.create_task(self._write_calls(), name="call-log-writer")
@@ -166,6 +173,8 @@ class Gateway:
                 await self._writer
         if self.campaigns is not None:
             await self.campaigns.close()  # lets a tick under way finish its sends
+        if self.report_mailing is not None:
+            await self.report_mailing.close()
         if self.directory_sync is not None:
             await self.directory_sync.close()
         if self.outbox is not None:
@@ -380,12 +389,21 @@ async def create_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.
     setup_panel(app, gw, service=panel)
     setup_originate(app, panel.clicktocall)  # the panel's call button, for CRMs
     setup_scoring(app, gw)  # lead scores, rescored as calls end; /api/v1/worklist
+    from gateway.intel.api import setup_intel
+
+    setup_intel(app, gw)  # customer metrics (events + nightly), /api/v1/deals, people/{id}/metrics
     assert gw.outbox is not None
     setup_outbox_api(app, gw.outbox)  # /api/v1/outbox: queues, parked records, re-drive
     app.router.add_routes(callername.routes())  # caller name for Asterisk's CURL()
     setup_audit(app, gw.db)  # /api/v1/audit: who changed do-not-call, opt-out, owners
     app.router.add_routes(users_api.routes())  # /api/v1/users: administration
     setup_campaigns_api(app, gw)  # /api/v1/campaigns, segments/count, leads/{id}/unsubscribe
+    from gateway.reports.routes import setup_report_files
+
+    setup_report_files(app, gw)  # /api/v1/reports/{name}.svg|csv|xlsx: charts and exports
+    from gateway.reports.api import setup_reports_api
+
+    setup_reports_api(app, gw)  # /api/v1/reports/{name}: the reports as JSON
     setup_openapi(app)  # GET /api/v1/openapi.json, public
     from gateway.campaigns.unsubscribe import setup_unsubscribe
 

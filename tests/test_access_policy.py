@@ -79,6 +79,8 @@ def concrete(path: str) -> str:
         .replace("{index}", "0")
         .replace("{username}", "nobody")
         .replace("{member_id}", "999999")
+        .replace("{name}", "calls")
+        .replace("{format}", "csv")
         .replace("/panel/assets", "/panel/assets/app.js")
         .replace("/static", "/static/missing.css")
     )

@@ -175,6 +175,8 @@ async def test_each_route_refuses_a_token_without_the_documented_scope(
             .replace("{call_id}", "gw-c2c-0")
             .replace("{username}", "nobody")
             .replace("{member_id}", "1")
+            .replace("{name}", "calls")
+            .replace("{format}", "csv")
         )
         body = await call(client, doc, method, template, 403, path=path, headers=NOBODY, json={})
         assert body["error"]["id"] == "forbidden"

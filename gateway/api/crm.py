@@ -92,6 +92,7 @@ def card_json(card: Card) -> dict[str, Any]:
         "source": card.source,
         "external_url": card.external_url,
         "extra": card.extra,
+        "insight": card.insight,
     }
 
 

@@ -26,6 +26,7 @@ from gateway.campaigns import api as campaigns_api
 from gateway.campaigns import model as campaign_model
 from gateway.campaigns import segment as campaign_segment
 from gateway.campaigns import store as campaign_store
+from gateway.intel import api as intel_api
 from gateway.panel.sessions import COOKIE
 
 __all__ = ["OPENAPI_PATH", "build_document", "setup_openapi"]
@@ -79,6 +80,11 @@ _BODIES: tuple[Any, ...] = (
     campaigns_api.Preview,
     campaigns_api.UnsubscribeIn,
     campaigns_api.Unsubscribed,
+    intel_api.DealInput,
+    intel_api.Deal,
+    intel_api.DealPage,
+    intel_api.DealImportReport,
+    intel_api.PersonMetrics,
 )
 
 
@@ -459,7 +465,133 @@ def _paths() -> dict[str, Schema]:
     }
     paths.update(users_api.openapi_paths())  # /users: administration (admins, users:*)
     paths.update(_campaign_paths())  # follow-up campaigns (supervisors, campaigns:*)
+    paths.update(_intel_paths())  # deals and customer metrics
+    paths.update(_report_file_paths())  # reports as SVG charts, CSV and XLSX
+    paths.update(_report_json_paths())  # the reports as JSON
     return paths
+
+
+def _report_file_paths() -> dict[str, Schema]:
+    from gateway.reports import routes as report_files
+
+    names = sorted(report_files.REPORTS)
+    files = {
+        "image/svg+xml": {"schema": {"type": "string"}},
+        "text/csv": {"schema": {"type": "string"}},
+        report_files.XLSX_TYPE: {"schema": {"type": "string", "format": "binary"}},
+    }
+    op = _op(
+        "Reports",
+        "A report as a chart (SVG), CSV or XLSX",
+        report_files.SCOPE,
+        {"200": {"description": "The file (CSV and XLSX as an attachment).", "content": files}},
+        parameters=[
+            _param("name", "path", {"type": "string", "enum": names}, "the report"),
+            _param("format", "path", {"type": "string", "enum": ["svg", "csv", "xlsx"]}),
+            *_query_parameters(report_files.FileQuery),
+        ],
+        errors=(404,),
+        description="The JSON report's query, plus `lang` (es/en; else Accept-Language) for "
+        f"the words. Charts: {', '.join(sorted(report_files.CHARTS))}. CSV keeps the API's "
+        "field names, fractions and seconds; XLSX has headers in the language and formats.",
+    )
+    return {"/api/v1/reports/{name}.{format}": {"get": op}}
+
+
+def _report_json_paths() -> dict[str, Schema]:
+    from gateway.reports import api as reports_api
+    from gateway.reports.model import ReportQuery
+
+    shapes = reports_api.SHAPES
+    refs, _ = msgspec.json.schema_components(tuple(shapes.values()), ref_template=REF)
+    one_of = [{"$ref": ref} for ref in dict.fromkeys(r["$ref"] for r in refs)]
+    op = _op(
+        "Reports",
+        "A report as JSON",
+        reports_api.SCOPE,
+        {"200": _json({"oneOf": one_of}, "The report (its shape by name).")},
+        parameters=[
+            _param("name", "path", {"type": "string", "enum": sorted(shapes)}, "the report"),
+            *_query_parameters(ReportQuery),
+        ],
+        errors=(404,),
+        description="Reports: "
+        + ", ".join(f"`{n}` ({t.__name__})" for n, t in shapes.items())
+        + ". Days are calendar days in `panel.timezone`; rates are fractions, durations "
+        "seconds. See docs/api.md (Reports) for how each figure is counted.",
+    )
+    return {"/api/v1/reports/{name}": {"get": op}}
+
+
+def _report_schemas() -> dict[str, Schema]:
+    from gateway.reports import api as reports_api
+
+    _, components = msgspec.json.schema_components(
+        tuple(reports_api.SHAPES.values()), ref_template=REF
+    )
+    return dict(components)
+
+
+def _intel_paths() -> dict[str, Schema]:
+    deal = _json(_ref("Deal"), "The deal (`outcome`: created or updated).")
+    create = _op(
+        "Deals",
+        "Record a deal (an order when won)",
+        "crm:write",
+        {"201": deal, "200": deal},
+        body=_ref("DealInput"),
+        description="For a person (`person_id`, or the person with `email` or `phone`) or an "
+        "account. With `external_id`, posting it again updates that deal. The metrics of "
+        "the people it concerns are recomputed before the answer.",
+    )
+    imported = _op(
+        "Deals",
+        "Import deals from CSV",
+        "crm:write",
+        {"200": _json(_ref("DealImportReport"), "Rows created, updated, and the bad ones.")},
+        description="`text/csv` with a header row naming `DealInput` fields (person_id, "
+        "email, phone, account_id, title, stage, amount, currency, product, closed_at, "
+        "created_at, lost_reason, external_id). A bad row is reported and skipped. "
+        "Panel: supervisors and admins.",
+    )
+    imported["requestBody"] = {
+        "required": True,
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+    }
+    imported["responses"]["400"] = _r("BadRequest")
+    imported["responses"]["422"] = _r("Unprocessable")
+    imported["responses"]["413"] = _error_response(
+        "Body over the server's request size limit (`too_large`)."
+    )
+    imported["responses"] = dict(sorted(imported["responses"].items()))
+    return {
+        "/api/v1/deals": {
+            "get": _op(
+                "Deals",
+                "A person's or an account's deals, newest first",
+                "crm:read",
+                {"200": _json(_ref("DealPage"), "One page of deals.")},
+                parameters=_query_parameters(intel_api.DealQuery),
+            ),
+            "post": create,
+        },
+        "/api/v1/deals/import": {"post": imported},
+        "/api/v1/people/{id}/metrics": {
+            "parameters": [_p("Id")],
+            "get": _op(
+                "Deals",
+                "A person's customer metrics, each with its reason",
+                "crm:read",
+                {"200": _json(_ref("PersonMetrics"), "Every metric, in a fixed order.")},
+                description="RFM, lifetime value (historic and projected), churn risk at 30 "
+                "and 60 days, last activity, marketing, engagement, satisfaction, best channel "
+                "and hour, data quality and the next best interaction. `value` null: the data "
+                "cannot give a number; `reason` says why. `text` words it in `lang`.",
+                parameters=_query_parameters(intel_api.MetricsQuery),
+                errors=(404,),
+            ),
+        },
+    }
 
 
 def _conflict(op: Schema, description: str) -> Schema:
@@ -774,6 +906,7 @@ def build_document() -> dict[str, Any]:
                 "Calls",
                 "Click-to-call",
                 "Campaigns",
+                "Deals",
                 "Meta",
             )
         ],
@@ -796,7 +929,7 @@ def build_document() -> dict[str, Any]:
                     "import or use campaigns (403, details.role = supervisor).",
                 },
             },
-            "schemas": {**_schemas(), **users_api.schemas()},
+            "schemas": {**_schemas(), **users_api.schemas(), **_report_schemas()},
             "responses": _responses(),
             "parameters": _parameters(),
         },

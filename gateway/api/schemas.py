@@ -312,6 +312,16 @@ class CardFollowUp(msgspec.Struct):
     title: str
 
 
+class CardInsight(msgspec.Struct):
+    """One customer metric on the card; ``GET /api/v1/people/{id}/metrics`` has them all."""
+
+    name: str
+    value: float | None
+    label: str | None
+    reason: Annotated[str, Meta(description="stable code: intel.reason.<code>")]
+    params: dict[str, Any]
+
+
 class CallerCard(msgspec.Struct):
     """Who is calling. ``person_id``/``account_id`` are the embedded store's ids (null when
     the card came from a CRM connector: that CRM's own id is ``external_id``)."""
@@ -334,6 +344,10 @@ class CallerCard(msgspec.Struct):
     source: Annotated[str, Meta(description="`store` or the connector's name")]
     external_url: str | None
     extra: dict[str, str]
+    insight: Annotated[
+        list[CardInsight],
+        Meta(description="customer metrics (segment, value, churn risk, data quality, next step)"),
+    ] = []
 
 
 # -- calls -------------------------------------------------------------------------------------

@@ -64,6 +64,19 @@ Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=60)]
 LOST_REASONS = ("not_ready", "no_budget", "competitor", "no_rapport", "contact_left")
 
 
+RfmSegment = Literal[
+    "champions",
+    "loyal",
+    "new_customer",
+    "promising",
+    "needs_attention",
+    "at_risk",
+    "about_to_sleep",
+    "hibernating",
+    "prospect",
+]
+
+
 class Segment(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     """A saved filter over people. Empty lists and None mean "any"; all given conditions must
     hold. Dates are calendar days in the gateway's time zone (panel.timezone), inclusive."""
@@ -83,6 +96,9 @@ class Segment(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=T
     countries: list[Country] = msgspec.field(default_factory=list)
     # qualification answers (panel.qualification): question id -> accepted choice ids
     answers: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    # customer metrics (gateway/intel/): RFM segment in the list; churn risk within 30 days
+    rfm_segments: list[RfmSegment] = msgspec.field(default_factory=list)
+    churn_risk_min: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
 
 
 # -- the steps -----------------------------------------------------------------------------

@@ -117,6 +117,19 @@ def segment_where(segment: Segment, tz: ZoneInfo) -> tuple[str, list[SqlParam]]:
             "EXISTS (SELECT 1 FROM qualification_answers q WHERE q.person_id = p.id"
             " AND q.question = ? AND " + _in("q.value", encoded, params) + ")"
         )
+    if segment.rfm_segments:
+        clauses.append(
+            "EXISTS (SELECT 1 FROM person_metrics m WHERE m.person_id = p.id"
+            " AND m.metric = 'rfm_segment' AND "
+            + _in("m.label", list(segment.rfm_segments), params)
+            + ")"
+        )
+    if segment.churn_risk_min is not None:
+        clauses.append(
+            "EXISTS (SELECT 1 FROM person_metrics m WHERE m.person_id = p.id"
+            " AND m.metric = 'churn_30' AND m.value >= ?)"
+        )
+        params.append(segment.churn_risk_min)
     return (" AND ".join(clauses) or "1"), params
 
 

@@ -30,6 +30,18 @@ class FollowUp:
 
 
 @dataclass(frozen=True, slots=True)
+class Insight:
+    """One customer metric on the card (gateway/intel/metrics.py): the number and/or the
+    category, and why (``reason`` is a stable code the panel words in the agent's language)."""
+
+    name: str  # rfm_segment, clv_historic, churn_30, data_quality, next_best
+    value: float | None
+    label: str | None
+    reason: str
+    params: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class CallerCard:
     """The answer of a lookup. ``source`` is ``store`` or a connector name; an unknown number
     still gets a card with its normalized form, country and line type."""
@@ -50,6 +62,7 @@ class CallerCard:
     source: str = "store"
     external_url: str | None = None  # the record in the external CRM
     extra: dict[str, str] = field(default_factory=dict)
+    insight: tuple[Insight, ...] = ()  # precomputed customer metrics (store cards only)
 
     @property
     def known(self) -> bool:

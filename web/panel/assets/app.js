@@ -16,6 +16,7 @@ import { installWorklist } from './worklist.js';
 import { installRecords } from './records.js';
 import { installCampaigns } from './campaigns.js';
 import { installMailbox } from './mailbox.js';
+import { installReports } from './reports.js';
 
 const $ = (id) => document.getElementById(id);
 export const app = {
@@ -477,6 +478,7 @@ async function init() {
   installWorklist(app);
   installRecords(app);
   installCampaigns(app);
+  installReports(app);
   installMailbox(app);
   for (const [id, v] of views) v.button.addEventListener('click', () => show(id));
   if (app.me) renderMe();

@@ -12,6 +12,7 @@ import { countryName, duration, t, tId, when } from './i18n.js';
 import { announce, callButton, errorText, toast } from './ui.js';
 import { buildControls, relabelControls } from './callcontrols.js';
 import { buildQualification, relabelQualification } from './qualify.js';
+import { insightList } from './insight.js';
 
 export const LIMITS = {
   maxCards: 6,
@@ -223,6 +224,8 @@ export class Desk {
     const now = Date.now() / 1000;
     return h('div', {},
       h('dl', { class: 'facts' }, facts.map(([k, v]) => h('div', {}, h('dt', {}, k), h('dd', {}, v)))),
+      // customer metrics (segment, value, churn risk, data quality, next step), precomputed
+      (card.insight || []).length ? insightList(card.insight) : '',
       h('div', { class: 'columns' },
         h('section', {},
           h('h3', {}, t('card.last_interactions')),

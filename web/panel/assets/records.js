@@ -4,8 +4,9 @@
 // company, phones) and, for a lead, the qualification script and the conversion to a contact.
 // Everything from the CRM is put on the page as text.
 import { api, clear, h } from './dom.js';
-import { countryName, number, t, tId, when } from './i18n.js';
+import { countryName, language, number, t, tId, when } from './i18n.js';
 import { buildQualification } from './qualify.js';
+import { insightList } from './insight.js';
 import { announce, callButton, errorText, toast } from './ui.js';
 import { registerView } from './views.js';
 
@@ -118,10 +119,26 @@ export function installRecords(app) {
             followUps.length
               ? h('ul', { class: 'timeline' }, followUps.map((f) => h('li', {}, h('span', { class: 'tl-text' }, f.title), h('time', {}, f.due_at < now ? `${t('followups.overdue')} · ` : '', when(f.due_at)))))
               : h('p', { class: 'muted' }, t('card.nothing_pending')))),
+        insightSection(p),
         editForm(p),
         p.kind === 'lead' ? buildQualification(p.id, 'rec-q', { collapsed: false }).el : '',
         p.kind === 'lead' ? convertForm(p) : ''));
     if (focus) heading.focus();
+  }
+
+  // every customer metric with its reason (GET /api/v1/people/{id}/metrics), loaded after the
+  // record so a slow computation never holds the record up
+  function insightSection(p) {
+    const body = h('div', { role: 'status' }, h('p', { class: 'muted' }, t('intel.loading')));
+    const section = h('section', { class: 'record-insight', id: 'record-insight', 'aria-labelledby': 'record-insight-title' },
+      h('h3', { id: 'record-insight-title' }, t('intel.title')), body);
+    api(`/api/v1/people/${encodeURIComponent(p.id)}/metrics?lang=${encodeURIComponent(language())}`).then((doc) => {
+      clear(body).append(insightList(doc.metrics, 'record-insight-list'),
+        doc.computed_at ? h('p', { class: 'muted small' }, t('intel.computed_at', { when: when(doc.computed_at) })) : '');
+    }).catch(() => {
+      clear(body).append(h('p', { class: 'muted' }, t('intel.unavailable')));
+    });
+    return section;
   }
 
   function editForm(p) {

@@ -1,0 +1,176 @@
+"""Deals and customer metrics over real HTTP on a real SQLite file: a deal posted for a person
+found by e-mail recomputes their metrics, a CSV import reports its bad rows and updates by
+external_id, the metrics answer in either language, and the caller lookup carries the card's
+few metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from gateway.api import setup_api
+from gateway.bus import Bus
+from gateway.config import GatewayConfig, config_from_dict
+from gateway.intel.api import INTEL, setup_intel
+from gateway.intel.metrics import METRICS
+from gateway.lookup.chain import LookupChain
+from gateway.store.cards import StoreCardSource
+from gateway.store.db import Database
+
+ADMIN = {"Authorization": "Bearer admin-secret-token"}
+READER = {"Authorization": "Bearer reader-secret-token"}
+DAY = 86400.0
+NOW = 1_780_000_000.0  # 2026-05-28
+
+
+class Host:
+    def __init__(self, db: Database, cfg: GatewayConfig) -> None:
+        self.db: Database | None = db
+        self.cfg = cfg
+        self.bus = Bus()
+        self.clock = lambda: NOW
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, tmp_path: Path) -> Any:
+    cfg = config_from_dict(
+        {
+            "lookup": {"default_region": "ES"},
+            "api": {
+                "tokens": [
+                    {"name": "admin", "token": "admin-secret-token"},
+                    {"name": "panel", "token": "reader-secret-token", "scopes": ["crm:read"]},
+                ]
+            },
+        }
+    )
+    db = await Database.open(tmp_path / "crm.db")
+    app = web.Application()
+    setup_api(app, db=db, lookup=LookupChain(StoreCardSource(db), [], cfg.lookup), config=cfg)
+    setup_intel(app, Host(db, cfg))
+
+    async def close_db(_: web.Application) -> None:
+        await db.close()
+
+    app.on_cleanup.append(close_db)
+    return await aiohttp_client(app)
+
+
+async def _contact(client: Any) -> int:
+    r = await client.post(
+        "/api/v1/contacts",
+        json={
+            "first_name": "Lucía",
+            "last_name": "Gómez",
+            "company": "Acme",
+            "country": "ES",
+            "phones": ["612 345 678"],
+            "emails": ["lucia@example.com"],
+        },
+        headers=ADMIN,
+    )
+    assert r.status == 201, await r.text()
+    return int((await r.json())["id"])
+
+
+async def test_a_deal_recomputes_the_metrics_and_the_card_shows_them(client: Any) -> None:
+    pid = await _contact(client)
+    # before any purchase the metrics say so
+    r = await client.get(f"/api/v1/people/{pid}/metrics", headers=READER)
+    assert r.status == 200, await r.text()
+    doc = await r.json()
+    assert [m["name"] for m in doc["metrics"]] == list(METRICS)
+    recency = doc["metrics"][0]
+    assert (recency["value"], recency["reason"], recency["text"]) == (
+        None,
+        "no_purchases",
+        "No purchases yet.",
+    )
+
+    for days, ident in ((70, "shop:1"), (40, "shop:2")):
+        r = await client.post(
+            "/api/v1/deals",
+            json={
+                "email": "LUCIA@example.com",
+                "title": "Order",
+                "amount": 120.5,
+                "product": "Coffee",
+                "closed_at": NOW - days * DAY,
+                "external_id": ident,
+            },
+            headers=ADMIN,
+        )
+        assert r.status == 201, await r.text()
+        deal = await r.json()
+        assert (deal["person_id"], deal["status"], deal["outcome"]) == (pid, "won", "created")
+    # the same external id again: an update, not a third deal
+    r = await client.post(
+        "/api/v1/deals",
+        json={
+            "person_id": pid,
+            "amount": 130.5,
+            "closed_at": "2026-04-18",
+            "external_id": "shop:2",
+        },
+        headers=ADMIN,
+    )
+    assert r.status == 200 and (await r.json())["outcome"] == "updated"
+
+    r = await client.get(f"/api/v1/people/{pid}/metrics?lang=es", headers=READER)
+    metrics = {m["name"]: m for m in (await r.json())["metrics"]}
+    assert metrics["frequency"]["value"] == 2
+    assert metrics["monetary"]["value"] == 251.0
+    assert metrics["clv_historic"]["text"] == "Todo lo comprado hasta hoy: 251 EUR."
+
+    r = await client.get("/api/v1/lookup?number=612345678", headers=ADMIN)
+    card = await r.json()
+    assert [i["name"] for i in card["insight"]] == [
+        "rfm_segment",
+        "clv_historic",
+        "churn_30",
+        "data_quality",
+        "next_best",
+    ]
+    assert card["insight"][1]["value"] == 251.0
+
+    r = await client.get(f"/api/v1/deals?person_id={pid}", headers=READER)
+    page = await r.json()
+    assert [d["amount"] for d in page["items"]] == [130.5, 120.5]  # newest first
+
+
+async def test_csv_import_keeps_good_rows_and_reports_bad_ones(client: Any) -> None:
+    pid = await _contact(client)
+    csv_text = (
+        "external_id,phone,title,stage,amount,currency,closed_at\n"
+        "crm:1,612345678,First,won,100,EUR,2026-01-10\n"
+        "crm:2,699999999,Nobody's,won,50,EUR,2026-02-10\n"
+        "crm:3,612345678,Bad stage,sold,10,EUR,2026-03-10\n"
+        "crm:4,612345678,Open one,proposal,900,EUR,\n"
+    )
+    r = await client.post(
+        "/api/v1/deals/import",
+        data=csv_text.encode(),
+        headers={**ADMIN, "Content-Type": "text/csv"},
+    )
+    assert r.status == 200, await r.text()
+    report = await r.json()
+    assert (report["created"], report["updated"]) == (2, 0)
+    assert [(e["line"], e["field"]) for e in report["errors"]] == [(3, "phone"), (4, "stage")]
+    r = await client.get(f"/api/v1/deals?person_id={pid}&status=open", headers=READER)
+    assert [d["title"] for d in (await r.json())["items"]] == ["Open one"]
+    service = client.app[INTEL]
+    stored, _ = await service.stored(pid)
+    assert {m.name: m for m in stored}["frequency"].value == 1
+
+
+async def test_metrics_of_nobody_is_404_and_readers_cannot_write(client: Any) -> None:
+    r = await client.get("/api/v1/people/999/metrics", headers=READER)
+    assert r.status == 404
+    r = await client.post("/api/v1/deals", json={"person_id": 1}, headers=READER)
+    assert r.status == 403
+    r = await client.post("/api/v1/deals", json={"title": "x"}, headers=ADMIN)
+    assert r.status == 422
+    assert (await r.json())["error"]["details"]["field"] == "person_id"
