@@ -26,6 +26,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from gateway.errors import ApiError
 
 log = logging.getLogger("gateway.demo")
+# aiosmtpd logs every SMTP command at INFO: in the demo's console that drowned the calls
+logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 KEEP = 200  # mails kept; older ones are dropped
 MAX_PART = 256 * 1024  # characters kept of a part: the list stays small whatever is sent
