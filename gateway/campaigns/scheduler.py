@@ -399,8 +399,9 @@ class CampaignScheduler:
         t2 = time.perf_counter()
         # phase 3, one transaction: what each send did, and the members move on
         async with self.db.transaction() as conn:
-            for p in pending:
-                await self._finish_mail(conn, p, now, report)
+            done = [await self._finish_mail(conn, p, now, report) for p in pending]
+            moves = [(p.next_index, now, p.job.member.id) for p in pending]
+            await self.store.finish_sends(done, moves)
         log.debug(
             "campaigns: batch of %d: visit %.3f s, send %d %.3f s, finish %.3f s",
             len(due),
@@ -726,7 +727,11 @@ class CampaignScheduler:
 
         await asyncio.gather(*(one(p) for p in pending))
 
-    async def _finish_mail(self, conn: Any, p: _Pending, now: float, report: TickReport) -> None:
+    async def _finish_mail(
+        self, conn: Any, p: _Pending, now: float, report: TickReport
+    ) -> tuple[str, str, str | None, int]:
+        """Count what one send did and mark a bounced address; returns the run's row for
+        ``CampaignStore.finish_sends`` (the batch is written at once)."""
         job = p.job
         if p.result is None:
             status, detail = RunStatus.FAILED, p.error
@@ -734,7 +739,6 @@ class CampaignScheduler:
             status = RunStatus(p.result.status)
             detail = p.result.detail
         message_id = p.mail.message_id if p.mail is not None and p.result is not None else None
-        await self.store.finish_run(job.run_id, status, detail=detail[:500], message_id=message_id)
         if status is RunStatus.SENT:
             report.sent += 1
         elif status is RunStatus.BOUNCED:
@@ -747,7 +751,7 @@ class CampaignScheduler:
             )
         else:
             report.failed += 1
-        await self.store.advance(job.member.id, p.next_index, now)
+        return status.value, detail[:500], message_id, job.run_id
 
     # -- reading leads and runs --------------------------------------------------------------
 
