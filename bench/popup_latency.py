@@ -9,20 +9,25 @@ starts the ring is a few frames later in the same burst). Both processes read th
 clock (``time.time``) on one machine.
 
     python bench/popup_latency.py [--agents 1000] [--rate 50] [--seconds 20]
-        [--stages] [--pbx-process] [--clients N] [--agents-after-settle]
+        [--stages] [--pbx-process] [--clients N] [--agents-after-settle] [--profile FILE]
 
 ``--stages`` also prints where the time goes, per call: the PBX's own gap from the first frame
-of the burst to the frame that starts the ring (DialBegin, ~2 ms of the simulator's timeline
-that no gateway can shorten), the link's read, the tracker's CallRinging, the hub's publish
-(lookup done), the socket write and the arrival. ``--pbx-process`` runs the simulated PBX in
-a process of its own, as in production, so that its CPU and its garbage (it makes reference
-cycles that cost the server ~100 ms full collections) are not charged to the gateway; the
-default keeps it in the server process. The agents' process reports its own event-loop lag
-(how late it may stamp an arrival); ``--clients N`` spreads the sockets over N processes.
+of the burst to the frame that starts the ring (DialBegin, 2.7 ms of the capture's timeline
+that no gateway can shorten; until the simulator rendered frames one at a time it wrote the
+first frame ~1.3 ms late, after rendering the whole call, which shortened this span), the
+link's read, the tracker's CallRinging, the hub's publish (lookup done), the socket write and
+the arrival, and the gateway's whole share (ring frame -> receive). ``--pbx-process`` runs
+the simulated PBX in a process of its own, as in production, so that its CPU and its
+garbage are not charged to the gateway; the default keeps it in the server process. The
+agents' process reports its own event-loop lag (how late it may stamp an arrival);
+``--clients N`` spreads the sockets over N processes.
 By default the agents connect before the server's ``settle()`` (their sockets are frozen
 out of the collector's sight with the rest); ``--agents-after-settle`` connects them after,
 as in production, where every full collection walks them. The server's RSS is sampled
-every 5 s while calls ring: over a long run (``--seconds 120``) it must stay flat.
+every 5 s while calls ring: over a long run (``--seconds 120``) it must stay flat but for the
+hub's replay buffers, printed beside it, which fill up to their bound (256 messages per agent:
+~12 minutes of this traffic) and then stay. ``--profile FILE`` writes cProfile stats of the
+server while calls ring.
 """
 
 from __future__ import annotations
@@ -237,6 +242,8 @@ def print_stages(
     for title, a, b in (
         ("pbx first frame -> pbx ring frame", first, None),
         ("pbx ring frame -> tracker ringing", None, stamps["ringing"]),
+        # the gateway's whole share: from the frame that starts the ring to the pop-up
+        ("pbx ring frame -> receive", None, stamps["receive"]),
     ):
         d = []
         for lid in started:
@@ -434,6 +441,12 @@ async def main(args: argparse.Namespace) -> None:
     watcher = asyncio.create_task(watch_loop(lags))
     rss_samples: list[int] = []
     rss_sampler = asyncio.create_task(sample_rss(rss_samples))
+    profiler = None
+    if args.profile:  # the server's CPU while phones ring, not its start-up
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     cpu0 = time.process_time()
     sent_before = panel.hub.messages_sent
     t0 = time.monotonic()
@@ -447,11 +460,15 @@ async def main(args: argparse.Namespace) -> None:
         started, first_sent, sent_log = done["started"], done["first_sent"], done["sent_log"]
     elapsed = time.monotonic() - t0
     cpu = time.process_time() - cpu0
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(args.profile)
     watcher.cancel()
     rss_sampler.cancel()
     rss_samples.append(rss_kib())
     gc.callbacks.remove(on_gc)
     sent = panel.hub.messages_sent - sent_before
+    buffered = panel.hub.buffered()
     stop.set()
     report: dict[str, Any] = {"arrivals": {}, "messages": 0, "lags": []}
     for _ in procs:
@@ -529,6 +546,11 @@ async def main(args: argparse.Namespace) -> None:
         f" max {max(rss_samples) / 1024:.1f}, max of the second half"
         f" {max(rss_samples[half:]) / 1024:.1f}, last {rss_samples[-1] / 1024:.1f} MiB"
     )
+    # what RSS is meant to grow by: each agent's replay buffer fills up to its bound
+    print(
+        f"  of which the hub's replay buffers: {buffered[0]} messages, {buffered[1] / 2**20:.1f}"
+        f" MiB of text (bounded: {panel.hub.buffer_size} messages per agent)"
+    )
 
 
 if __name__ == "__main__":
@@ -546,6 +568,12 @@ if __name__ == "__main__":
         " another machine) instead of in the server process",
     )
     p.add_argument("--stages", action="store_true", help="also time each stage of the pop-up path")
+    p.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="cProfile the server while calls ring (its figures are then not the product's)"
+        " and write the stats to FILE (read them with pstats)",
+    )
     p.add_argument(
         "--no-freeze", action="store_true", help="skip the server's gc.freeze() after start-up"
     )

@@ -24,7 +24,7 @@ from gateway.calls.tracker import CallTracker
 from gateway.calls.tracker import __name__ as tracker_module
 from gateway.sim.clock import ManualClock
 from gateway.sim.pbx import LiveCall, SimulatedPbx
-from gateway.sim.scenarios import TimedFrame
+from gateway.sim.scenarios import CallScript, TimedFrame
 
 TRACES = Path(__file__).parent / "data" / "ami-traces"
 PJSIP = TRACES / "asterisk-22.10.1-pjsip"
@@ -69,7 +69,7 @@ def test_a_simulated_call_keeps_one_timer_and_leaves_nothing_behind(
     assert pbx.clock.pending() == len(pbx.calls) == 5
     pbx.clock.advance(120)
     assert pbx.calls == {} and pbx.clock.pending() == 0
-    assert of_types(cyclic_garbage(), LiveCall, TimedFrame) == []
+    assert of_types(cyclic_garbage(), LiveCall, CallScript, TimedFrame) == []
 
 
 async def test_calls_on_the_event_loop_are_freed_when_they_end(
@@ -90,7 +90,7 @@ async def test_calls_on_the_event_loop_are_freed_when_they_end(
             break
         await asyncio.sleep(0.02)
     assert pbx.calls == {}
-    assert of_types(cyclic_garbage(), LiveCall, TimedFrame) == []
+    assert of_types(cyclic_garbage(), LiveCall, CallScript, TimedFrame) == []
     await pbx.stop()
 
 
@@ -100,7 +100,7 @@ def test_a_stopped_pbx_frees_the_calls_it_was_running(collector_off: None) -> No
     pbx.clock.advance(1)
     pbx.send_shutdown()  # Asterisk restarts: the calls in progress are gone
     assert pbx.calls == {}
-    assert of_types(cyclic_garbage(), LiveCall, TimedFrame) == []
+    assert of_types(cyclic_garbage(), LiveCall, CallScript, TimedFrame) == []
 
 
 @pytest.mark.parametrize(

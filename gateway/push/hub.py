@@ -16,6 +16,11 @@ Theory of operation (the Home Assistant ``websocket_api`` shape):
 * The handshake is checked before the upgrade: the ``Origin`` must be this server (a page on
   another site cannot open a socket with the agent's cookie), and the authenticator (the
   session cookie) must name a user. Heartbeat pings drop dead connections.
+* The hub pings each socket itself, every ``heartbeat`` s on a clock of its own that starts at
+  a random point: aiohttp's heartbeat rounds every ping time up to a whole second, so 1,000
+  sockets that connected together were all pinged in the same loop pass, and no pop-up went
+  out until every ping had. A socket that sends nothing back within ``heartbeat / 2`` of a
+  ping is dead: it is aborted.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import secrets
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
@@ -51,6 +57,9 @@ class _Connection:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     closing: bool = False
     slow: bool = False
+    heard: float = 0.0  # loop time of the last frame from the browser
+    pinged: float = 0.0  # loop time of the last ping sent
+    beat: asyncio.TimerHandle | None = None  # the next ping, or the check of its answer
 
 
 @dataclass(slots=True)
@@ -84,6 +93,7 @@ class AgentHub:
         self._channels: dict[str, _Channel] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._jitter = random.Random()
 
     # -- publishing (synchronous: safe to call from a bus handler) ----------------------------
 
@@ -121,6 +131,12 @@ class AgentHub:
             channel = self._channels.get(agent)
             return len(channel.connections) if channel else 0
         return sum(len(c.connections) for c in self._channels.values())
+
+    def buffered(self) -> tuple[int, int]:
+        """Messages kept for replay over every agent, and their characters: the memory that
+        grows with traffic, up to ``buffer_size`` messages per agent, then stays."""
+        texts = [text for c in self._channels.values() for _, text in c.buffer]
+        return len(texts), sum(map(len, texts))
 
     def online(self) -> list[str]:
         """Agents with at least one tab open."""
@@ -169,9 +185,15 @@ class AgentHub:
             raise web.HTTPUnauthorized(text="sign in first")
         if self._closing:
             raise web.HTTPServiceUnavailable(text="shutting down")
-        ws = web.WebSocketResponse(heartbeat=self.heartbeat, compress=False, max_msg_size=64 * 1024)
+        # pings are the hub's (see the module docstring), so are the browser's pongs
+        ws = web.WebSocketResponse(autoping=False, compress=False, max_msg_size=64 * 1024)
         await ws.prepare(request)
         conn = _Connection(agent, ws, request.transport, request)
+        loop = asyncio.get_running_loop()
+        conn.heard = loop.time()
+        if self.heartbeat > 0:
+            first = self.heartbeat * (0.5 + 0.5 * self._jitter.random())
+            conn.beat = loop.call_at(conn.heard + first, self._ping, conn)
         channel = self._channels.get(agent)
         if channel is None:
             channel = self._channels[agent] = _Channel()
@@ -185,10 +207,16 @@ class AgentHub:
         writer = asyncio.create_task(self._write(conn), name=f"push-writer-{agent}")
         try:
             async for msg in ws:
-                if msg.type is WSMsgType.TEXT and msg.data == '{"type":"ping"}':
+                conn.heard = loop.time()
+                if msg.type is WSMsgType.PING:
+                    await ws.pong(msg.data)
+                elif msg.type is WSMsgType.TEXT and msg.data == '{"type":"ping"}':
                     self._enqueue(conn, control("pong", channel.seq))
                 # everything else a client sends is ignored: actions go through HTTP routes
         finally:
+            if conn.beat is not None:
+                conn.beat.cancel()
+                conn.beat = None
             channel.connections.discard(conn)
             conn.closing = True
             conn.wake.set()
@@ -235,6 +263,35 @@ class AgentHub:
                     break
         except (ConnectionError, RuntimeError) as e:
             log.info("push agent=%s socket gone: %s", conn.agent, e)
+
+    def _ping(self, conn: _Connection) -> None:
+        conn.beat = None
+        if conn.closing:
+            return
+        loop = asyncio.get_running_loop()
+        conn.pinged = loop.time()
+        task = loop.create_task(self._send_ping(conn.ws))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        conn.beat = loop.call_at(conn.pinged + self.heartbeat / 2, self._check_pong, conn)
+
+    async def _send_ping(self, ws: web.WebSocketResponse) -> None:
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await ws.ping()
+
+    def _check_pong(self, conn: _Connection) -> None:
+        conn.beat = None
+        if conn.closing:
+            return
+        if conn.heard < conn.pinged:
+            log.info("push agent=%s socket dead: no answer to a ping", conn.agent)
+            conn.closing = True
+            conn.wake.set()
+            if conn.transport is not None:
+                conn.transport.abort()  # type: ignore[attr-defined]
+            return
+        loop = asyncio.get_running_loop()
+        conn.beat = loop.call_at(conn.pinged + self.heartbeat, self._ping, conn)
 
     async def _drop_slow(self, conn: _Connection) -> None:
         """Close a connection that fell behind; abort it if even the close frame cannot go

@@ -2,8 +2,9 @@
 
 Pure (no asyncio, no I/O, no wall clock): ``render_call(name, start=..., ids=..., **params)``
 returns the AMI frames of one call with their emission times, computed from ``start`` and
-the scenario's phase lengths (ring, talk, ...). The simulated PBX schedules them on its
-clock; ``render.py`` writes them out as a capture file.
+the scenario's phase lengths (ring, talk, ...); ``render.py`` writes them out as a capture
+file. The simulated PBX holds a ``CallScript`` instead, the same frames rendered one at a
+time when each is due, so starting a call never blocks its event loop for a whole render.
 
 How a template becomes a call:
 * ``templates.py`` holds each capture's exact frame sequence with per-call values replaced by
@@ -271,6 +272,9 @@ class _Event:
     headers: tuple[tuple[str, str], ...]
     block: str  # the whole frame as one format string (fast bulk path)
     noise: bool  # dropped when a shorter phase leaves it after the next burst
+    name: str  # its Event header ("" for a response)
+    # (key, value, whether the value has format fields): a literal value is not formatted
+    fields: tuple[tuple[str, str, bool], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,8 +311,9 @@ def _compile(name: str, flavour: str) -> _Compiled:
     for burst, delta, kind, headers in tpl["events"]:
         pairs = tuple((k, v) for k, v in headers)
         block = "".join(f"{k}: {v}\r\n" for k, v in pairs) + "\r\n"
-        noise = dict(pairs).get("Event") in _NOISE
-        events.append(_Event(burst, delta, kind, pairs, block, noise))
+        event = dict(pairs).get("Event", "")
+        fields = tuple((k, v, "{" in v or "}" in v) for k, v in pairs)
+        events.append(_Event(burst, delta, kind, pairs, block, event in _NOISE, event, fields))
     created: dict[int, tuple[int, float]] = {}
     for i, ch in enumerate(channels):
         ev = tpl["events"][ch["first"]]
@@ -339,7 +344,8 @@ class TimedFrame:
 
 
 class _Ctx(dict[str, str]):
-    """Format fields; time-derived ones (t_/e_/d_/m_/n_) are computed on first use."""
+    """Format fields; time-derived ones (t_/e_/d_/m_/n_) are computed on first use, and the
+    event's own time ``et``/``tv`` (from ``t``, the event being rendered) on each use."""
 
     def __init__(self, base: dict[str, str], abs_bursts: list[float], shifts: list[float]):
         super().__init__(base)
@@ -347,8 +353,14 @@ class _Ctx(dict[str, str]):
         self.shifts = shifts
         # where each burst's noise must stop: the next burst's start (the last: never)
         self.ends = [*abs_bursts[1:], float("inf")]
+        self.t = abs_bursts[0]
 
     def __missing__(self, key: str) -> str:
+        # most events name neither: two strftime calls per event saved
+        if key == "et":
+            return time.strftime(_CDR_TIME, time.gmtime(int(self.t)))
+        if key == "tv":
+            return _event_tv(self.t)
         kind, _, rest = key.partition("_")
         nums = [int(x) for x in rest.split("_")]
         if kind == "t":
@@ -416,6 +428,88 @@ def _dial_fields(flavour: str, p: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+class CallScript:
+    """Every frame of one call of scenario ``name``, the first burst at ``start``, each
+    rendered when asked for (``script[i]``): what is known up front is cheap (when each
+    frame is due, its burst, the Linkedid), the headers are formatted one frame at a time.
+
+    The simulated PBX renders a frame when it emits it: rendering the ~100 frames of a
+    call at once blocked its event loop ~1 ms at every call start. What it keeps per call
+    meanwhile is flat tuples of numbers, which the garbage collector stops tracking.
+    ``ids`` carries the uniqueid/channel counters; ``from_burst`` skips earlier bursts (a
+    live call switching scenario mid-way).
+    """
+
+    __slots__ = ("_at", "_bursts", "_ctx", "_events", "_index", "_t", "linkedid")
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        start: float,
+        flavour: str,
+        ids: CallIds,
+        from_burst: int = 0,
+        **params: Any,
+    ) -> None:
+        comp = _compile(name, flavour)
+        ctx = _context(comp, start, ids, params)
+        index: list[int] = []
+        ts: list[float] = []
+        ats: list[float] = []
+        at = start
+        for i, ev in enumerate(comp.events):
+            if ev.burst < from_burst:
+                continue
+            t = ctx.abs_bursts[ev.burst] + ev.delta
+            if ev.noise and t >= ctx.ends[ev.burst]:
+                continue
+            at = max(at, t)
+            index.append(i)
+            ts.append(t)
+            ats.append(at)
+        self._events = comp.events
+        self._ctx = ctx
+        self._index = tuple(index)
+        self._t = tuple(ts)
+        self._at = tuple(ats)
+        self._bursts = tuple(comp.events[i].burst for i in index)
+        first = next((i for i in index if comp.events[i].name == "Newchannel"), None)
+        self.linkedid = "" if first is None else self._header(first, "Linkedid")
+
+    def _header(self, event: int, key: str) -> str:
+        value = next(v for k, v, _ in self._events[event].fields if k == key)
+        return value.format_map(self._ctx)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __getitem__(self, i: int) -> TimedFrame:
+        ev = self._events[self._index[i]]
+        ctx = self._ctx
+        if ev.kind == "event":  # a response names no time: it keeps the last event's
+            t = ctx.t = self._t[i]
+            ctx["ts"] = f"{t:.6f}"
+        fmt = str.format_map
+        headers = {k: fmt(v, ctx) if templated else v for k, v, templated in ev.fields}
+        return TimedFrame(self._at[i], ev.burst, ev.kind, headers)
+
+    def at(self, i: int) -> float:
+        """When frame ``i`` is due (never before the frame ahead of it)."""
+        return self._at[i]
+
+    def burst(self, i: int) -> int:
+        return self._bursts[i]
+
+    def burst_times(self) -> dict[int, float]:
+        """Each burst's time (of its last frame)."""
+        return dict(zip(self._bursts, self._at, strict=True))
+
+    def burst_start(self, burst: int, default: float) -> float:
+        """The time of the first frame of ``burst`` (``default`` if it has none)."""
+        return next((a for b, a in zip(self._bursts, self._at, strict=True) if b == burst), default)
+
+
 def render_call(
     name: str,
     *,
@@ -430,25 +524,15 @@ def render_call(
     ``ids`` carries the uniqueid/channel counters (a fresh call starts them at 0);
     ``from_burst`` skips earlier bursts (a live call switching scenario mid-way).
     """
-    comp = _compile(name, flavour)
-    ctx = _context(comp, start, ids or CallIds(IdAllocator()), params)
-    out: list[TimedFrame] = []
-    at = start
-    fmt = str.format_map
-    for ev in comp.events:
-        if ev.burst < from_burst:
-            continue
-        t = ctx.abs_bursts[ev.burst] + ev.delta
-        if ev.noise and t >= ctx.ends[ev.burst]:
-            continue
-        at = max(at, t)
-        if ev.kind == "event":
-            ctx["ts"] = f"{t:.6f}"
-            ctx["et"] = time.strftime(_CDR_TIME, time.gmtime(int(t)))
-            ctx["tv"] = _event_tv(t)
-        headers = {k: fmt(v, ctx) for k, v in ev.headers}
-        out.append(TimedFrame(at, ev.burst, ev.kind, headers))
-    return out
+    script = CallScript(
+        name,
+        start=start,
+        flavour=flavour,
+        ids=ids or CallIds(IdAllocator()),
+        from_burst=from_burst,
+        **params,
+    )
+    return [script[i] for i in range(len(script))]
 
 
 def render_call_bytes(
