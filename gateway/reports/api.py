@@ -11,18 +11,13 @@ The names are those of the file routes (``gateway/reports/routes.py``: ``.svg``/
 
 from __future__ import annotations
 
-from typing import Any, Protocol
-
 import msgspec
 from aiohttp import web
 
 from gateway.api.auth import require
-from gateway.api.params import invalid, query_as
-from gateway.config import GatewayConfig
-from gateway.errors import ApiError
+from gateway.api.params import query_as
 from gateway.reports import model
-from gateway.reports.routes import REPORTS
-from gateway.store.db import Database
+from gateway.reports.routes import ReportsHost, compute
 
 PATH = "/api/v1/reports/{name:[a-z_]+}"
 SCOPE = "reports:read"
@@ -41,29 +36,13 @@ SHAPES: dict[str, type[msgspec.Struct]] = {
 }
 
 
-class ReportsHost(Protocol):
-    cfg: GatewayConfig
-    db: Database | None
-
-
 HOST: web.AppKey[ReportsHost] = web.AppKey("reports_api_host")
 
 
 async def report(request: web.Request) -> web.Response:
     require(request, SCOPE)
-    name = request.match_info["name"]
-    fn = REPORTS.get(name)
-    if fn is None:
-        raise ApiError(404, "unknown_report", f"no report named {name!r}", {"name": name})
     q = query_as(request, model.ReportQuery)
-    try:
-        q.check()
-    except ValueError as e:
-        field, _, reason = str(e).partition(": ")
-        raise invalid(field, reason) from None
-    host = request.app[HOST]
-    assert host.db is not None
-    doc: dict[str, Any] = await fn(host.db, q, host.cfg.panel)
+    doc = await compute(request.app[HOST], request.match_info["name"], q)
     return web.Response(
         body=msgspec.json.encode(doc),
         content_type="application/json",

@@ -96,6 +96,22 @@ class ReportsHost(Protocol):
 HOST: web.AppKey[ReportsHost] = web.AppKey("report_files_host")
 
 
+async def compute(host: ReportsHost, name: str, q: ReportQuery) -> dict[str, Any]:
+    """Report ``name`` for ``q``, as the JSON API and the files share it: 404 for a report
+    that does not exist, 400 naming the field of a query that cannot run."""
+    fn = REPORTS.get(name)
+    if fn is None:
+        raise ApiError(404, "unknown_report", f"no report named {name!r}", {"name": name})
+    try:
+        q.check()
+    except ValueError as e:
+        field, _, reason = str(e).partition(": ")
+        raise invalid(field, reason) from None
+    assert host.db is not None
+    doc: dict[str, Any] = await fn(host.db, q, host.cfg.panel)
+    return doc
+
+
 def _language(request: web.Request, asked: str | None) -> Wording:
     if asked:
         return wording(asked)
@@ -110,21 +126,11 @@ def _language(request: web.Request, asked: str | None) -> Wording:
 async def report_file(request: web.Request) -> web.Response:
     require(request, SCOPE)
     name, fmt = request.match_info["name"], request.match_info["format"]
-    fn = REPORTS.get(name)
-    if fn is None:
-        raise ApiError(404, "unknown_report", f"no report named {name!r}", {"name": name})
-    if fmt == "svg" and name not in CHARTS:
+    if fmt == "svg" and name in REPORTS and name not in CHARTS:
         raise ApiError(404, "no_chart", f"report {name!r} has no chart", {"name": name})
     fq = query_as(request, FileQuery)
     q = ReportQuery(**{f: getattr(fq, f) for f in ReportQuery.__struct_fields__})
-    try:
-        q.check()
-    except ValueError as e:
-        field, _, reason = str(e).partition(": ")
-        raise invalid(field, reason) from None
-    host = request.app[HOST]
-    assert host.db is not None
-    doc = await fn(host.db, q, host.cfg.panel)
+    doc = await compute(request.app[HOST], name, q)
     w = _language(request, fq.lang)
     stem = f"{name}-{q.start.isoformat()}-{q.end.isoformat()}"
     headers = {"Cache-Control": "private, no-store", "Content-Language": w.lang}
