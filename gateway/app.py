@@ -224,7 +224,7 @@ class Gateway:
 
     def _log_record(self, call: CallRecord) -> dict[str, Any]:
         record = call.to_json()
-        record["id"] = f"{call.pbx}:{call.linkedid}"
+        record["id"] = call.log_id
         record["pbx"] = call.pbx
         url = self.outbox_recording_url(record)
         if url:

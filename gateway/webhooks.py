@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid
@@ -54,42 +55,14 @@ QUEUE_PREFIX = "webhook:"  # crm_outbox.connector of a target: never a CRM conne
 USER_AGENT = "Centralita-Webhooks/1"
 
 
-def _lead_status(e: LeadStatusChanged) -> tuple[WebhookEvent, dict[str, Any]]:
-    return "lead.status_changed", {
-        "person_id": e.person_id,
-        "old": e.old,
-        "new": e.new,
-        "lost_reason": e.lost_reason,
-        "actor": e.actor,
-        "at": e.at,
-    }
+def _event_data(e: LeadStatusChanged | LeadUnsubscribed | LeadConverted) -> dict[str, Any]:
+    return dataclasses.asdict(e)  # the lead events' fields are the documented payload
 
 
-def _lead_unsubscribed(e: LeadUnsubscribed) -> tuple[WebhookEvent, dict[str, Any]]:
-    return "lead.unsubscribed", {
-        "person_id": e.person_id,
-        "email": e.email,
-        "method": e.method,
-        "campaign_id": e.campaign_id,
-        "at": e.at,
-    }
-
-
-def _lead_converted(e: LeadConverted) -> tuple[WebhookEvent, dict[str, Any]]:
-    return "lead.converted", {
-        "person_id": e.person_id,
-        "account_id": e.account_id,
-        "deal_id": e.deal_id,
-        "actor": e.actor,
-        "at": e.at,
-    }
-
-
-def _call_ended(e: CallEnded) -> tuple[WebhookEvent, dict[str, Any]]:
+def _call_ended(e: CallEnded) -> dict[str, Any]:
     record = e.record.to_json()
-    record["id"] = f"{e.record.pbx}:{e.record.linkedid}"
-    record["pbx"] = e.record.pbx
-    return "call.ended", record
+    record["id"] = e.record.log_id
+    return record
 
 
 class WebhookTarget:
@@ -183,23 +156,23 @@ class Webhooks:
         self._writer: asyncio.Task[None] | None = None
         self._unsubscribe: list[Callable[[], None]] = []
         wanted = {e for t in self.targets for e in t.settings.events}
-        handlers: list[tuple[type[Any], WebhookEvent, Callable[[Any], Any]]] = [
-            (LeadStatusChanged, "lead.status_changed", _lead_status),
-            (LeadUnsubscribed, "lead.unsubscribed", _lead_unsubscribed),
-            (LeadConverted, "lead.converted", _lead_converted),
+        handlers: list[tuple[type[Any], WebhookEvent, Callable[[Any], dict[str, Any]]]] = [
+            (LeadStatusChanged, "lead.status_changed", _event_data),
+            (LeadUnsubscribed, "lead.unsubscribed", _event_data),
+            (LeadConverted, "lead.converted", _event_data),
             (CallEnded, "call.ended", _call_ended),
         ]
         for event_type, name, build in handlers:
             if name in wanted:  # nobody wants it: not even a subscription
-                self._unsubscribe.append(bus.subscribe(event_type, self._handler(build)))
+                self._unsubscribe.append(bus.subscribe(event_type, self._handler(name, build)))
 
     def _handler(
-        self, build: Callable[[Any], tuple[WebhookEvent, dict[str, Any]]]
+        self, name: WebhookEvent, build: Callable[[Any], dict[str, Any]]
     ) -> Callable[[Any], None]:
         def on_event(event: Any) -> None:
-            event_type, data = build(event)
+            data = build(event)
             self._queue.put_nowait(
-                {"id": uuid.uuid4().hex, "type": event_type, "at": self._clock(), "data": data}
+                {"id": uuid.uuid4().hex, "type": name, "at": self._clock(), "data": data}
             )
 
         return on_event

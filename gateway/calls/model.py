@@ -74,6 +74,21 @@ class CallRecord:
     reconstructed: bool = False
     warnings: list[str] = field(default_factory=list)
 
+    @property
+    def customer_number(self) -> str:
+        """The other party's number as the PBX gave it: the caller of an inbound call, the
+        number dialed out; "" for internal calls (the call log attaches calls by it)."""
+        if self.direction is Direction.INBOUND:
+            return self.caller or ""
+        if self.direction is Direction.OUTBOUND:
+            return self.dialed or ""
+        return ""
+
+    @property
+    def log_id(self) -> str:
+        """The call's id in the call log, the CRMs and webhooks: ``<pbx>:<linkedid>``."""
+        return f"{self.pbx}:{self.linkedid}"
+
     def to_json(self) -> dict[str, Any]:
         """The record under the field names ``centralita replay`` and the API print."""
         return {

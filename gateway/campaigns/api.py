@@ -11,6 +11,8 @@ template that would not render). Supervisors and admins (scopes ``campaigns:read
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
@@ -215,6 +217,17 @@ def _busy(e: CampaignBusy) -> ApiError:
     )
 
 
+@contextlib.contextmanager
+def _as_api_errors(campaign_id: int) -> Iterator[None]:
+    """The store's refusals as the API answers them: 404 (gone meanwhile), 409 (busy)."""
+    try:
+        yield
+    except CampaignNotFound:
+        raise _not_found(campaign_id) from None
+    except CampaignBusy as e:
+        raise _busy(e) from None
+
+
 async def _figures(db: Database, ids: list[int]) -> dict[int, dict[str, int]]:
     """Key figures of these campaigns in two grouped queries."""
     out = {
@@ -301,12 +314,8 @@ async def put_campaign(request: web.Request) -> web.Response:
     query_as(request, NoQuery)
     current = await _campaign(request)  # 404 before judging the body
     definition = _checked(await body_as(request, CampaignIn))
-    try:
+    with _as_api_errors(current.id):
         changed = await request.app[STORE].update(current.id, definition, _now(request))
-    except CampaignNotFound:
-        raise _not_found(current.id) from None
-    except CampaignBusy as e:
-        raise _busy(e) from None
     return await _one(request, changed)
 
 
@@ -314,12 +323,8 @@ async def delete_campaign(request: web.Request) -> web.Response:
     require(request, "campaigns:write")
     query_as(request, NoQuery)
     current = await _campaign(request)
-    try:
+    with _as_api_errors(current.id):
         await request.app[STORE].delete(current.id)
-    except CampaignNotFound:
-        raise _not_found(current.id) from None
-    except CampaignBusy as e:
-        raise _busy(e) from None
     return web.Response(status=204)
 
 
@@ -330,12 +335,8 @@ def _status_route(target: CampaignStatus) -> Any:
         current = await _campaign(request)
         if target is CampaignStatus.RUNNING:
             _checked(current.definition)  # a definition stored by an older version
-        try:
+        with _as_api_errors(current.id):
             changed = await request.app[STORE].set_status(current.id, target, _now(request))
-        except CampaignNotFound:
-            raise _not_found(current.id) from None
-        except CampaignBusy as e:
-            raise _busy(e) from None
         return await _one(request, changed)
 
     return change
@@ -345,10 +346,8 @@ async def get_results(request: web.Request) -> web.Response:
     require(request, "campaigns:read")
     query_as(request, NoQuery)
     current = await _campaign(request)
-    try:
+    with _as_api_errors(current.id):
         results = await request.app[STORE].results(current.id)
-    except CampaignNotFound:
-        raise _not_found(current.id) from None
     return respond(CampaignResults, results.to_dict())
 
 

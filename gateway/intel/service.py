@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 from gateway.bus import Bus
 from gateway.calls.events import CallEnded
-from gateway.calls.model import CallRecord, Direction
+from gateway.calls.model import CallRecord
 from gateway.intel.metrics import (
     CARD_METRICS,
     CARD_ROW,
@@ -43,9 +43,9 @@ from gateway.intel.metrics import (
     TouchFact,
     compute,
 )
-from gateway.lookup.numbers import InvalidNumber, normalize
 from gateway.store.db import Database
 from gateway.store.events import LeadConverted, LeadStatusChanged, WrapUpSaved
+from gateway.store.repositories import PersonRepository
 
 log = logging.getLogger("gateway.intel")
 
@@ -146,23 +146,10 @@ class IntelService:
     async def person_of_call(self, record: CallRecord) -> int | None:
         """The person a call was with, by the call log's rule (caller in, dialed out; the
         oldest person with the number)."""
-        if record.direction is Direction.INBOUND:
-            number = record.caller
-        elif record.direction is Direction.OUTBOUND:
-            number = record.dialed
-        else:
-            return None
+        number = record.customer_number
         if not number:
             return None
-        try:
-            e164 = normalize(number, self.default_region).e164
-        except InvalidNumber:
-            return None
-        rows = await self.db.conn.execute_fetchall(
-            "SELECT min(person_id) FROM phones WHERE e164 = ? AND person_id IS NOT NULL", (e164,)
-        )
-        found = next(iter(rows), None)
-        return None if found is None or found[0] is None else int(found[0])
+        return await PersonRepository(self.db, self.default_region).id_by_number(number)
 
     async def facts(self, person_id: int) -> Facts | None:
         """What the metrics read about one person; None when there is no such person."""
@@ -364,7 +351,7 @@ def _params(text: str) -> dict[str, Any]:
 
 def _call_fact(record: CallRecord) -> CallFact:
     return CallFact(
-        f"{record.pbx}:{record.linkedid}",
+        record.log_id,
         record.started_at,
         record.direction.value,
         record.outcome.value,

@@ -439,7 +439,7 @@ class PanelService:
         r = e.record
         call, freed = self.board.ended(e)
         c2c = self.clicktocall.on_ended(e)
-        key = f"{r.pbx}:{r.linkedid}"
+        key = r.log_id
         involved = set(call.involved) if call else set()
         involved.update(self.board.agents_at([*r.agents_rang, *r.agents_answered]))
         if c2c:

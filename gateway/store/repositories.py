@@ -421,6 +421,11 @@ class PersonRepository:
 
     async def find_by_number(self, raw: str, region: str | None = None) -> Person | None:
         """The person a number belongs to (oldest first), or None; bad numbers find nobody."""
+        person_id = await self.id_by_number(raw, region)
+        return None if person_id is None else await self._load(self.db.conn, person_id)
+
+    async def id_by_number(self, raw: str, region: str | None = None) -> int | None:
+        """The id of :meth:`find_by_number`'s person, without loading it."""
         try:
             e164 = normalize(raw, region or self.default_region).e164
         except InvalidNumber:
@@ -431,9 +436,7 @@ class PersonRepository:
                 (e164,),
             )
         )
-        if not rows or rows[0][0] is None:
-            return None
-        return await self._load(self.db.conn, rows[0][0])
+        return None if not rows or rows[0][0] is None else int(rows[0][0])
 
     async def _load(self, conn: aiosqlite.Connection, person_id: int) -> Person | None:
         rows = await conn.execute_fetchall("SELECT * FROM people WHERE id = ?", (person_id,))

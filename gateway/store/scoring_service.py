@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from gateway.calls.events import CallEnded
-from gateway.calls.model import CallRecord, Direction, Outcome
+from gateway.calls.model import CallRecord, Outcome
 from gateway.store.db import Database, SqlParam
 from gateway.store.models import FollowUpTask, Person
 from gateway.store.repositories import MAX_PAGE, PersonRepository, numbers_of_people
@@ -93,7 +93,7 @@ class ScoringService:
         answered = dict(zip(facts.answered_call_ids, facts.answered_call_times, strict=True))
         last_contact = facts.last_contact_at
         if extra_call.outcome.value in _ANSWERED:
-            answered[f"{extra_call.pbx}:{extra_call.linkedid}"] = extra_call.started_at
+            answered[extra_call.log_id] = extra_call.started_at
         if last_contact is None or extra_call.started_at > last_contact:
             last_contact = extra_call.started_at
         return LeadFacts(
@@ -280,12 +280,7 @@ class ScoringService:
 
     async def lead_of_call(self, record: CallRecord) -> int | None:
         """The lead a call was with, by the same rule as the call log (caller in, dialed out)."""
-        if record.direction is Direction.INBOUND:
-            number = record.caller
-        elif record.direction is Direction.OUTBOUND:
-            number = record.dialed
-        else:
-            return None
+        number = record.customer_number
         if not number:
             return None
         # the oldest owner of the number is who the call log attaches the call to
