@@ -17,6 +17,7 @@ from gateway.panel.aftercall import AfterCallWork
 from gateway.panel.board import Board
 from gateway.panel.service import PanelService
 from gateway.sim.pbx import Phone, SimulatedPbx
+from tests.test_desk_aftercall import member, pauses, talk_and_hang_up
 from tests.test_panel_support import answered, ended, open_world, ringing, until
 
 
@@ -176,3 +177,82 @@ def test_a_restored_choice_waits_while_the_call_goes_on() -> None:
     agent.calls.clear()
     assert acw.apply_restored("ana") is True
     assert agent.pending is False and len(sent) == 1
+
+
+async def _acw_row(world: Any) -> tuple[float | None, str | None]:
+    found = await world.gw.db.conn.execute_fetchall(
+        "SELECT after_call_until, after_call_call FROM agent_presence WHERE username = 'ana'"
+    )
+    return (found[0][0], found[0][1]) if found else (None, None)
+
+
+async def _stored_acw(world: Any, present: bool) -> tuple[float | None, str | None]:
+    for _ in range(300):
+        row = await _acw_row(world)
+        if (row[0] is not None) == present:
+            return row
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"after-call work {'not ' if present else ''}stored: {row}")
+
+
+async def test_after_call_work_survives_a_restart_and_unpauses_the_queue_on_time(
+    world: Any, pbx: SimulatedPbx
+) -> None:
+    await world.sign_in("ana")
+    key = await talk_and_hang_up(world, pbx)
+    await until(lambda: member(pbx, "101").paused, "101 to be paused for after-call work")
+    until_at, call = await _stored_acw(world, present=True)
+    assert call == key and until_at == world.panel.board.agents["ana"].after_call_until
+
+    await world.panel.stop()  # the gateway goes down while ana wraps up
+    again = PanelService.from_gateway(world.gw)
+    await again.start()
+    try:
+        agent = again.board.agents["ana"]
+        assert agent.to_json()["status"] == "after_call_work"
+        assert (agent.after_call_until, agent.after_call_call) == (until_at, key)
+        assert again.aftercall.tick(until_at - 1) == []
+        assert again.aftercall.tick(until_at) == ["ana"]
+        await until(lambda: not member(pbx, "101").paused, "101 to be unpaused")
+        assert pauses(pbx, "101") == [("true", "after-call work"), ("false", "")]
+        assert await _stored_acw(world, present=False) == (None, None)
+    finally:
+        await again.stop()
+
+
+async def test_a_stale_after_call_pause_is_lifted_at_the_next_resync(
+    world: Any, pbx: SimulatedPbx
+) -> None:
+    """The PBX still holds an after-call pause the gateway no longer counts (its end could
+    not reach the PBX while the link was down): the resync after the reconnect lifts it, and
+    leaves a pause made by hand on another member alone."""
+    await world.sign_in("ana")
+    await world.sign_in("bruno")
+    ana, bruno = member(pbx, "101"), member(pbx, "102")
+    ana.paused, ana.paused_reason = True, "after-call work"
+    bruno.paused, bruno.paused_reason = True, "Supervisor"
+    assert world.panel.board.agents["ana"].after_call_until is None
+    link = world.gw.links["sim"]
+    pbx.drop_connections()
+    await until(lambda: not link.health().logged_in, "the link to notice the drop")
+    await until(lambda: link.health().logged_in, "the link to come back")
+    await until(lambda: not ana.paused, "101's stale pause to be lifted")
+    assert pauses(pbx, "101") == [("false", "")]
+    assert bruno.paused and pauses(pbx, "102") == []
+
+
+async def test_after_call_work_the_pbx_lost_is_paused_again_at_the_resync(
+    world: Any, pbx: SimulatedPbx
+) -> None:
+    """The PBX restarted and came back with ana unpaused while she still wraps up."""
+    await world.sign_in("ana")
+    await talk_and_hang_up(world, pbx)
+    await until(lambda: member(pbx, "101").paused, "101 to be paused for after-call work")
+    member(pbx, "101").paused = False
+    link = world.gw.links["sim"]
+    pbx.drop_connections()
+    await until(lambda: not link.health().logged_in, "the link to notice the drop")
+    await until(lambda: link.health().logged_in, "the link to come back")
+    await until(lambda: member(pbx, "101").paused, "101 to be paused again")
+    assert pauses(pbx, "101") == [("true", "after-call work")] * 2
+    assert member(pbx, "101").paused_reason == "after-call work"

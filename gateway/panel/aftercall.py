@@ -123,6 +123,20 @@ class AfterCallWork:
         self._become_free(agent, "restored")
         return True
 
+    def restore_queues(self, username: str) -> None:
+        """Send the agent's own choice to the queues again (paused with their reason, or
+        not paused): a resync found an after-call pause the gateway no longer counts."""
+        agent = self.board.agents.get(username)
+        if agent is not None:
+            self._queue(agent, agent.status == PAUSED, agent.reason)
+
+    def pause_for_after_call(self, username: str) -> None:
+        """Pause the agent's queues for the after-call work they are in (a resync found
+        them unpaused: a restart of the PBX, or the pause never reached it)."""
+        agent = self.board.agents.get(username)
+        if agent is not None and agent.after_call_until is not None:
+            self._queue(agent, True, AFTER_CALL_REASON)
+
     def signed_out(self, username: str) -> None:
         agent = self.board.agents.get(username)
         if agent is not None:

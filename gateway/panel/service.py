@@ -36,7 +36,7 @@ from gateway.errors import AmiError, ApiError
 from gateway.lookup.card import CallerCard
 from gateway.lookup.numbers import display_format
 from gateway.metrics import LOOKUP_SECONDS, POPUP_SECONDS
-from gateway.panel.aftercall import AfterCallWork
+from gateway.panel.aftercall import AFTER_CALL_REASON, AfterCallWork
 from gateway.panel.board import AVAILABLE, PAUSED, Board, LiveCall
 from gateway.panel.clicktocall import Attempt, ClickToCall
 from gateway.panel.controls import CallControls
@@ -160,6 +160,8 @@ class PanelService:
         # choices read back at start that wait for the PBX's live picture to be applied
         self._pending_stored: dict[str, bool] = {}
         self._restored_pending: set[str] = set()
+        # after-call work as last stored: (until, call) of agents who are in it
+        self._acw_stored: dict[str, tuple[float, str | None]] = {}
 
     @classmethod
     def from_gateway(
@@ -199,7 +201,8 @@ class PanelService:
         for s in await self.sessions.active():
             self.board.sign_in(s.username, s.display_name, s.role.value, s.extensions)
         rows = await self.db.conn.execute_fetchall(
-            "SELECT username, status, reason, pending FROM agent_presence"
+            "SELECT username, status, reason, pending, after_call_until, after_call_call"
+            " FROM agent_presence"
         )
         for r in rows:
             agent = self.board.set_status(r["username"], r["status"], r["reason"])
@@ -209,6 +212,13 @@ class PanelService:
                 # still has it) or the first live picture of the PBX (if not) applies it
                 agent.pending = True
                 self._restored_pending.add(agent.username)
+            if r["after_call_until"] is not None:
+                self._acw_stored[r["username"]] = (r["after_call_until"], r["after_call_call"])
+                if agent is not None and agent.signed_in:
+                    # wrapping up when the gateway stopped: the timer ends it as it would
+                    # have (at once if its time is up); on_resync squares the queues
+                    agent.after_call_until = r["after_call_until"]
+                    agent.after_call_call = r["after_call_call"]
         self._workers = [
             asyncio.create_task(self._attribute_calls(), name="panel-call-attribution"),
             asyncio.create_task(self._watch_followups(), name="panel-followups"),
@@ -353,6 +363,13 @@ class PanelService:
         self.hub.publish(self._audience([username]), m.encode(m.PRESENCE, agent.to_json()))
         if agent.pending != self._pending_stored.get(username, False):
             self._store_pending(username, agent.pending)
+        acw = (
+            None
+            if agent.after_call_until is None
+            else (agent.after_call_until, agent.after_call_call)
+        )
+        if acw != self._acw_stored.get(username):
+            self._store_after_call(username, acw)
 
     def _store_pending(self, username: str, pending: bool) -> None:
         """Keep the "pending" flag of a presence on disk, so a restart does not lose it."""
@@ -367,13 +384,64 @@ class PanelService:
 
         self._spawn(write(), f"panel-pending-{username}")
 
+    def _store_after_call(self, username: str, acw: tuple[float, str | None] | None) -> None:
+        """Keep an agent's after-call work on disk, so a restart ends it (and its queue
+        pause) instead of forgetting it."""
+        if acw is None:
+            self._acw_stored.pop(username, None)
+        else:
+            self._acw_stored[username] = acw
+        until, call = acw if acw is not None else (None, None)
+        now = self.clock()
+
+        async def write() -> None:
+            async with self.db.transaction() as conn:
+                await conn.execute(
+                    "INSERT INTO agent_presence (username, updated_at, after_call_until,"
+                    " after_call_call) VALUES (?, ?, ?, ?) ON CONFLICT (username) DO UPDATE"
+                    " SET after_call_until = excluded.after_call_until,"
+                    " after_call_call = excluded.after_call_call",
+                    (username, now, until, call),
+                )
+
+        self._spawn(write(), f"panel-after-call-{username}")
+
     def on_resync(self, snap: ResyncSnapshot) -> None:
         """The PBX's live picture after a (re)connect; the tracker has replayed its calls onto
         the board already (same bus, subscribed first). A pending presence restored from disk
-        whose call is gone applies now; one whose call goes on waits for its end."""
+        whose call is gone applies now; one whose call goes on waits for its end. The queue
+        pauses the gateway itself makes (after-call work) are squared with what it knows."""
         for name in sorted(self._restored_pending):
             self._restored_pending.discard(name)
             self.aftercall.apply_restored(name)
+        self._square_after_call_pauses(snap)
+
+    def _square_after_call_pauses(self, snap: ResyncSnapshot) -> None:
+        """A member paused for after-call work that the gateway no longer counts (it ended
+        while the gateway or the link was down) is set back to the agent's own choice; an
+        agent wrapping up whom the PBX does not hold paused is paused. Other pauses, made on
+        the phone or by hand, are the PBX's business and are left alone."""
+        acw_paused: set[str] = set()
+        unpaused: set[str] = set()
+        for f in snap.queues:
+            if f.get("Event") != "QueueMember":
+                continue
+            iface = f.get("Location") or f.get("Interface") or f.get("StateInterface") or ""
+            if f.get("Paused") == "1":
+                if f.get("PausedReason") == AFTER_CALL_REASON:
+                    acw_paused.add(iface)
+            else:
+                unpaused.add(iface)
+        channel = self.cfg.originate.agent_channel
+        for agent in list(self.board.agents.values()):
+            if not agent.signed_in or not agent.extensions:
+                continue
+            ifaces = {channel.format(ext=ext) for ext in agent.extensions}
+            wrapping_up = agent.after_call_until is not None
+            if not wrapping_up and ifaces & acw_paused:
+                self.aftercall.restore_queues(agent.username)
+            elif wrapping_up and agent.status != PAUSED and ifaces & unpaused:
+                self.aftercall.pause_for_after_call(agent.username)
 
     def _publish_progress(self, agent: str, data: dict[str, Any]) -> None:
         self.hub.publish([agent], m.encode(m.CLICKTOCALL_PROGRESS, data))
