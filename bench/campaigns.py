@@ -14,7 +14,10 @@ prints:
   render, send, record, move on), with ``--connections`` SMTP connections;
 * the SMTP server's own ceiling: the same messages sent straight from ``aiosmtplib`` on the
   same number of connections, no gateway at all. When the two are close, the server is the
-  limit, not the scheduler.
+  limit, not the scheduler;
+* for both, the CPU time per mail of each side (the gateway's whole process, and the SMTP
+  server's): on a machine whose cores are all busy, throughput follows the sum, and the side
+  with more CPU per mail is the one that limits when each has a core of its own.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import argparse
 import asyncio
 import logging
 import multiprocessing
+import os
 import sqlite3
 import sys
 import tempfile
@@ -58,6 +62,19 @@ para {{ lead.company or 'tu empresa' }} que quizá encaje ahora.</p>
 
 
 # -- the SMTP server, in its own process ---------------------------------------------------
+
+
+def process_cpu(pid: int) -> float | None:
+    """CPU seconds a process has used (Linux /proc), to say which side is busier per mail."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def cpu_per_mail(before: float | None, after: float | None, n: int) -> str:
+    return "?" if before is None or after is None else f"{1000 * (after - before) / n:.2f} ms"
 
 
 def _serve(port_out: Any, stop: Any) -> None:
@@ -235,19 +252,25 @@ async def run(args: argparse.Namespace) -> None:
         await store.set_status(sample.id, "running", SUNDAY)
         await scheduler.tick(SUNDAY)  # enroll the sample (due Monday)
         clock.now = MONDAY + 8 * 3600  # every zone open: Madrid 17:00, New York 11:00
+        sink_cpu, own_cpu = process_cpu(server.pid), time.process_time()
         started = time.perf_counter()
         report = await scheduler.tick()
         elapsed = time.perf_counter() - started
         print(
             f"scheduler tick: {report.sent:,} e-mails sent ({report.failed} failed) in "
             f"{elapsed:.2f} s = {report.sent / elapsed:,.0f} e-mails/s handed to SMTP "
-            f"on {args.connections} connection(s)"
+            f"on {args.connections} connection(s); CPU per mail: gateway "
+            f"{cpu_per_mail(own_cpu, time.process_time(), report.sent)}, SMTP server "
+            f"{cpu_per_mail(sink_cpu, process_cpu(server.pid), report.sent)}"
         )
+        sink_cpu, own_cpu = process_cpu(server.pid), time.process_time()
         ceiling = await sink_ceiling(port, args.send, args.connections, mail)
         print(
             f"SMTP server alone (aiosmtpd, aiosmtplib clients, same connections): "
-            f"{ceiling:,.0f} messages/s -> the scheduler reaches "
-            f"{100 * report.sent / elapsed / ceiling:.0f} % of the server's ceiling"
+            f"{ceiling:,.0f} messages/s; CPU per mail: client "
+            f"{cpu_per_mail(own_cpu, time.process_time(), args.send)}, SMTP server "
+            f"{cpu_per_mail(sink_cpu, process_cpu(server.pid), args.send)} -> the scheduler "
+            f"reaches {100 * report.sent / elapsed / ceiling:.0f} % of the server's ceiling"
         )
         await scheduler.close()
         await db.close()

@@ -5,6 +5,7 @@ Times are Madrid business hours (Mon-Fri 09:00-19:00) unless a lead lives elsewh
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +29,7 @@ from gateway.campaigns.model import (
     Stop,
     Wait,
 )
-from gateway.campaigns.scheduler import CampaignScheduler
+from gateway.campaigns.scheduler import RETRY_AFTER_ERROR, CampaignScheduler
 from gateway.campaigns.settings import CampaignSettings, MailSettings
 from gateway.campaigns.store import CampaignStore
 from gateway.config import GatewayConfig, StoreSettings
@@ -450,3 +451,51 @@ async def test_a_paused_campaign_holds_its_members_and_takes_nobody_in(world: Wo
     await world.tick(MON_0900 + 4 * HOUR)
     assert sorted(world.to()) == ["luego@example.es", "primera@example.es"]
     assert list(await world.member_states()) == [first, later]
+
+
+async def test_a_member_that_fails_holds_back_no_one_else(
+    world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The batch runs without a savepoint per member; one member's failure undoes it and it
+    runs again member by member: the others are sent once, the failing one is retried later."""
+    uno = await world.lead("Uno", emails=["uno@example.es"])
+    dos = await world.lead("Dos", emails=["dos@example.es"], owner="pepe")
+    tres = await world.lead("Tres", emails=["tres@example.es"])
+    await world.campaign([email("Hola"), email("Otra")])
+    await world.tick(FRI_0700)  # they enter, due at the opening
+    scheduler = world.scheduler
+    owner_name = scheduler._owner_name
+
+    async def failing_for_pepe(owner: str | None) -> str | None:
+        if owner == "pepe":
+            raise RuntimeError("disk I/O error")
+        return await owner_name(owner)
+
+    monkeypatch.setattr(scheduler, "_owner_name", failing_for_pepe)
+    with caplog.at_level(logging.WARNING, logger="gateway.campaigns"):
+        report = await world.tick(FRI_0900)
+    assert sorted(world.to()) == sorted(["uno@example.es", "tres@example.es"] * 2)
+    assert report.errors == 1
+    undone = [r for r in caplog.records if "undone" in r.getMessage()]
+    assert len(undone) == 1 and "disk I/O error" in undone[0].getMessage()
+    caplog.clear()
+    runs = await world.rows(
+        "SELECT m.person_id, r.step, r.status FROM campaign_step_runs r"
+        " JOIN campaign_members m ON m.id = r.member_id ORDER BY m.person_id, r.step"
+    )
+    assert [tuple(r) for r in runs] == [
+        (uno, 0, "sent"), (uno, 1, "sent"), (tres, 0, "sent"), (tres, 1, "sent"),
+    ]  # fmt: skip
+
+    monkeypatch.setattr(scheduler, "_owner_name", owner_name)  # the disk is back
+    await world.tick(FRI_0900 + 60)
+    assert len(world.sink.messages) == 4  # Dos waits out its retry delay
+    with caplog.at_level(logging.WARNING, logger="gateway.campaigns"):
+        await world.tick(FRI_0900 + RETRY_AFTER_ERROR)
+    assert world.to()[4:] == ["dos@example.es", "dos@example.es"]
+    assert caplog.records == []  # a batch with no failure is never undone
+    assert await world.member_states() == {
+        uno: ("left", "completed"),
+        dos: ("left", "completed"),
+        tres: ("left", "completed"),
+    }

@@ -35,7 +35,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
@@ -102,6 +102,16 @@ class TickReport:
     errors: int = 0
     events: int = 0
 
+    def add(self, other: TickReport) -> None:
+        """Count ``other``'s figures in too (a batch's, once it has committed)."""
+        for f in fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(mine, dict):
+                for k, v in theirs.items():
+                    mine[k] = mine.get(k, 0) + v
+            else:
+                setattr(self, f.name, mine + theirs)
+
 
 @dataclass(frozen=True, slots=True)
 class DayPlan:
@@ -159,6 +169,16 @@ class _Pending:
     mail: OutgoingMail | None = None
     result: SendResult | None = None
     error: str = ""
+
+
+@dataclass(slots=True)
+class _BatchWrites:
+    """Writes a batch's visits leave for the end of the batch, so that each is one statement
+    for the whole batch rather than one round trip to the store's thread per member: e-mail
+    claims (member id, campaign id, step, day) and leaves (reason, member id)."""
+
+    claims: list[tuple[int, int, int, str]] = field(default_factory=list)
+    leaves: list[tuple[str, int]] = field(default_factory=list)
 
 
 class CampaignScheduler:
@@ -363,34 +383,22 @@ class CampaignScheduler:
         self, due: list[tuple[Member, Campaign]], now: float, report: TickReport
     ) -> None:
         t0 = time.perf_counter()
-        leads = await self._leads([m.person_id for m, _ in due], due)
-        runs = await self._runs([m.id for m, _ in due])
-        caps: dict[tuple[int, str, str], int] = {}
-        pending: list[_Pending] = []
         # phase 1, one transaction: decisions, instant steps, claims (e-mails claimed here
-        # are committed before any of them is sent)
-        async with self.db.transaction():
-            for member, campaign in due:
-                lead = leads.get(member.person_id)
-                report.visited += 1
-                try:
-                    async with self.db.transaction():  # a savepoint: one member's failure
-                        if lead is None:  # the person was deleted (cascade) mid-tick
-                            continue
-                        job = await self._visit(
-                            member, campaign, lead, runs.get(member.id, _Runs()), now, caps, report
-                        )
-                        if job is not None:
-                            pending.append(job)
-                except Exception:
-                    report.errors += 1
-                    log.exception(
-                        "campaigns: member %d (campaign %d, step %d) failed",
-                        member.id,
-                        campaign.id,
-                        member.step,
-                    )
-                    await self.store.advance(member.id, member.step, now + RETRY_AFTER_ERROR)
+        # are committed before any of them is sent). A savepoint per member would keep one
+        # member's failure from undoing the others, but costs two round trips to the store's
+        # thread for each: the batch runs without them, and only when a member fails is it
+        # undone and run again member by member, each in a savepoint.
+        try:
+            pending, part = await self._visit_batch(due, now, careful=False)
+        except Exception as e:
+            log.warning(
+                "campaigns: batch of %d undone (%s: %s); running it again member by member",
+                len(due),
+                type(e).__name__,
+                e,
+            )
+            pending, part = await self._visit_batch(due, now, careful=True)
+        report.add(part)
         t1 = time.perf_counter()
         if not pending:
             return
@@ -411,6 +419,64 @@ class CampaignScheduler:
             time.perf_counter() - t2,
         )
 
+    async def _visit_batch(
+        self, due: list[tuple[Member, Campaign]], now: float, *, careful: bool
+    ) -> tuple[list[_Pending], TickReport]:
+        """Phase 1 of a batch. Not ``careful``: the first failing member raises and the whole
+        batch is rolled back (nothing of it counted). ``careful``: each member in a savepoint,
+        a failing one logged and retried later while the others go on."""
+        # read afresh on each attempt: a visit changes its lead and runs in place
+        leads = await self._leads([m.person_id for m, _ in due], due)
+        runs = await self._runs([m.id for m, _ in due])
+        caps: dict[tuple[int, str, str], int] = {}
+        pending: list[_Pending] = []
+        report = TickReport()
+        writes = _BatchWrites()
+        async with self.db.transaction():
+            for member, campaign in due:
+                lead = leads.get(member.person_id)
+                report.visited += 1
+                if lead is None:  # the person was deleted (cascade) mid-tick
+                    continue
+                member_runs = runs.get(member.id, _Runs())
+                if not careful:
+                    job = await self._visit(
+                        member, campaign, lead, member_runs, now, caps, report, writes
+                    )
+                    if job is not None:
+                        pending.append(job)
+                    continue
+                try:
+                    async with self.db.transaction():  # a savepoint: one member's failure
+                        job = await self._visit(
+                            member, campaign, lead, member_runs, now, caps, report
+                        )
+                        if job is not None:
+                            pending.append(job)
+                except Exception:
+                    report.errors += 1
+                    log.exception(
+                        "campaigns: member %d (campaign %d, step %d) failed",
+                        member.id,
+                        campaign.id,
+                        member.step,
+                    )
+                    await self.store.advance(member.id, member.step, now + RETRY_AFTER_ERROR)
+            if writes.leaves:
+                await self.store.leave_many(writes.leaves, now)
+            if writes.claims:
+                claimed = await self.store.claim_emails(writes.claims, now)
+                # a claim refused means that step already ran (another visit, another
+                # process): that member is not sent to, and is visited again next batch
+                kept = []
+                for p in pending:
+                    run_id = claimed.get((p.job.member.id, p.next_index - 1))
+                    if run_id is not None:
+                        p.job = replace(p.job, run_id=run_id)
+                        kept.append(p)
+                pending = kept
+        return pending, report
+
     async def _visit(
         self,
         member: Member,
@@ -420,8 +486,10 @@ class CampaignScheduler:
         now: float,
         caps: dict[tuple[int, str, str], int],
         report: TickReport,
+        writes: _BatchWrites | None = None,
     ) -> _Pending | None:
-        """Run the member's steps until one takes time (an e-mail, a call task, a wait)."""
+        """Run the member's steps until one takes time (an e-mail, a call task, a wait).
+        With ``writes``, its e-mail claim and its leaving are left to the end of the batch."""
         steps = campaign.definition.steps
         tz = self.zone(member.timezone or self.settings.default_timezone)
         index = member.step
@@ -436,7 +504,7 @@ class CampaignScheduler:
             )
             action = engine.decide(steps, index, facts, claimed)
             if isinstance(action, engine.Leave):
-                await self.store.leave(member.id, action.reason, now)
+                await self._leave(member, action.reason, now, writes)
                 report.left[action.reason.value] = report.left.get(action.reason.value, 0) + 1
                 return None
             if isinstance(action, engine.MoveOn):
@@ -466,7 +534,7 @@ class CampaignScheduler:
                 )
                 await self._done(member, action.index, "branch", now, detail, runs)
                 if action.target is None:
-                    await self.store.leave(member.id, LeaveReason.COMPLETED, now)
+                    await self._leave(member, LeaveReason.COMPLETED, now, writes)
                     _count(report.left, LeaveReason.COMPLETED.value)
                     return None
                 index = action.target
@@ -478,7 +546,7 @@ class CampaignScheduler:
                 continue
             if isinstance(action, engine.Finish):
                 await self._done(member, action.index, "stop", now, "", runs)
-                await self.store.leave(member.id, LeaveReason.COMPLETED, now)
+                await self._leave(member, LeaveReason.COMPLETED, now, writes)
                 _count(report.left, LeaveReason.COMPLETED.value)
                 return None
             if isinstance(action, engine.Delay):
@@ -521,12 +589,17 @@ class CampaignScheduler:
             if isinstance(action, engine.SendMail):
                 if member.step != index:
                     await self.store.advance(member.id, index, now)
-                run_id = await self.store.claim_run(
-                    member, index, "email", now, day, RunStatus.SENDING
-                )
-                if run_id is None:  # claimed by an earlier visit: never twice
-                    index += 1
-                    continue
+                if writes is not None:
+                    writes.claims.append((member.id, member.campaign_id, index, day))
+                    run_id = 0  # the batch's claim gives it
+                else:
+                    new_run = await self.store.claim_run(
+                        member, index, "email", now, day, RunStatus.SENDING
+                    )
+                    if new_run is None:  # claimed by an earlier visit: never twice
+                        index += 1
+                        continue
+                    run_id = new_run
                 assert lead.address is not None
                 lang = language_for(
                     lead.language, lead.person.country, campaign.definition.language
@@ -548,6 +621,14 @@ class CampaignScheduler:
             report.calls += 1
             return None
         raise RuntimeError(f"member {member.id}: more than {MAX_STEPS_PER_VISIT} steps in a visit")
+
+    async def _leave(
+        self, member: Member, reason: LeaveReason, now: float, writes: _BatchWrites | None
+    ) -> None:
+        if writes is None:
+            await self.store.leave(member.id, reason, now)
+        else:
+            writes.leaves.append((reason.value, member.id))
 
     async def _done(
         self, member: Member, index: int, kind: str, now: float, detail: str, runs: _Runs
