@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Protocol, runtime_checkable
 
 from gateway.errors import ConnectorError
@@ -116,3 +119,120 @@ class DirectorySource(Protocol):
     def directory_modules(self) -> Sequence[str]: ...
 
     async def pull(self, module: str, cursor: str, limit: int) -> DirectoryPage: ...
+
+
+# -- deals ----------------------------------------------------------------------------------------
+
+#: the store's pipeline (``gateway.store.deals.STAGES``): a connector maps its CRM's stages here
+DEAL_STAGES = ("qualification", "proposal", "negotiation", "won", "lost")
+
+
+@dataclass(frozen=True, slots=True)
+class DealParty:
+    """A CRM record a deal belongs to (its contact, its company), with what the CRM says of how
+    to reach it: the gateway finds the matching person of its own store by this record's numbers
+    in the caller directory, else by these e-mail addresses or phone numbers (raw, as typed)."""
+
+    module: str  # "Contacts", "Accounts", "res.partner"...
+    record_id: str
+    kind: PersonKind
+    name: str = ""  # as shown in the CRM (entities decoded): for the log of unknown customers
+    emails: tuple[str, ...] = ()
+    phones: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DealRecord:
+    """One deal (opportunity, potential, sale order) as the store keeps it.
+
+    ``stage`` is one of :data:`DEAL_STAGES`; ``closed_at`` (epoch, UTC) when the CRM keeps the
+    exact time, else ``closed_on`` (a calendar day, read in the panel's zone). ``currency`` ""
+    means the CRM's own currency (the connector's ``deals.currency``). ``parties``: the most
+    specific first (the contact before the company)."""
+
+    module: str
+    record_id: str
+    title: str
+    stage: str
+    amount: float | None = None
+    currency: str = ""
+    closed_on: date | None = None
+    closed_at: float | None = None
+    created_at: float | None = None
+    product: str = ""
+    lost_reason: str = ""
+    owner: str | None = None  # the gateway agent the CRM owner maps to (``users:``)
+    parties: tuple[DealParty, ...] = ()
+    deleted: bool = False  # the CRM reports it deleted: the deal goes from the store at once
+
+
+@dataclass(frozen=True, slots=True)
+class DealPage:
+    """One pull of deals; the same contract as :class:`DirectoryPage`."""
+
+    records: Sequence[DealRecord]
+    cursor: str
+    more: bool
+
+
+@runtime_checkable
+class DealSource(Protocol):
+    """A connector that can hand its CRM's deals to the store (``gateway/directory/deals.py``).
+
+    ``pull_deals`` keeps the contract of :meth:`DirectorySource.pull`: up to ``limit`` deals
+    of ``module`` changed after ``cursor`` ("" = from the beginning) in (modification time,
+    id) order, and a cursor to resume after them; deletions the CRM cannot report are swept
+    by the periodic full pass."""
+
+    name: str
+
+    def deal_modules(self) -> Sequence[str]: ...
+
+    async def pull_deals(self, module: str, cursor: str, limit: int) -> DealPage: ...
+
+
+# the stock sales stages of SugarCRM/SuiteCRM and vTiger (same list; vTiger writes "or" for "/")
+_PIPELINE = {
+    "prospecting": "qualification",
+    "qualification": "qualification",
+    "needs analysis": "qualification",
+    "value proposition": "proposal",
+    "id. decision makers": "proposal",
+    "perception analysis": "proposal",
+    "proposal/price quote": "proposal",
+    "proposal or price quote": "proposal",
+    "negotiation/review": "negotiation",
+    "negotiation or review": "negotiation",
+    "closed won": "won",
+    "closed lost": "lost",
+}
+
+
+def pipeline_stage(sales_stage: str) -> str:
+    """The store's stage for a CRM's ``sales_stage``; a stage an administrator added is
+    placed by its words ("Closed Won - paid" is won), else it counts as open (qualification)."""
+    text = " ".join(sales_stage.lower().split())
+    if text in _PIPELINE:
+        return _PIPELINE[text]
+    words = set(re.findall(r"[a-z]+", text))
+    if "won" in words:
+        return "won"
+    if "lost" in words:
+        return "lost"
+    if "negotiat" in text:
+        return "negotiation"
+    if "proposal" in text or "quote" in text:
+        return "proposal"
+    return "qualification"
+
+
+def deal_amount(text: object) -> float | None:
+    """An amount as a CRM answers it ("1500.00000000", 1500, "" or false): None when it is
+    none, negative or absurd (the store keeps 0 to 10^12)."""
+    if isinstance(text, bool) or text is None:
+        return None
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and 0 <= value <= 1e12 else None

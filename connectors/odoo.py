@@ -18,6 +18,11 @@ candidate is then checked here with ``same_number``, so a longer number that mer
 the digits is never taken for the caller. Calls are logged as a note in the record's chatter
 (``message_post`` with subtype ``mail.mt_note``).
 
+Deals are ``sale.order`` records (state sale or done: won; cancel: lost; draft and sent:
+quotations, open), or, with ``deals.modules: [crm.lead]``, opportunities (``type``
+opportunity: won at probability 100, lost when archived with probability 0, which is what
+"mark as lost" does, with ``lost_reason_id``); both are pulled like the directory.
+
 The caller directory pulls both models ordered by ``write_date`` then ``id``. Odoo stores
 ``write_date`` with microseconds but reads and compares it in whole seconds, so the cursor
 is (second, id): the rest of that second is read by id, then later seconds in order (see
@@ -39,10 +44,15 @@ import msgspec
 
 from connectors.base import (
     CrmRefused,
+    DealPage,
+    DealParty,
+    DealRecord,
     DirectoryPage,
     DirectoryRecord,
     RecordRejected,
     SessionExpired,
+    deal_amount,
+    pipeline_stage,
 )
 from connectors.callrecord import FinishedCall
 from connectors.http_base import SessionCrmConnector, first_found
@@ -78,6 +88,28 @@ _SECOND = timedelta(seconds=1)
 _SETTLE = timedelta(seconds=60)
 _LOOKUP_ROWS = 20  # candidates read per model; false hits are dropped by same_number
 LOST = "Lost"  # the status an archived (lost) lead keeps in the directory and on its card
+SALE_ORDER = "sale.order"
+OPPORTUNITY = "crm.lead"
+_DEAL_READ = {
+    SALE_ORDER: [
+        "name", "partner_id", "amount_total", "currency_id", "date_order", "state", "user_id",
+        "create_date",
+    ],
+    OPPORTUNITY: [
+        "name", "partner_id", "partner_name", "contact_name", "email_from", "phone", "mobile",
+        "expected_revenue", "company_currency", "probability", "stage_id", "active",
+        "lost_reason_id", "date_closed", "user_id", "create_date",
+    ],
+}  # fmt: skip
+# quotation (draft, sent), confirmed (sale; 16 also done once locked), cancelled
+_ORDER_STAGE = {
+    "draft": "proposal",
+    "sent": "proposal",
+    "sale": "won",
+    "done": "won",
+    "cancel": "lost",
+}
+_ISO = re.compile(r"[A-Z]{3}")  # res.currency's name is its ISO 4217 code
 
 
 def phone_domain(fields: set[str], e164: str) -> list[Any]:
@@ -126,6 +158,16 @@ def _second(row: dict[str, Any]) -> datetime:
         return datetime.strptime(str(value)[:19], _STAMP)
     except ValueError:
         raise ConnectorError(f"odoo answered a write_date that is not a time: {value!r}") from None
+
+
+def _odoo_time(value: Any) -> float | None:
+    """A datetime as Odoo reads it ("YYYY-MM-DD HH:MM:SS", UTC) as epoch seconds."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.strptime(value[:19], _STAMP).replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
 
 
 def _cursor(second: datetime, after_id: int) -> str:
@@ -332,23 +374,34 @@ class OdooConnector(SessionCrmConnector[OdooSettings, int]):
         in it); anything else saved into an already-read second is left to the full pass."""
         if module not in self.settings.models:
             raise ConnectorError(f"{self.name}: {module!r} is not among the configured models")
-        start, after_id = _parse_cursor(cursor)
-        limit = max(1, limit)
         timeout = self.settings.write_timeout_ms / 1000
         async with self._tracked(timeout):
-            page = await self._pull(module, start, after_id, limit, timeout)
-        return page
+            fields = await self._model_fields(module, timeout)
+            rows, cursor, more = await self._changed(
+                module, self._wanted(module, fields), [], cursor, limit, timeout
+            )
+        return DirectoryPage([self._record(module, r) for r in rows], cursor, more)
 
     def _utc_now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC).replace(tzinfo=None)
 
-    async def _pull(
-        self, module: str, start: datetime | None, after_id: int, limit: int, timeout: float
-    ) -> DirectoryPage:
+    async def _changed(
+        self,
+        module: str,
+        wanted: list[str],
+        scope: list[Any],
+        cursor: str,
+        limit: int,
+        timeout: float,
+    ) -> tuple[list[dict[str, Any]], str, bool]:
+        """Up to ``limit`` rows of ``module`` (within the domain ``scope``, a plain AND of
+        leaves) changed after ``cursor``, the cursor after them and whether more are waiting;
+        the cursor rules are :meth:`pull`'s."""
+        start, after_id = _parse_cursor(cursor)
+        limit = max(1, limit)
         fields = await self._model_fields(module, timeout)
         if "write_date" not in fields:
             raise ConnectorError(f"{self._http.host}: {module} has no write_date to sync on")
-        wanted = self._wanted(module, fields)
 
         async def search(domain: list[Any], order: str, n: int) -> list[dict[str, Any]]:
             kwargs = {
@@ -357,7 +410,7 @@ class OdooConnector(SessionCrmConnector[OdooSettings, int]):
                 "limit": n,
                 "context": {"active_test": False},  # archived records too: they are news
             }
-            rows = await self._execute(module, "search_read", [domain], kwargs, timeout)
+            rows = await self._execute(module, "search_read", [[*scope, *domain]], kwargs, timeout)
             if not isinstance(rows, list):
                 raise ConnectorError(f"{self._http.host}: search_read on {module} gave no list")
             return [r for r in rows if isinstance(r, dict) and isinstance(r.get("id"), int)]
@@ -369,14 +422,11 @@ class OdooConnector(SessionCrmConnector[OdooSettings, int]):
                 ["id", ">", after],
             ]
 
-        def done(rows: list[dict[str, Any]], cursor: str, more: bool) -> DirectoryPage:
-            return DirectoryPage([self._record(module, r) for r in rows], cursor, more)
-
         head: list[dict[str, Any]] = []
         if start is not None:  # the rest of the cursor's second, by id
             head = await search(second(start, after_id), "id asc", limit)
             if len(head) >= limit:
-                return done(head, _cursor(start, head[-1]["id"]), True)
+                return head, _cursor(start, head[-1]["id"]), True
         later = [["write_date", ">=", (start + _SECOND).strftime(_STAMP)]] if start else []
         room = limit - len(head)
         tail = await search(later, "write_date asc, id asc", room)
@@ -386,16 +436,168 @@ class OdooConnector(SessionCrmConnector[OdooSettings, int]):
                 top = max(r["id"] for r in tail if _second(r) == last)
                 if last >= self._utc_now() - _SETTLE:
                     top = 0  # the second may still be taking saves: read it again next time
-                return done(head + tail, _cursor(last, top), False)
+                return head + tail, _cursor(last, top), False
             if head:
-                return done(head, _cursor(start or _second(head[-1]), head[-1]["id"]), False)
-            return DirectoryPage([], "" if start is None else _cursor(start, after_id), False)
+                return head, _cursor(start or _second(head[-1]), head[-1]["id"]), False
+            return [], "" if start is None else _cursor(start, after_id), False
         last = _second(tail[-1])  # may continue past this page: leave that second whole
         whole = [r for r in tail if _second(r) < last]
         if head or whole:
-            return done(head + whole, _cursor(last, 0), True)
+            return head + whole, _cursor(last, 0), True
         rows = await search(second(last, 0), "id asc", limit)  # one second fills the page
-        return done(rows, _cursor(last, rows[-1]["id"] if rows else 0), True)
+        return rows, _cursor(last, rows[-1]["id"] if rows else 0), True
+
+    # -- deals ----------------------------------------------------------------------------
+
+    def deal_modules(self) -> Sequence[str]:
+        return self.settings.deals.modules_or(SALE_ORDER)
+
+    async def pull_deals(self, module: str, cursor: str, limit: int) -> DealPage:
+        """Up to ``limit`` sale orders (or opportunities, ``crm.lead``) changed after
+        ``cursor``, with the cursor rules of :meth:`pull`; each with its customer's e-mail
+        and numbers, and a sale order with the product of its biggest line."""
+        if module not in _DEAL_READ:
+            raise ConnectorError(f"{self.name}: no deals in model {module!r}")
+        timeout = self.settings.write_timeout_ms / 1000
+        async with self._tracked(timeout):
+            fields = await self._model_fields(module, timeout)
+            wanted = [f for f in [*_DEAL_READ[module], "write_date"] if f in fields]
+            scope = [["type", "=", "opportunity"]] if module == OPPORTUNITY else []
+            rows, cursor, more = await self._changed(module, wanted, scope, cursor, limit, timeout)
+            partner_ids = {pid for r in rows if (pid := _m2o(r.get("partner_id"))[0])}
+            partners = await self._partners(partner_ids, timeout)
+            products = await self._products(rows, timeout) if module == SALE_ORDER else {}
+        records = [self._deal(module, r, partners, products) for r in rows]
+        return DealPage(records, cursor, more)
+
+    async def _read(
+        self, model: str, ids: Sequence[int], fields: list[str], timeout: float
+    ) -> list[dict[str, Any]]:
+        """These records, archived ones too; a search rather than ``read``, which fails the
+        whole call on one record the user may not see (record rules): that one is left out."""
+        if not ids:
+            return []
+        rows = await self._execute(
+            model,
+            "search_read",
+            [[["id", "in", list(ids)]]],
+            {"fields": fields, "context": {"active_test": False}},
+            timeout,
+        )
+        return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+
+    async def _partners(self, ids: set[int], timeout: float) -> dict[int, dict[str, Any]]:
+        """These partners and their companies (a contact's parent), by id."""
+        fields = ["name", "email", "phone", "mobile", "is_company", "parent_id"]
+        found = {r["id"]: r for r in await self._read("res.partner", sorted(ids), fields, timeout)}
+        parents = {_m2o(r.get("parent_id"))[0] for r in found.values()} - {None} - set(found)
+        rows = await self._read("res.partner", sorted(p for p in parents if p), fields, timeout)
+        found.update({r["id"]: r for r in rows})
+        return found
+
+    async def _products(self, orders: list[dict[str, Any]], timeout: float) -> dict[int, str]:
+        """Per sale order, the product of its biggest line (what the customer bought)."""
+        ids = [r["id"] for r in orders]
+        if not ids:
+            return {}
+        lines = await self._execute(
+            "sale.order.line",
+            "search_read",
+            [[["order_id", "in", ids]]],
+            {"fields": ["order_id", "product_id", "price_subtotal"], "order": "id asc"},
+            timeout,
+        )
+        best: dict[int, tuple[float, str]] = {}
+        for line in lines if isinstance(lines, list) else []:
+            order, _ = _m2o(line.get("order_id"))
+            _, product = _m2o(line.get("product_id"))
+            subtotal = deal_amount(line.get("price_subtotal")) or 0.0
+            if order is not None and product and subtotal > best.get(order, (-1.0, ""))[0]:
+                best[order] = (subtotal, product)
+        return {order: product for order, (_, product) in best.items()}
+
+    def _party(self, partner: dict[str, Any]) -> DealParty:
+        return DealParty(
+            module="res.partner",
+            record_id=str(partner["id"]),
+            kind=PersonKind.ACCOUNT if partner.get("is_company") else PersonKind.CONTACT,
+            name=_text(partner.get("name")),
+            emails=tuple(e for e in (_text(partner.get("email")),) if e),
+            phones=tuple(t for t in (_text(partner.get(f)) for f in _PHONES) if t),
+        )
+
+    def _deal(
+        self,
+        module: str,
+        row: dict[str, Any],
+        partners: dict[int, dict[str, Any]],
+        products: dict[int, str],
+    ) -> DealRecord:
+        parties: list[DealParty] = []
+        partner_id, _ = _m2o(row.get("partner_id"))
+        partner = partners.get(partner_id) if partner_id else None
+        if module == OPPORTUNITY:  # the opportunity is itself a crm.lead the directory knows
+            parties.append(
+                DealParty(
+                    module=OPPORTUNITY,
+                    record_id=str(row["id"]),
+                    kind=PersonKind.LEAD,
+                    name=_text(row.get("contact_name")) or _text(row.get("partner_name")),
+                    emails=tuple(e for e in (_text(row.get("email_from")),) if e),
+                    phones=tuple(t for t in (_text(row.get(f)) for f in _PHONES) if t),
+                )
+            )
+        if partner is not None:
+            parties.insert(0, self._party(partner))
+            parent_id, _ = _m2o(partner.get("parent_id"))
+            if parent_id in partners:
+                parties.append(self._party(partners[parent_id]))
+        owner_id, _ = _m2o(row.get("user_id"))
+        owner = self._owner_of.get(str(owner_id)) if owner_id else None
+        created = _odoo_time(row.get("create_date"))
+        if module == SALE_ORDER:
+            state = _text(row.get("state"))
+            _, currency = _m2o(row.get("currency_id"))
+            return DealRecord(
+                module=module,
+                record_id=str(row["id"]),
+                title=_text(row.get("name")),
+                stage=_ORDER_STAGE.get(state, "proposal"),
+                amount=deal_amount(row.get("amount_total")),
+                currency=currency if _ISO.fullmatch(currency) else "",
+                closed_at=_odoo_time(row.get("date_order")),
+                created_at=created,
+                product=products.get(row["id"], ""),
+                owner=owner,
+                parties=tuple(parties),
+            )
+        active = row.get("active") is not False
+        probability = deal_amount(row.get("probability")) or 0.0
+        _, currency = _m2o(row.get("company_currency"))
+        _, lost_reason = _m2o(row.get("lost_reason_id"))
+        _, stage_name = _m2o(row.get("stage_id"))
+        if not active:
+            stage = "lost"
+        elif probability >= 100:
+            stage = "won"
+        else:
+            stage = pipeline_stage(stage_name)
+            stage = stage if stage not in ("won", "lost") else "qualification"
+        return DealRecord(
+            module=module,
+            record_id=str(row["id"]),
+            title=_text(row.get("name")),
+            stage=stage,
+            amount=deal_amount(row.get("expected_revenue")),
+            currency=currency if _ISO.fullmatch(currency) else "",
+            closed_at=_odoo_time(row.get("date_closed")) if stage in ("won", "lost") else None,
+            created_at=created,
+            lost_reason=lost_reason if stage == "lost" else "",
+            owner=owner,
+            parties=tuple(parties),
+            # archived without being lost (probability kept): no longer a deal at all
+            deleted=not active and probability > 0,
+        )
 
     # -- call log -------------------------------------------------------------------------
 

@@ -76,6 +76,34 @@ class DirectorySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
             raise ValueError(f"page_size: expected 10-1000, found {self.page_size}")
 
 
+class DealSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Whether the CRM's deals are pulled into the store (``docs/connectors/deals.md``).
+
+    Off unless enabled: reading a CRM's sales pipeline is a decision of its own (the API user
+    may not even be allowed to), and a CRM without deals would only log refusals. When on,
+    deals follow the ``directory:`` schedule (``interval_s``, ``full_every_s``, ``page_size``),
+    right after the phone book, so their customers are already known."""
+
+    enabled: bool = False
+    modules: list[str] = msgspec.field(default_factory=list)  # [] = the CRM's usual one
+    currency: str = "EUR"  # ISO 4217 of amounts the CRM keeps in its own base currency
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Z]{3}", self.currency):
+            raise ValueError(
+                f"currency: expected an ISO 4217 code such as EUR, found {self.currency!r}"
+            )
+
+    def check(self, allowed: tuple[str, ...]) -> None:
+        """Raise when a module is not one this CRM's connector reads deals from."""
+        for m in self.modules:
+            if m not in allowed:
+                raise ValueError(f"deals.modules: expected {' or '.join(allowed)}, found {m!r}")
+
+    def modules_or(self, default: str) -> list[str]:
+        return list(self.modules) or [default]
+
+
 class _ConnectorBase(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: str
     timeout_ms: int = 1500  # one lookup, login included; the lookup budget may cut it sooner
@@ -84,6 +112,7 @@ class _ConnectorBase(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     users: dict[str, str] = msgspec.field(default_factory=dict)  # agent/extension -> CRM user
     verify_tls: bool = True
     directory: DirectorySettings = msgspec.field(default_factory=DirectorySettings)
+    deals: DealSettings = msgspec.field(default_factory=DealSettings)
 
 
 class SugarCrmSettings(_ConnectorBase, tag_field="type", tag="sugarcrm"):
@@ -102,6 +131,7 @@ class SugarCrmSettings(_ConnectorBase, tag_field="type", tag="sugarcrm"):
         for m in self.modules:
             if m not in ("Contacts", "Leads", "Accounts"):
                 raise ValueError(f"modules: expected Contacts, Leads or Accounts, found {m!r}")
+        self.deals.check(("Opportunities",))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, url={self.url!r})"
@@ -130,6 +160,7 @@ class VtigerSettings(_ConnectorBase, tag_field="type", tag="vtiger"):
         for m in self.modules:
             if m not in ("Contacts", "Leads", "Accounts"):
                 raise ValueError(f"modules: expected Contacts, Leads or Accounts, found {m!r}")
+        self.deals.check(("Potentials",))
         if self.timezone:  # ignored, but a typo is still a mistake worth naming
             try:
                 ZoneInfo(self.timezone)
@@ -171,6 +202,7 @@ class OdooSettings(_ConnectorBase, tag_field="type", tag="odoo"):
         for m in self.models:
             if m not in ("res.partner", "crm.lead"):
                 raise ValueError(f"models: expected res.partner or crm.lead, found {m!r}")
+        self.deals.check(("sale.order", "crm.lead"))
         for agent, uid in self.users.items():
             if not uid.isdigit():
                 raise ValueError(f"users.{agent}: expected an Odoo user id (digits), found {uid!r}")
@@ -191,6 +223,8 @@ class GenericHttpSettings(_ConnectorBase, tag_field="type", tag="generic_http"):
 
     def __post_init__(self) -> None:
         _check_common(self)
+        if self.deals.enabled:
+            raise ValueError("deals.enabled: a generic_http connector cannot read deals; remove it")
         if not self.lookup_url and not self.log_url:
             raise ValueError("lookup_url: expected lookup_url, log_url or both, found neither")
         if self.lookup_url:

@@ -24,6 +24,15 @@ What SuiteCRM 7.14.6 really does (``tests/data/crm-traces/suitecrm-7.14.6/``, is
 - ``get_entry_list(..., deleted=1)`` returns live and deleted rows alike (each with its
   ``deleted`` field), which is what the caller directory pull uses; ``order_by`` takes bare
   field names (the server prefixes the table; a ``table.field`` it does not know is dropped).
+
+Deals are ``Opportunities`` pulled the same way (``pull_deals``), with their contacts and
+account asked through ``link_name_to_fields_array``: the answer's ``relationship_list`` holds,
+per entry and in the same order, ``{"link_list": [{"name": link, "records": [{"link_value":
+{field: {"name", "value"}}}]}]}`` (``SugarWebServiceImplv4::get_entry_list``), a link with no
+related record being left out. ``sales_stage`` "Closed Won"/"Closed Lost" decide won and lost;
+``date_closed`` is a day; ``currency_id`` "-99" is the system currency (``deals.currency``),
+any other the id of a ``Currencies`` record whose ``iso4217`` is read once. Stock SuiteCRM
+keeps no product or lost reason on an opportunity.
 """
 
 from __future__ import annotations
@@ -33,14 +42,20 @@ import json
 import logging
 import re
 from collections.abc import Sequence
+from datetime import UTC, date, datetime
 from typing import Any
 
 from connectors.base import (
     CrmRefused,
+    DealPage,
+    DealParty,
+    DealRecord,
     DirectoryPage,
     DirectoryRecord,
     RecordRejected,
     SessionExpired,
+    deal_amount,
+    pipeline_stage,
 )
 from connectors.callrecord import FinishedCall, split_duration
 from connectors.http_base import SessionCrmConnector, first_found
@@ -74,6 +89,30 @@ PULL_ORDER = "date_modified ASC, id ASC"  # bare names: the server adds the tabl
 _ENTITY = {"&#039;": "'", "&quot;": '"', "&lt;": "<", "&gt;": ">"}
 _ENTITIES = re.compile("|".join(map(re.escape, _ENTITY)))
 _DB_TIME = re.compile(r"(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})?")
+DEAL_MODULE = "Opportunities"
+_DEAL_FIELDS = (
+    "id",
+    "name",
+    "amount",
+    "amount_usdollar",
+    "currency_id",
+    "date_closed",
+    "sales_stage",
+    "assigned_user_id",
+    "date_entered",
+    "date_modified",
+    "deleted",
+)
+# an opportunity's customers: its contacts (opportunities_contacts), its account
+_DEAL_LINKS = (
+    (
+        "contacts",
+        "Contacts",
+        ("id", "first_name", "last_name", "email1", *PHONE_FIELDS["Contacts"]),
+    ),
+    ("accounts", "Accounts", ("id", "name", "email1", *PHONE_FIELDS["Accounts"])),
+)
+SYSTEM_CURRENCY = "-99"  # SuiteCRM's id of the currency set at install (config.php)
 
 
 def decode(text: str) -> str:
@@ -127,6 +166,49 @@ def _value(entry: dict[str, Any], key: str) -> str:
     return "" if v is None else str(v)
 
 
+def _day(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text.strip()[:10]) if text.strip() else None
+    except ValueError:
+        return None
+
+
+def _epoch(db_time: str) -> float | None:
+    """A DB time ("2026-05-02 10:00:00", UTC as SuiteCRM stores it) as epoch seconds."""
+    try:
+        return (
+            datetime.strptime(db_time.strip(), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC).timestamp()
+        )
+    except ValueError:
+        return None
+
+
+def _links(relationships: Any, at: int) -> dict[str, list[dict[str, Any]]]:
+    """The related records of entry ``at``: link name -> each record's ``link_value``."""
+    if not isinstance(relationships, list) or at >= len(relationships):
+        return {}
+    item = relationships[at]
+    out: dict[str, list[dict[str, Any]]] = {}
+    link_list = item.get("link_list") if isinstance(item, dict) else None
+    for link in link_list if isinstance(link_list, list) else []:
+        if not isinstance(link, dict):
+            continue
+        records = link.get("records")
+        values = [
+            r["link_value"]
+            for r in (records if isinstance(records, list) else [])
+            if isinstance(r, dict) and isinstance(r.get("link_value"), dict)
+        ]
+        out[str(link.get("name"))] = values
+    return out
+
+
+def _link_value(record: dict[str, Any], key: str) -> str:
+    item = record.get(key)
+    v = item.get("value") if isinstance(item, dict) else None
+    return "" if v is None else decode(str(v))
+
+
 def _fault_number(value: object) -> int | None:
     try:
         return int(str(value))
@@ -143,6 +225,7 @@ class SugarCrmConnector(SessionCrmConnector[SugarCrmSettings, str]):
     def _setup(self) -> None:
         super()._setup()
         self._user_id = ""
+        self._iso: dict[str, str] = {}  # Currencies id -> ISO 4217 ("" = could not be read)
 
     # -- protocol -------------------------------------------------------------------------
 
@@ -217,6 +300,24 @@ class SugarCrmConnector(SessionCrmConnector[SugarCrmSettings, str]):
         order_by: str = "",
         deleted: int = 0,
     ) -> list[dict[str, Any]]:
+        entries, _ = await self._entries_linked(
+            module, query, fields, timeout, limit=limit, order_by=order_by, deleted=deleted
+        )
+        return entries
+
+    async def _entries_linked(
+        self,
+        module: str,
+        query: str,
+        fields: Sequence[str],
+        timeout: float,
+        *,
+        limit: int = 5,
+        order_by: str = "",
+        deleted: int = 0,
+        links: Sequence[tuple[str, Sequence[str]]] = (),
+    ) -> tuple[list[dict[str, Any]], list[dict[str, list[dict[str, Any]]]]]:
+        """The entries, and for each the related records of ``links`` (link name, fields)."""
         result = await self._api(
             "get_entry_list",
             {
@@ -225,7 +326,9 @@ class SugarCrmConnector(SessionCrmConnector[SugarCrmSettings, str]):
                 "order_by": order_by,
                 "offset": 0,
                 "select_fields": list(fields),
-                "link_name_to_fields_array": [],
+                "link_name_to_fields_array": [
+                    {"name": name, "value": list(names)} for name, names in links
+                ],
                 "max_results": limit,
                 "deleted": deleted,
                 "favorites": False,
@@ -235,7 +338,13 @@ class SugarCrmConnector(SessionCrmConnector[SugarCrmSettings, str]):
         entries = result.get("entry_list") if isinstance(result, dict) else None
         if not isinstance(entries, list):
             raise ConnectorError(f"{self._http.host}: get_entry_list answered no entry_list")
-        return [e for e in entries if isinstance(e, dict) and e.get("id")]
+        relationships = result.get("relationship_list") if links else None
+        kept = [
+            (e, _links(relationships, i))
+            for i, e in enumerate(entries)
+            if isinstance(e, dict) and e.get("id")
+        ]
+        return [e for e, _ in kept], [r for _, r in kept]
 
     # -- records --------------------------------------------------------------------------
 
@@ -314,6 +423,111 @@ class SugarCrmConnector(SessionCrmConnector[SugarCrmSettings, str]):
             cursor = f"{_value(rows[-1], 'date_modified')}|{rows[-1]['id']}"
             _parse_cursor(cursor)  # a row without a DB time would make a cursor we cannot use
         return DirectoryPage(records=records, cursor=cursor, more=len(rows) >= limit)
+
+    # -- deals ----------------------------------------------------------------------------
+
+    def deal_modules(self) -> Sequence[str]:
+        return self.settings.deals.modules_or(DEAL_MODULE)
+
+    async def pull_deals(self, module: str, cursor: str, limit: int) -> DealPage:
+        """Up to ``limit`` opportunities changed after ``cursor``, deleted ones included, in
+        (date_modified, id) order, each with its contacts and account."""
+        if module != DEAL_MODULE:
+            raise ConnectorError(f"{self.name}: no deals in module {module!r}")
+        timeout = self.settings.write_timeout_ms / 1000
+        async with self._tracked(timeout):
+            rows, related = await self._entries_linked(
+                module,
+                keyset_where(module, cursor),
+                _DEAL_FIELDS,
+                timeout,
+                limit=limit,
+                order_by=PULL_ORDER,
+                deleted=1,
+                links=[(name, fields) for name, _, fields in _DEAL_LINKS],
+            )
+            wanted = {_value(r, "currency_id") for r in rows} - {SYSTEM_CURRENCY, ""}
+            await self._currencies(wanted - set(self._iso), timeout)
+        records = [self._deal(row, links) for row, links in zip(rows, related, strict=True)]
+        if rows:
+            cursor = f"{_value(rows[-1], 'date_modified')}|{rows[-1]['id']}"
+            _parse_cursor(cursor)
+        return DealPage(records=records, cursor=cursor, more=len(rows) >= limit)
+
+    async def _currencies(self, ids: set[str], timeout: float) -> None:
+        """Read the ISO code of these Currencies records once; one the CRM will not show
+        stays "" (its opportunities then count in the system currency: ``amount_usdollar``)."""
+        if not ids:
+            return
+        listed = ", ".join(sql_literal(i) for i in sorted(ids))
+        try:
+            rows = await self._entries(
+                "Currencies", f"currencies.id IN ({listed})", ("id", "iso4217"), timeout,
+                limit=len(ids),
+            )  # fmt: skip
+        except CrmRefused as e:
+            log.warning(
+                "crm %s: currencies %s not readable (%s); their opportunities count in the"
+                " system currency (amount_usdollar)",
+                self.name,
+                ", ".join(sorted(ids)),
+                e,
+            )
+            rows = []
+        found = {str(r["id"]): decode(_value(r, "iso4217")).strip().upper() for r in rows}
+        for i in ids:
+            iso = found.get(i, "")
+            self._iso[i] = iso if re.fullmatch(r"[A-Z]{3}", iso) else ""
+
+    def _deal(self, row: dict[str, Any], links: dict[str, list[dict[str, Any]]]) -> DealRecord:
+        def v(key: str) -> str:
+            return decode(_value(row, key))
+
+        rid = str(row["id"])
+        parties: list[DealParty] = []
+        for link, module, _ in _DEAL_LINKS:
+            for rec in links.get(link, []):
+                pid = _link_value(rec, "id")
+                if not pid:
+                    continue
+                if module == "Accounts":
+                    name = _link_value(rec, "name")
+                else:
+                    name = f"{_link_value(rec, 'first_name')} {_link_value(rec, 'last_name')}"
+                parties.append(
+                    DealParty(
+                        module=module,
+                        record_id=pid,
+                        kind=_KIND[module],
+                        name=name.strip(),
+                        emails=tuple(e for e in (_link_value(rec, "email1").strip(),) if e),
+                        phones=tuple(
+                            p
+                            for p in (_link_value(rec, f) for f in PHONE_FIELDS[module])
+                            if p.strip()
+                        ),
+                    )
+                )
+        currency_id = v("currency_id")
+        amount = deal_amount(v("amount"))
+        currency = ""
+        if currency_id not in ("", SYSTEM_CURRENCY):
+            currency = self._iso.get(currency_id, "")
+            if not currency:  # unreadable currency: the amount SuiteCRM keeps in the system's
+                amount = deal_amount(v("amount_usdollar"))
+        return DealRecord(
+            module=DEAL_MODULE,
+            record_id=rid,
+            title=v("name"),
+            stage=pipeline_stage(v("sales_stage")),
+            amount=amount,
+            currency=currency,
+            closed_on=_day(v("date_closed")),
+            created_at=_epoch(v("date_entered")),
+            owner=self._owner_of.get(v("assigned_user_id")),
+            parties=tuple(parties),
+            deleted=v("deleted") == "1",
+        )
 
     # -- call log -------------------------------------------------------------------------
 

@@ -24,6 +24,9 @@ connector. Event times are sent in UTC: vTiger 8.0.0 stores and returns them exa
 whatever the API user's time zone (recorded, ``tests/data/crm-traces/vtiger-8.0.0/065-072``).
 
 The caller directory pulls each module ordered by ``(modifiedtime, id)``; see ``pull``.
+Deals are ``Potentials`` pulled the same way (``pull_deals``): ``sales_stage`` "Closed
+Won"/"Closed Lost" decide won and lost, ``related_to`` is the organization and ``contact_id``
+the contact, whose e-mail addresses and numbers are read with one more query per 100.
 """
 
 from __future__ import annotations
@@ -34,15 +37,20 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from connectors.base import (
     CrmRefused,
+    DealPage,
+    DealParty,
+    DealRecord,
     DirectoryPage,
     DirectoryRecord,
     RecordRejected,
     SessionExpired,
+    deal_amount,
+    pipeline_stage,
 )
 from connectors.callrecord import FinishedCall, split_duration
 from connectors.http_base import SessionCrmConnector, first_found
@@ -84,6 +92,18 @@ RECORD_CODES = frozenset({"MANDATORY_FIELDS_MISSING"})  # this record itself is 
 QUERY_ROWS = 100  # vTiger caps every query answer at 100 rows
 LOOKUP_ROWS = 20  # candidates per module: the wildcard may match other numbers too
 _WS_ID = re.compile(r"\d+x\d+")
+DEAL_MODULE = "Potentials"
+# closingdate is a day; amount is in the CRM's base currency (deals.currency); stock vTiger
+# keeps no product or lost reason on a potential
+_DEAL_SELECT = (
+    "id, potentialname, amount, sales_stage, closingdate, related_to, contact_id,"
+    " assigned_user_id, createdtime, modifiedtime"
+)
+_PARTY_MODULE = {"12": "Contacts", "11": "Accounts"}  # webservice id prefix -> module
+_PARTY_FIELDS = {  # (e-mail fields, name fields)
+    "Contacts": (("email", "secondaryemail"), ("firstname", "lastname")),
+    "Accounts": (("email1", "email2"), ("accountname",)),
+}
 _E164 = re.compile(r"\+[1-9]\d{5,14}")
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 
@@ -131,6 +151,18 @@ def is_number(typed: str, e164: str, raw: str, match_last: int) -> bool:
     if suffix and digits_only(typed).endswith(suffix):
         return True
     return typed.strip() in spellings(e164, raw)
+
+
+def _text(row: dict[str, Any], key: str) -> str:
+    value = row.get(key)
+    return "" if value is None else str(value).strip()
+
+
+def _date(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text[:10]) if text else None
+    except ValueError:
+        return None
 
 
 def _numeric(ws_id: str) -> str:
@@ -343,44 +375,127 @@ class VtigerConnector(SessionCrmConnector[VtigerSettings, str]):
         periodic full pass (from cursor "") sweeps them."""
         if module not in self.settings.modules:
             raise ValueError(f"vtiger {self.name}: module {module!r} is not configured")
-        at = _Cursor.parse(cursor)
         timeout = self.settings.write_timeout_ms / 1000
-        rows: list[dict[str, Any]] = []
-        same_time_left = bool(at.last_id)  # records at at.modified after at.last_id?
         async with self._tracked(timeout):
-            while len(rows) < limit:
-                n = min(QUERY_ROWS, limit - len(rows))
-                if same_time_left:
-                    where = (
-                        f"where modifiedtime = {vtql_literal(at.modified)} "
-                        f"and id > {vtql_literal(at.last_id)} "
-                    )
-                elif at.modified:
-                    where = f"where modifiedtime > {vtql_literal(at.modified)} "
-                else:
-                    where = ""
-                batch = await self._query(
-                    f"select {_SELECT[module]} from {module} {where}"
-                    f"order by modifiedtime, id limit {n};",
-                    timeout,
-                )
-                rows += batch
-                if batch:
-                    last = batch[-1]
-                    modified, rid = str(last.get("modifiedtime")), str(last.get("id"))
-                    if not _TIME.fullmatch(modified) or not _WS_ID.fullmatch(rid):
-                        raise ConnectorError(
-                            f"{self._http.host}: {module} row without modifiedtime or id"
-                        )
-                    at = _Cursor(modified, rid)
-                if len(batch) == n:
-                    same_time_left = True  # more may share the last row's time
-                elif same_time_left:
-                    same_time_left = False  # that time is done: on to later ones
-                else:
-                    break  # nothing changed later
+            rows, at = await self._changed(module, _SELECT[module], cursor, limit, timeout)
             records = await self._records(module, rows, timeout)
         return DirectoryPage(records=records, cursor=str(at), more=len(rows) >= limit)
+
+    async def _changed(
+        self, module: str, select: str, cursor: str, limit: int, timeout: float
+    ) -> tuple[list[dict[str, Any]], _Cursor]:
+        """Up to ``limit`` rows of ``module`` changed after ``cursor`` in (modifiedtime, id)
+        order, in queries of at most 100 rows, and the cursor after the last one."""
+        at = _Cursor.parse(cursor)
+        rows: list[dict[str, Any]] = []
+        same_time_left = bool(at.last_id)  # records at at.modified after at.last_id?
+        while len(rows) < limit:
+            n = min(QUERY_ROWS, limit - len(rows))
+            if same_time_left:
+                where = (
+                    f"where modifiedtime = {vtql_literal(at.modified)} "
+                    f"and id > {vtql_literal(at.last_id)} "
+                )
+            elif at.modified:
+                where = f"where modifiedtime > {vtql_literal(at.modified)} "
+            else:
+                where = ""
+            batch = await self._query(
+                f"select {select} from {module} {where}order by modifiedtime, id limit {n};",
+                timeout,
+            )
+            rows += batch
+            if batch:
+                last = batch[-1]
+                modified, rid = str(last.get("modifiedtime")), str(last.get("id"))
+                if not _TIME.fullmatch(modified) or not _WS_ID.fullmatch(rid):
+                    raise ConnectorError(
+                        f"{self._http.host}: {module} row without modifiedtime or id"
+                    )
+                at = _Cursor(modified, rid)
+            if len(batch) == n:
+                same_time_left = True  # more may share the last row's time
+            elif same_time_left:
+                same_time_left = False  # that time is done: on to later ones
+            else:
+                break  # nothing changed later
+        return rows, at
+
+    # -- deals ----------------------------------------------------------------------------
+
+    def deal_modules(self) -> Sequence[str]:
+        return self.settings.deals.modules_or(DEAL_MODULE)
+
+    async def pull_deals(self, module: str, cursor: str, limit: int) -> DealPage:
+        """Up to ``limit`` potentials changed after ``cursor`` in (modifiedtime, id) order,
+        each with its organization and contact (their e-mail addresses and numbers read in
+        one query per 100). Deleted potentials are never answered: the full pass sweeps
+        them."""
+        if module != DEAL_MODULE:
+            raise ConnectorError(f"{self.name}: no deals in module {module!r}")
+        timeout = self.settings.write_timeout_ms / 1000
+        async with self._tracked(timeout):
+            rows, at = await self._changed(module, _DEAL_SELECT, cursor, limit, timeout)
+            linked = {str(r.get(f) or "") for r in rows for f in ("related_to", "contact_id")}
+            parties = await self._parties(linked - {""}, timeout)
+        records = [self._deal(r, parties) for r in rows]
+        return DealPage(records=records, cursor=str(at), more=len(rows) >= limit)
+
+    async def _parties(self, ids: set[str], timeout: float) -> dict[str, DealParty]:
+        """The contacts and organizations with these ids, as deal parties."""
+        out: dict[str, DealParty] = {}
+        by_module: dict[str, list[str]] = {}
+        for i in sorted(ids):
+            module = _PARTY_MODULE.get(i.partition("x")[0])
+            if module is not None and _WS_ID.fullmatch(i):
+                by_module.setdefault(module, []).append(i)
+        for module, wanted in by_module.items():
+            emails, names = _PARTY_FIELDS[module]
+            select = ", ".join(("id", *names, *emails, *PHONE_FIELDS[module]))
+            for at in range(0, len(wanted), QUERY_ROWS):
+                listed = ", ".join(vtql_literal(i) for i in wanted[at : at + QUERY_ROWS])
+                rows = await self._query(
+                    f"select {select} from {module} where id in ({listed});", timeout
+                )
+                for r in rows:
+                    texts = {k: _text(r, k) for k in ("id", *names, *emails, *PHONE_FIELDS[module])}
+                    out[texts["id"]] = DealParty(
+                        module=module,
+                        record_id=texts["id"],
+                        kind=_KIND[module],
+                        name=" ".join(texts[n] for n in names if texts[n]),
+                        emails=tuple(texts[e] for e in emails if texts[e]),
+                        phones=tuple(texts[f] for f in PHONE_FIELDS[module] if texts[f]),
+                    )
+        return out
+
+    def _deal(self, row: dict[str, Any], parties: dict[str, DealParty]) -> DealRecord:
+        def v(key: str) -> str:
+            return _text(row, key)
+
+        linked: list[DealParty] = []
+        # the contact first (the person who bought), then the organization
+        for ref in sorted(
+            {v("contact_id"), v("related_to")} - {""}, key=lambda i: not i.startswith("12x")
+        ):
+            module = _PARTY_MODULE.get(ref.partition("x")[0])
+            if module is None:
+                continue
+            linked.append(parties.get(ref) or DealParty(module, ref, _KIND[module]))
+        created = None
+        if _TIME.fullmatch(v("createdtime")):
+            created = datetime.strptime(v("createdtime"), "%Y-%m-%d %H:%M:%S")
+        return DealRecord(
+            module=DEAL_MODULE,
+            record_id=v("id"),
+            title=v("potentialname"),
+            stage=pipeline_stage(v("sales_stage")),
+            amount=deal_amount(v("amount")),
+            closed_on=_date(v("closingdate")),
+            created_at=created.replace(tzinfo=UTC).timestamp() if created else None,
+            owner=self._owner_of.get(v("assigned_user_id")),
+            parties=tuple(linked),
+        )
 
     # -- call log -------------------------------------------------------------------------
 

@@ -14,11 +14,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
 from connectors import build_connectors
-from connectors.base import DirectorySource
+from connectors.base import DealSource, DirectorySource
 from connectors.http_base import HttpCrmConnector
 from dialplan.fastagi import FastAgiServer
 from gateway.ami.events import AmiEvent, ResyncSnapshot
@@ -103,6 +104,7 @@ class Gateway:
         region = self.cfg.lookup.default_region
         self.directory = DirectoryStore(self.db, region, [c.name for c in self.connectors])
         pulled = []
+        deals = []  # CRM deals, pulled with the directory (gateway/directory/deals.py)
         for c, settings in zip(self.connectors, self.cfg.connectors, strict=True):
             if isinstance(c, HttpCrmConnector):
                 c.default_region = region
@@ -110,7 +112,11 @@ class Gateway:
                 pulled.append((c, settings.directory))
                 if isinstance(c, HttpCrmConnector):
                     c.directory_find = self.directory.finder(c.name)
-        self.directory_sync = DirectorySync(self.directory, pulled, self.clock)
+            if isinstance(c, DealSource) and settings.deals.enabled:
+                deals.append((c, settings.deals, settings.directory))
+        self.directory_sync = DirectorySync(
+            self.directory, pulled, self.clock, deals=deals, tz=ZoneInfo(self.cfg.panel.timezone)
+        )
         self.lookup = LookupChain(
             StoreCardSource(self.db), self.connectors, self.cfg.lookup, directory=self.directory
         )

@@ -35,8 +35,9 @@ class SyncState:
     last_sync_at: float | None = None
     last_error: str | None = None
     last_error_at: float | None = None
-    records: int = 0
+    records: int = 0  # a deal module's: its deals (attached or waiting)
     numbers: int = 0
+    waiting: int = 0  # a deal module's deals whose customer is not known here
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,8 +306,14 @@ _STATE = """
 SELECT s.connector, s.module, s.cursor, s.pass_no, s.pass_cursor, s.pass_started,
        s.last_full_at, s.last_sync_at, s.last_error, s.last_error_at,
        (SELECT COUNT(*) FROM crm_directory d
-        WHERE d.connector = s.connector AND d.module = s.module),
+        WHERE d.connector = s.connector AND d.module = s.module)
+       + (SELECT COUNT(*) FROM crm_deals x
+          WHERE x.connector = s.connector AND x.module = substr(s.module, 7)
+            AND s.module LIKE 'deals:%'),
        (SELECT COUNT(*) FROM crm_directory_phones p
-        WHERE p.connector = s.connector AND p.module = s.module)
+        WHERE p.connector = s.connector AND p.module = s.module),
+       (SELECT COUNT(*) FROM crm_deals x
+        WHERE x.connector = s.connector AND x.module = substr(s.module, 7)
+          AND s.module LIKE 'deals:%' AND x.waiting IS NOT NULL)
 FROM crm_directory_state s
 """

@@ -8,6 +8,10 @@ Per (connector, module) the rule is:
 - otherwise an *incremental pull* from the saved cursor until the CRM has nothing newer.
 Each page is stored with its cursor in one transaction (``DirectoryStore.apply_page``), so a
 crash or a CRM outage resumes after the last page kept, never from the start.
+
+A connector with ``deals: {enabled: true}`` also has its deals pulled by the same rules
+(``gateway/directory/deals.py``), in the same task and on the same schedule, right after its
+phone book: the deals' customers are then already in the directory.
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
-from connectors.base import DirectorySource
-from connectors.settings import DirectorySettings
+from connectors.base import DealSource, DirectorySource
+from connectors.settings import DealSettings, DirectorySettings
+from gateway.directory.deals import STATE_PREFIX, DealPuller, DealReport, DealStore
 from gateway.directory.store import DirectoryStore, SyncState
 from gateway.errors import ConnectorError
 
@@ -48,17 +54,24 @@ class SyncReport:
 
 
 class DirectorySync:
-    """Pulls every directory-capable connector into the store, one task per connector."""
+    """Pulls every directory-capable connector into the store, one task per connector; with
+    ``deals``, each (connector, deal settings, schedule) has its deals pulled in that task too.
+    ``tz`` reads the days CRMs close deals on (the panel's zone)."""
 
     def __init__(
         self,
         store: DirectoryStore,
         sources: Sequence[tuple[DirectorySource, DirectorySettings]],
         clock: Callable[[], float] = time.time,
+        *,
+        deals: Sequence[tuple[DealSource, DealSettings, DirectorySettings]] = (),
+        tz: ZoneInfo | None = None,
     ) -> None:
         self.store = store
         self.sources = list(sources)
+        self.deal_sources = list(deals)
         self.clock = clock
+        self.deals = DealPuller(DealStore(store, tz or ZoneInfo("UTC")), clock)
         self._tasks: list[asyncio.Task[None]] = []
         self._wake: dict[str, asyncio.Event] = {}
 
@@ -175,12 +188,24 @@ class DirectorySync:
 
     # -- the daemon's schedule ------------------------------------------------------------
 
+    async def sync_deals(
+        self,
+        source: DealSource,
+        settings: DealSettings,
+        policy: DirectorySettings,
+        *,
+        full: bool = False,
+    ) -> list[DealReport]:
+        """Every deal module of one connector (see ``gateway/directory/deals.py``)."""
+        return await self.deals.sync_source(source, settings, policy, full=full)
+
     def start(self) -> None:
-        for source, policy in self.sources:
-            self._wake[source.name] = asyncio.Event()
-            self._tasks.append(
-                asyncio.create_task(self._run(source, policy), name=f"directory:{source.name}")
-            )
+        names = dict.fromkeys(
+            [s.name for s, _ in self.sources] + [d.name for d, *_ in self.deal_sources]
+        )
+        for name in names:
+            self._wake[name] = asyncio.Event()
+            self._tasks.append(asyncio.create_task(self._run(name), name=f"directory:{name}"))
 
     async def close(self) -> None:
         tasks, self._tasks = self._tasks, []
@@ -196,24 +221,38 @@ class DirectorySync:
             if name is None or key == name:
                 ev.set()
 
-    async def _run(self, source: DirectorySource, policy: DirectorySettings) -> None:
+    async def _run(self, name: str) -> None:
+        directory = [(s, p) for s, p in self.sources if s.name == name]
+        deals = [(d, s, p) for d, s, p in self.deal_sources if d.name == name]
+        interval = min(p.interval_s for p in [*(p for _, p in directory), *(p for *_, p in deals)])
         failures = 0
-        wake = self._wake[source.name]
+        wake = self._wake[name]
         while True:
             wake.clear()
-            try:
-                await self.sync_source(source, policy)
-                failures = 0
-                nap = policy.interval_s
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # a CRM outage or a bug: log, back off, never die
-                if not isinstance(e, ConnectorError):
-                    log.exception("directory %s: sync crashed", source.name)
-                failures += 1
-                nap = min(policy.interval_s, 5.0 * 2 ** min(failures, 8))
+            failed = False
+            # the phone book first: the deals' customers are then already known
+            for source, policy in directory:
+                failed |= not await self._guarded(name, self.sync_source(source, policy))
+            for deal_source, settings, policy in deals:
+                failed |= not await self._guarded(
+                    name, self.sync_deals(deal_source, settings, policy)
+                )
+            failures = failures + 1 if failed else 0
+            nap = min(interval, 5.0 * 2 ** min(failures, 8)) if failed else interval
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), nap)
+
+    async def _guarded(self, name: str, sync: Awaitable[object]) -> bool:
+        """Run one sync; False when it failed (a CRM outage or a bug: logged, never fatal)."""
+        try:
+            await sync
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            if not isinstance(e, ConnectorError):
+                log.exception("directory %s: sync crashed", name)
+            return False
+        return True
 
     async def health(self) -> list[dict[str, object]]:
         """Per connector and module: last sync, record count and lag, for ``/health``."""
@@ -222,6 +261,9 @@ class DirectorySync:
 
 
 def _health(s: SyncState, now: float) -> dict[str, object]:
+    extra: dict[str, object] = {}
+    if s.module.startswith(STATE_PREFIX):  # deals: "records" are deals; these wait for a customer
+        extra["waiting"] = s.waiting
     return {
         "connector": s.connector,
         "module": s.module,
@@ -234,4 +276,5 @@ def _health(s: SyncState, now: float) -> dict[str, object]:
         "full_pass_running": s.pass_cursor is not None,
         "last_error": s.last_error,
         "last_error_at": s.last_error_at,
+        **extra,
     }

@@ -44,7 +44,7 @@ from gateway.intel.metrics import (
     compute,
 )
 from gateway.store.db import Database
-from gateway.store.events import LeadConverted, LeadStatusChanged, WrapUpSaved
+from gateway.store.events import DealsChanged, LeadConverted, LeadStatusChanged, WrapUpSaved
 from gateway.store.repositories import PersonRepository
 
 log = logging.getLogger("gateway.intel")
@@ -83,6 +83,7 @@ class IntelService:
             bus.subscribe(WrapUpSaved, lambda e: self._put(e.person_id)),
             bus.subscribe(LeadStatusChanged, lambda e: self._put(e.person_id)),
             bus.subscribe(LeadConverted, lambda e: self._put(e.person_id)),
+            bus.subscribe(DealsChanged, lambda e: self._put_all(e.person_ids)),
         ]
 
         def off() -> None:
@@ -98,6 +99,10 @@ class IntelService:
             log.warning("intel: queue full, dropped an update (the nightly run catches up)")
             return
         self._queue.put_nowait(item)
+
+    def _put_all(self, items: Iterable[int]) -> None:
+        for item in items:
+            self._put(item)
 
     async def settled(self) -> None:
         """Wait until every event handed to the service has been applied."""

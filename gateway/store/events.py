@@ -48,3 +48,12 @@ class WrapUpSaved:
     person_id: int | None
     disposition: str
     outcome: str  # the call's outcome: answered, no-answer, busy, ...
+
+
+@dataclass(frozen=True, slots=True)
+class DealsChanged:
+    """Deals were written or removed outside the deals API (a CRM pull): whose purchases."""
+
+    person_ids: tuple[int, ...]
+    at: float
+    source: str  # crm:suite

@@ -41,6 +41,13 @@ Sources for each behaviour (read, not copied):
   characters is a UserError.
 - ``message_post`` (mail.thread): 17+ escapes a ``str`` body ("str content will be escaped,
   Markup for html body"); 16 takes HTML and sanitizes it.
+- Deals (``sale`` and ``crm`` addons, Odoo 17): ``sale.order`` with ``partner_id``,
+  ``amount_total``, ``currency_id`` (a res.currency, whose name is the ISO code),
+  ``date_order`` (UTC), ``state`` draft/sent/sale/cancel (16 also done); its lines in
+  ``sale.order.line`` (``order_id``, ``product_id``, ``price_subtotal``); a ``crm.lead`` of
+  ``type`` opportunity with ``expected_revenue``, ``company_currency``, ``probability``
+  (100 when won), ``active`` False and ``lost_reason_id`` once marked lost, ``date_closed``.
+  Neither model has ``active`` but crm.lead. ``create_date`` is the first ``write_date``.
 """
 
 from __future__ import annotations
@@ -59,7 +66,8 @@ from aiohttp import web
 
 from tests.fakes.faults import Faults
 
-MODELS = ("res.partner", "crm.lead", "mail.message", "res.users")
+MODELS = ("res.partner", "crm.lead", "mail.message", "res.users", "sale.order", "sale.order.line")
+_PHONE_MODELS = ("res.partner", "crm.lead")  # mail.thread.phone: phone_sanitized and search
 _SEP = re.compile(r"[\s\\./()\-]")
 _DT = "%Y-%m-%d %H:%M:%S"
 # id, name, calling code of the res.country records the stand-in knows
@@ -93,7 +101,21 @@ _FIELDS = {
         "probability": 0.0,
         "type": "lead",
         "active": True,
+        "expected_revenue": 0.0,
+        "company_currency": [1, "EUR"],
+        "lost_reason_id": False,
+        "date_closed": False,
     },
+    "sale.order": {
+        "name": False,
+        "partner_id": False,
+        "amount_total": 0.0,
+        "currency_id": [1, "EUR"],
+        "date_order": False,
+        "state": "draft",
+        "user_id": False,
+    },
+    "sale.order.line": {"order_id": False, "product_id": False, "price_subtotal": 0.0},
 }
 
 
@@ -389,6 +411,7 @@ class Odoo:
         if isinstance(stamp, str):
             stamp = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f")
         row["write_date"] = stamp or self.clock()
+        row.setdefault("create_date", row["write_date"])
         self._compute(model, row)
         self.rows[model].append(row)
         self._index.pop(model, None)
@@ -407,7 +430,7 @@ class Odoo:
         self._index.pop(model, None)
 
     def _compute(self, model: str, row: dict[str, Any]) -> None:
-        if model in _FIELDS and self.has_phone_validation:
+        if model in _PHONE_MODELS and self.has_phone_validation:
             country = row.get("country_id")
             region = _COUNTRY_CODE.get(country[0]) if isinstance(country, list) else None
             region = region or self.company_country or None
@@ -509,7 +532,8 @@ class Odoo:
                 raise OdooError("builtins.ValueError", f'Invalid "order" specified ({fname})')
         context = kwargs.get("context") or {}
         names_active = any(isinstance(t, list | tuple) and t and t[0] == "active" for t in domain)
-        if model in _FIELDS and context.get("active_test", True) and not names_active:
+        has_active = "active" in _FIELDS.get(model, {})
+        if has_active and context.get("active_test", True) and not names_active:
             domain = [["active", "=", True], *domain]
         offset = int(kwargs.get("offset") or 0)
         limit = kwargs.get("limit") or None
@@ -538,7 +562,7 @@ class Odoo:
         if method == "fields_get":
             names = {"id", "display_name", "write_date", "create_date"}
             names |= {k for r in table for k in r} | set(_FIELDS.get(model, {}))
-            if model in _FIELDS and self.has_phone_validation:
+            if model in _PHONE_MODELS and self.has_phone_validation:
                 names |= {"phone_sanitized", "phone_mobile_search"}
             return {n: {"type": "char"} for n in sorted(names)}
         if method in ("search_read", "search_count"):

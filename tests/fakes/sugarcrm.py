@@ -28,6 +28,16 @@ recording is silent (``service/v4/SugarWebServiceImplv4.php`` ``get_entry_list``
   encoded differently: named entities, ``&`` double-encoded, ``duration_*`` as integers.
 - ``set_relationship`` answers ``created`` for every id, also one that does not exist (and
   stores a link only to an existing record).
+- ``Opportunities`` (not recorded; ``modules/Opportunities/vardefs.php``): ``amount`` and
+  ``amount_usdollar`` as the DB's decimal text, ``date_closed`` a day, ``sales_stage`` the
+  stock keys ("Closed Won", "Closed Lost"...), ``currency_id`` "-99" for the system currency
+  or the id of a ``Currencies`` row (``iso4217``). Their contacts and account are links
+  (``relate``), read with ``link_name_to_fields_array``: ``relationship_list`` then holds,
+  per entry, ``{"link_list": [{"name", "records": [{"link_value": {field: {"name",
+  "value"}}}]}]}`` (``SugarWebServiceImplv4::get_entry_list``), values encoded as above, every
+  asked field present ("" when empty), a link without related record left out, an unknown
+  link given as ``records: []``. A deleted opportunity has no links any more (SugarBean
+  ``mark_relationships_deleted``).
 
 Rows are plain dicts (raw DB values). ``add``/``delete``/``set_entry`` keep a version per
 module; a test that edits a row dict in place calls ``touch(module)`` (sorted indexes are
@@ -98,7 +108,7 @@ _PARAMS = {
         "delete",
     ),
 }
-MODULES = ("Contacts", "Leads", "Accounts", "Calls")
+MODULES = ("Contacts", "Leads", "Accounts", "Calls", "Opportunities", "Currencies")
 _AUDIT = ("id", "date_entered", "date_modified", "modified_user_id", "created_by", "deleted")
 _PERSON = (
     "first_name",
@@ -128,6 +138,24 @@ COLUMNS: dict[str, frozenset[str]] = {  # real table columns: a WHERE may name t
             "industry",
         )
     ),
+    "Opportunities": frozenset(
+        (
+            *_AUDIT,
+            "name",
+            "amount",
+            "amount_usdollar",
+            "currency_id",
+            "date_closed",
+            "sales_stage",
+            "probability",
+            "opportunity_type",
+            "lead_source",
+            "next_step",
+            "description",
+            "assigned_user_id",
+        )
+    ),
+    "Currencies": frozenset((*_AUDIT, "name", "symbol", "iso4217", "conversion_rate", "status")),
     "Calls": frozenset(
         (
             *_AUDIT,
@@ -146,6 +174,10 @@ COLUMNS: dict[str, frozenset[str]] = {  # real table columns: a WHERE may name t
     ),
 }
 _INT_FIELDS = frozenset({"duration_hours", "duration_minutes"})  # echoed as integers
+# an opportunity's links: link name -> the related module
+OPPORTUNITY_LINKS = {"contacts": "Contacts", "accounts": "Accounts"}
+# fields a related record answers beside its columns (non-db, but read by the helper)
+_LINK_EXTRA = frozenset({"email1", "email2"})
 _HTML = {"'": "&#039;", '"': "&quot;", "<": "&lt;", ">": "&gt;"}
 _HTML_RX = re.compile("[" + "".join(_HTML) + "]")
 _TAG = re.compile(r"</?[A-Za-z][^<>]*>")
@@ -280,6 +312,8 @@ class SugarCrm:
         default_factory=lambda: {m: [] for m in MODULES}
     )
     relationships: list[tuple[str, str, str]] = field(default_factory=list)  # call, link, id
+    # opportunity id -> its (link, related id): opportunities_contacts, accounts_opportunities
+    links: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     sessions: set[str] = field(default_factory=set)
     logins: int = 0
     queries: list[str] = field(default_factory=list)  # every get_entry_list query fragment
@@ -291,6 +325,7 @@ class SugarCrm:
     _versions: dict[str, int] = field(default_factory=dict)
     _extra_columns: dict[str, set[str]] = field(default_factory=dict)
     _indexes: dict[tuple[str, tuple[str, ...]], _Index] = field(default_factory=dict)
+    _ids: dict[str, tuple[tuple[int, int], dict[str, dict[str, Any]]]] = field(default_factory=dict)
 
     @classmethod
     def lab(cls) -> SugarCrm:
@@ -401,6 +436,29 @@ class SugarCrm:
         assert row is not None, rid
         row.update(deleted=1, date_modified=self._tick())
         self.touch(module)
+
+    def update(self, module: str, rid: str, **values: Any) -> None:
+        """A user's edit in the CRM: new values, ``date_modified`` now."""
+        row = self.row(module, rid)
+        assert row is not None, rid
+        row.update(values, date_modified=self._tick())
+        self._extra_columns.setdefault(module, set()).update(values)
+        self.touch(module)
+
+    def link(self, opportunity: str, link: str, *related: str) -> None:
+        """Relate an opportunity to contacts (``contacts``) or its account (``accounts``)."""
+        assert link in OPPORTUNITY_LINKS, link
+        self.links.setdefault(opportunity, []).extend((link, rid) for rid in related)
+
+    def _by_id(self, module: str, rid: str) -> dict[str, Any] | None:
+        """``row`` through an index kept per module version (a 100,000-row pull links pages
+        of opportunities to their contacts without scanning the table for each)."""
+        version = (self._versions.get(module, 0), len(self.tables[module]))
+        cached = self._ids.get(module)
+        if cached is None or cached[0] != version:
+            cached = (version, {str(r["id"]): r for r in self.tables[module]})
+            self._ids[module] = cached
+        return cached[1].get(rid)
 
     def row(self, module: str, rid: str) -> dict[str, Any] | None:
         return next((r for r in self.tables[module] if r["id"] == rid), None)
@@ -591,15 +649,58 @@ class SugarCrm:
         page = rows[start + offset : start + offset + limit]
         fields = list(args.get("select_fields") or [])
         entries = [self._entry(module, r, fields) for r in page]
+        wanted = args.get("link_name_to_fields_array") or []
+        relationships = [{"link_list": self._link_list(module, r, wanted)} for r in page]
         return _json(
             {
                 "result_count": len(entries),
                 "total_count": str(total) if total else 0,
                 "next_offset": offset + len(entries),
                 "entry_list": entries,
-                "relationship_list": [],
+                "relationship_list": relationships if wanted else [],
             }
         )
+
+    def _link_list(
+        self, module: str, row: dict[str, Any], wanted: list[Any]
+    ) -> list[dict[str, Any]]:
+        """``get_return_value_for_link_fields``: per asked link, the live related records."""
+        out: list[dict[str, Any]] = []
+        for item in wanted:
+            if not isinstance(item, dict) or "name" not in item or "value" not in item:
+                continue
+            link, names = str(item["name"]), list(item["value"] or [])
+            if not names:
+                continue
+            target = OPPORTUNITY_LINKS.get(link) if module == "Opportunities" else None
+            if target is None:
+                out.append({"name": link, "records": []})  # no such relationship
+                continue
+            related = [
+                r
+                for lnk, rid in ([] if _is_deleted(row) else self.links.get(row["id"], []))
+                if lnk == link
+                for r in [self._by_id(target, rid)]
+                if r is not None and not _is_deleted(r)
+            ]
+            if not related:
+                continue  # a link with no records is left out
+            known = self._columns(target) | _LINK_EXTRA
+            fields = [f for f in names if f in known]
+            out.append(
+                {
+                    "name": link,
+                    "records": [
+                        {
+                            "link_value": {
+                                f: {"name": f, "value": encode(str(r.get(f) or ""))} for f in fields
+                            }
+                        }
+                        for r in related
+                    ],
+                }
+            )
+        return out
 
     def _entry(self, module: str, row: dict[str, Any], fields: list[str]) -> dict[str, Any]:
         values = {k: v for k, v in row.items() if k not in ("account_id", "account_name")}

@@ -29,6 +29,10 @@ nothing was recorded, vtiger's ``include/Webservices`` sources and the VTQL gram
   ``duration_hours``/``duration_minutes`` from start and end (065, 067); a missing subject is
   MANDATORY_FIELDS_MISSING "subject does not have a value" (069).
 - ``retrieve`` (GET) answers the record as ``create`` did (027, 066, 068, 072).
+- ``Potentials`` (not recorded; a stock install's fields): ``amount`` as the DB's decimal
+  text (``1500.00000000``), ``closingdate`` a day, ``sales_stage`` the stock values ("Closed
+  Won", "Proposal or Price Quote"...), ``related_to`` an organization, ``contact_id`` a
+  contact; like every module, a deleted potential never answers a query.
 
 Queries are evaluated for real (``tests/fakes/sqlwhere.py``), so a connector that let
 ``' OR 1=1`` through would match every row here as on the real CRM. The directory pull's
@@ -57,7 +61,7 @@ from aiohttp import web
 from tests.fakes.faults import Faults
 from tests.fakes.sqlwhere import SqlSyntaxError, compile_tokens, tokenize
 
-WS_PREFIX = {"Contacts": "12", "Accounts": "11", "Leads": "10", "Events": "18"}
+WS_PREFIX = {"Contacts": "12", "Accounts": "11", "Leads": "10", "Events": "18", "Potentials": "13"}
 # every field a record answers, in vTiger 8.0.0's order (Contacts and Events as recorded in
 # 026 and 065; Leads and Accounts from a stock install's field list)
 FIELDS: dict[str, tuple[str, ...]] = {
@@ -88,6 +92,14 @@ FIELDS: dict[str, tuple[str, ...]] = {
         "ship_code", "bill_country", "ship_country", "bill_pobox", "ship_pobox",
         "description", "id", "label",
     ),
+    # not recorded: a stock 8.0 install's field list (vtiger_field, tabid 2)
+    "Potentials": (
+        "potentialname", "potential_no", "amount", "related_to", "closingdate",
+        "opportunity_type", "nextstep", "leadsource", "sales_stage", "assigned_user_id",
+        "probability", "campaignid", "createdtime", "modifiedtime", "modifiedby",
+        "forecast_amount", "isconvertedfromlead", "contact_id", "source", "starred", "tags",
+        "description", "id", "label",
+    ),
     "Events": (
         "subject", "assigned_user_id", "date_start", "time_start", "due_date", "time_end",
         "recurringtype", "duration_hours", "duration_minutes", "parent_id", "eventstatus",
@@ -104,14 +116,16 @@ DEFAULTS: dict[str, dict[str, str]] = {
     "Leads": {"emailoptout": "0"},
     "Accounts": {"emailoptout": "0", "notify_owner": "0"},
     "Events": {"sendnotification": "0", "notime": "0", "reminder_time": "0"},
+    "Potentials": {"isconvertedfromlead": "0", "starred": "0"},
 }  # fmt: skip
 AUTO_NUMBER = {"Contacts": ("contact_no", "CON"), "Leads": ("lead_no", "LEA"),
-               "Accounts": ("account_no", "ACC")}  # fmt: skip
+               "Accounts": ("account_no", "ACC"), "Potentials": ("potential_no", "POT")}  # fmt: skip
 LABEL = {
     "Contacts": ("firstname", "lastname"),
     "Leads": ("firstname", "lastname"),
     "Accounts": ("accountname",),
     "Events": ("subject",),
+    "Potentials": ("potentialname",),
 }
 EVENT_MANDATORY = (
     "subject",
