@@ -174,6 +174,8 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/deals/import"): _crm("crm:write", MANAGERS, note="CSV"),
     ("GET", "/api/v1/deals"): _crm("crm:read"),
     ("GET", "/api/v1/people/{id}/metrics"): _crm("crm:read"),
+    ("GET", "/api/v1/leads/{id}/best-hour"): _crm("crm:read"),
+    ("POST", "/api/v1/segments/best-hour"): _crm("campaigns:read", MANAGERS),
     ("POST", "/api/v1/leads/{id}/unsubscribe"): _crm(
         "crm:write", note="opts the lead's e-mail out, for them"
     ),

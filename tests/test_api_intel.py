@@ -5,8 +5,11 @@ few metrics."""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp import web
@@ -17,8 +20,10 @@ from gateway.config import GatewayConfig, config_from_dict
 from gateway.intel.api import INTEL, setup_intel
 from gateway.intel.metrics import METRICS
 from gateway.lookup.chain import LookupChain
+from gateway.store.calllog import CallLog
 from gateway.store.cards import StoreCardSource
 from gateway.store.db import Database
+from gateway.store.events import WrapUpSaved
 
 ADMIN = {"Authorization": "Bearer admin-secret-token"}
 READER = {"Authorization": "Bearer reader-secret-token"}
@@ -174,3 +179,106 @@ async def test_metrics_of_nobody_is_404_and_readers_cannot_write(client: Any) ->
     r = await client.post("/api/v1/deals", json={"title": "x"}, headers=ADMIN)
     assert r.status == 422
     assert (await r.json())["error"]["details"]["field"] == "person_id"
+
+
+# -- the best hour to call ------------------------------------------------------------------------
+# Outbound calls, Madrid: the lead answered on the 27th and 26th at 10:00 and not on the 25th at
+# 16:00; a contact answered at 16:00 on the 27th, 26th and 25th and not on the 24th. Everybody:
+# 5 of 7 (the prior 5/7); hour 10: (2 + 10 x 5/7) / 12 = 0.7619; hour 16 (3 answered of 5):
+# (3 + 10 x 5/7) / 15 = 0.6762. The lead's 10:00: (2 + 2 x 0.7619) / 4 = 0.881.
+
+
+def _madrid(day: int, hour: int) -> float:
+    return datetime(2026, 5, day, hour, tzinfo=ZoneInfo("Europe/Madrid")).timestamp()
+
+
+async def _calls(client: Any) -> tuple[int, int]:
+    r = await client.post(
+        "/api/v1/leads", json={"first_name": "Pilar", "phones": ["600 111 222"]}, headers=ADMIN
+    )
+    assert r.status == 201, await r.text()
+    lead = int((await r.json())["id"])
+    contact = await _contact(client)  # 612 345 678
+    log = CallLog(client.app[INTEL].db)
+    plan = [("+34600111222", 27, 10, True), ("+34600111222", 26, 10, True)]
+    plan += [("+34600111222", 25, 16, False)]
+    plan += [("+34612345678", d, 16, d != 24) for d in (27, 26, 25, 24)]
+    for n, (number, day, hour, answered) in enumerate(plan):
+        start = _madrid(day, hour)
+        assert await log.save({
+            "id": f"t:{n}", "pbx": "t", "linkedid": str(n), "direction": "outbound",
+            "caller": "101", "dialed": number, "started_at": start, "ended_at": start + 60,
+            "outcome": "answered" if answered else "noanswer",
+            "answered_at": start + 5 if answered else None,
+        })  # fmt: skip
+    await client.app[INTEL].refresh_cohort()  # as at start and nightly
+    return lead, contact
+
+
+async def test_a_leads_best_hour_leans_on_everybodys(client: Any) -> None:
+    lead, contact = await _calls(client)
+    r = await client.get(f"/api/v1/leads/{lead}/best-hour", headers=READER)
+    assert r.status == 200, await r.text()
+    doc = await r.json()
+    assert doc["timezone"] == "Europe/Madrid" and doc["scope"] == "lead"
+    assert doc["prior"] == {"kind": "everybody", "rate": 0.7143, "weight": 2.0, "attempts": 7}
+    assert (doc["attempts"], doc["answered"]) == (3, 2)
+    assert doc["best_hour"] == {"hour": 10, "attempts": 2, "answered": 2, "rate": 0.881}
+    assert doc["hours"][16]["rate"] == round(2 * (3 + 50 / 7) / 15 / 3, 4)  # 0.4508
+    # the metric the card, the worklist and campaigns read says the same hour
+    metrics = {m.name: m for m in await client.app[INTEL].recompute(lead)}
+    assert (metrics["best_hour"].label, metrics["best_hour"].params["percent"]) == ("10:00", 88)
+    r = await client.get(f"/api/v1/leads/{contact}/best-hour", headers=READER)
+    assert r.status == 404  # a contact is no lead
+    r = await client.get("/api/v1/leads/999/best-hour", headers=READER)
+    assert r.status == 404
+
+
+async def test_a_segments_best_hour(client: Any) -> None:
+    await _calls(client)
+    r = await client.post("/api/v1/segments/best-hour", json={"kinds": ["contact"]}, headers=ADMIN)
+    assert r.status == 200, await r.text()
+    doc = await r.json()
+    assert doc["scope"] == "segment" and doc["prior"]["kind"] == "overall"
+    assert (doc["attempts"], doc["answered"]) == (4, 3)
+    # the contact's 16:00, pulled toward 5/7 by 10 calls: (3 + 50/7) / 14
+    assert doc["best_hour"] == {"hour": 16, "attempts": 4, "answered": 3, "rate": 0.7245}
+    assert doc["best"][0]["hour"] == 16
+    r = await client.post(
+        "/api/v1/segments/best-hour", json={"score_min": 8, "score_max": 2}, headers=ADMIN
+    )
+    assert r.status == 422 and (await r.json())["error"]["details"]["field"] == "score_min"
+    r = await client.post("/api/v1/segments/best-hour", json={}, headers=READER)
+    assert r.status == 403  # campaigns:read
+
+
+async def test_start_up_does_not_wait_for_the_missing_metrics(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    db = await Database.open(tmp_path / "many.db")
+    async with db.transaction() as conn:
+        await conn.executemany(
+            "INSERT INTO people (kind, first_name, created_at, updated_at)"
+            " VALUES ('lead', ?, 0, 0)",
+            [(f"L{i}",) for i in range(600)],
+        )
+    cfg = config_from_dict({"lookup": {"default_region": "ES"}})
+    host = Host(db, cfg)
+    app = web.Application()
+    setup_intel(app, host)
+    app.on_cleanup.append(lambda _: db.close())
+    await aiohttp_client(app)  # started: the catch-up runs in the background
+    service = app[INTEL]
+    assert not service.caught_up.is_set()
+    # an event is applied while the catch-up goes on (the last person, the catch-up's last)
+    host.bus.publish(WrapUpSaved("sim:1", "ana", NOW, 600, "interested", "answered"))
+    await service.settled()
+    assert [r[0] for r in await db.conn.execute_fetchall(
+        "SELECT person_id FROM person_metrics WHERE metric = 'card' AND person_id = 600"
+    )] == [600]  # fmt: skip
+    assert not service.caught_up.is_set()
+    await asyncio.wait_for(service.caught_up.wait(), 60)
+    rows = await db.conn.execute_fetchall(
+        "SELECT count(*) FROM person_metrics WHERE metric = 'card'"
+    )
+    assert next(iter(rows))[0] == 600

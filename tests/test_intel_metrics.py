@@ -18,6 +18,7 @@ from gateway.calls.events import CallEnded
 from gateway.calls.model import CallRecord, Direction, Outcome
 from gateway.campaigns.model import Segment
 from gateway.campaigns.segment import count_segment
+from gateway.intel.besthour import AnswerProfile, tally
 from gateway.intel.metrics import (
     CARD_METRICS,
     METRICS,
@@ -151,10 +152,16 @@ def test_a_regular_customer_who_is_late() -> None:
     # R: 50 days -> 4; F: 3 -> 3; M: 300 -> 2; R >= 3 and F >= 3: loyal
     assert (m["rfm_segment"].label, m["rfm_segment"].params["r"]) == ("loyal", 4)
     assert m["monetary"].value == 300.0
-    # answered at 10:00 twice, not at 16:00 twice; overall 2/4, prior worth two calls:
-    # 10:00 (2 + 1) / (2 + 2) = 75%, 16:00 (0 + 1) / (2 + 2) = 25%
+    # answered at 10:00 twice, not at 16:00 twice; no cohort: the prior is their own 2/4,
+    # worth two calls: 10:00 (2 + 1) / (2 + 2) = 75%, 16:00 (0 + 1) / (2 + 2) = 25%; hours
+    # nobody was called at are not recommended (None)
     assert (m["best_hour"].value, m["best_hour"].label) == (10, "10:00")
-    assert m["best_hour"].params == {"hour": "10:00", "percent": 75, "calls": 2, "answered": 2}
+    rates: list[int | None] = [None] * 24
+    rates[10], rates[16] = 75, 25
+    assert m["best_hour"].params == {
+        "hour": "10:00", "percent": 75, "calls": 2, "answered": 2, "rates": rates,
+        "tz": "Europe/Madrid",
+    }  # fmt: skip
     # 180 days: answered 2 of 4 calls, 3 purchases: (2 + 3) / (5 + 2) = 71
     assert m["engagement"].value == 71
     # one "interested", one "complaint": 50
@@ -169,6 +176,33 @@ def test_a_regular_customer_who_is_late() -> None:
     assert m["next_best"].params["percent"] == 78
     text = reason_text(m["churn_30"], "en")
     assert text == "50 days since the last purchase; buys every 30 days: 78% risk within 30 days."
+
+
+def test_the_best_hour_leans_on_everybodys_answers() -> None:
+    # everybody (the cohort): 10 outbound calls at 11:00 local, 8 answered; 10 at 17:00, 2
+    # answered: overall 10/20, hours 11:00 (8 + 5) / (10 + 10) = 65%, 17:00 (2 + 5) / 20 = 35%
+    day = datetime(2026, 5, 25, tzinfo=TZ)  # a Monday
+    calls = [(day.replace(hour=11).timestamp(), i < 8) for i in range(10)]
+    calls += [(day.replace(hour=17).timestamp(), i < 2) for i in range(10)]
+    cohort = Cohort(answers=AnswerProfile(tally(calls, TZ)))
+    # never called (an inbound call says when they call, not when they answer): everybody's
+    inbound = CallFact("in", day.replace(hour=17).timestamp(), "inbound", "answered")
+    m = by_name(compute(Facts(FULL, calls=(inbound,)), NOW, TZ, cohort))
+    assert (m["best_hour"].label, m["best_hour"].reason) == ("11:00", "best_hour.everyone")
+    assert m["best_hour"].params["percent"] == 65 and m["best_hour"].params["calls"] == 0
+    assert reason_text(m["best_hour"], "en") == (
+        "Not called yet: people answer most at 11:00 (estimated rate 65%)."
+    )
+    assert reason_text(m["best_hour"], "es") == (
+        "Aún sin llamadas: la gente contesta más a las 11:00 (tasa estimada 65 %)."
+    )
+    # answered twice at 17:00: (2 + 2 x 0.35) / 4 = 68% beats 11:00's 65%
+    at17 = day.replace(hour=17, minute=30).timestamp()
+    mine = tuple(CallFact(f"o{i}", at17 - i * DAY, "outbound", "answered") for i in range(2))
+    m = by_name(compute(Facts(FULL, calls=mine), NOW, TZ, cohort))
+    assert (m["best_hour"].label, m["best_hour"].reason) == ("17:00", "best_hour.rate")
+    assert m["best_hour"].params["percent"] == 68
+    assert m["best_hour"].params["rates"][11] == 65  # never called then: everybody's
 
 
 def test_a_bounced_email_and_campaign_touches() -> None:
@@ -370,3 +404,47 @@ async def test_nightly_run_measures_the_cohort_and_segments_select(store: Databa
     assert (await count_segment(db, Segment(kinds=["lead"], churn_risk_min=0.3), TZ)).total == 2
     assert (await count_segment(db, Segment(kinds=["lead"], churn_risk_min=0.9), TZ)).total == 1
     assert service.next_nightly(NOW) == datetime(2026, 6, 2, 3, 0, tzinfo=TZ).timestamp()
+
+
+async def test_at_start_missing_and_stale_metrics_are_computed_and_fresh_ones_kept(
+    store: Database,
+) -> None:
+    db = store
+    clock = Clock(NOW)
+    service = IntelService(db, tz=TZ, clock=clock)
+    last_night = datetime(2026, 6, 1, 3, 0, tzinfo=TZ).timestamp()  # NOW is 14:00 in Madrid
+    assert service.last_nightly(NOW) == last_night
+    assert service.last_nightly(last_night) == last_night
+    never = await _person(db, first_name="Never")
+    fresh = await _person(db, first_name="Fresh")
+    stale = await _person(db, first_name="Stale")
+    partial = await _person(db, first_name="Partial")
+    clock.now = last_night + 3600  # after last night's run
+    await service.recompute(fresh)
+    clock.now = last_night - 3600  # before it: the gateway was down at 03:00
+    await service.recompute(stale)
+    await service.recompute(partial)
+    async with db.transaction() as conn:  # a metric a newer version added
+        await conn.execute(
+            "DELETE FROM person_metrics WHERE person_id = ? AND metric = 'best_hour'", (partial,)
+        )
+
+    async def computed() -> dict[int, tuple[int, float]]:
+        rows = await db.conn.execute_fetchall(
+            "SELECT person_id, count(*), min(computed_at) FROM person_metrics GROUP BY person_id"
+        )
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    assert never not in await computed()
+    clock.now = NOW
+    worker = asyncio.create_task(service.run())  # measures the cohort the catch-up waits for
+    try:
+        assert await service.catch_up(batch=2) == 3
+        after = await computed()
+        full = len(METRICS) + 1  # and the card's row
+        assert after[never] == after[stale] == after[partial] == (full, NOW)
+        assert after[fresh] == (full, last_night + 3600)  # left alone
+        assert service.caught_up.is_set()
+        assert await service.catch_up() == 0  # nothing left
+    finally:
+        worker.cancel()

@@ -26,6 +26,7 @@ from gateway.reports import sales
 from gateway.reports.model import ReportQuery
 from gateway.store.calllog import CallLog
 from gateway.store.db import Database
+from tests.test_panel_support import open_world
 
 MADRID = ZoneInfo("Europe/Madrid")
 SETTINGS = PanelSettings(timezone="Europe/Madrid")
@@ -184,19 +185,124 @@ async def test_lost_by_reason(db: Database) -> None:
     assert doc["total"] == 2
 
 
-async def test_best_hour_leans_on_the_overall_rate_when_data_is_thin(db: Database) -> None:
+# -- the filters ---------------------------------------------------------------------------
+
+
+async def _owners_and_queues(db: Database) -> None:
+    """ana (extension 101) owns L1 and L3 and the won deal; L4 called in through the
+    ``ventas`` queue (its first inbound call); L3's first inbound call had no queue, its second
+    went to ``ventas``."""
+    async with db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO users (username, role, password_hash, extensions, created_at,"
+            " updated_at) VALUES ('ana', 'agent', 'x', '[\"101\"]', 0, 0)"
+        )
+        await conn.execute("UPDATE people SET owner = 'ana' WHERE id IN (1, 3)")
+        await conn.execute("UPDATE deals SET owner = 'ana' WHERE person_id = 1")
+    log = CallLog(db)
+    for n, person, start, answered in ((6, 4, at(MAR4, 16), False), (7, 3, at(MAR4, 17), True)):
+        c = call(n, person, start, direction="inbound", answered=answered, end=start + 300)
+        assert await log.save(c | {"queue": "ventas", "did": "+34910000002"})
+
+
+async def test_agent_means_the_owner_of_the_lead_or_deal(db: Database) -> None:
+    await _owners_and_queues(db)
+    for agent in ("101", "ana"):  # the extension (as the call reports) or the user's name
+        funnel = await sales.funnel(db, q(agent=agent), SETTINGS)
+        assert [s["count"] for s in funnel["stages"]] == [2, 2, 1, 1], agent  # L1 won, L3
+        pipeline = await sales.pipeline(db, q(agent=agent), SETTINGS)
+        assert (pipeline["won"], pipeline["lost"]) == (1, 0)
+    leads = await sales.leads_over_time(db, q(agent="102"), SETTINGS)
+    assert leads["total"] == 0  # nobody has 102
+
+
+async def test_queue_and_did_mean_where_the_lead_first_called_in(db: Database) -> None:
+    await _owners_and_queues(db)
+    ventas = await sales.leads_over_time(db, q(queue="ventas"), SETTINGS)
+    # L4's first inbound call went to ventas; L3's second did, but its first did not
+    assert [(r["source"], r["count"]) for r in ventas["rows"]] == [("import", 1)]
+    by_did = await sales.funnel(db, q(did="+34910000001"), SETTINGS)
+    assert [s["count"] for s in by_did["stages"]] == [1, 1, 0, 0]  # L3 only
+    lost = await sales.lost_by_reason(db, q(did="+34910000001"), SETTINGS)
+    assert lost["total"] == 0
+    pipeline = await sales.pipeline(db, q(did="+34910000001"), SETTINGS)
+    assert sum(r["deals"] for r in pipeline["rows"]) == 0  # L3 has no deal
+    assert (await sales.pipeline(db, q(queue="ventas"), SETTINGS))["rows"][1]["deals"] == 0
+
+
+async def test_a_grouping_the_sales_reports_cannot_honour_is_refused(db: Database) -> None:
+    with pytest.raises(ValueError, match=r"^group_by: "):
+        await sales.funnel(db, q(group_by="queue"), SETTINGS)
+    with pytest.raises(ValueError, match=r"^group_by: "):
+        sales.check_query(q(group_by="hour"))
+    sales.check_query(q())  # the default is fine
+
+
+# -- best hour -----------------------------------------------------------------------------
+# The outbound calls of the last year: Mon 09:10 (L5, answered), Mon 10:30 (L1, answered),
+# Tue 01:00 (L2, no answer), Tue 09:00 (L2, answered): 3 of 4, a prior of 10 calls at 0.75.
+# Everybody's slots: each tried one once, (1 + 7.5) / 11 = 0.7727 when answered, 7.5 / 11 =
+# 0.6818 when not; hour 09: (2 + 7.5) / 12 = 0.7917.
+
+
+async def test_best_hour_of_a_lead_leans_on_everybodys(db: Database) -> None:
     doc = await sales.best_hour(db, 2, SETTINGS)
-    # outbound calls in the last year: 3 of 4 answered -> a prior of 10 calls at 0.75
-    assert doc["prior_rate"] == 0.75 and doc["attempts"] == 2
+    assert doc["scope"] == "lead" and doc["prior_rate"] == 0.75
+    assert doc["prior"] == {"kind": "everybody", "rate": 0.75, "weight": 2.0, "attempts": 4}
+    assert (doc["attempts"], doc["answered"]) == (2, 1)
     cells = {(c["weekday"], c["hour"]): c for c in doc["cells"]}
-    assert len(cells) == 168
-    assert cells[(1, 9)]["rate"] == round((1 + 7.5) / 11, 4)  # Tuesday 09:00, answered
-    assert cells[(1, 1)]["rate"] == round(7.5 / 11, 4)  # Tuesday 01:00, no answer
-    assert cells[(0, 9)]["rate"] == 0.75 and cells[(0, 9)]["attempts"] == 0
-    assert [(c["weekday"], c["hour"]) for c in doc["best"]] == [(1, 9), (1, 1)]
+    assert len(cells) == 168 and len(doc["hours"]) == 24
+    # Tuesday 09:00, answered: (1 + 2 x 0.7727) / (1 + 2)
+    assert cells[(1, 9)]["rate"] == round((1 + 2 * 8.5 / 11) / 3, 4) == 0.8485
+    # Tuesday 01:00, not answered: (0 + 2 x 0.6818) / 3
+    assert cells[(1, 1)]["rate"] == round(2 * 7.5 / 11 / 3, 4) == 0.4545
+    # Monday 09:00: the lead was never called then, everybody was: everybody's rate
+    assert cells[(0, 9)]["rate"] == 0.7727 and cells[(0, 9)]["attempts"] == 0
+    assert cells[(3, 12)]["rate"] == 0.75  # nobody ever: the overall rate
+    assert [(c["weekday"], c["hour"]) for c in doc["best"]] == [(1, 9), (0, 9), (0, 10)]
+    # 09:00 over the week: (1 + 2 x 0.7917) / 3
+    assert doc["best_hour"] == {"hour": 9, "attempts": 1, "answered": 1, "rate": 0.8611}
+
+
+async def test_best_hour_of_a_segment_and_of_everybody(db: Database) -> None:
     segment = await sales.best_hour(db, [1, 5], SETTINGS)
-    assert segment["attempts"] == 2 and {(c["weekday"], c["hour"]) for c in segment["best"]} == {
-        (0, 10), (0, 9),
-    }  # fmt: skip
+    assert segment["scope"] == "segment" and segment["prior"]["kind"] == "overall"
+    assert segment["prior"]["weight"] == 10.0 and segment["attempts"] == 2
+    # Mon 09:00 (L5) and Mon 10:00 (L1), answered: (1 + 7.5) / 11 each; a tie goes earlier
+    assert [(c["weekday"], c["hour"], c["rate"]) for c in segment["best"]] == [
+        (0, 9, 0.7727),
+        (0, 10, 0.7727),
+    ]
+    assert segment["best_hour"]["hour"] == 9
+    # the same group as a WHERE over people (a campaign's segment)
+    where = await sales.best_hour(db, ("p.source = ?", ["web_form"]), SETTINGS)
+    assert {(c["weekday"], c["hour"]) for c in where["best"]} == {(0, 9), (0, 10)}
+    everybody = await sales.best_hour(db, None, SETTINGS)
+    assert (everybody["scope"], everybody["attempts"], everybody["answered"]) == (
+        "everybody",
+        4,
+        3,
+    )
+    assert everybody["best_hour"] == {"hour": 9, "attempts": 2, "answered": 2, "rate": 0.7917}
     nobody = await sales.best_hour(db, [], SETTINGS)
-    assert nobody["attempts"] == 0 and nobody["best"] == []
+    assert nobody["attempts"] == 0 and nobody["best"] == [] and nobody["best_hour"] is None
+
+
+async def test_the_api_names_the_grouping_a_sales_report_refuses(
+    aiohttp_server: Any, tmp_path: Path
+) -> None:
+    gen = open_world(aiohttp_server, tmp_path)
+    world = await gen.__anext__()
+    try:
+        s = await world.sign_in("sofia")
+        base = "start=2025-03-03&end=2025-03-04"
+        for path in ("/api/v1/reports/funnel", "/api/v1/reports/leads.xlsx"):
+            async with s.get(world.url(f"{path}?{base}&group_by=queue")) as r:
+                assert r.status == 400, await r.text()
+                assert (await r.json())["error"]["details"]["field"] == "group_by"
+        # the filters a sales report reads are taken: the funnel of a queue's leads
+        async with s.get(world.url(f"/api/v1/reports/funnel?{base}&queue=ventas")) as r:
+            assert r.status == 200, await r.text()
+            assert (await r.json())["stages"][0]["count"] == 0
+    finally:
+        await gen.aclose()

@@ -28,6 +28,7 @@ from gateway.campaigns import segment as campaign_segment
 from gateway.campaigns import store as campaign_store
 from gateway.intel import api as intel_api
 from gateway.panel.sessions import COOKIE
+from gateway.reports.model import BestHourReport
 
 __all__ = ["OPENAPI_PATH", "build_document", "setup_openapi"]
 
@@ -85,6 +86,7 @@ _BODIES: tuple[Any, ...] = (
     intel_api.DealPage,
     intel_api.DealImportReport,
     intel_api.PersonMetrics,
+    BestHourReport,
 )
 
 
@@ -589,6 +591,34 @@ def _intel_paths() -> dict[str, Schema]:
                 "cannot give a number; `reason` says why. `text` words it in `lang`.",
                 parameters=_query_parameters(intel_api.MetricsQuery),
                 errors=(404,),
+            ),
+        },
+        "/api/v1/leads/{id}/best-hour": {
+            "parameters": [_p("Id")],
+            "get": _op(
+                "Leads",
+                "When to call a lead: answer rates by weekday and hour",
+                "crm:read",
+                {"200": _json(_ref("BestHourReport"), "Every weekday x hour and every hour.")},
+                description="The lead's outbound calls of the last year per local weekday x "
+                "hour (`panel.timezone`) and per hour, each rate leaning on everybody's for "
+                "the same slot (`prior`, worth a few calls), so a lead called twice is not "
+                "judged on two calls and a lead never called gets everybody's best hour. "
+                "`best_hour` is the hour the worklist and campaign call tasks use.",
+                errors=(404,),
+            ),
+        },
+        "/api/v1/segments/best-hour": {
+            "post": _op(
+                "Campaigns",
+                "When to call a segment's leads: answer rates by weekday and hour",
+                "campaigns:read",
+                {"200": _json(_ref("BestHourReport"), "Every weekday x hour and every hour.")},
+                body=_ref("Segment"),
+                description="The outbound calls of the last year to the leads the segment "
+                "holds now (a campaign's `segment`), per weekday x hour and per hour, each "
+                "rate pulled toward the overall answer rate (`prior`). Panel: supervisors "
+                "and admins.",
             ),
         },
     }

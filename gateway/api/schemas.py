@@ -479,6 +479,19 @@ class FormFill(msgspec.Struct, forbid_unknown_fields=True):
     at: Epoch | None = None
 
 
+class BestHourHint(msgspec.Struct):
+    """When the lead answers most (``GET /api/v1/leads/{id}/best-hour`` has the detail)."""
+
+    hour: Annotated[int, Meta(ge=0, le=23, description="in `panel.timezone`")]
+    label: Annotated[str, Meta(description="`HH:00`")]
+    percent: Annotated[int | None, Meta(description="the estimated answer rate then")]
+    now: Annotated[bool, Meta(description="the current hour is the best one")]
+    source: Annotated[
+        Literal["own", "everyone"],
+        Meta(description="the lead's own calls, or (never called) everybody's"),
+    ]
+
+
 class WorklistItem(msgspec.Struct):
     person: Person
     score: Score | None
@@ -487,10 +500,14 @@ class WorklistItem(msgspec.Struct):
     campaign: Annotated[
         str | None, Meta(description="the campaign whose call task next_follow_up is")
     ] = None
+    best_hour: Annotated[
+        BestHourHint | None, Meta(description="null: no calls to learn from yet")
+    ] = None
 
 
 class Worklist(msgspec.Struct):
-    """Best score first, then the earliest follow-up; ``next_cursor`` null on the last page."""
+    """Best score first; among equal scores the leads whose best hour is now, then the
+    earliest follow-up; ``next_cursor`` null on the last page."""
 
     items: list[WorklistItem]
     next_cursor: str | None
@@ -563,7 +580,8 @@ class CallQuery(msgspec.Struct, forbid_unknown_fields=True):
 class WorklistQuery(msgspec.Struct, forbid_unknown_fields=True):
     owner: Annotated[QueryText, Meta(description="only leads owned by this user")] | None = None
     sort: Annotated[
-        Literal["-score"], Meta(description="best score first, then earliest follow-up")
+        Literal["-score"],
+        Meta(description="best score first, then best hour now, then earliest follow-up"),
     ] = "-score"
     limit: Limit = 50
     cursor: Cursor | None = None

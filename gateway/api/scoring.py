@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal, Protocol
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
@@ -137,6 +138,7 @@ def setup_scoring(
         settings,
         default_region=gateway.cfg.lookup.default_region,
         clock=clock or gateway.clock,
+        tz=ZoneInfo(gateway.cfg.panel.timezone),  # the best-hour metric's zone
     )
     app[SCORING] = service
     app.router.add_routes(routes())

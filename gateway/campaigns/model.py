@@ -137,6 +137,10 @@ class CallTask(_Step, tag="call", frozen=True):
     assign: Literal["owner", "pool", "different_agent"] = "owner"
     pool: list[str] = msgspec.field(default_factory=list)
     expire_days: Annotated[float, msgspec.Meta(gt=0, le=90)] = 7.0
+    # 0: the task is due at once; N: due at the lead's best hour to call (the best_hour
+    # metric, gateway/intel/besthour.py) within the next N days, in business hours; it
+    # expires ``expire_days`` after that
+    best_hour_within_days: Annotated[float, msgspec.Meta(ge=0, le=14)] = 0.0
 
 
 class Wait(_Step, tag="wait", frozen=True):

@@ -38,7 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.bus import Bus
 from gateway.calls.events import CallEnded
@@ -58,6 +58,7 @@ from gateway.campaigns.settings import CampaignSettings, MailSettings
 from gateway.campaigns.store import Campaign, CampaignStore, Member
 from gateway.campaigns.templates import person_context
 from gateway.campaigns.unsubscribe import LinkSigner, compose, signing_secret
+from gateway.intel.besthour import next_best_time
 from gateway.store.db import Database
 from gateway.store.events import LeadStatusChanged, LeadUnsubscribed, WrapUpSaved
 from gateway.store.models import Person
@@ -617,7 +618,7 @@ class CampaignScheduler:
                 )
                 return _Pending(job, index + 1)
             assert isinstance(action, engine.CreateCall)
-            await self._create_call(member, campaign, lead, action, now, day)
+            await self._create_call(member, campaign, lead, action, now, day, tz)
             report.calls += 1
             return None
         raise RuntimeError(f"member {member.id}: more than {MAX_STEPS_PER_VISIT} steps in a visit")
@@ -684,6 +685,7 @@ class CampaignScheduler:
         action: engine.CreateCall,
         now: float,
         day: str,
+        tz: ZoneInfo,
     ) -> None:
         step = action.step
         owner, pool = await self._assignee(member, lead.person, step.assign, step.pool)
@@ -692,13 +694,16 @@ class CampaignScheduler:
         )
         if run_id is None:
             return
+        due = now
+        if step.best_hour_within_days > 0:
+            due = await self._best_time(member.person_id, now, tz, step.best_hour_within_days)
         conn = self.db.conn
         cur = await conn.execute(
             "INSERT INTO follow_ups (person_id, due_at, title, owner, created_at,"
             " campaign_run_id, pool) VALUES (?,?,?,?,?,?,?)",
             (
                 member.person_id,
-                now,
+                due,
                 step.title,
                 owner,
                 now,
@@ -710,7 +715,27 @@ class CampaignScheduler:
             run_id, RunStatus.TASK_CREATED, follow_up_id=cur.lastrowid, agent=owner
         )
         self.db.numbers_changed(await numbers_of_people(conn, [member.person_id]))
-        await self.store.advance(member.id, action.index, now + step.expire_days * DAY)
+        await self.store.advance(member.id, action.index, due + step.expire_days * DAY)
+
+    async def _best_time(self, person_id: int, now: float, tz: ZoneInfo, days: float) -> float:
+        """When the lead's call task falls due: the open hour within ``days`` at which they
+        answer most, by their stored best-hour metric (its 24 hour rates and their zone);
+        ``now`` when there is no such metric yet."""
+        rows = await self.db.conn.execute_fetchall(
+            "SELECT params FROM person_metrics WHERE person_id = ? AND metric = 'best_hour'",
+            (person_id,),
+        )
+        try:
+            params = json.loads(next(iter(rows))[0])
+            rates = [None if r is None else float(r) for r in params["rates"]]
+            zone = ZoneInfo(str(params["tz"]))
+        except (StopIteration, ValueError, KeyError, TypeError, ZoneInfoNotFoundError):
+            return now
+        if len(rates) != 24:
+            return now
+        return next_best_time(
+            rates, now, days * DAY, zone, lambda at: self.calendar.next_open(at, tz)
+        )
 
     async def _assignee(
         self, member: Member, person: Person, assign: str, pool: list[str]

@@ -43,6 +43,13 @@ class CampaignSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True,
         return f"CampaignSettings(enabled={self.enabled!r})"
 
 
+class ReportRecipient(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """A report e-mail recipient with a language of their own (None: ``report_language``)."""
+
+    address: str
+    language: Literal["es", "en"] | None = None
+
+
 class MailSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     host: str = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 25
@@ -56,8 +63,10 @@ class MailSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, fro
     reply_to: str = ""
     timeout: Annotated[float, msgspec.Meta(gt=0, le=300)] = 30.0
     connections: Annotated[int, msgspec.Meta(ge=1, le=32)] = 2  # kept open, in parallel
-    # daily/weekly reports and other gateway mail go to these (reports, issue 14)
-    report_recipients: list[str] = msgspec.field(default_factory=list)
+    # daily/weekly reports and other gateway mail go to these (reports, issue 14): an address,
+    # or {address, language} for someone who reads another language than report_language
+    report_recipients: list[str | ReportRecipient] = msgspec.field(default_factory=list)
+    report_language: Literal["es", "en"] = "es"
 
     def __repr__(self) -> str:  # never let the password reach a log line
         return f"MailSettings(host={self.host!r}, port={self.port}, security={self.security!r})"

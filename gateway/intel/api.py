@@ -6,7 +6,12 @@
   row, the same columns as the JSON fields; bad rows are reported, the good ones kept;
 * ``GET /api/v1/deals`` (crm:read): a person's or an account's deals, newest first;
 * ``GET /api/v1/people/{id}/metrics`` (crm:read): every metric of a person with its reason,
-  worded in ``lang`` (en, es) from the panel's catalogs.
+  worded in ``lang`` (en, es) from the panel's catalogs;
+* ``GET /api/v1/leads/{id}/best-hour`` (crm:read): when to call a lead: its outbound calls'
+  answers per weekday x hour and per hour, each leaning on everybody's (the prior), and the
+  hour to call (the one the worklist and campaigns use);
+* ``POST /api/v1/segments/best-hour`` (campaigns:read, supervisors): the same for the leads of
+  a segment (a campaign's ``segment``, as ``/api/v1/segments/count`` takes it).
 
 Writing a deal recomputes the metrics of the people it concerns before answering.
 """
@@ -39,12 +44,16 @@ from gateway.api.params import (
 )
 from gateway.api.schemas import Epoch, NoQuery
 from gateway.bus import Bus
+from gateway.campaigns.model import CampaignIn, CheckError, Segment, Stop, check_campaign
+from gateway.campaigns.segment import segment_where
 from gateway.config import GatewayConfig
 from gateway.errors import ApiError
 from gateway.intel.metrics import METRICS
 from gateway.intel.service import IntelService
 from gateway.intel.wording import reason_text
 from gateway.lookup.numbers import InvalidNumber, normalize
+from gateway.reports import sales
+from gateway.reports.model import BestHourReport
 from gateway.store.db import Database, SqlParam
 
 INTEL: web.AppKey[IntelService] = web.AppKey("intel", IntelService)
@@ -411,11 +420,48 @@ def routes(host: IntelHost) -> list[web.RouteDef]:
         ]
         return respond(PersonMetrics, PersonMetrics(pid, at, docs))
 
+    async def lead_best_hour(request: web.Request) -> web.Response:
+        require(request, "crm:read")
+        query_as(request, NoQuery)
+        pid = id_param(request)
+        rows = await db_of().conn.execute_fetchall(
+            "SELECT 1 FROM people WHERE id = ? AND kind = 'lead'", (pid,)
+        )
+        if not rows:
+            raise ApiError(404, "not_found", f"no lead with id {pid}", {"id": pid})
+        doc = await sales.best_hour(
+            db_of(),
+            pid,
+            host.cfg.panel,
+            now=host.clock(),
+            everybody=request.app[INTEL].cohort.answers,
+        )
+        return respond(BestHourReport, doc)
+
+    async def segment_best_hour(request: web.Request) -> web.Response:
+        require(request, "campaigns:read")
+        query_as(request, NoQuery)
+        segment = await body_as(request, Segment)
+        try:  # the segment's own rules, as /api/v1/segments/count checks them
+            check_campaign(CampaignIn(name="best-hour", steps=[Stop()], segment=segment))
+        except CheckError as e:
+            raise invalid(e.path.removeprefix("segment."), e.message, 422) from None
+        doc = await sales.best_hour(
+            db_of(),
+            segment_where(segment, tz),  # a segment's dates are days of the panel's zone
+            host.cfg.panel,
+            now=host.clock(),
+            everybody=request.app[INTEL].cohort.answers,
+        )
+        return respond(BestHourReport, doc)
+
     return [
         web.post("/api/v1/deals", create),
         web.post("/api/v1/deals/import", import_deals),
         web.get("/api/v1/deals", list_deals),
         web.get("/api/v1/people/{id}/metrics", metrics),
+        web.get("/api/v1/leads/{id}/best-hour", lead_best_hour),
+        web.post("/api/v1/segments/best-hour", segment_best_hour),
     ]
 
 
@@ -437,6 +483,8 @@ def setup_intel(app: web.Application, host: IntelHost) -> IntelService:
         tasks = [
             asyncio.create_task(service.run(), name="intel-worker"),
             asyncio.create_task(service.nightly(), name="intel-nightly"),
+            # missing or stale metrics, in the background: start-up does not wait for them
+            asyncio.create_task(service.catch_up(), name="intel-catch-up"),
         ]
         yield
         unsubscribe()

@@ -20,6 +20,9 @@ The rules, each chosen so a person can check it by hand:
   three rhythms without buying is a certain loss;
 * projected lifetime value: the next 12 months, ``average order x 365 / rhythm x (1 - churn
   risk at 60 days)``;
+* best hour: the hour of the day (in ``tz``) when outbound calls to the person are answered
+  most, each hour starting from everybody's rate for it (``Cohort.answers``), worth two calls
+  (:mod:`gateway.intel.besthour`); never called: everybody's best hour (``best_hour.everyone``);
 * scores (last activity, marketing, engagement, satisfaction, data quality) are 0-100.
 """
 
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import pairwise
@@ -35,6 +38,8 @@ from statistics import mean
 from zoneinfo import ZoneInfo
 
 import phonenumbers
+
+from gateway.intel.besthour import AnswerProfile, person_hours, tally
 
 DAY = 86400.0
 YEAR_DAYS = 365.0
@@ -87,7 +92,7 @@ CARD_METRICS = ("rfm_segment", "clv_historic", "churn_30", "data_quality", "next
 # person_metrics also holds these five together in one row of this name, for the card's query
 CARD_ROW = "card"
 
-Param = str | int | float | list[str]
+Param = str | int | float | list[str] | list[int | None]
 
 
 # -- facts ---------------------------------------------------------------------------------------
@@ -190,10 +195,12 @@ class Facts:
 
 @dataclass(frozen=True, slots=True)
 class Cohort:
-    """What the whole customer base says: the median gap between purchases (days)."""
+    """What the whole customer base says: the median gap between purchases (days), and
+    everybody's answers to outbound calls by weekday and hour (the best hour's prior)."""
 
     median_gap_days: float | None = None
     customers: int = 0
+    answers: AnswerProfile | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,35 +274,6 @@ def churn_risk(days_since: float, horizon: float, rhythm: float) -> float:
 
 def risk_band(risk: float) -> str:
     return "low" if risk < 0.3 else "medium" if risk < 0.6 else "high"
-
-
-def _smoothed_best_hour(
-    attempts: Iterable[tuple[int, bool]],
-) -> tuple[int, float, int, int] | None:
-    """(hour, rate, attempts, answered) with the best answer rate, each hour pulled toward the
-    overall rate by a prior worth two calls (one lucky call does not win over a steady hour)."""
-    per: dict[int, list[int]] = {}
-    total = answered_total = 0
-    for at_hour, ok in attempts:
-        counts = per.setdefault(at_hour, [0, 0])
-        counts[0] += 1
-        counts[1] += int(ok)
-        total += 1
-        answered_total += int(ok)
-    if not total:
-        return None
-    prior = answered_total / total
-    strength = 2.0
-    best = max(
-        per.items(),
-        key=lambda kv: (
-            (kv[1][1] + prior * strength) / (kv[1][0] + strength),
-            kv[1][0],
-            -kv[0],
-        ),
-    )
-    hour, (tried, reached) = best
-    return hour, (reached + prior * strength) / (tried + strength), tried, reached
 
 
 # -- the computation -----------------------------------------------------------------------------
@@ -534,22 +512,30 @@ def compute(facts: Facts, now: float, tz: ZoneInfo, cohort: Cohort | None = None
         best = "phone" if phone_rate >= email_rate else "email"
         out["best_channel"] = Metric("best_channel", None, best, "channel.rates", rates)
 
-    attempts = [
-        (datetime.fromtimestamp(c.started_at, tz).hour, c.answered or c.direction == "inbound")
-        for c in facts.calls
-        if c.direction in ("inbound", "outbound")
-    ]
-    found = _smoothed_best_hour(attempts)
-    if found is None:
+    # outbound calls only: the question is when they pick up when *we* call (an inbound call
+    # says when they were free to call, not whether they answer); the hour is local to ``tz``
+    outbound_calls = ((c.started_at, c.answered) for c in facts.calls if c.direction == "outbound")
+    hours = person_hours(tally(outbound_calls, tz), cohort.answers)
+    if hours.best is None:
         out["best_hour"] = _none("best_hour", "no_calls")
     else:
-        hour, rate, n, ok = found
+        h = hours.best
+        own = hours.own[h]
         out["best_hour"] = Metric(
             "best_hour",
-            hour,
-            f"{hour:02d}:00",
-            "best_hour.rate",
-            {"hour": f"{hour:02d}:00", "percent": _pct(rate), "calls": n, "answered": ok},
+            h,
+            f"{h:02d}:00",
+            "best_hour.everyone" if hours.from_prior else "best_hour.rate",
+            {
+                "hour": f"{h:02d}:00",
+                "percent": _pct(hours.rates[h]),
+                "calls": own.attempts,
+                "answered": own.answered,
+                # every hour's estimate and their zone: the worklist and campaigns pick the
+                # best *open* hour from these (gateway/intel/besthour.py)
+                "rates": [None if r is None else _pct(r) for r in hours.recommendable()],
+                "tz": str(tz),
+            },
         )
 
     # -- data quality ------------------------------------------------------------------------------

@@ -1,13 +1,17 @@
 """Keeps ``person_metrics`` current: gathers a person's facts from the store, computes their
-metrics (:mod:`gateway.intel.metrics`) and writes them, on events and nightly.
+metrics (:mod:`gateway.intel.metrics`) and writes them, on events, at start and nightly.
 
 When: a call ends (``CallEnded``: the call record on the bus counts even before the call log
 writes its row a moment later, as lead scoring does), a wrap-up is saved (its disposition),
 a lead's status changes or it is converted (``gateway/store/events.py``), a deal is written
 (the deals API calls :meth:`IntelService.recompute` itself), and every night at
-``NIGHTLY_HOUR`` in the panel's zone, when the cohort's rhythm is measured again and everyone is
-recomputed (time alone moves recency and churn risk). A caller card shows the new figures at
-once: a change of what the card shows tells the lookup cache (``Database.numbers_changed``).
+``NIGHTLY_HOUR`` in the panel's zone, when the cohort (purchase rhythm, everybody's answers by
+hour) is measured again and everyone is recomputed (time alone moves recency and churn risk).
+At start, :meth:`IntelService.catch_up` recomputes in the background, batch by batch, whoever
+has no metrics yet, lacks one (a newer version added it) or was last computed before the last
+nightly run (the gateway was down then); start-up does not wait for it, and events keep being
+applied between its batches. A caller card shows the new figures at once: a change of what the
+card shows tells the lookup cache (``Database.numbers_changed``).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from gateway.intel.metrics import (
     TouchFact,
     compute,
 )
+from gateway.reports.sales import answer_profile
 from gateway.store.db import Database
 from gateway.store.events import DealsChanged, LeadConverted, LeadStatusChanged, WrapUpSaved
 from gateway.store.repositories import PersonRepository
@@ -51,6 +56,10 @@ log = logging.getLogger("gateway.intel")
 
 NIGHTLY_HOUR = 3  # local time of the nightly recomputation
 BATCH = 200  # people per write transaction when recomputing everyone
+SCAN = 2000  # people whose metrics the start-up catch-up checks per query
+# people per write transaction of the start-up catch-up: ~1 ms each, and the call log waits
+# for the write lock meanwhile (bench/intel.py: 200 people held it 191 ms)
+CATCH_UP_BATCH = 50
 CALLS_READ = 500  # a person's newest calls the metrics look at
 QUEUE_LIMIT = 10_000
 
@@ -73,6 +82,8 @@ class IntelService:
         self.cohort = Cohort()
         self.recomputed = 0
         self._queue: asyncio.Queue[int | CallRecord] = asyncio.Queue()
+        self.cohort_measured = asyncio.Event()  # the worker measured the cohort at start
+        self.caught_up = asyncio.Event()  # the start-up catch-up is over
 
     # -- events ----------------------------------------------------------------------------------
 
@@ -114,6 +125,7 @@ class IntelService:
             await self.refresh_cohort()
         except Exception:
             log.exception("intel: measuring the cohort at start failed")
+        self.cohort_measured.set()
         while True:
             item = await self._queue.get()
             try:
@@ -138,6 +150,52 @@ class IntelService:
                 log.info("intel: nightly recomputation of %d person(s)", n)
             except Exception:
                 log.exception("intel: nightly recomputation failed")
+
+    async def catch_up(self, *, batch: int = CATCH_UP_BATCH) -> int:
+        """Recompute whoever :meth:`stale` finds, ``batch`` people per transaction, letting
+        events and lookups through between batches; how many were recomputed. Waits for the
+        worker's cohort (run it beside :meth:`run`)."""
+        await self.cohort_measured.wait()
+        after, done = 0, 0
+        try:
+            while True:
+                ids = [
+                    int(r[0])
+                    for r in await self.db.conn.execute_fetchall(
+                        "SELECT id FROM people WHERE id > ? ORDER BY id LIMIT ?", (after, SCAN)
+                    )
+                ]
+                if not ids:
+                    break
+                todo = await self.stale(ids, self.clock())
+                for i in range(0, len(todo), batch):
+                    done += await self.recompute_many(todo[i : i + batch])
+                    await asyncio.sleep(0)
+                after = ids[-1]
+                await asyncio.sleep(0)
+        finally:
+            self.caught_up.set()
+        if done:
+            log.info("intel: computed the missing or stale metrics of %d person(s)", done)
+        return done
+
+    async def stale(self, ids: list[int], now: float) -> list[int]:
+        """Of ``ids`` (ascending), those with no metrics, a metric missing, or metrics computed
+        before the last nightly run before ``now``."""
+        if not ids:
+            return []
+        since = self.last_nightly(now)
+        rows = await self.db.conn.execute_fetchall(
+            "SELECT person_id, count(*), min(computed_at) FROM person_metrics"
+            " WHERE person_id BETWEEN ? AND ? GROUP BY person_id",
+            (ids[0], ids[-1]),
+        )
+        fresh = {pid for pid, n, at in rows if n >= len(METRICS) + 1 and at >= since}
+        return [pid for pid in ids if pid not in fresh]
+
+    def last_nightly(self, now: float) -> float:
+        """The last nightly run's time at or before ``now``."""
+        return self.next_nightly(self.next_nightly(now) - 36 * 3600.0)
 
     def next_nightly(self, now: float) -> float:
         local = datetime.fromtimestamp(now, self.tz)
@@ -229,7 +287,8 @@ class IntelService:
         )
 
     async def refresh_cohort(self) -> Cohort:
-        """The median, over customers with two purchases or more, of their mean gap."""
+        """The median, over customers with two purchases or more, of their mean gap; and
+        everybody's answers to outbound calls per weekday and hour over the last year."""
         rows = await self.db.conn.execute_fetchall(
             "SELECT person_id, coalesce(closed_at, created_at) FROM deals"
             " WHERE stage = 'won' AND person_id IS NOT NULL ORDER BY person_id, 2"
@@ -239,7 +298,8 @@ class IntelService:
             per.setdefault(pid, []).append(at)
         gaps = [mean(b - a for a, b in pairwise(ats)) / DAY for ats in per.values() if len(ats) > 1]
         gaps = [g for g in gaps if g > 0]
-        self.cohort = Cohort(median(gaps) if gaps else None, len(per))
+        answers = await answer_profile(self.db, self.tz, None, now=self.clock())
+        self.cohort = Cohort(median(gaps) if gaps else None, len(per), answers)
         return self.cohort
 
     # -- writing ---------------------------------------------------------------------------------

@@ -6,14 +6,25 @@ background colour and a width in percent. Gmail and Outlook (whose desktop versi
 HTML with Word) show no SVG at all, inline or attached as an image, and show PNG only; making
 PNGs would need a rasteriser (cairo, Pillow) on every gateway for one e-mail a day. Table bars
 render in every client, carry their numbers as text (screen readers, dark mode, clients that
-block images all read them) and need no download. The SVG charts and the XLSX are one click
-away in the panel's reports page, whose address the e-mail gives when ``panel_url`` is known.
+block images all read them) and need no download. The figures also travel as an XLSX
+attachment (``gateway/reports/export.py``: one sheet per report, headers in the reader's
+language), and the SVG charts are one click away in the panel's reports page, whose address the
+e-mail gives when ``panel_url`` is known.
 
-Which day or week a report covers is a pure function of the time (:func:`due`): the daily
-report covers yesterday and goes at ``SEND_HOUR`` local time; the weekly one covers Monday to
-Sunday and goes on Monday. :class:`ReportMailing` remembers what it sent while it runs; after a
-restart it sends what falls due from then on (a report due while the gateway was down is not
-sent twice, nor late).
+Each recipient reads it in their own language (``{address, language}`` in the config), else in
+``mail.report_language``.
+
+Which day or week a report covers is a pure function of the time (:func:`due_between`): the
+daily report covers yesterday and falls due at ``SEND_HOUR`` local time; the weekly one covers
+Monday to Sunday and falls due on Monday. What was sent is kept in the store (migration 0018,
+:class:`ReportLedger`), each recipient's row written before the SMTP conversation, so:
+
+* after a restart, a report that fell due while the gateway was down (up to
+  :data:`CATCH_UP_DAYS` ago) is sent once, late;
+* a report is never sent twice to anybody: a send cut short by a crash counts as maybe sent;
+* a temporary SMTP failure is tried again at the next checks (:data:`MAX_ATTEMPTS` in all);
+* a new recipient gets the reports that fall due from the moment they were added, not the
+  past ones.
 """
 
 from __future__ import annotations
@@ -22,7 +33,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from html import escape, unescape
 from typing import Any, Literal
@@ -30,8 +41,10 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from gateway.campaigns.mailer import Mailer, OutgoingMail, SendResult
+from gateway.campaigns.mailer import Attachment, Mailer, OutgoingMail, SendResult
+from gateway.campaigns.settings import MailSettings
 from gateway.reports.charts import PALETTE, disposition_label, group_label
+from gateway.reports.export import table, to_xlsx
 from gateway.reports.locale import Wording, wording
 from gateway.reports.model import (
     DispositionReport,
@@ -43,12 +56,16 @@ from gateway.reports.model import (
 
 __all__ = [
     "Period",
+    "Recipient",
     "ReportBundle",
+    "ReportLedger",
     "ReportMailing",
     "compose",
     "due",
+    "due_between",
     "for_gateway",
     "period_range",
+    "recipients_of",
 ]
 
 log = logging.getLogger("gateway.reports.mailing")
@@ -56,6 +73,10 @@ log = logging.getLogger("gateway.reports.mailing")
 Period = Literal["daily", "weekly"]
 SEND_HOUR = 7  # local time: the report is in the inbox before the morning shift
 TOP_ROWS = 15  # agents and dispositions listed in the e-mail; the panel has them all
+CATCH_UP_DAYS = 7  # a report that fell due longer ago than this (the gateway was down) is dropped
+MAX_ATTEMPTS = 3  # sends of one report to one recipient after temporary failures
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+DAY = 86400.0
 
 
 def period_range(period: Period, today: date) -> tuple[date, date]:
@@ -65,6 +86,29 @@ def period_range(period: Period, today: date) -> tuple[date, date]:
         return y, y
     monday = today - timedelta(days=today.weekday() + 7)
     return monday, monday + timedelta(days=6)
+
+
+def send_moment(d: date, tz: ZoneInfo) -> float:
+    """The instant the reports sent on local day ``d`` fall due (``SEND_HOUR`` there)."""
+    return datetime(d.year, d.month, d.day, SEND_HOUR, tzinfo=tz).timestamp()
+
+
+def due_between(
+    since: float, now: float, tz: ZoneInfo, weekly_day: int = 0
+) -> list[tuple[Period, date, date, float]]:
+    """The reports that fell due in ``[since, now]``, oldest first, each with the instant it
+    fell due: a daily one every day, the weekly one on ``weekly_day`` (0 = Monday)."""
+    out: list[tuple[Period, date, date, float]] = []
+    day = datetime.fromtimestamp(since, tz).date()
+    last = datetime.fromtimestamp(now, tz).date()
+    while day <= last:
+        at = send_moment(day, tz)
+        if since <= at <= now:
+            out.append(("daily", *period_range("daily", day), at))
+            if day.weekday() == weekly_day:
+                out.append(("weekly", *period_range("weekly", day), at))
+        day += timedelta(days=1)
+    return out
 
 
 def due(now: float, tz: ZoneInfo, weekly_day: int = 0) -> list[tuple[Period, date, date]]:
@@ -156,9 +200,27 @@ def _figures(t: SummaryRow, w: Wording) -> list[tuple[str, str]]:
     ]
 
 
+def workbook(bundle: ReportBundle, w: Wording) -> bytes:
+    """The bundle's reports as one XLSX (a sheet each, in ``w``'s language)."""
+    reports: list[tuple[str, Any]] = [
+        ("calls", bundle.summary),
+        ("agents", bundle.agents),
+        ("dispositions", bundle.dispositions),
+    ]
+    if bundle.heatmap is not None:
+        reports.append(("heatmap", bundle.heatmap))
+    return to_xlsx([table(name, msgspec.to_builtins(r), w) for name, r in reports], w)
+
+
+def attachment_name(bundle: ReportBundle, w: Wording) -> str:
+    """``informe-diario-2026-11-29.xlsx`` / ``daily-report-2026-11-29.xlsx``."""
+    stem = w.t(f"reports.mail_file_{bundle.period}")
+    return f"{stem}-{bundle.summary.query.start.isoformat()}.xlsx"
+
+
 def compose(bundle: ReportBundle, w: Wording, to: str, *, panel_url: str = "") -> OutgoingMail:
     """The e-mail for one recipient: the figures, then tables with bars (HTML), and the same
-    in plain text."""
+    in plain text; the reports as an XLSX attachment."""
     q = bundle.summary.query
     if bundle.period == "daily":
         subject = w.t("reports.mail_subject_daily", day=w.full_day(q.start))
@@ -249,6 +311,10 @@ def compose(bundle: ReportBundle, w: Wording, to: str, *, panel_url: str = "") -
             parts.append(_table(w.t("reports.mail_worst_hours"), heads, cells, bars))
             text += _text_table(w.t("reports.mail_worst_hours"), heads, cells)
 
+    file_name = attachment_name(bundle, w)
+    attached = w.t("reports.mail_attached", file=file_name)
+    parts.append(f'<p style="margin-top:24px;">{escape(attached)}</p>')
+    text += ["", attached]
     if panel_url:
         link = panel_url.rstrip("/") + "/panel/#reports"
         parts.append(
@@ -263,7 +329,10 @@ def compose(bundle: ReportBundle, w: Wording, to: str, *, panel_url: str = "") -
         'color:#1f2937;background:#ffffff;">'
         f'<div style="max-width:720px;margin:0 auto;">{"".join(parts)}</div></body></html>'
     )
-    return OutgoingMail(to=to, subject=subject, html=html, text="\n".join(text) + "\n")
+    xlsx = Attachment(file_name, XLSX_TYPE, workbook(bundle, w))
+    return OutgoingMail(
+        to=to, subject=subject, html=html, text="\n".join(text) + "\n", attachments=(xlsx,)
+    )
 
 
 def _text_table(caption: str, heads: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -304,64 +373,171 @@ async def gather(
     )
 
 
-async def send_bundle(
-    mailer: Mailer,
-    bundle: ReportBundle,
-    w: Wording,
-    recipients: Sequence[str],
-    *,
-    panel_url: str = "",
-) -> list[SendResult]:
-    """One e-mail per recipient (each sees only their own address); results in order."""
-    return [await mailer.send(compose(bundle, w, to, panel_url=panel_url)) for to in recipients]
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """Who gets the reports, and in which language."""
+
+    address: str
+    language: str
+
+
+def recipients_of(mail: MailSettings) -> list[Recipient]:
+    """``mail.report_recipients`` with their languages (``report_language`` by default), each
+    address once (the first mention wins)."""
+    out: dict[str, Recipient] = {}
+    for r in mail.report_recipients:
+        address, lang = (r, None) if isinstance(r, str) else (r.address, r.language)
+        address = address.strip()
+        if address and address.lower() not in out:
+            out[address.lower()] = Recipient(address, lang or mail.report_language)
+    return list(out.values())
+
+
+_DONE = ("sending", "sent", "bounced", "unknown")  # never sent (again) to that recipient
+
+
+class ReportLedger:
+    """What the report e-mail sent, in the store (migration 0018): the :class:`ReportMailing`
+    asks it before each send and tells it after."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db  # gateway.store.db.Database
+
+    async def recover(self) -> int:
+        """Sends cut short by a crash or a kill (``sending``) become ``unknown``: maybe sent,
+        never sent again. Returns how many."""
+        async with self.db.transaction() as conn:
+            cur = await conn.execute(
+                "UPDATE report_mails SET status = 'unknown' WHERE status = 'sending'"
+            )
+            return int(cur.rowcount or 0)
+
+    async def since(self, addresses: Sequence[str], now: float) -> dict[str, float]:
+        """When each address became a recipient (new ones: ``now``), by lower-case address."""
+        keys = [a.lower() for a in addresses]
+        if not keys:
+            return {}
+        async with self.db.transaction() as conn:
+            await conn.executemany(
+                "INSERT OR IGNORE INTO report_mail_recipients (address, since) VALUES (?, ?)",
+                [(k, now) for k in keys],
+            )
+            rows = await conn.execute_fetchall(
+                "SELECT address, since FROM report_mail_recipients"
+                f" WHERE address IN ({','.join('?' * len(keys))})",
+                keys,
+            )
+        return {r[0]: float(r[1]) for r in rows}
+
+    async def pending(self, period: Period, start: date, addresses: Sequence[str]) -> list[str]:
+        """Of ``addresses``, those this report is still owed to: never tried, or failed for a
+        temporary reason fewer than :data:`MAX_ATTEMPTS` times."""
+        rows = await self.db.conn.execute_fetchall(
+            "SELECT address, status, attempts FROM report_mails WHERE period = ? AND start = ?",
+            (period, start.isoformat()),
+        )
+        tried = {r[0]: (r[1], int(r[2])) for r in rows}
+        out = []
+        for a in addresses:
+            status, attempts = tried.get(a.lower(), ("", 0))
+            if status in _DONE or (status == "failed" and attempts >= MAX_ATTEMPTS):
+                continue
+            out.append(a)
+        return out
+
+    async def claim(self, period: Period, start: date, address: str, now: float) -> bool:
+        """Record a send about to start (committed before SMTP talks); False when another
+        claim got there first or the report is no longer owed."""
+        async with self.db.transaction() as conn:
+            cur = await conn.execute(
+                "INSERT INTO report_mails (period, start, address, status, attempts, at)"
+                " VALUES (?, ?, ?, 'sending', 1, ?)"
+                " ON CONFLICT (period, start, address) DO UPDATE SET status = 'sending',"
+                " attempts = attempts + 1, at = excluded.at"
+                " WHERE status = 'failed' AND attempts < ?",
+                (period, start.isoformat(), address.lower(), now, MAX_ATTEMPTS),
+            )
+            return bool(cur.rowcount)
+
+    async def finish(
+        self, period: Period, start: date, address: str, result: SendResult, now: float
+    ) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "UPDATE report_mails SET status = ?, detail = ?, at = ?"
+                " WHERE period = ? AND start = ? AND address = ?",
+                (result.status, result.detail[:500], now, period, start.isoformat(),
+                 address.lower()),
+            )  # fmt: skip
+
+
+SentReport = tuple[Period, date, list[tuple[str, SendResult]]]
 
 
 @dataclass
 class ReportMailing:
-    """Sends the daily and weekly reports as they fall due, checking every ``every`` seconds."""
+    """Sends the daily and weekly reports as they fall due, checking every ``every`` seconds
+    (and once at start, for what fell due while the gateway was down)."""
 
     mailer: Mailer
-    recipients: Sequence[str]
-    wording: Wording
+    recipients: Sequence[Recipient]
     timezone: ZoneInfo
     make_bundle: Callable[[Period, date, date], Awaitable[ReportBundle]]
     clock: Callable[[], float]
+    ledger: ReportLedger
     panel_url: str = ""
     every: float = 300.0
-    sent: set[tuple[Period, date]] = field(default_factory=set)
     _task: asyncio.Task[None] | None = None
 
-    async def tick(self) -> list[tuple[Period, date, list[SendResult]]]:
-        """Send whatever is due and not sent yet; what was sent, with each recipient's result."""
-        done: list[tuple[Period, date, list[SendResult]]] = []
-        for period, start, end in due(self.clock(), self.timezone):
-            if (period, start) in self.sent:
+    async def tick(self) -> list[SentReport]:
+        """Send whatever is due and owed; what was sent, each recipient's result in order."""
+        now = self.clock()
+        since = await self.ledger.since([r.address for r in self.recipients], now)
+        if not since:
+            return []
+        earliest = max(now - CATCH_UP_DAYS * DAY, min(since.values()))
+        done: list[SentReport] = []
+        for period, start, end, at in due_between(earliest, now, self.timezone):
+            listed = [r for r in self.recipients if since[r.address.lower()] <= at]
+            owed = set(await self.ledger.pending(period, start, [r.address for r in listed]))
+            todo = [r for r in listed if r.address in owed]
+            if not todo:
                 continue
-            self.sent.add(
-                (period, start)
-            )  # before sending: a failure is logged, not retried all day
             bundle = await self.make_bundle(period, start, end)
-            results = await send_bundle(
-                self.mailer, bundle, self.wording, self.recipients, panel_url=self.panel_url
-            )
-            for to, r in zip(self.recipients, results, strict=True):
-                if r.status != "sent":
-                    log.warning("report %s %s to %r: %s %s", period, start, to, r.status, r.detail)
-            done.append((period, start, results))
+            results: list[tuple[str, SendResult]] = []
+            for r in todo:
+                if not await self.ledger.claim(period, start, r.address, now):
+                    continue
+                mail = compose(bundle, wording(r.language), r.address, panel_url=self.panel_url)
+                result = await self.mailer.send(mail)
+                await self.ledger.finish(period, start, r.address, result, self.clock())
+                if result.status != "sent":
+                    log.warning(
+                        "report %s %s to %r: %s %s",
+                        period, start, r.address, result.status, result.detail,
+                    )  # fmt: skip
+                results.append((r.address, result))
+            if results:
+                done.append((period, start, results))
         return done
 
     def start(self) -> None:
-        """Mark what is already due as sent (a restart does not send it again), then run."""
-        self.sent |= {(p, s) for p, s, _ in due(self.clock(), self.timezone)}
+        """Run in the background: recover the sends a crash cut short, send what fell due
+        while the gateway was down, then check every ``every`` seconds."""
         self._task = asyncio.create_task(self._run(), name="report-mailing")
 
     async def _run(self) -> None:
+        try:
+            if await self.ledger.recover():
+                log.warning("report mailing: sends cut short by a stop are counted as sent")
+        except Exception:
+            log.exception("report mailing: recovering the sends under way failed")
         while True:
-            await asyncio.sleep(self.every)
             try:
                 await self.tick()
             except Exception:
                 log.exception("report mailing failed")
+            await asyncio.sleep(self.every)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -373,11 +549,12 @@ class ReportMailing:
 
 
 def for_gateway(
-    db: Any, cfg: Any, clock: Callable[[], float], panel_url: str = "", lang: str = "es"
+    db: Any, cfg: Any, clock: Callable[[], float], panel_url: str = ""
 ) -> ReportMailing | None:
-    """The mailing of a gateway (``cfg``: its GatewayConfig), or None without recipients.
-    The reports are computed in ``panel.timezone``, like the panel's."""
-    if not cfg.mail.report_recipients:
+    """The mailing of a gateway (``cfg``: its GatewayConfig; ``db``: its open store), or None
+    without recipients. The reports are computed in ``panel.timezone``, like the panel's."""
+    recipients = recipients_of(cfg.mail)
+    if not recipients:
         return None
     from gateway.reports.routes import REPORTS  # the same functions the API serves
 
@@ -386,10 +563,10 @@ def for_gateway(
 
     return ReportMailing(
         mailer=Mailer(cfg.mail),
-        recipients=list(cfg.mail.report_recipients),
-        wording=wording(lang),
+        recipients=recipients,
         timezone=ZoneInfo(cfg.panel.timezone),
         make_bundle=make,
         clock=clock,
+        ledger=ReportLedger(db),
         panel_url=panel_url,
     )

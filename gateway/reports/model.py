@@ -168,16 +168,47 @@ class LostReport(msgspec.Struct, kw_only=True):
 
 
 class HourCell(msgspec.Struct, kw_only=True):
-    weekday: int
+    """One local weekday x hour: outbound calls made and answered (by the lead or the
+    group), and the estimated answer rate."""
+
+    weekday: int  # 0 = Monday
     hour: int
     attempts: int
     answered: int
-    rate: float  # posterior mean: (answered + a) / (attempts + a + b), a Beta prior
+    rate: float  # posterior mean: (answered + w x prior) / (attempts + w), a Beta prior
+
+
+class HourRate(msgspec.Struct, kw_only=True):
+    """One hour of the day, every weekday together."""
+
+    hour: int
+    attempts: int
+    answered: int
+    rate: float
+
+
+class BestHourPrior(msgspec.Struct, kw_only=True):
+    """What each rate starts from before the calls counted: ``overall`` (a group): the overall
+    outbound answer rate; ``everybody`` (one lead): everybody's rate for that weekday and hour
+    (or hour), itself pulled toward the overall rate. ``weight``: how many calls it is worth."""
+
+    kind: Literal["overall", "everybody"]
+    rate: float | None  # the overall outbound answer rate of the year (None: nobody called)
+    weight: float
+    attempts: int  # everybody's outbound calls in the year, behind ``rate``
 
 
 class BestHourReport(msgspec.Struct, kw_only=True):
+    """When to call a lead, a segment or anybody: the last year's outbound calls per local
+    weekday x hour (``cells``, Monday 00 first) and per hour (``hours``), in ``timezone``."""
+
     timezone: str
-    prior_rate: float | None  # the overall outbound answer rate the prior leans to
-    attempts: int
-    cells: list[HourCell]
-    best: list[HourCell]  # the top 3
+    scope: Literal["lead", "segment", "everybody"]
+    prior_rate: float | None  # the overall outbound answer rate (= prior.rate)
+    prior: BestHourPrior
+    attempts: int  # the lead's or group's outbound calls
+    answered: int
+    cells: list[HourCell]  # all 168
+    hours: list[HourRate]  # all 24
+    best: list[HourCell]  # the top 3 slots anybody of the scope (a lead: or anybody) was called
+    best_hour: HourRate | None  # the hour to call (None: nobody was ever called)

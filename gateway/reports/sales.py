@@ -1,9 +1,20 @@
 """Sales reports (leads, first contact, funnel, pipeline, lost reasons) and the best hour to call.
 
 Leads are the store's ``people`` of kind ``lead``, counted on the local day (``panel.timezone``)
-they were **created**, whatever the lead's own zone. Of the query's filters the sales reports
-honour ``campaign_id`` (the leads that were members of that campaign); queue, DID and agent are
-about calls and are ignored here. Definitions:
+they were **created**, whatever the lead's own zone. What the query's filters mean here (a
+sales report is about leads and deals, not calls, so each filter is read as the leads it picks):
+
+* ``campaign_id``: the leads that were members of that campaign;
+* ``agent`` (an extension, as in the call reports, or a user name): the leads **owned** by the
+  panel user with that extension (among their default extensions) or that name; the pipeline
+  counts the deals that user owns;
+* ``queue`` / ``did``: the leads whose **first inbound call** came through that queue / to
+  that number: where the lead came from, as call tracking credits a lead to the number an
+  advert showed (a lead who never called in is in no queue and no DID);
+* ``group_by``: the sales reports have rows of their own (leads: per day, or per ISO week for
+  ranges over two months); any value but the default ``day`` is refused, naming it.
+
+Definitions:
 
 * first contact: the first answered call with the lead (either way) that had not ended before
   the lead was created; a lead created during a call was contacted at once (0 s);
@@ -13,9 +24,9 @@ about calls and are ignored here. Definitions:
 * pipeline: deals created in the range by stage, amounts per currency, win rate = won / (won +
   lost);
 * lost by reason: leads lost (``lost_at``) in the range by ``lost_reason``;
-* best hour: outbound calls' answer rate per local weekday x hour, a Beta prior of
-  :data:`PRIOR_WEIGHT` calls at the overall outbound answer rate (last 365 days) pulling the
-  cells with few calls toward it.
+* best hour: outbound calls' answer rate per local weekday x hour and per hour over the last
+  365 days, smoothed as :mod:`gateway.intel.besthour` says (a group toward the overall rate,
+  one lead toward everybody's rate for each slot and hour).
 """
 
 from __future__ import annotations
@@ -28,14 +39,27 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
+from gateway.intel.besthour import (
+    HISTORY_DAYS,
+    PERSON_WEIGHT,
+    PRIOR_WEIGHT,
+    UNKNOWN_RATE,
+    AnswerProfile,
+    Tally,
+    by_hour,
+    person_hours,
+)
+from gateway.intel.besthour import best_hour as besthour_of
 from gateway.panel.settings import PanelSettings
 from gateway.reports.calls import _key_sql, local_bounds, offset_sql
 from gateway.reports.model import (
+    BestHourPrior,
     BestHourReport,
     FirstContactReport,
     FunnelReport,
     FunnelStage,
     HourCell,
+    HourRate,
     LeadsOverTimeReport,
     LeadsRow,
     LostReport,
@@ -47,19 +71,59 @@ from gateway.reports.model import (
 from gateway.store.db import Database, SqlParam
 from gateway.store.deals import STAGES
 
-PRIOR_WEIGHT = 10.0  # calls' worth of belief in the overall rate
 WEEKLY_AFTER_DAYS = 62  # leads over time: per day up to two months, then per ISO week
 _ANSWERED = "('answered', 'transferred')"
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
-def _campaign(q: ReportQuery, person: str) -> tuple[str, list[SqlParam]]:
-    if q.campaign_id is None:
-        return "", []
+def check_query(q: ReportQuery) -> None:
+    """``q.check()``, and refuse (ValueError naming the field) what the sales reports cannot
+    honour."""
+    q.check()
+    if q.group_by != "day":
+        raise ValueError(
+            "group_by: the sales reports are not grouped (leads are per day, or per ISO week"
+            " over two months); leave group_by out"
+        )
+
+
+def _first_inbound(column: str, person: str) -> str:
     return (
-        f" AND {person} IN (SELECT person_id FROM campaign_members WHERE campaign_id = ?)",
-        [q.campaign_id],
+        f"(SELECT c.{column} FROM calls c WHERE c.person_id = {person}"
+        " AND c.direction = 'inbound' ORDER BY c.started_at LIMIT 1)"
     )
+
+
+def _owned_by(owner: str) -> str:
+    """``owner`` (a column of user names) is the user named, or a user with the extension."""
+    return (
+        f"({owner} = ? OR {owner} IN (SELECT u.username FROM users u"
+        " WHERE EXISTS (SELECT 1 FROM json_each(CASE WHEN json_valid(u.extensions)"
+        " THEN u.extensions ELSE '[]' END) e WHERE CAST(e.value AS TEXT) = ?)))"
+    )
+
+
+def _filters(q: ReportQuery, person: str, owner: str | None = None) -> tuple[str, list[SqlParam]]:
+    """The query's filters as `` AND ...`` over the lead column ``person`` (see the module's
+    docstring); ``owner``: the column the agent filter reads (default: the lead's owner).
+    Both named with their table: inside the filters' subqueries a bare ``id`` or
+    ``person_id`` would be the ``calls`` row's."""
+    sql = ""
+    args: list[SqlParam] = []
+    if q.campaign_id is not None:
+        sql += f" AND {person} IN (SELECT person_id FROM campaign_members WHERE campaign_id = ?)"
+        args.append(q.campaign_id)
+    if q.agent is not None:
+        if owner is None:
+            sql += f" AND {person} IN (SELECT o.id FROM people o WHERE {_owned_by('o.owner')})"
+        else:
+            sql += f" AND {_owned_by(owner)}"
+        args += [q.agent, q.agent]
+    for column, value in (("queue", q.queue), ("did", q.did)):
+        if value is not None:
+            sql += f" AND {_first_inbound(column, person)} = ?"
+            args.append(value)
+    return sql, args
 
 
 def _percentile(values: list[float], share: float) -> float | None:
@@ -77,10 +141,10 @@ def _ratio(a: int, b: int) -> float | None:
 
 async def leads_over_time(db: Database, q: ReportQuery, settings: PanelSettings) -> dict[str, Any]:
     """New leads per local day (ISO week for ranges over two months) by source and status."""
-    q.check()
+    check_query(q)
     tz = ZoneInfo(settings.timezone)
     since, until = local_bounds(q, tz)
-    extra, more = _campaign(q, "id")
+    extra, more = _filters(q, "people.id")
     day = _key_sql("day", offset_sql(since, until, tz, "created_at"), "created_at")
     rows = await db.conn.execute_fetchall(
         f"SELECT {day} AS d, coalesce(source, '') AS source, coalesce(status, '') AS status,"
@@ -115,7 +179,7 @@ async def _first_contacts(
 ) -> list[tuple[int, str, float | None, int]]:
     """(lead id, status, seconds to first contact or None, has a deal (0/1: won 2))."""
     since, until = local_bounds(q, ZoneInfo(settings.timezone))
-    extra, more = _campaign(q, "p.id")
+    extra, more = _filters(q, "p.id")
     rows = await db.conn.execute_fetchall(
         "SELECT p.id, coalesce(p.status, '') AS status,"
         " (SELECT max(min(c.started_at) - p.created_at, 0) FROM calls c"
@@ -133,7 +197,7 @@ async def time_to_first_contact(
     db: Database, q: ReportQuery, settings: PanelSettings
 ) -> dict[str, Any]:
     """Median and 90th percentile of created -> first answered call, of the range's leads."""
-    q.check()
+    check_query(q)
     leads = await _first_contacts(db, q, settings)
     delays = [float(d) for _, _, d, _ in leads if d is not None]
     median = round(statistics.median(delays), 1) if delays else None
@@ -147,7 +211,7 @@ async def time_to_first_contact(
 
 async def funnel(db: Database, q: ReportQuery, settings: PanelSettings) -> dict[str, Any]:
     """Lead -> contacted -> qualified -> won, of the leads created in the range."""
-    q.check()
+    check_query(q)
     counts = {"lead": 0, "contacted": 0, "qualified": 0, "won": 0}
     for _, status, delay, deal in await _first_contacts(db, q, settings):
         won = status == "won" or deal == 2
@@ -175,9 +239,9 @@ async def funnel(db: Database, q: ReportQuery, settings: PanelSettings) -> dict[
 
 async def pipeline(db: Database, q: ReportQuery, settings: PanelSettings) -> dict[str, Any]:
     """Deals created in the range by stage (every stage listed), amounts per currency."""
-    q.check()
+    check_query(q)
     since, until = local_bounds(q, ZoneInfo(settings.timezone))
-    extra, more = _campaign(q, "person_id")
+    extra, more = _filters(q, "deals.person_id", owner="deals.owner")
     rows = await db.conn.execute_fetchall(
         "SELECT stage, currency, count(*) AS n, total(amount) AS amount FROM deals"
         f" WHERE created_at >= ? AND created_at < ?{extra} GROUP BY stage, currency",
@@ -198,9 +262,9 @@ async def pipeline(db: Database, q: ReportQuery, settings: PanelSettings) -> dic
 
 async def lost_by_reason(db: Database, q: ReportQuery, settings: PanelSettings) -> dict[str, Any]:
     """Leads lost in the range, most common reason first (``""``: no reason given)."""
-    q.check()
+    check_query(q)
     since, until = local_bounds(q, ZoneInfo(settings.timezone))
-    extra, more = _campaign(q, "id")
+    extra, more = _filters(q, "people.id")
     rows = await db.conn.execute_fetchall(
         "SELECT lost_reason AS reason, count(*) AS n FROM people"
         " WHERE kind = 'lead' AND status = 'lost' AND lost_at >= ? AND lost_at < ?"
@@ -215,62 +279,127 @@ async def lost_by_reason(db: Database, q: ReportQuery, settings: PanelSettings) 
     return msgspec.to_builtins(report)  # type: ignore[no-any-return]
 
 
-async def best_hour(
+_SLOTS = [(d, h) for d in range(7) for h in range(24)]  # Monday 00:00 first
+
+# a group of people as a WHERE over ``people p`` and its parameters (a segment's: segment_where)
+PeopleWhere = tuple[str, list[SqlParam]]
+
+
+async def answer_profile(
     db: Database,
-    who: int | list[int] | None,
-    settings: PanelSettings,
+    tz: ZoneInfo,
+    who: int | PeopleWhere | None = None,
     *,
     now: float | None = None,
-) -> dict[str, Any]:
-    """The weekdays x hours when outbound calls to ``who`` (a person id, a segment's ids, or
-    None: everybody) were answered most, over the last 365 days before ``now``."""
-    tz = ZoneInfo(settings.timezone)
+) -> AnswerProfile:
+    """Outbound calls made and answered per local weekday x hour in ``tz`` over the
+    :data:`~gateway.intel.besthour.HISTORY_DAYS` before ``now``: of one person (an id), of a
+    group (a WHERE over ``people p``) or of everybody (None)."""
     now = db.clock() if now is None else now
-    since = now - 365 * 86400.0
-    (prior_row,) = list(
-        await db.conn.execute_fetchall(
-            "SELECT count(*) AS n, sum(answered) AS a FROM call_facts"
-            " WHERE started_at >= ? AND started_at < ? AND dir = 1",
-            (since, now),
-        )
-    )
-    prior = prior_row["a"] / prior_row["n"] if prior_row["n"] else None
+    since = now - HISTORY_DAYS * 86400.0
     off = offset_sql(since, now, tz)
     wd, hr = _key_sql("weekday", off), _key_sql("hour", off)
-    where = "direction = 'outbound' AND started_at >= ? AND started_at < ?"
     args: list[SqlParam] = [since, now]
-    if isinstance(who, int):
-        where += " AND person_id = ?"
-        args.append(who)
-    elif who is not None:
-        ids = [int(i) for i in who] or [-1]
-        where += f" AND person_id IN ({','.join('?' * len(ids))})"
-        args += ids
     if who is None:  # everybody: the narrow facts table answers the same
         sql = (
             f"SELECT {wd} AS wd, {hr} AS h, count(*) AS n, sum(answered) AS a FROM call_facts"
             " WHERE dir = 1 AND started_at >= ? AND started_at < ? GROUP BY wd, h"
         )
     else:
+        if isinstance(who, int):
+            person = "person_id = ?"
+            args.append(who)
+        else:
+            person = f"person_id IN (SELECT p.id FROM people p WHERE {who[0]})"
+            args += who[1]
         sql = (
-            f"SELECT {wd} AS wd, {hr} AS h, count(*) AS n,"
-            f" sum(outcome IN {_ANSWERED}) AS a FROM calls WHERE {where} GROUP BY wd, h"
+            f"SELECT {wd} AS wd, {hr} AS h, count(*) AS n, sum(outcome IN {_ANSWERED}) AS a"
+            " FROM calls WHERE direction = 'outbound' AND started_at >= ? AND started_at < ?"
+            f" AND {person} GROUP BY wd, h"
         )
-    found = {(r["wd"], r["h"]): r for r in await db.conn.execute_fetchall(sql, args)}
-    p = prior if prior is not None else 0.5
-    a, b = PRIOR_WEIGHT * p, PRIOR_WEIGHT * (1 - p)
+    rows = await db.conn.execute_fetchall(sql, args)
+    return AnswerProfile(
+        {(int(r["wd"]), int(r["h"])): Tally(int(r["n"]), int(r["a"] or 0)) for r in rows}
+    )
+
+
+def _ids(ids: list[int]) -> PeopleWhere:
+    if not ids:
+        return "0", []
+    return f"p.id IN ({','.join('?' * len(ids))})", list(ids)
+
+
+async def best_hour(
+    db: Database,
+    who: int | list[int] | PeopleWhere | None,
+    settings: PanelSettings,
+    *,
+    now: float | None = None,
+    everybody: AnswerProfile | None = None,
+) -> dict[str, Any]:
+    """When outbound calls to ``who`` (a lead's id; a group: ids or a WHERE over ``people
+    p``; None: everybody) were answered most over the last year before ``now``, per local
+    weekday x hour and per hour. ``everybody``: everybody's profile when the caller has it
+    (the intel service measures it nightly), else it is counted here."""
+    tz = ZoneInfo(settings.timezone)
+    now = db.clock() if now is None else now
+    if everybody is None:
+        everybody = await answer_profile(db, tz, None, now=now)
+    scope: Literal["lead", "segment", "everybody"]
+    if who is None:
+        scope, own = "everybody", everybody
+    elif isinstance(who, int):
+        scope, own = "lead", await answer_profile(db, tz, who, now=now)
+    else:
+        where = _ids(who) if isinstance(who, list) else who
+        scope, own = "segment", await answer_profile(db, tz, where, now=now)
+    overall = everybody.overall_rate
+    base = overall if overall is not None else UNKNOWN_RATE
+    anybody = everybody.overall.attempts > 0
+    mine = own.overall
+    hour_tallies = by_hour(own.cells)
+    if scope == "lead":
+        # a lead leans on everybody's rate for each slot and hour (never called: those are
+        # its rates); nobody else ever called: on its own overall rate
+        fallback = mine.answered / mine.attempts if mine.attempts else UNKNOWN_RATE
+        priors = {s: everybody.slot_rate(s) if anybody else fallback for s in _SLOTS}
+        person = person_hours(own.cells, everybody)
+        hour_rates = list(person.rates)
+        weight = PERSON_WEIGHT
+        tried_cells = {k for k, t in everybody.cells.items() if t.attempts} | set(own.cells)
+        tried_hours = [
+            a or b for a, b in zip(everybody.tried_hours(), own.tried_hours(), strict=True)
+        ]
+    else:
+        priors = dict.fromkeys(_SLOTS, base)
+        weight = PRIOR_WEIGHT
+        hour_rates = [t.rate(base, weight) for t in hour_tallies]
+        tried_cells = {k for k, t in own.cells.items() if t.attempts}
+        tried_hours = own.tried_hours()
     cells = []
-    for d in range(7):
-        for h in range(24):
-            r = found.get((d, h))
-            n, ans = (int(r["n"]), int(r["a"] or 0)) if r else (0, 0)
-            rate = (ans + a) / (n + a + b)
-            cells.append(HourCell(weekday=d, hour=h, attempts=n, answered=ans, rate=round(rate, 4)))
-    tried = [c for c in cells if c.attempts]
-    best = sorted(tried, key=lambda c: (-c.rate, -c.attempts, c.weekday, c.hour))[:3]
+    for d, h in _SLOTS:
+        t = own.cells.get((d, h), Tally())
+        rate = round(t.rate(priors[(d, h)], weight), 4)
+        cells.append(
+            HourCell(weekday=d, hour=h, attempts=t.attempts, answered=t.answered, rate=rate)
+        )
+    hours = [
+        HourRate(hour=h, attempts=t.attempts, answered=t.answered, rate=round(hour_rates[h], 4))
+        for h, t in enumerate(hour_tallies)
+    ]
+    ranked = [c for c in cells if (c.weekday, c.hour) in tried_cells]
+    best = sorted(ranked, key=lambda c: (-c.rate, -c.attempts, c.weekday, c.hour))[:3]
+    top = besthour_of(hour_rates, [t.attempts for t in hour_tallies], tried_hours)
+    prior = BestHourPrior(
+        kind="everybody" if scope == "lead" else "overall",
+        rate=round(overall, 4) if overall is not None else None,
+        weight=weight,
+        attempts=everybody.overall.attempts,
+    )
     report = BestHourReport(
-        timezone=settings.timezone, prior_rate=round(prior, 4) if prior is not None else None,
-        attempts=sum(c.attempts for c in cells), cells=cells, best=best,
+        timezone=settings.timezone, scope=scope, prior_rate=prior.rate, prior=prior,
+        attempts=mine.attempts, answered=mine.answered, cells=cells, hours=hours, best=best,
+        best_hour=hours[top] if top is not None else None,
     )  # fmt: skip
     return msgspec.to_builtins(report)  # type: ignore[no-any-return]
 

@@ -12,7 +12,9 @@ Routes (JSON, under the API's token/session auth):
 * ``GET  /api/v1/leads/{id}/score`` (crm:read): the global score, every part, the manual inputs;
 * ``PUT  /api/v1/leads/{id}/score-inputs`` (crm:write): set manual values, 0-10, null clears;
 * ``POST /api/v1/leads/{id}/form-fills`` (crm:write): a web form the lead filled in;
-* ``GET  /api/v1/worklist?owner=`` (crm:read): who to call next, best score first.
+* ``GET  /api/v1/worklist?owner=`` (crm:read): who to call next, best score first; among
+  equal scores the leads whose best hour to call (the ``best_hour`` metric of
+  ``gateway/intel/``) is the current hour come first, each item showing that hour.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
@@ -45,14 +49,37 @@ QUEUE_LIMIT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
+class BestHourHint:
+    """When to call the lead: ``hour`` (0-23, the panel's zone), the estimated answer rate,
+    whether it is the current hour, and whether it comes from the lead's own calls or, never
+    called yet, from everybody's (``everyone``)."""
+
+    hour: int
+    percent: int | None
+    now: bool
+    source: str  # own | everyone
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "hour": self.hour,
+            "label": f"{self.hour:02d}:00",
+            "percent": self.percent,
+            "now": self.now,
+            "source": self.source,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class WorklistItem:
     """One lead to call: who, their score and their next open follow-up (if any);
-    ``campaign``: the name of the campaign that made that follow-up (a call task)."""
+    ``campaign``: the name of the campaign that made that follow-up (a call task);
+    ``best_hour``: when they answer most (None: no metric yet, or nobody was ever called)."""
 
     person: Person
     next_follow_up: FollowUpTask | None
     open_follow_ups: int
     campaign: str | None = None
+    best_hour: BestHourHint | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -61,6 +88,7 @@ class WorklistItem:
             "next_follow_up": self.next_follow_up.to_dict() if self.next_follow_up else None,
             "open_follow_ups": self.open_follow_ups,
             "campaign": self.campaign,
+            "best_hour": self.best_hour.to_dict() if self.best_hour else None,
         }
 
 
@@ -74,11 +102,14 @@ class ScoringService:
         *,
         default_region: str = "ES",
         clock: Callable[[], float] | None = None,
+        tz: ZoneInfo | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.default_region = default_region
         self.clock = clock or db.clock
+        # the zone of the best-hour metric (the intel service's: panel.timezone)
+        self.tz = tz or ZoneInfo("UTC")
         self.people = PersonRepository(db, default_region)
         self._calls: asyncio.Queue[CallRecord] = asyncio.Queue()
         self.rescored = 0
@@ -316,11 +347,13 @@ class ScoringService:
         self, *, owner: str | None = None, limit: int = 50, offset: int = 0
     ) -> tuple[list[WorklistItem], int | None]:
         """Leads with open follow-ups or an active status (new, contacted, nurturing), best
-        score first, then the earliest due follow-up; leads without a score come last.
+        score first; among equal scores those whose best hour is now, then the earliest due
+        follow-up; leads without a score come last.
         ``owner`` keeps the leads they own and those with an open follow-up assigned to them,
         or to nobody yet but to a pool of agents they are in (a campaign's pool call task:
         every agent of the pool sees it until one of them takes it)."""
         limit, offset = max(1, min(limit, MAX_PAGE)), max(0, offset)
+        hour = datetime.fromtimestamp(self.clock(), self.tz).hour
         where = [
             "p.kind = 'lead'",
             f"(o.person_id IS NOT NULL OR p.status IN ({','.join('?' * len(ACTIVE_STATUSES))}))",
@@ -337,11 +370,17 @@ class ScoringService:
             await self.db.conn.execute_fetchall(
                 "WITH o AS (SELECT person_id, min(due_at) AS next_due, count(*) AS n"
                 " FROM follow_ups WHERE done = 0 GROUP BY person_id)"
-                " SELECT p.*, o.n AS open_n FROM people p LEFT JOIN o ON o.person_id = p.id"
+                " SELECT p.*, o.n AS open_n, bh.value AS best_hour"
+                " FROM people p LEFT JOIN o ON o.person_id = p.id"
+                # every listed lead's best hour, from the narrow index (migration 0018): the
+                # wide metric rows cost 4x as much on a long list
+                " LEFT JOIN person_metrics bh INDEXED BY person_metrics_best_hour"
+                " ON bh.person_id = p.id AND bh.metric = 'best_hour'"
                 f" WHERE {' AND '.join(where)}"
-                " ORDER BY p.score IS NULL, p.score DESC, o.next_due IS NULL, o.next_due, p.id"
+                " ORDER BY p.score IS NULL, p.score DESC, coalesce(bh.value = ?, 0) DESC,"
+                " o.next_due IS NULL, o.next_due, p.id"
                 " LIMIT ? OFFSET ?",
-                [*args, limit + 1, offset],
+                [*args, hour, limit + 1, offset],
             )
         )
         more = len(rows) > limit
@@ -349,11 +388,34 @@ class ScoringService:
         people = await self.people.hydrate(self.db.conn, rows)
         counts = {r["id"]: r["open_n"] or 0 for r in rows}
         nxt = await self._next_tasks(counts)
+        hints = await self._best_hours(rows, hour)
         items = []
         for p in people:
             task, campaign = nxt.get(p.id, (None, None))
-            items.append(WorklistItem(p, task, counts[p.id], campaign))
+            items.append(WorklistItem(p, task, counts[p.id], campaign, hints[p.id]))
         return items, offset + limit if more else None
+
+    async def _best_hours(self, rows: list[Any], hour: int) -> dict[int, BestHourHint | None]:
+        """The page's leads' best hours (the ``best_hour`` metric), and whether it is now."""
+        ids = [r["id"] for r in rows if r["best_hour"] is not None]
+        found: dict[int, BestHourHint | None] = dict.fromkeys((r["id"] for r in rows), None)
+        if not ids:
+            return found
+        for r in await self.db.conn.execute_fetchall(
+            "SELECT person_id, value, reason, json_extract(params, '$.percent') AS percent"
+            " FROM person_metrics WHERE metric = 'best_hour' AND person_id IN"
+            f" ({','.join('?' * len(ids))})",
+            ids,
+        ):
+            best = int(r["value"])
+            percent = r["percent"]
+            found[r["person_id"]] = BestHourHint(
+                hour=best,
+                percent=int(percent) if isinstance(percent, int | float) else None,
+                now=best == hour,
+                source="everyone" if r["reason"] == "best_hour.everyone" else "own",
+            )
+        return found
 
     async def _next_tasks(
         self, counts: dict[int, int]

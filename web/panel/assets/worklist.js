@@ -1,6 +1,7 @@
-// The worklist: the leads to call next, best score first, then the earliest follow-up
-// (GET /api/v1/worklist, read with the panel's session). One click calls (the panel's
-// click-to-call); the name opens the record. "More" pages with the server's cursor.
+// The worklist: the leads to call next, best score first, then (among equal scores) those
+// whose best hour to call is now, then the earliest follow-up (GET /api/v1/worklist, read
+// with the panel's session). One click calls (the panel's click-to-call); the name opens the
+// record. "More" pages with the server's cursor.
 import { api, clear, h } from './dom.js';
 import { number, relative, t, tId, when } from './i18n.js';
 import { callButton, errorText, toast } from './ui.js';
@@ -14,6 +15,15 @@ export function installWorklist(app) {
   let table = null;
   let more = null;
 
+  // the hour they answer most (panel.timezone), marked when it is now; the title says why
+  function bestHour(b) {
+    if (!b) return '—';
+    const why = t(b.source === 'everyone' ? 'worklist.best_hour_everyone' : 'worklist.best_hour_own', { percent: b.percent ?? '—' });
+    return h('span', { class: 'best-hour', title: why, dataset: { hour: String(b.hour), now: String(b.now) } },
+      h('span', { class: 'num' }, b.label), b.now ? [' ', h('span', { class: 'badge best-now' }, t('worklist.best_now'))] : '',
+      h('span', { class: 'sr-only' }, ` (${why})`));
+  }
+
   function row(item) {
     const p = item.person;
     const phone = (p.phones || []).find((x) => !x.do_not_call) || null;
@@ -26,6 +36,7 @@ export function installWorklist(app) {
         p.company && p.name ? h('div', { class: 'muted small' }, p.company) : ''),
       h('td', {}, item.score !== null && item.score !== undefined ? `★ ${number(item.score, { minimumFractionDigits: 1, maximumFractionDigits: 1 })}` : '—'),
       h('td', {}, p.status ? h('span', { class: `badge status-${p.status}` }, tId('lead_status', p.status, p.status)) : '—'),
+      h('td', {}, bestHour(item.best_hour)),
       h('td', {}, f ? [overdue ? h('span', { class: 'badge overdue' }, t('followups.overdue')) : '', ' ', f.title, h('div', { class: 'muted small' }, `${when(f.due_at)} (${relative(f.due_at)})`)] : '—',
         item.open_follow_ups > 1 ? h('div', { class: 'muted small' }, t('worklist.open_count', { count: item.open_follow_ups })) : ''),
       h('td', {}, phone ? h('span', { class: 'num' }, phone.raw || phone.e164) : h('span', { class: 'muted' }, p.do_not_call ? t('card.do_not_call') : t('worklist.no_phone'))),
@@ -39,7 +50,7 @@ export function installWorklist(app) {
     more.disabled = true;
     try {
       const doc = await api(`/api/v1/worklist?${q}`);
-      const head = ['worklist.person', 'worklist.score', 'card.status', 'worklist.next_follow_up', 'card.number', 'list.actions'];
+      const head = ['worklist.person', 'worklist.score', 'card.status', 'worklist.best_hour', 'worklist.next_follow_up', 'card.number', 'list.actions'];
       if (!next) {
         clear(table).append(h('caption', { class: 'sr-only' }, t('nav.worklist')),
           h('thead', {}, h('tr', {}, head.map((k) => h('th', { scope: 'col' }, t(k))))), h('tbody', {}));
