@@ -123,3 +123,31 @@ def test_the_example_config_states_the_tracking_defaults() -> None:
     assert cfg.tracking == TrackingSettings()
     assert TrackingSettings().max_open_calls == 10000
     assert TrackingSettings().inbound_contexts == ["from-pstn", "from-trunk", "from-external"]
+
+
+def test_a_record_names_its_customer_and_its_call_log_id() -> None:
+    """What the call log, the scoring and the webhooks attach a call by: the outside party's
+    number (the caller in, the number dialed out, none for an internal call) and
+    ``<pbx>:<linkedid>``."""
+
+    def record(direction: Direction, caller: str | None, dialed: str | None) -> CallRecord:
+        return CallRecord(
+            linkedid="1796027602.0",
+            pbx="madrid",
+            direction=direction,
+            outcome=Outcome.ANSWERED,
+            started_at=1.0,
+            ended_at=2.0,
+            caller=caller,
+            dialed=dialed,
+        )
+
+    numbers = [
+        record(Direction.INBOUND, "+34911234567", "101").customer_number,
+        record(Direction.OUTBOUND, "101", "+34911234568").customer_number,
+        record(Direction.INTERNAL, "101", "102").customer_number,
+        record(Direction.INBOUND, None, "101").customer_number,
+        record(Direction.OUTBOUND, "101", None).customer_number,
+    ]
+    assert numbers == ["+34911234567", "+34911234568", "", "", ""]
+    assert record(Direction.INBOUND, "1", None).log_id == "madrid:1796027602.0"
