@@ -452,13 +452,18 @@ def _named(cfg: GatewayConfig) -> list[Any]:
 
 
 def _cmd_directory_sync(args: argparse.Namespace) -> int:
+    from zoneinfo import ZoneInfo
+
     from connectors import build_connectors
-    from connectors.base import DirectorySource
+    from connectors.base import DealSource, DirectorySource
     from gateway.directory import DirectoryStore, DirectorySync
+    from gateway.intel.service import IntelService
     from gateway.store.db import Database
+    from gateway.store.events import DealsChanged
 
     cfg = load_config(args.config)
     setup_logging(cfg.log.level, cfg.log.format)
+    tz = ZoneInfo(cfg.panel.timezone)
     pairs = [
         (c, s)
         for c, s in zip(
@@ -472,9 +477,15 @@ def _cmd_directory_sync(args: argparse.Namespace) -> int:
     async def go() -> int:
         db = await Database.open(cfg.store.path)
         failed = 0
+        # deals pulled here change people's purchases: their metrics are recomputed before
+        # the command ends (the daemon does it on the same event)
+        changed: set[int] = set()
+        db.event_sink = lambda e: changed.update(
+            e.person_ids if isinstance(e, DealsChanged) else ()
+        )
         try:
             store = DirectoryStore(db, cfg.lookup.default_region, [c.name for c in cfg.connectors])
-            sync = DirectorySync(store, [(c, s.directory) for c, s in pairs])
+            sync = DirectorySync(store, [(c, s.directory) for c, s in pairs], tz=tz)
             for connector, settings in pairs:
                 await connector.start()
                 try:
@@ -484,11 +495,26 @@ def _cmd_directory_sync(args: argparse.Namespace) -> int:
                             f" {r.stored} records, {r.numbers} numbers, {r.deleted + r.swept}"
                             f" removed in {r.seconds:.1f} s ({r.rate:.0f} records/s)"
                         )
+                    if isinstance(connector, DealSource) and settings.deals.enabled:
+                        for d in await sync.sync_deals(
+                            connector, settings.deals, settings.directory, full=args.full
+                        ):
+                            print(
+                                f"{d.connector} {d.module} (deals):"
+                                f" {'full' if d.full else 'incremental'}"
+                                f" {d.stored} deals, {d.waiting} waiting for their customer,"
+                                f" {d.removed + d.swept} removed in {d.seconds:.1f} s"
+                            )
                 except GatewayError as e:
                     print(f"{connector.name}: {e}", file=sys.stderr)
                     failed += 1
                 finally:
                     await connector.close()
+            if changed:
+                intel = IntelService(db, tz=tz, default_region=cfg.lookup.default_region)
+                await intel.refresh_cohort()
+                done = await intel.recompute_many(sorted(changed))
+                print(f"customer metrics recomputed for {done} people whose deals changed")
         finally:
             await db.close()
         return 1 if failed else 0
