@@ -316,8 +316,10 @@ class Gateway:
         return ok, doc
 
     async def outbox_health(self) -> list[dict[str, Any]]:
-        if self.outbox is None:
-            return []
+        """Each write-back queue: one per CRM, and one per webhook target ("webhook:<name>")."""
+        stats = [] if self.outbox is None else await self.outbox.stats()
+        if self.webhooks is not None:
+            stats += await self.webhooks.stats()
         return [
             {
                 "connector": s.connector,
@@ -328,7 +330,7 @@ class Gateway:
                 "last_error": s.last_error,
                 "held_until": s.held_until,
             }
-            for s in await self.outbox.stats()
+            for s in stats
         ]
 
     async def directory_health(self) -> list[dict[str, Any]]:

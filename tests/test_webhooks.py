@@ -287,6 +287,10 @@ async def test_a_refused_event_is_parked_and_the_next_goes_on(
         await wait_until(lambda: _parked_and_delivered(gw))
         now[0] += 3600
         assert await gw.webhooks.deliver_due() == 0  # parked: not tried again
+        # /health shows the target's queue beside the CRMs'
+        (queue,) = [q for q in await gw.outbox_health() if q["connector"] == "webhook:crm"]
+        assert (queue["pending"], queue["delivered"], queue["parked"]) == (0, 1, 1)
+        assert str(status) in (queue["last_error"] or "")
     finally:
         await gw.stop()
     docs = [json.loads(b) for _, b in receiver.posts]
