@@ -135,9 +135,10 @@ class SmtpSink:
         require_starttls: bool = False,
         credentials: tuple[str, str] | None = None,
         implicit_tls: bool = False,
+        smtputf8: bool = False,
     ) -> None:
         self._handler = _Handler()
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"enable_SMTPUTF8": smtputf8}
         if implicit_tls:  # TLS from the first byte (port 465 style)
             kwargs["ssl_context"] = tls_context
         elif tls_context is not None:
@@ -231,15 +232,18 @@ def make_smtp_sink(
     require_starttls: bool = False,
     credentials: tuple[str, str] | None = None,
     implicit_tls: bool = False,
+    smtputf8: bool = False,
 ) -> SmtpSink:
     """A started sink; the caller stops it (the ``smtp_sink`` fixture does that for you).
     ``tls_context``: offer STARTTLS (or, with ``implicit_tls``, TLS from the first byte);
-    ``credentials``: require AUTH with this (login, password)."""
+    ``credentials``: require AUTH with this (login, password); ``smtputf8``: take addresses
+    with accents in the mailbox name (RFC 6531), as Postfix and Exim can."""
     sink = SmtpSink(
         tls_context=tls_context,
         require_starttls=require_starttls,
         credentials=credentials,
         implicit_tls=implicit_tls,
+        smtputf8=smtputf8,
     )
     sink.start()
     return sink

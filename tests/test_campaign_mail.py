@@ -384,6 +384,43 @@ async def test_a_malformed_address_fails_without_a_connection(mailer: Mailer) ->
     assert result.status == "failed" and mailer.connections_opened == 0
 
 
+async def test_a_domain_with_accents_is_sent_in_idna_to_any_server(
+    smtp_sink: SmtpSink,  # noqa: F811
+    mailer: Mailer,
+) -> None:
+    result = await mailer.send(composed(to="lucia@ñandú.es"))
+    assert result.status == "sent", result
+    [d] = smtp_sink.deliveries
+    assert d.rcpt_tos == ["lucia@xn--and-6ma2c.es"]
+    assert str(d.message["To"]) == "lucia@xn--and-6ma2c.es"
+    assert all(b < 128 for b in d.raw)
+
+
+async def test_a_mailbox_with_accents_needs_a_server_that_takes_them(
+    smtp_sink: SmtpSink,  # noqa: F811
+    mailer: Mailer,
+) -> None:
+    """josé@correo.es cannot be written in ASCII: a server without SMTPUTF8 gets nothing (a
+    failure, not a bounce: the address is fine), one with it gets the message as UTF-8."""
+    result = await mailer.send(composed(to="josé@correo.es"))
+    assert result.status == "failed" and "SMTPUTF8" in result.detail
+    assert smtp_sink.deliveries == []
+    assert (await mailer.send(composed())).status == "sent"  # the connection is still good
+
+    sink = make_smtp_sink(smtputf8=True)
+    m = Mailer(MailSettings(**{**_settings_dict(MAIL), "port": sink.port, "connections": 1}))  # type: ignore[arg-type]
+    try:
+        result = await m.send(composed(to="josé@correo.es"))
+        assert result.status == "sent", result
+        [d] = sink.deliveries
+        assert d.rcpt_tos == ["josé@correo.es"]
+        assert str(d.message["To"]) == "josé@correo.es"
+        assert "josé@correo.es".encode() in d.raw
+    finally:
+        await m.close()
+        sink.stop()
+
+
 # -- TLS and AUTH ----------------------------------------------------------------------------
 
 

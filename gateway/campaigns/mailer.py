@@ -78,26 +78,44 @@ def new_message_id(domain: str) -> str:
     return f"<{uuid.uuid4().hex}@{domain or 'localhost'}>"
 
 
+def envelope_address(address: str) -> tuple[str, bool]:
+    """The address as the envelope and the To header carry it, and whether that needs an
+    SMTPUTF8 server: a domain with accents (``ana@ñandú.es``) is written in IDNA
+    (``xn--and-6ma2c.es``), which every server takes; a mailbox name with them
+    (``josé@correo.es``) cannot be, and needs SMTPUTF8 (RFC 6531)."""
+    local, at, domain = address.rpartition("@")
+    if not domain.isascii():
+        domain = domain.encode("idna").decode("ascii")
+    written = f"{local}{at}{domain}"
+    return written, not written.isascii()
+
+
 def build_message(mail: OutgoingMail, settings: MailSettings, *, at: float) -> bytes:
     """The message as sent: multipart/alternative, plain text first, then HTML, both UTF-8
     in quoted-printable (7-bit: no relay needs 8BITMIME), non-ASCII headers in RFC 2047; with
-    attachments, that inside a multipart/mixed followed by each file in base64.
+    attachments, that inside a multipart/mixed followed by each file in base64. An address
+    that needs SMTPUTF8 is written as it is in the To header (UTF-8, RFC 6532): an encoded
+    word is not allowed inside an address.
 
     Written out directly rather than through ``email.message.EmailMessage``: the structure is
     always the same, and the stdlib's header registry cost ~2-9 ms a message, which made the
     gateway, not the SMTP server, the limit of a campaign's sending (bench/campaigns.py)."""
     boundary = f"=_{uuid.uuid4().hex}"
     mixed = f"=_{uuid.uuid4().hex}" if mail.attachments else ""
+    to, utf8 = envelope_address(mail.to)
     head = [
         ("From", formataddr((settings.from_name, settings.from_address), charset="utf-8")),
-        ("To", mail.to),
+        ("To", to),
         ("Subject", mail.subject),
         ("Date", format_datetime(datetime.fromtimestamp(at, UTC))),
         ("Message-ID", mail.message_id or new_message_id(_domain(settings.from_address))),
         *mail.headers.items(),
         ("MIME-Version", "1.0"),
     ]
-    lines = [_header(name, value) for name, value in head]
+    lines = [
+        f"To: {' '.join(value.splitlines())}" if utf8 and name == "To" else _header(name, value)
+        for name, value in head
+    ]
     if mixed:
         lines += [f'Content-Type: multipart/mixed; boundary="{mixed}"', "", f"--{mixed}"]
     lines += [f'Content-Type: multipart/alternative; boundary="{boundary}"', ""]
@@ -123,7 +141,7 @@ def build_message(mail: OutgoingMail, settings: MailSettings, *, at: float) -> b
         ]
     if mixed:
         lines += [f"--{mixed}--", ""]
-    return "\r\n".join(lines).encode("ascii")
+    return "\r\n".join(lines).encode("utf-8" if utf8 else "ascii")
 
 
 def _attachment_name(filename: str) -> str:
@@ -198,15 +216,18 @@ class Mailer:
         on cancellation)."""
         try:
             data = build_message(mail, self.settings, at=time.time() if at is None else at)
-            Address(addr_spec=mail.to)  # refuse a malformed address before the server does
+            # refuse a malformed address before the server does; RFC 6531 lets a non-ASCII
+            # letter stand wherever an ASCII one may, so the shape is checked with "x" for it
+            written, utf8 = envelope_address(mail.to)
+            Address(addr_spec="".join(c if c.isascii() else "x" for c in written))
         except Exception as e:
             return SendResult("failed", f"message not built: {e}")
         if self._closed:
             return SendResult("failed", "mailer closed")
         async with self._slots:
-            return await self._send(mail.to, data)
+            return await self._send(written, data, utf8)
 
-    async def _send(self, to: str, data: bytes) -> SendResult:
+    async def _send(self, to: str, data: bytes, utf8: bool) -> SendResult:
         for attempt in (1, 2):
             try:
                 conn, reused = await self._acquire()
@@ -214,7 +235,9 @@ class Mailer:
                 log.info("mail: cannot reach %s: %s", self.settings.host, _describe(e))
                 return SendResult("failed", _describe(e), _code(e))
             try:
-                result = await self._transact(conn, to, data, retry=reused and attempt == 1)
+                result = await self._transact(
+                    conn, to, data, utf8=utf8, retry=reused and attempt == 1
+                )
             except asyncio.CancelledError:
                 self._discard(conn)  # mid-conversation: the session is in an unknown state
                 raise
@@ -223,20 +246,36 @@ class Mailer:
         return SendResult("failed", "server disconnected")  # pragma: no cover - loop returns
 
     async def _transact(
-        self, conn: _Connection, to: str, data: bytes, *, retry: bool
+        self, conn: _Connection, to: str, data: bytes, *, utf8: bool, retry: bool
     ) -> SendResult | None:
         """One MAIL/RCPT/DATA exchange; None: a reused session had gone stale before anything
-        was sent, try once more on a new one."""
+        was sent, try once more on a new one. ``utf8``: the address needs SMTPUTF8."""
         client = conn.client
+        encoding = "utf-8" if utf8 else "ascii"
         try:
-            await client.mail(self.settings.from_address)
+            if utf8:
+                if client.is_ehlo_or_helo_needed:
+                    await client.ehlo()
+                if not client.supports_extension("smtputf8"):
+                    self._release(conn)
+                    # not the address's fault: a server that takes RFC 6531 would deliver it
+                    return SendResult(
+                        "failed",
+                        "the mail server does not take addresses with accents"
+                        " in the mailbox name (no SMTPUTF8)",
+                    )
+            await client.mail(
+                self.settings.from_address,
+                options=["SMTPUTF8"] if utf8 else None,
+                encoding=encoding,
+            )
         except aiosmtplib.SMTPServerDisconnected as e:
             self._discard(conn)
             return None if retry else SendResult("failed", _describe(e))
         except Exception as e:
             return self._give_up(conn, e, "MAIL FROM")
         try:
-            await client.rcpt(to)
+            await client.rcpt(to, encoding=encoding)
         except aiosmtplib.SMTPRecipientRefused as e:
             await self._reset(conn)
             status: SendStatus = "bounced" if e.code >= 500 else "failed"
