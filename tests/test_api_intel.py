@@ -128,7 +128,7 @@ async def test_a_deal_recomputes_the_metrics_and_the_card_shows_them(client: Any
     metrics = {m["name"]: m for m in (await r.json())["metrics"]}
     assert metrics["frequency"]["value"] == 2
     assert metrics["monetary"]["value"] == 251.0
-    assert metrics["clv_historic"]["text"] == "Todo lo comprado hasta hoy: 251 EUR."
+    assert metrics["clv_historic"]["text"] == "Todo lo comprado hasta hoy: 251\xa0€."
 
     r = await client.get("/api/v1/lookup?number=612345678", headers=ADMIN)
     card = await r.json()

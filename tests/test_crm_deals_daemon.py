@@ -153,7 +153,7 @@ async def test_a_deal_won_in_each_crm_is_a_purchase_a_user_sees(daemon):
         1800.0,
         5,
     )
-    assert m["clv_historic"]["text"] == "Todo lo comprado hasta hoy: 1800 EUR."
+    assert m["clv_historic"]["text"] == "Todo lo comprado hasta hoy: 1800\xa0€."
     card = await (await client.get("/api/v1/lookup?number=911234567", headers=AUTH)).json()
     insight = {i["name"]: i for i in card["insight"]}
     assert insight["clv_historic"]["value"] == 1800.0

@@ -3,13 +3,14 @@
 // are the catalogs' intel.* keys. Used by the caller card (the few that matter) and the record
 // view (all of them). Everything is returned as text for textContent.
 import { h } from './dom.js';
-import { number, t, tId } from './i18n.js';
+import { date, number, t, tId } from './i18n.js';
 
 // a label of one of the intel.<group>.<id> families (segment, risk, quality, channel, action...)
 const word = (group, id) => tId(`intel.${group}`, id, id);
 
 const SCORES = new Set(['last_activity', 'marketing', 'engagement', 'satisfaction']);
 const MONEY = new Set(['monetary', 'clv_historic', 'clv_projected']);
+const ISO_DAY = /^\d{4}-\d{2}-\d{2}$/;  // a day the server sends as text ("since")
 
 function money(value, currency) {
   try {
@@ -41,8 +42,11 @@ export function insightValue(m) {
 // The reason as a sentence; list parameters (what a record lacks) are translated item by item.
 export function insightReason(m) {
   const params = {};
+  const currency = (m.params || {}).currency;
   for (const [k, v] of Object.entries(m.params || {})) {
     if (Array.isArray(v)) params[k] = v.map((x) => word('missing', x)).join(', ');
+    else if ((k === 'amount' || k === 'average') && typeof v === 'number') params[k] = money(v, currency);
+    else if (typeof v === 'string' && ISO_DAY.test(v)) params[k] = date(Date.parse(`${v}T12:00:00Z`) / 1000);
     else if (k === 'channel' && v) params[k] = word('channel', v);
     else if (k === 'kind' && v) params[k] = word('kind', v);
     else if (k === 'stage' && v) params[k] = tId('stage', v, v);
