@@ -117,7 +117,10 @@ def _query_parameters(query: type[msgspec.Struct]) -> list[Schema]:
             schema.pop("default", None)
             description = description or rest[0].get("description", "")
             schema.pop("description", None)
-        out.append(_param(name, "query", schema, description) | {"required": name in required})
+        param = _param(name, "query", schema, description) | {"required": name in required}
+        if schema.get("type") == "array":  # comma-separated: a repeated parameter is a 400
+            param |= {"style": "form", "explode": False}
+        out.append(param)
     return out
 
 

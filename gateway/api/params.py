@@ -135,10 +135,32 @@ async def body_as(request: web.Request, type_: type[T]) -> T:
     return result
 
 
+_LIST_PARAMETERS: dict[Any, frozenset[str]] = {}
+
+
+def _list_parameters(type_: Any) -> frozenset[str]:
+    """The query struct's fields that take a list: the query gives them comma-separated
+    (OpenAPI's ``style: form, explode: false``), as a repeated parameter is refused."""
+    if type_ in _LIST_PARAMETERS:
+        return _LIST_PARAMETERS[type_]
+    info = msgspec.inspect.type_info(type_)
+    names = set()
+    fields = info.fields if isinstance(info, msgspec.inspect.StructType) else ()
+    for f in fields:
+        options = f.type.types if isinstance(f.type, msgspec.inspect.UnionType) else (f.type,)
+        bare = (o.type if isinstance(o, msgspec.inspect.Metadata) else o for o in options)
+        if any(isinstance(o, msgspec.inspect.ListType) for o in bare):
+            names.add(f.encode_name)
+    _LIST_PARAMETERS[type_] = frozenset(names)
+    return _LIST_PARAMETERS[type_]
+
+
 def query_as(request: web.Request, type_: type[T]) -> T:
     """The query string as ``type_``: an unknown or repeated parameter is a 400, as is a
-    value of the wrong type; an empty value counts as not given."""
-    given: dict[str, str] = {}
+    value of the wrong type; an empty value counts as not given; a list field is given
+    comma-separated (``rfm_segments=at_risk,hibernating``)."""
+    lists = _list_parameters(type_)
+    given: dict[str, str | list[str]] = {}
     for key in request.query:
         values = request.query.getall(key)
         if len(values) > 1:
@@ -146,7 +168,7 @@ def query_as(request: web.Request, type_: type[T]) -> T:
         if len(values[0]) > MAX_QUERY_TEXT:
             raise invalid(key[:64], f"too long (at most {MAX_QUERY_TEXT} characters)")
         if values[0] != "":
-            given[key] = values[0]
+            given[key] = values[0].split(",") if key in lists else values[0]
     try:
         return msgspec.convert(given, type_, strict=False)
     except msgspec.ValidationError as e:

@@ -19,6 +19,7 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from gateway.calls.model import Direction, Outcome
+from gateway.campaigns.model import RfmSegment
 from gateway.store.models import ActivityKind, ContactType, LeadSource, LeadStatus
 from gateway.store.repositories import MAX_PAGE
 from gateway.store.validation import MAX_ITEMS, MAX_LONG_TEXT, MAX_TAG, MAX_TAGS, MAX_TEXT
@@ -492,6 +493,30 @@ class BestHourHint(msgspec.Struct):
     ]
 
 
+class WorklistMetric(msgspec.Struct):
+    """One of the lead's customer metrics as ``GET /api/v1/people/{id}/metrics`` gives it:
+    ``value`` and ``label`` null when the data cannot give one, and ``reason`` says why
+    (``no_purchases``, ``no_rhythm``...): never a number the data does not support."""
+
+    name: str
+    value: float | None
+    label: Annotated[str | None, Meta(description="segment, risk band, currency, action")]
+    reason: Annotated[str, Meta(description="stable code: intel.reason.<code> in the catalogs")]
+    params: dict[str, Any]
+    text: Annotated[str, Meta(description="the reason in the query's `lang`")]
+
+
+class WorklistMetrics(msgspec.Struct):
+    """The few customer metrics a caller acts on (the record view has them all)."""
+
+    rfm_segment: Annotated[WorklistMetric, Meta(description="`label`: the RFM segment")]
+    churn_30: Annotated[WorklistMetric, Meta(description="`value`: churn risk within 30 days, 0-1")]
+    clv_historic: Annotated[
+        WorklistMetric, Meta(description="`value`: everything bought so far; `label`: currency")
+    ]
+    next_best: Annotated[WorklistMetric, Meta(description="`label`: the next best action")]
+
+
 class WorklistItem(msgspec.Struct):
     person: Person
     score: Score | None
@@ -503,11 +528,19 @@ class WorklistItem(msgspec.Struct):
     best_hour: Annotated[
         BestHourHint | None, Meta(description="null: no calls to learn from yet")
     ] = None
+    metrics: Annotated[
+        WorklistMetrics | None,
+        Meta(
+            description="null: not computed yet (they are as calls end, deals change, "
+            "at start and nightly)"
+        ),
+    ] = None
 
 
 class Worklist(msgspec.Struct):
-    """Best score first; among equal scores the leads whose best hour is now, then the
-    earliest follow-up; ``next_cursor`` null on the last page."""
+    """In the query's ``sort``: best score first (default), among equal scores the leads
+    whose best hour is now, then the earliest follow-up; or highest churn risk or value first,
+    ties in that same order. ``next_cursor`` null on the last page."""
 
     items: list[WorklistItem]
     next_cursor: str | None
@@ -577,12 +610,36 @@ class CallQuery(msgspec.Struct, forbid_unknown_fields=True):
     cursor: Cursor | None = None
 
 
+# the next best action (the ``next_best`` metric's label, gateway/intel/metrics.py)
+NextBest = Literal[
+    "call_back", "send_offer", "revive_lost_deal", "update_data", "no_action", "none"
+]
+WorklistSort = Literal["-score", "-churn_risk", "-value"]
+_SEGMENTS = "only leads in one of these RFM segments (comma-separated)"
+_CHURN = "only leads whose churn risk within 30 days is at least this (0-1)"
+_NEXT = "only leads whose next best action is one of these (comma-separated)"
+
+
 class WorklistQuery(msgspec.Struct, forbid_unknown_fields=True):
     owner: Annotated[QueryText, Meta(description="only leads owned by this user")] | None = None
+    # the customer metrics, with a campaign segment's names and meaning (gateway/campaigns/);
+    # a list is comma-separated: rfm_segments=at_risk,hibernating
+    rfm_segments: Annotated[list[RfmSegment], Meta(max_length=20, description=_SEGMENTS)] | (
+        None
+    ) = None
+    churn_risk_min: Annotated[float, Meta(ge=0, le=1, description=_CHURN)] | None = None
+    next_best: Annotated[list[NextBest], Meta(max_length=20, description=_NEXT)] | None = None
     sort: Annotated[
-        Literal["-score"],
-        Meta(description="best score first, then best hour now, then earliest follow-up"),
+        WorklistSort,
+        Meta(
+            description="`-score`: best score first, then best hour now, then earliest "
+            "follow-up; `-churn_risk`, `-value` (historic value, each lead's own currency): "
+            "highest first, unknown last, ties by score"
+        ),
     ] = "-score"
+    lang: Annotated[
+        Literal["en", "es"], Meta(description="the language of each metric's `text`")
+    ] = "en"
     limit: Limit = 50
     cursor: Cursor | None = None
 

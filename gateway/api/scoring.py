@@ -19,10 +19,18 @@ from gateway.api.params import (
     encode_cursor,
     field_error,
     id_param,
+    invalid,
     query_as,
     respond,
 )
-from gateway.api.schemas import FormFill, NoQuery, ScoreDoc, Worklist, WorklistQuery
+from gateway.api.schemas import (
+    FormFill,
+    NoQuery,
+    ScoreDoc,
+    Worklist,
+    WorklistQuery,
+    WorklistSort,
+)
 from gateway.bus import Bus
 from gateway.calls.events import CallEnded
 from gateway.config import GatewayConfig
@@ -103,12 +111,21 @@ async def post_form_fill(request: web.Request) -> web.Response:
 async def get_worklist(request: web.Request) -> web.Response:
     require(request, "crm:read")
     q = query_as(request, WorklistQuery)
-    position = decode_cursor(q.cursor, tuple[Literal["worklist"], int])
+    # an offset in one order means nothing in another: the cursor names its sort
+    position = decode_cursor(q.cursor, tuple[Literal["worklist"], int, WorklistSort])
+    if position is not None and position[2] != q.sort:
+        raise invalid("cursor", "not a cursor this API returned for this list and sort")
     items, next_offset = await request.app[SCORING].worklist(
-        owner=q.owner, limit=q.limit, offset=0 if position is None else max(0, position[1])
+        owner=q.owner,
+        limit=q.limit,
+        offset=0 if position is None else max(0, position[1]),
+        rfm_segments=q.rfm_segments or (),
+        churn_risk_min=q.churn_risk_min,
+        next_best=q.next_best or (),
+        sort=q.sort,
     )
-    nxt = None if next_offset is None else encode_cursor("worklist", next_offset)
-    return respond(Worklist, {"items": [i.to_dict() for i in items], "next_cursor": nxt})
+    nxt = None if next_offset is None else encode_cursor("worklist", next_offset, q.sort)
+    return respond(Worklist, {"items": [i.to_dict(q.lang) for i in items], "next_cursor": nxt})
 
 
 def routes() -> list[web.RouteDef]:

@@ -14,23 +14,31 @@ Routes (JSON, under the API's token/session auth):
 * ``POST /api/v1/leads/{id}/form-fills`` (crm:write): a web form the lead filled in;
 * ``GET  /api/v1/worklist?owner=`` (crm:read): who to call next, best score first; among
   equal scores the leads whose best hour to call (the ``best_hour`` metric of
-  ``gateway/intel/``) is the current hour come first, each item showing that hour.
+  ``gateway/intel/``) is the current hour come first, each item showing that hour and the
+  customer metrics a caller acts on (RFM segment, churn risk, value, next best action). The
+  list can keep only some RFM segments, a churn risk from a floor and some next best actions
+  (a campaign segment's conditions, so both mean the same), and put the highest churn risk or
+  value first, as a revival of customers drifting away would.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+import msgspec
 from aiohttp import web
 
 from gateway.calls.events import CallEnded
 from gateway.calls.model import CallRecord, Outcome
+from gateway.campaigns.model import RfmSegment
+from gateway.intel.metrics import Metric
+from gateway.intel.wording import reason_text
 from gateway.store.db import Database, SqlParam
 from gateway.store.models import FollowUpTask, Person
 from gateway.store.repositories import MAX_PAGE, PersonRepository, numbers_of_people
@@ -46,6 +54,10 @@ ACTIVE_STATUSES = ("new", "contacted", "nurturing")  # on the worklist even with
 _ANSWERED = (Outcome.ANSWERED.value, Outcome.TRANSFERRED.value)
 RESCORE_BATCH = 500
 QUEUE_LIMIT = 10_000
+# the customer metrics each worklist item carries (gateway/intel/metrics.py names)
+ITEM_METRICS = ("rfm_segment", "churn_30", "clv_historic", "next_best")
+# sort -> the metric whose value orders the list first (highest first, unknown last)
+SORT_METRIC = {"-churn_risk": "churn_30", "-value": "clv_historic"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,15 +85,31 @@ class BestHourHint:
 class WorklistItem:
     """One lead to call: who, their score and their next open follow-up (if any);
     ``campaign``: the name of the campaign that made that follow-up (a call task);
-    ``best_hour``: when they answer most (None: no metric yet, or nobody was ever called)."""
+    ``best_hour``: when they answer most (None: no metric yet, or nobody was ever called);
+    ``metrics``: the :data:`ITEM_METRICS` as stored (None: not computed yet)."""
 
     person: Person
     next_follow_up: FollowUpTask | None
     open_follow_ups: int
     campaign: str | None = None
     best_hour: BestHourHint | None = None
+    metrics: dict[str, Metric] | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, lang: str = "en") -> dict[str, Any]:
+        """The item as the API answers it, each metric's reason worded in ``lang``."""
+        metrics = None
+        if self.metrics is not None:
+            metrics = {
+                name: {
+                    "name": m.name,
+                    "value": m.value,
+                    "label": m.label,
+                    "reason": m.reason,
+                    "params": m.params,
+                    "text": reason_text(m, lang),
+                }
+                for name, m in self.metrics.items()
+            }
         return {
             "person": self.person.to_dict(),
             "score": self.person.score,
@@ -89,6 +117,7 @@ class WorklistItem:
             "open_follow_ups": self.open_follow_ups,
             "campaign": self.campaign,
             "best_hour": self.best_hour.to_dict() if self.best_hour else None,
+            "metrics": metrics,
         }
 
 
@@ -344,14 +373,26 @@ class ScoringService:
     # -- worklist ----------------------------------------------------------------------------
 
     async def worklist(
-        self, *, owner: str | None = None, limit: int = 50, offset: int = 0
+        self,
+        *,
+        owner: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        rfm_segments: Sequence[RfmSegment] = (),
+        churn_risk_min: float | None = None,
+        next_best: Sequence[str] = (),
+        sort: str = "-score",
     ) -> tuple[list[WorklistItem], int | None]:
         """Leads with open follow-ups or an active status (new, contacted, nurturing), best
         score first; among equal scores those whose best hour is now, then the earliest due
         follow-up; leads without a score come last.
         ``owner`` keeps the leads they own and those with an open follow-up assigned to them,
         or to nobody yet but to a pool of agents they are in (a campaign's pool call task:
-        every agent of the pool sees it until one of them takes it)."""
+        every agent of the pool sees it until one of them takes it).
+        ``rfm_segments``, ``churn_risk_min`` (0-1, within 30 days) and ``next_best`` keep the
+        leads whose stored metrics match (one without metrics matches none); ``sort``
+        ``-churn_risk`` or ``-value`` puts the highest churn risk or historic value first,
+        unknown last, ties in the order above."""
         limit, offset = max(1, min(limit, MAX_PAGE)), max(0, offset)
         hour = datetime.fromtimestamp(self.clock(), self.tz).hour
         where = [
@@ -366,6 +407,37 @@ class ScoringService:
                 " AND EXISTS (SELECT 1 FROM json_each(f.pool) WHERE value = ?)))))"
             )
             args += [owner, owner, owner]
+        # a campaign segment's rfm_segments and churn_risk_min (gateway/campaigns/segment.py),
+        # read through the narrow indexes of migration 0021
+        if rfm_segments:
+            where.append(
+                "EXISTS (SELECT 1 FROM person_metrics m INDEXED BY person_metrics_rfm_segment"
+                " WHERE m.person_id = p.id AND m.metric = 'rfm_segment'"
+                f" AND m.label IN ({','.join('?' * len(rfm_segments))}))"
+            )
+            args += list(rfm_segments)
+        if churn_risk_min is not None:
+            where.append(
+                "EXISTS (SELECT 1 FROM person_metrics m INDEXED BY person_metrics_churn_30"
+                " WHERE m.person_id = p.id AND m.metric = 'churn_30' AND m.value >= ?)"
+            )
+            args.append(churn_risk_min)
+        if next_best:
+            where.append(
+                "EXISTS (SELECT 1 FROM person_metrics m INDEXED BY person_metrics_next_best"
+                " WHERE m.person_id = p.id AND m.metric = 'next_best'"
+                f" AND m.label IN ({','.join('?' * len(next_best))}))"
+            )
+            args += list(next_best)
+        metric = SORT_METRIC.get(sort)
+        first, join = "", ""
+        if metric is not None:  # a name of the table above, never the caller's text
+            join = (
+                f" LEFT JOIN person_metrics sm INDEXED BY person_metrics_{metric}"
+                f" ON sm.person_id = p.id AND sm.metric = '{metric}'"
+            )
+            # unknown last whatever the engine's default place for NULL
+            first = "sm.value IS NULL, sm.value DESC, "
         rows = list(
             await self.db.conn.execute_fetchall(
                 "WITH o AS (SELECT person_id, min(due_at) AS next_due, count(*) AS n"
@@ -376,8 +448,8 @@ class ScoringService:
                 # wide metric rows cost 4x as much on a long list
                 " LEFT JOIN person_metrics bh INDEXED BY person_metrics_best_hour"
                 " ON bh.person_id = p.id AND bh.metric = 'best_hour'"
-                f" WHERE {' AND '.join(where)}"
-                " ORDER BY p.score IS NULL, p.score DESC, coalesce(bh.value = ?, 0) DESC,"
+                f"{join} WHERE {' AND '.join(where)}"
+                f" ORDER BY {first}p.score IS NULL, p.score DESC, coalesce(bh.value = ?, 0) DESC,"
                 " o.next_due IS NULL, o.next_due, p.id"
                 " LIMIT ? OFFSET ?",
                 [*args, hour, limit + 1, offset],
@@ -389,11 +461,38 @@ class ScoringService:
         counts = {r["id"]: r["open_n"] or 0 for r in rows}
         nxt = await self._next_tasks(counts)
         hints = await self._best_hours(rows, hour)
+        metrics = await self._item_metrics([r["id"] for r in rows])
         items = []
         for p in people:
             task, campaign = nxt.get(p.id, (None, None))
-            items.append(WorklistItem(p, task, counts[p.id], campaign, hints[p.id]))
+            items.append(
+                WorklistItem(p, task, counts[p.id], campaign, hints[p.id], metrics.get(p.id))
+            )
         return items, offset + limit if more else None
+
+    async def _item_metrics(self, ids: list[int]) -> dict[int, dict[str, Metric]]:
+        """The page's leads' :data:`ITEM_METRICS`; a lead lacking one of them is left out."""
+        if not ids:
+            return {}
+        found: dict[int, dict[str, Metric]] = {}
+        for r in await self.db.conn.execute_fetchall(
+            "SELECT person_id, metric, value, label, reason, params FROM person_metrics"
+            f" WHERE person_id IN ({','.join('?' * len(ids))})"
+            f" AND metric IN ({','.join('?' * len(ITEM_METRICS))})",
+            [*ids, *ITEM_METRICS],
+        ):
+            try:
+                params = _decode_params(r["params"])
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                params = {}
+            found.setdefault(r["person_id"], {})[r["metric"]] = Metric(
+                r["metric"], r["value"], r["label"], r["reason"], params
+            )
+        return {
+            pid: {name: ms[name] for name in ITEM_METRICS}
+            for pid, ms in found.items()
+            if len(ms) == len(ITEM_METRICS)
+        }
 
     async def _best_hours(self, rows: list[Any], hour: int) -> dict[int, BestHourHint | None]:
         """The page's leads' best hours (the ``best_hour`` metric), and whether it is now."""
@@ -440,6 +539,8 @@ class ScoringService:
                 out[r["person_id"]] = (task, r["campaign_name"])
         return out
 
+
+_decode_params = msgspec.json.Decoder(dict[str, Any]).decode
 
 # -- HTTP --------------------------------------------------------------------------------------
 
