@@ -73,6 +73,7 @@ class Gateway:
         self.webhooks: Webhooks | None = None  # lead and call events to other systems
         self.campaigns: CampaignScheduler | None = None  # follow-up campaigns (e-mail, calls)
         self.report_mailing: ReportMailing | None = None  # daily/weekly reports by e-mail
+        self._rollups: asyncio.Task[None] | None = None  # report rollups for new thresholds
         self.directory: DirectoryStore | None = None
         self.directory_sync: DirectorySync | None = None
         self.agi: FastAgiServer | None = None
@@ -146,6 +147,9 @@ class Gateway:
         self.report_mailing = for_gateway(self.db, self.cfg, self.clock, self.public_url)
         if self.report_mailing is not None:
             self.report_mailing.start()
+        from gateway.reports.calls import keep_rollups
+
+        self._rollups = asyncio.create_task(keep_rollups(self.db, self.cfg.panel), name="rollups")
         assert self.directory_sync is not None
         self.directory_sync.start()
         self._writer = asyncio.create_task(self._write_calls(), name="call-log-writer")
@@ -181,6 +185,10 @@ class Gateway:
             await self.campaigns.close()  # lets a tick under way finish its sends
         if self.report_mailing is not None:
             await self.report_mailing.close()
+        if self._rollups is not None:  # a rebuild resumes at the next start
+            self._rollups.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._rollups
         if self.directory_sync is not None:
             await self.directory_sync.close()
         if self.outbox is not None:
