@@ -41,6 +41,7 @@ from gateway.webhooks import Webhooks
 from gateway.writeback.outbox import Outbox
 
 if TYPE_CHECKING:  # the demo's SMTP sink is imported by the demo only
+    from gateway.campaigns.replies import ReplyWatcher
     from gateway.campaigns.scheduler import CampaignScheduler
     from gateway.demo_mailbox import DemoMailbox
     from gateway.reports.mailing import ReportMailing
@@ -72,6 +73,7 @@ class Gateway:
         self.outbox: Outbox | None = None
         self.webhooks: Webhooks | None = None  # lead and call events to other systems
         self.campaigns: CampaignScheduler | None = None  # follow-up campaigns (e-mail, calls)
+        self.replies: ReplyWatcher | None = None  # their replies, read over IMAP (mail.replies)
         self.report_mailing: ReportMailing | None = None  # daily/weekly reports by e-mail
         self._rollups: asyncio.Task[None] | None = None  # report rollups for new thresholds
         self.directory: DirectoryStore | None = None
@@ -133,6 +135,10 @@ class Gateway:
         self.webhooks = Webhooks(self.db, self.bus, self.cfg.webhooks, self.clock)
         if self.cfg.campaigns.enabled:
             self.campaigns = self._campaign_scheduler(self.db)
+            if self.cfg.mail.replies is not None:
+                from gateway.campaigns.replies import ReplyWatcher
+
+                self.replies = ReplyWatcher(self.db, self.cfg.mail.replies, self.clock)
 
     async def start(self) -> None:
         await self.open()
@@ -142,6 +148,8 @@ class Gateway:
             await self.webhooks.start()
         if self.campaigns is not None:
             await self.campaigns.start()
+        if self.replies is not None:
+            self.replies.start()
         from gateway.reports.mailing import for_gateway  # the daily/weekly report e-mail
 
         self.report_mailing = for_gateway(self.db, self.cfg, self.clock, self.public_url)
@@ -181,6 +189,8 @@ class Gateway:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
+        if self.replies is not None:
+            await self.replies.close()
         if self.campaigns is not None:
             await self.campaigns.close()  # lets a tick under way finish its sends
         if self.report_mailing is not None:
@@ -321,6 +331,8 @@ class Gateway:
             "open_calls": {name: t.open_calls for name, t in self.trackers.items()},
             "connectors": [_connector_health(c) for c in self.connectors],
         }
+        if self.replies is not None:  # the reply mailbox: informs, never makes /health 503
+            doc["mail_replies"] = self.replies.health()
         return ok, doc
 
     async def outbox_health(self) -> list[dict[str, Any]]:

@@ -1,5 +1,6 @@
-"""Config sections of the campaigns: ``campaigns:`` (hours, caps), ``mail:`` (SMTP) and
-``webhooks:`` (lead and call events to other systems)."""
+"""Config sections of the campaigns: ``campaigns:`` (hours, caps), ``mail:`` (SMTP out, and
+the IMAP mailbox replies come back to) and ``webhooks:`` (lead and call events to other
+systems)."""
 
 from __future__ import annotations
 
@@ -50,6 +51,54 @@ class ReportRecipient(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, 
     language: Literal["es", "en"] | None = None
 
 
+class ReplySettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """The mailbox the campaigns' replies land in (``mail.replies``), read over IMAP by
+    :mod:`gateway.campaigns.replies`: replies to campaign e-mails make their leads leave
+    ``replied``, delivery failures (DSN) mark the address bounced."""
+
+    host: str
+    # None: 993 with tls, 143 otherwise
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None
+    # tls: TLS from the first byte (IMAPS); starttls: upgrade after the greeting; none: plain,
+    # for a server on loopback only (the password crosses the wire as it is)
+    security: Literal["tls", "starttls", "none"] = "tls"
+    username: str
+    password: str
+    mailbox: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] = "INBOX"
+    interval_s: Annotated[float, msgspec.Meta(ge=5, le=3600)] = 60.0
+    timeout: Annotated[float, msgspec.Meta(gt=0, le=300)] = 30.0
+    # PEM file of the authority that signed the server's certificate (a private CA); empty:
+    # the system's authorities
+    ca_file: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.host.strip():
+            raise ValueError("host: expected the IMAP server's name or address, found it empty")
+        if not self.username:
+            raise ValueError("username: expected the mailbox's login, found it empty")
+        if not self.password:
+            # never echo the value: it is the secret
+            raise ValueError(
+                "password: expected the mailbox's password, found it empty "
+                "(is the variable it comes from set to nothing?)"
+            )
+
+    @property
+    def server_port(self) -> int:
+        """The port to connect to: ``port``, or the protocol's own for ``security``."""
+        if self.port is not None:
+            return self.port
+        return 993 if self.security == "tls" else 143
+
+    @property
+    def account(self) -> str:
+        """Names the mailbox in logs, /health and the store (no secret in it)."""
+        return f"{self.username} at {self.host}:{self.server_port}/{self.mailbox}"
+
+    def __repr__(self) -> str:  # never let the password reach a log line
+        return f"ReplySettings(account={self.account!r}, security={self.security!r})"
+
+
 class MailSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     host: str = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 25
@@ -67,6 +116,8 @@ class MailSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, fro
     # or {address, language} for someone who reads another language than report_language
     report_recipients: list[str | ReportRecipient] = msgspec.field(default_factory=list)
     report_language: Literal["es", "en"] = "es"
+    # the reply mailbox, read over IMAP (None: replies are reported through the API only)
+    replies: ReplySettings | None = None
 
     def __repr__(self) -> str:  # never let the password reach a log line
         return f"MailSettings(host={self.host!r}, port={self.port}, security={self.security!r})"
