@@ -493,14 +493,14 @@ class BestHourHint(msgspec.Struct):
     ]
 
 
-class WorklistMetric(msgspec.Struct):
-    """One of the lead's customer metrics as ``GET /api/v1/people/{id}/metrics`` gives it:
-    ``value`` and ``label`` null when the data cannot give one, and ``reason`` says why
-    (``no_purchases``, ``no_rhythm``...): never a number the data does not support."""
+class CustomerMetric(msgspec.Struct):
+    """One customer metric of a person (``GET /api/v1/people/{id}/metrics``, the worklist's
+    items): ``value`` and ``label`` null when the data cannot give one, and ``reason`` says
+    why (``no_purchases``, ``no_rhythm``...): never a number the data does not support."""
 
     name: str
     value: float | None
-    label: Annotated[str | None, Meta(description="segment, risk band, currency, action")]
+    label: Annotated[str | None, Meta(description="segment, risk band, currency, channel, action")]
     reason: Annotated[str, Meta(description="stable code: intel.reason.<code> in the catalogs")]
     params: dict[str, Any]
     text: Annotated[str, Meta(description="the reason in the query's `lang`")]
@@ -509,12 +509,12 @@ class WorklistMetric(msgspec.Struct):
 class WorklistMetrics(msgspec.Struct):
     """The few customer metrics a caller acts on (the record view has them all)."""
 
-    rfm_segment: Annotated[WorklistMetric, Meta(description="`label`: the RFM segment")]
-    churn_30: Annotated[WorklistMetric, Meta(description="`value`: churn risk within 30 days, 0-1")]
+    rfm_segment: Annotated[CustomerMetric, Meta(description="`label`: the RFM segment")]
+    churn_30: Annotated[CustomerMetric, Meta(description="`value`: churn risk within 30 days, 0-1")]
     clv_historic: Annotated[
-        WorklistMetric, Meta(description="`value`: everything bought so far; `label`: currency")
+        CustomerMetric, Meta(description="`value`: everything bought so far; `label`: currency")
     ]
-    next_best: Annotated[WorklistMetric, Meta(description="`label`: the next best action")]
+    next_best: Annotated[CustomerMetric, Meta(description="`label`: the next best action")]
 
 
 class WorklistItem(msgspec.Struct):

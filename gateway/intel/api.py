@@ -42,7 +42,7 @@ from gateway.api.params import (
     query_as,
     respond,
 )
-from gateway.api.schemas import Epoch, NoQuery
+from gateway.api.schemas import CustomerMetric, Epoch, NoQuery
 from gateway.bus import Bus
 from gateway.campaigns.model import CampaignIn, CheckError, Segment, Stop, check_campaign
 from gateway.campaigns.segment import segment_where
@@ -147,21 +147,10 @@ class DealImportReport(msgspec.Struct):
     errors: list[DealImportError]
 
 
-class MetricDoc(msgspec.Struct):
-    """One metric. ``value`` null: the data cannot give a number (``reason`` says why)."""
-
-    name: str
-    value: float | None
-    label: Annotated[str | None, Meta(description="segment, risk band, channel, action...")]
-    reason: Annotated[str, Meta(description="stable code: intel.reason.<code> in the catalogs")]
-    params: dict[str, Any]
-    text: Annotated[str, Meta(description="the reason in the requested language")]
-
-
 class PersonMetrics(msgspec.Struct):
     person_id: int
     computed_at: Epoch | None
-    metrics: list[MetricDoc]
+    metrics: list[CustomerMetric]
 
 
 class MetricsQuery(msgspec.Struct, forbid_unknown_fields=True):
@@ -415,7 +404,7 @@ def routes(host: IntelHost) -> list[web.RouteDef]:
                 raise ApiError(404, "not_found", f"no person with id {pid}", {"id": pid})
             stored, at = await service.stored(pid)
         docs = [
-            MetricDoc(m.name, m.value, m.label, m.reason, m.params, reason_text(m, q.lang))
+            CustomerMetric(m.name, m.value, m.label, m.reason, m.params, reason_text(m, q.lang))
             for m in stored
         ]
         return respond(PersonMetrics, PersonMetrics(pid, at, docs))
