@@ -73,15 +73,21 @@ _COMPANY_PREFIX = [
 ]
 # the ids the campaigns' lost-deal segments name (gateway.campaigns.model.LOST_REASONS)
 _LOST_REASONS = ["not_ready", "no_budget", "competitor", "no_rapport", "contact_left"]
+# written by the demo's agents, a Spanish-speaking team: notes and tasks in their language
 _NOTES = [
-    "Asked for a quote",
-    "Wants a demo next week",
-    "Prefers calls after 16:00",
-    "Sent brochure by e-mail",
-    "Decision maker is the CFO",
-    "Interested in annual plan",
+    "Pidió un presupuesto",
+    "Quiere una demo la semana que viene",
+    "Prefiere llamadas después de las 16:00",
+    "Le envié el folleto por correo",
+    "Decide el director financiero",
+    "Interesado en el plan anual",
 ]
-_TASKS = ["Call back about the quote", "Confirm demo date", "Send contract", "Check budget"]
+_TASKS = [
+    "Llamar por el presupuesto",
+    "Confirmar la fecha de la demo",
+    "Enviar el contrato",
+    "Revisar el presupuesto",
+]
 
 
 @dataclass(frozen=True, slots=True)
