@@ -23,7 +23,7 @@ import msgspec
 import pytest
 
 from gateway.panel.settings import PanelSettings
-from gateway.reports import calls
+from gateway.reports import calls, sales
 from gateway.reports.model import ReportQuery
 from gateway.store.calllog import CallLog
 from gateway.store.db import Database
@@ -521,3 +521,29 @@ async def test_percentile_of_the_calls_in_no_campaign(db: Database) -> None:
     assert doc == await calls.call_summary(db, q, SETTINGS, rollups=False)
     p90 = {r["key"]: r["aht_p90"] for r in doc["rows"]}
     assert p90[""] is not None and p90[""] < 200 < doc["totals"]["aht_p90"]
+
+
+async def test_everybodys_answer_profile_is_the_same_from_the_rollups(db: Database) -> None:
+    """The prior of every best hour (a year of everybody's outbound calls per local weekday x
+    hour) sums the hourly rollups, the part-hour at the end from the facts; a zone whose hours
+    are not UTC hours reads the facts alone. Same answer either way."""
+    await save_all(db, traffic(11, FIRST, LAST, 600))
+    now = local(date(2025, 3, 31), 10, 30)  # inside an hour, after the clock change
+    for zone in ("Europe/Madrid", "America/New_York", "Asia/Kolkata"):
+        tz = ZoneInfo(zone)
+        rolled = await sales.answer_profile(db, tz, None, now=now)
+        facts = await sales.answer_profile(db, tz, None, now=now, rollups=False)
+        assert rolled == facts, zone
+        assert sum(t.attempts for t in facts.cells.values()) > 50
+        assert sum(t.answered for t in facts.cells.values()) > 20
+    # and the rollups are what answered: one more outbound call in each of their hours shows
+    async with db.transaction() as conn:
+        await conn.execute(
+            "UPDATE report_hours SET outbound = outbound + 1 WHERE kind = '' AND outbound > 0"
+        )
+    madrid = await sales.answer_profile(db, MADRID, None, now=now)
+    assert madrid != await sales.answer_profile(db, MADRID, None, now=now, rollups=False)
+    kolkata = ZoneInfo("Asia/Kolkata")
+    assert await sales.answer_profile(db, kolkata, None, now=now) == await sales.answer_profile(
+        db, kolkata, None, now=now, rollups=False
+    )

@@ -122,7 +122,7 @@ def offset_sql(since: float, until: float, tz: ZoneInfo, column: str = "started_
     return f"(CASE {' '.join(cases)} ELSE {changes[-1][1]} END)"
 
 
-def _whole_hours(since: float, until: float, tz: ZoneInfo) -> bool:
+def whole_hours(since: float, until: float, tz: ZoneInfo) -> bool:
     """True when every local hour between ``since`` and ``until`` is one UTC hour: the range
     starts and ends on UTC hours and the offsets, and the instants they change, are whole
     hours (not so in India, Nepal, Newfoundland, or anywhere before standard time)."""
@@ -467,7 +467,7 @@ async def _plan(
     a zone whose local hours are not UTC hours, a range before 2 January 1970 (hour buckets
     of negative times round the other way), or filters the rollups do not keep together."""
     plan = _agent_plan(q, group_by) if agent_level else _call_plan(q, group_by)
-    if plan is None or since < 86400 or not _whole_hours(since, until, _settings_tz(settings)):
+    if plan is None or since < 86400 or not whole_hours(since, until, _settings_tz(settings)):
         return None
     row = await _rollup_settings(db.conn)
     if tuple(row)[:3] != _thresholds(settings):
