@@ -55,6 +55,7 @@ from gateway.lookup.numbers import InvalidNumber, normalize
 from gateway.reports import sales
 from gateway.reports.model import BestHourReport
 from gateway.store.db import Database, SqlParam
+from gateway.store.deals import people_of
 
 INTEL: web.AppKey[IntelService] = web.AppKey("intel", IntelService)
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
@@ -284,15 +285,6 @@ async def save_deal(
     return _deal(next(iter(rows))), not existing
 
 
-async def people_of_deal(db: Database, person_id: int | None, account_id: int | None) -> list[int]:
-    """Whose metrics a deal moves: its person, and every person of its account."""
-    rows = await db.conn.execute_fetchall(
-        "SELECT id FROM people WHERE id = ? OR (account_id IS NOT NULL AND account_id = ?)",
-        (person_id, account_id),
-    )
-    return [int(r[0]) for r in rows]
-
-
 # -- routes --------------------------------------------------------------------------------------
 
 
@@ -311,9 +303,8 @@ def routes(host: IntelHost) -> list[web.RouteDef]:
         deal, created = await save_deal(
             db_of(), body, tz=tz, region=region, by=who.actor, now=host.clock()
         )
-        await request.app[INTEL].recompute_many(
-            await people_of_deal(db_of(), deal["person_id"], deal["account_id"])
-        )
+        owners = [(deal["person_id"], deal["account_id"])]
+        await request.app[INTEL].recompute_many(sorted(await people_of(db_of().conn, owners)))
         deal["outcome"] = "created" if created else "updated"
         return respond(Deal, deal, status=201 if created else 200)
 
@@ -359,10 +350,7 @@ def routes(host: IntelHost) -> list[web.RouteDef]:
             created += was_created
             updated += not was_created
             touched.add((deal["person_id"], deal["account_id"]))
-        people: set[int] = set()
-        for pid, aid in touched:
-            people.update(await people_of_deal(db_of(), pid, aid))
-        await request.app[INTEL].recompute_many(sorted(people))
+        await request.app[INTEL].recompute_many(sorted(await people_of(db_of().conn, touched)))
         return respond(DealImportReport, DealImportReport(created, updated, errors))
 
     async def list_deals(request: web.Request) -> web.Response:

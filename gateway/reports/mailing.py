@@ -241,6 +241,11 @@ def compose(bundle: ReportBundle, w: Wording, to: str, *, panel_url: str = "") -
     ]
     text = [subject, "=" * len(subject), ""] + [f"{k}: {v}" for k, v in figures] + [""]
 
+    def section(title: str, heads: list[str], cells: list[list[str]], bars: list[str]) -> None:
+        """One table in both parts: with its bars in the HTML, plain in the text."""
+        parts.append(_table(title, heads, cells, bars))
+        text.extend(_text_table(title, heads, cells))
+
     # calls over the period: by hour for a day, by day for a week
     rows = [r for r in bundle.summary.rows if r.offered]
     most = max((r.offered for r in rows), default=0) or 1
@@ -257,8 +262,7 @@ def compose(bundle: ReportBundle, w: Wording, to: str, *, panel_url: str = "") -
         for r in rows
     ]  # fmt: skip
     bars = [_bar(r.answered / most, PALETTE["answered"]) for r in rows]
-    parts.append(_table(w.t("reports.chart_volume"), heads, cells, bars))
-    text += _text_table(w.t("reports.chart_volume"), heads, cells)
+    section(w.t("reports.chart_volume"), heads, cells, bars)
 
     agents = [r for r in bundle.agents.rows if r.answered or r.ring_no_answer][:TOP_ROWS]
     if agents:
@@ -275,8 +279,7 @@ def compose(bundle: ReportBundle, w: Wording, to: str, *, panel_url: str = "") -
             for r in agents
         ]
         bars = [_bar(r.answered / most_a, PALETTE["answered"]) for r in agents]
-        parts.append(_table(w.t("reports.chart_agents"), heads, cells, bars))
-        text += _text_table(w.t("reports.chart_agents"), heads, cells)
+        section(w.t("reports.chart_agents"), heads, cells, bars)
 
     disp = [r for r in bundle.dispositions.rows if r.count][:TOP_ROWS]
     if disp:
@@ -291,8 +294,7 @@ def compose(bundle: ReportBundle, w: Wording, to: str, *, panel_url: str = "") -
             for r in disp
         ]
         bars = [_bar(r.count / total, PALETTE["bar"]) for r in disp]
-        parts.append(_table(w.t("reports.chart_dispositions"), heads, cells, bars))
-        text += _text_table(w.t("reports.chart_dispositions"), heads, cells)
+        section(w.t("reports.chart_dispositions"), heads, cells, bars)
 
     if bundle.heatmap is not None:
         worst = sorted((c for c in bundle.heatmap.cells if c.missed), key=lambda c: -c.missed)[:5]
@@ -308,8 +310,7 @@ def compose(bundle: ReportBundle, w: Wording, to: str, *, panel_url: str = "") -
                 for c in worst
             ]
             bars = [_bar(c.missed / most_h, PALETTE["missed"]) for c in worst]
-            parts.append(_table(w.t("reports.mail_worst_hours"), heads, cells, bars))
-            text += _text_table(w.t("reports.mail_worst_hours"), heads, cells)
+            section(w.t("reports.mail_worst_hours"), heads, cells, bars)
 
     file_name = attachment_name(bundle, w)
     attached = w.t("reports.mail_attached", file=file_name)
