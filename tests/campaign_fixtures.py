@@ -41,6 +41,21 @@ class _Handler:
     logins: list[str] = field(default_factory=list)
     connections: int = 0
     drop_after_data: int = 0  # close the session after this many more accepted messages
+    pipelining: bool = False  # offer PIPELINING (RFC 2920) in the EHLO answer, as Postfix does
+    chunks: list[bytes] = field(default_factory=list)  # what arrived, read by read
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname  # the hook takes over what aiosmtpd does without one
+        if self.pipelining:  # aiosmtpd reads pipelined commands in order; it just never says so
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]
+        return responses
 
     async def handle_RCPT(
         self,
@@ -97,6 +112,14 @@ class _Controller(Controller):
             self._sink_handler.connections += 1
         smtpd = super().factory()
         self.sessions.append(smtpd)
+        received = smtpd.data_received
+        chunks = self._sink_handler.chunks
+
+        def data_received(data: bytes) -> None:
+            chunks.append(data)
+            received(data)
+
+        smtpd.data_received = data_received  # type: ignore[method-assign]
         return smtpd
 
     sessions: list[SMTP]
@@ -126,7 +149,8 @@ class SmtpSink:
 
     ``messages``: every accepted message (EmailMessage, policy.default), oldest first;
     ``fail_next(550)`` / ``fail_next(451)``: refuse the next RCPT with that code;
-    ``connections``: SMTP sessions opened so far (the trigger connection at start-up excluded)."""
+    ``connections``: SMTP sessions opened so far (the trigger connection at start-up excluded);
+    ``chunks``: the bytes the server read, read by read (pipelined commands arrive together)."""
 
     def __init__(
         self,
@@ -136,8 +160,9 @@ class SmtpSink:
         credentials: tuple[str, str] | None = None,
         implicit_tls: bool = False,
         smtputf8: bool = False,
+        pipelining: bool = False,
     ) -> None:
-        self._handler = _Handler()
+        self._handler = _Handler(pipelining=pipelining)
         kwargs: dict[str, Any] = {"enable_SMTPUTF8": smtputf8}
         if implicit_tls:  # TLS from the first byte (port 465 style)
             kwargs["ssl_context"] = tls_context
@@ -204,6 +229,11 @@ class SmtpSink:
             return list(self._handler.logins)
 
     @property
+    def chunks(self) -> list[bytes]:
+        with self._handler.lock:
+            return list(self._handler.chunks)
+
+    @property
     def connections(self) -> int:
         with self._handler.lock:
             return self._handler.connections - self._base_connections
@@ -233,17 +263,20 @@ def make_smtp_sink(
     credentials: tuple[str, str] | None = None,
     implicit_tls: bool = False,
     smtputf8: bool = False,
+    pipelining: bool = False,
 ) -> SmtpSink:
     """A started sink; the caller stops it (the ``smtp_sink`` fixture does that for you).
     ``tls_context``: offer STARTTLS (or, with ``implicit_tls``, TLS from the first byte);
     ``credentials``: require AUTH with this (login, password); ``smtputf8``: take addresses
-    with accents in the mailbox name (RFC 6531), as Postfix and Exim can."""
+    with accents in the mailbox name (RFC 6531), as Postfix and Exim can; ``pipelining``: offer
+    PIPELINING (RFC 2920), as Postfix and Exim do."""
     sink = SmtpSink(
         tls_context=tls_context,
         require_starttls=require_starttls,
         credentials=credentials,
         implicit_tls=implicit_tls,
         smtputf8=smtputf8,
+        pipelining=pipelining,
     )
     sink.start()
     return sink

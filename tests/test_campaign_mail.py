@@ -325,6 +325,40 @@ async def test_a_server_that_dropped_the_kept_connection_gets_a_new_one_and_one_
     assert smtp_sink.connections == 2
 
 
+async def test_a_server_that_offers_pipelining_gets_the_envelope_in_one_packet() -> None:
+    """RFC 2920: MAIL, RCPT and DATA go together, and the replies are still matched one to one:
+    a refused recipient is a bounce, the message is not sent, and the next one goes through on
+    the same connection."""
+    sink = make_smtp_sink(pipelining=True)
+    m = Mailer(MailSettings(**{**_settings_dict(MAIL), "port": sink.port, "connections": 1}))  # type: ignore[arg-type]
+    try:
+        assert (await m.send(composed(to="a@example.com"))).status == "sent"
+        sink.fail_next(550)
+        bounced = await m.send(composed(to="gone@example.com"))
+        assert (bounced.status, bounced.code) == ("bounced", 550)
+        assert (await m.send(composed(to="b@example.com"))).status == "sent"
+    finally:
+        await m.close()
+        sink.stop()
+    assert [d.rcpt_tos for d in sink.deliveries] == [["a@example.com"], ["b@example.com"]]
+    envelope = b"MAIL FROM:<ventas@centralita.example>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n"
+    assert envelope in sink.chunks
+    assert m.connections_opened == 1 and sink.connections == 1
+
+
+async def test_without_pipelining_each_command_waits_for_its_answer(
+    smtp_sink: SmtpSink,  # noqa: F811
+    mailer: Mailer,
+) -> None:
+    assert (await mailer.send(composed(to="a@example.com"))).status == "sent"
+    commands = [c for c in smtp_sink.chunks if c.startswith((b"MAIL", b"RCPT", b"DATA"))]
+    assert commands == [
+        b"MAIL FROM:<ventas@centralita.example>\r\n",
+        b"RCPT TO:<a@example.com>\r\n",
+        b"DATA\r\n",
+    ]
+
+
 async def test_a_refused_connection_is_a_failure_not_an_exception() -> None:
     port = _closed_port()
     m = Mailer(MailSettings(host="127.0.0.1", port=port, timeout=5.0))
