@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import msgspec
 import pytest
 
 from gateway.app import Gateway
@@ -499,3 +500,66 @@ async def test_a_member_that_fails_holds_back_no_one_else(
         dos: ("left", "completed"),
         tres: ("left", "completed"),
     }
+
+
+async def test_when_carrying_members_on_after_their_mail_fails_the_next_batch_does_it(
+    world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After a batch's e-mails, each member goes on through the instant steps that follow
+    (here a wait) with what its visit read; when that fails, it is undone and the members,
+    due at once, are visited again: the wait starts, nothing is sent twice, nothing is lost."""
+    ana = await world.lead("Ana", emails=["ana@example.es"])
+    luis = await world.lead("Luis", emails=["luis@example.es"])
+    await world.campaign([email("Uno"), Wait(days=1), email("Dos")])
+    await world.tick(FRI_0700)
+    store = world.scheduler.store
+    done_many = store.done_many
+    failures = []
+
+    async def fails_once(done: Any) -> None:
+        if done and not failures:
+            failures.append(len(done))
+            raise RuntimeError("database is locked")
+        await done_many(done)
+
+    monkeypatch.setattr(store, "done_many", fails_once)
+    with caplog.at_level(logging.WARNING, logger="gateway.campaigns"):
+        report = await world.tick(FRI_0900)
+    assert failures == [2]  # the carrying on of both members, undone
+    assert any("carrying 2 members on failed" in r.getMessage() for r in caplog.records)
+    assert report.sent == 2 and sorted(world.to()) == ["ana@example.es", "luis@example.es"]
+    runs = await world.rows(
+        "SELECT m.person_id, r.step, r.status FROM campaign_step_runs r"
+        " JOIN campaign_members m ON m.id = r.member_id ORDER BY m.person_id, r.step"
+    )
+    assert [tuple(r) for r in runs] == [
+        (ana, 0, "sent"), (ana, 1, "done"), (luis, 0, "sent"), (luis, 1, "done"),
+    ]  # fmt: skip
+    due = await world.rows("SELECT step, due_at FROM campaign_members ORDER BY person_id")
+    assert [tuple(r) for r in due] == [(2, MON_0900)] * 2  # a day after Friday: Monday
+
+    await world.tick(MON_0900 - 60)
+    assert len(world.sink.messages) == 2
+    await world.tick(MON_0900)
+    assert [m["Subject"] for m in world.sink.messages] == ["Uno", "Uno", "Dos", "Dos"]
+    assert await world.member_states() == {ana: ("left", "completed"), luis: ("left", "completed")}
+
+
+async def test_batches_overlap_without_sending_anything_twice(world: World) -> None:
+    """With batches of 2, the next batch is prepared while one is on the wire: seven leads,
+    two e-mails each with nothing between them, arrive once each, in order, in one tick."""
+    world.cfg = msgspec.structs.replace(
+        world.cfg, campaigns=CampaignSettings(tick_seconds=3600, batch_size=2)
+    )
+    await world.reopen()
+    leads = [await world.lead(f"L{i}", emails=[f"l{i}@example.es"]) for i in range(7)]
+    await world.campaign([email("Uno"), email("Dos"), Wait(days=1), Stop()])
+    await world.tick(FRI_0700)
+    report = await world.tick(FRI_0900)
+    assert report.sent == 14 and report.failed == 0
+    by_address: dict[str, list[str]] = {}
+    for m in world.sink.messages:
+        by_address.setdefault(str(m["To"]), []).append(str(m["Subject"]))
+    assert by_address == {f"l{i}@example.es": ["Uno", "Dos"] for i in range(7)}
+    due = await world.rows("SELECT person_id, step, due_at, state FROM campaign_members")
+    assert sorted(tuple(r) for r in due) == [(p, 3, MON_0900, "active") for p in leads]

@@ -232,6 +232,9 @@ async def test_due_members_are_active_members_of_running_campaigns_by_due_time(
     assert [(m.person_id, camp.id) for m, camp in due] == [(b, c.id), (a, c.id)]
     assert await store.due_members(T0 + 300, 1) == due[:1]
     [mb, ma] = [m for m, _ in due]
+    # the members of a batch still on the wire are left out, and the limit still filled
+    assert await store.due_members(T0 + 300, 1, exclude={mb.id}) == due[1:]
+    assert await store.due_members(T0 + 300, 10, exclude={mb.id, ma.id}) == []
     assert await store.advance(mb.id, 1, T0 + 10 * DAY)
     assert [m.person_id for m, _ in await store.due_members(T0 + 300, 10)] == [a]
     await store.leave(ma.id, "replied", T0 + 301)

@@ -167,6 +167,8 @@ class _Runs:
 class _Pending:
     job: MailJob
     next_index: int
+    lead: _Lead
+    runs: _Runs
     mail: OutgoingMail | None = None
     result: SendResult | None = None
     error: str = ""
@@ -176,10 +178,13 @@ class _Pending:
 class _BatchWrites:
     """Writes a batch's visits leave for the end of the batch, so that each is one statement
     for the whole batch rather than one round trip to the store's thread per member: e-mail
-    claims (member id, campaign id, step, day) and leaves (reason, member id)."""
+    claims (member id, campaign id, step, day), leaves (reason, member id), moves (step, due
+    time, member id) and instant steps done with nothing to say (a wait, a stop)."""
 
     claims: list[tuple[int, int, int, str]] = field(default_factory=list)
     leaves: list[tuple[str, int]] = field(default_factory=list)
+    moves: list[tuple[int, float, int]] = field(default_factory=list)  # (step, due, member id)
+    done: list[tuple[int, int, int, str, float]] = field(default_factory=list)  # instant steps
 
 
 class CampaignScheduler:
@@ -284,18 +289,7 @@ class CampaignScheduler:
             report.events = await self._drain_events()
             for campaign in await self.store.list(status=CampaignStatus.RUNNING):
                 report.enrolled += await self._enroll(campaign, now)
-            seen: dict[int, int] = {}
-            while True:
-                due = await self.store.due_members(now, self.settings.batch_size)
-                # a member back at a step this tick already visited is stuck: stop (the next
-                # tick tries again) rather than spin
-                fresh = [(m, c) for m, c in due if seen.get(m.id) != m.step]
-                if not fresh:
-                    break
-                for m, _c in fresh:
-                    seen[m.id] = m.step
-                # members that just sent an e-mail are due again now (their next step)
-                await self._run_batch(fresh, now, report)
+            await self._run_due(now, report)
             self.last_report = report
             if report.visited or report.enrolled:
                 log.info(
@@ -312,6 +306,41 @@ class CampaignScheduler:
                     report.capped,
                 )
             return report
+
+    async def _run_due(self, now: float, report: TickReport) -> None:
+        """Every due member, batch by batch. While one batch's e-mails are on the wire, the
+        next batch is prepared (its members read, its steps decided, its e-mails claimed), so
+        that the mail server is not kept waiting for the store between batches."""
+        seen: dict[int, int] = {}
+        sending: asyncio.Task[None] | None = None
+        in_flight: set[int] = set()  # members of the batch on the wire: not due again yet
+        try:
+            while True:
+                due = await self.store.due_members(now, self.settings.batch_size, exclude=in_flight)
+                # a member back at a step this tick already visited is stuck: stop (the next
+                # tick tries again) rather than spin
+                fresh = [(m, c) for m, c in due if seen.get(m.id) != m.step]
+                if not fresh:
+                    if sending is None:
+                        return
+                    # members that just sent an e-mail are due again now (their next step)
+                    await sending
+                    sending, in_flight = None, set()
+                    continue
+                for m, _c in fresh:
+                    seen[m.id] = m.step
+                pending = await self._prepare(fresh, now, report)
+                if sending is not None:  # one batch on the wire at a time
+                    await sending
+                    sending = None
+                if pending:
+                    in_flight = {p.job.member.id for p in pending}
+                    sending = asyncio.create_task(self._deliver(pending, now, report))
+        finally:
+            if sending is not None and not sending.done():
+                sending.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sending
 
     # -- enrollment --------------------------------------------------------------------------
 
@@ -380,15 +409,15 @@ class CampaignScheduler:
 
     # -- one batch of due members ------------------------------------------------------------
 
-    async def _run_batch(
+    async def _prepare(
         self, due: list[tuple[Member, Campaign]], now: float, report: TickReport
-    ) -> None:
+    ) -> list[_Pending]:
+        """Phase 1 of a batch, one transaction: decisions, instant steps, claims (e-mails
+        claimed here are committed before any of them is sent). A savepoint per member would
+        keep one member's failure from undoing the others, but costs two round trips to the
+        store's thread for each: the batch runs without them, and only when a member fails is
+        it undone and run again member by member, each in a savepoint."""
         t0 = time.perf_counter()
-        # phase 1, one transaction: decisions, instant steps, claims (e-mails claimed here
-        # are committed before any of them is sent). A savepoint per member would keep one
-        # member's failure from undoing the others, but costs two round trips to the store's
-        # thread for each: the batch runs without them, and only when a member fails is it
-        # undone and run again member by member, each in a savepoint.
         try:
             pending, part = await self._visit_batch(due, now, careful=False)
         except Exception as e:
@@ -400,25 +429,69 @@ class CampaignScheduler:
             )
             pending, part = await self._visit_batch(due, now, careful=True)
         report.add(part)
+        log.debug("campaigns: batch of %d: visit %.3f s", len(due), time.perf_counter() - t0)
+        return pending
+
+    async def _deliver(self, pending: list[_Pending], now: float, report: TickReport) -> None:
+        """Phases 2 to 4 of a batch: send its claimed e-mails, record what each did, and
+        carry its members on."""
         t1 = time.perf_counter()
-        if not pending:
-            return
         # phase 2, no lock held: render and hand every claimed e-mail to SMTP
         await self._send_all(pending)
         t2 = time.perf_counter()
-        # phase 3, one transaction: what each send did, and the members move on
+        # phase 3, one transaction: what each send did, and the members move on (due now)
         async with self.db.transaction() as conn:
             done = [await self._finish_mail(conn, p, now, report) for p in pending]
             moves = [(p.next_index, now, p.job.member.id) for p in pending]
             await self.store.finish_sends(done, moves)
+        t3 = time.perf_counter()
+        # phase 4, an economy: carry each member on through the instant steps after its
+        # e-mail (a wait, the end) with what the visit read, rather than read its lead again
+        # in another batch. Best effort: when it fails, that next batch does it.
+        try:
+            async with self.db.transaction():
+                await self._carry_on(pending, done, now, report)
+        except Exception as e:
+            log.warning(
+                "campaigns: carrying %d members on failed (%s: %s); they are due now",
+                len(pending),
+                type(e).__name__,
+                e,
+            )
         log.debug(
-            "campaigns: batch of %d: visit %.3f s, send %d %.3f s, finish %.3f s",
-            len(due),
-            t1 - t0,
+            "campaigns: sent %d in %.3f s, finish %.3f s, carry on %.3f s",
             len(pending),
             t2 - t1,
-            time.perf_counter() - t2,
+            t3 - t2,
+            time.perf_counter() - t3,
         )
+
+    async def _carry_on(
+        self,
+        pending: list[_Pending],
+        done: list[tuple[str, str, str | None, int]],
+        now: float,
+        report: TickReport,
+    ) -> None:
+        writes = _BatchWrites()
+        caps: dict[tuple[int, str, str], int] = {}
+        for p, (status, *_rest) in zip(pending, done, strict=True):
+            p.runs.by_step[p.next_index - 1] = _run_row(p.job.run_id, "email", RunStatus(status))
+            if status == RunStatus.BOUNCED.value:  # the address is no more: facts changed
+                continue
+            member = replace(p.job.member, step=p.next_index)
+            await self._visit(
+                member,
+                p.job.campaign,
+                p.lead,
+                p.runs,
+                now,
+                caps,
+                report,
+                writes,
+                instant_only=True,
+            )
+        await self._flush(writes, now)
 
     async def _visit_batch(
         self, due: list[tuple[Member, Campaign]], now: float, *, careful: bool
@@ -463,8 +536,7 @@ class CampaignScheduler:
                         member.step,
                     )
                     await self.store.advance(member.id, member.step, now + RETRY_AFTER_ERROR)
-            if writes.leaves:
-                await self.store.leave_many(writes.leaves, now)
+            await self._flush(writes, now)
             if writes.claims:
                 claimed = await self.store.claim_emails(writes.claims, now)
                 # a claim refused means that step already ran (another visit, another
@@ -488,9 +560,12 @@ class CampaignScheduler:
         caps: dict[tuple[int, str, str], int],
         report: TickReport,
         writes: _BatchWrites | None = None,
+        *,
+        instant_only: bool = False,
     ) -> _Pending | None:
         """Run the member's steps until one takes time (an e-mail, a call task, a wait).
-        With ``writes``, its e-mail claim and its leaving are left to the end of the batch."""
+        With ``writes``, its claims, moves and leaving are left to the end of the batch;
+        ``instant_only``: stop before an e-mail or a call, leaving the member due at it now."""
         steps = campaign.definition.steps
         tz = self.zone(member.timezone or self.settings.default_timezone)
         index = member.step
@@ -533,7 +608,7 @@ class CampaignScheduler:
                 detail = f"{'then' if action.held else 'otherwise'} -> " + (
                     "stop" if action.target is None else str(action.target)
                 )
-                await self._done(member, action.index, "branch", now, detail, runs)
+                await self._done(member, action.index, "branch", now, detail, runs, writes)
                 if action.target is None:
                     await self._leave(member, LeaveReason.COMPLETED, now, writes)
                     _count(report.left, LeaveReason.COMPLETED.value)
@@ -542,11 +617,11 @@ class CampaignScheduler:
                 continue
             if isinstance(action, engine.Apply):
                 detail = await self._apply(member, lead, action.step, actor)
-                await self._done(member, action.index, "set", now, detail, runs)
+                await self._done(member, action.index, "set", now, detail, runs, writes)
                 index = action.index + 1
                 continue
             if isinstance(action, engine.Finish):
-                await self._done(member, action.index, "stop", now, "", runs)
+                await self._done(member, action.index, "stop", now, "", runs, writes)
                 await self._leave(member, LeaveReason.COMPLETED, now, writes)
                 _count(report.left, LeaveReason.COMPLETED.value)
                 return None
@@ -556,11 +631,15 @@ class CampaignScheduler:
                     due = self.calendar.after_wait(now, tz, days=step.days, hours=step.hours)
                 else:
                     due = self.calendar.next_time(now, tz, step.weekday, step.hour, step.minute)
-                await self._done(member, action.index, step_kind(step), now, "", runs)
+                await self._done(member, action.index, step_kind(step), now, "", runs, writes)
                 index = action.index + 1
                 if due <= now:  # a zero wait inside business hours: straight on
                     continue
-                await self.store.advance(member.id, index, due)
+                await self._advance(member, index, due, writes)
+                return None
+            if instant_only:  # an e-mail or a call: the next batch's visit does it
+                if index != member.step:
+                    await self._advance(member, index, now, writes)
                 return None
             # e-mail or call: only inside the lead's business hours, within the daily cap
             kind = "email" if isinstance(action, engine.SendMail) else "call"
@@ -589,7 +668,7 @@ class CampaignScheduler:
                 caps[key] += 1
             if isinstance(action, engine.SendMail):
                 if member.step != index:
-                    await self.store.advance(member.id, index, now)
+                    await self._advance(member, index, now, writes)
                 if writes is not None:
                     writes.claims.append((member.id, member.campaign_id, index, day))
                     run_id = 0  # the batch's claim gives it
@@ -616,7 +695,7 @@ class CampaignScheduler:
                     owner_name=await self._owner_name(lead.person.owner),
                     at=now,
                 )
-                return _Pending(job, index + 1)
+                return _Pending(job, index + 1, lead, runs)
             assert isinstance(action, engine.CreateCall)
             await self._create_call(member, campaign, lead, action, now, day, tz)
             report.calls += 1
@@ -631,12 +710,38 @@ class CampaignScheduler:
         else:
             writes.leaves.append((reason.value, member.id))
 
-    async def _done(
-        self, member: Member, index: int, kind: str, now: float, detail: str, runs: _Runs
+    async def _flush(self, writes: _BatchWrites, now: float) -> None:
+        """A batch's leaves, moves and instant steps (its e-mail claims are the caller's)."""
+        if writes.leaves:
+            await self.store.leave_many(writes.leaves, now)
+        await self.store.advance_many(writes.moves)
+        await self.store.done_many(writes.done)
+
+    async def _advance(
+        self, member: Member, step: int, due: float, writes: _BatchWrites | None
     ) -> None:
-        run_id = await self.store.claim_run(member, index, kind, now, "", RunStatus.DONE)
-        if run_id is not None and detail:
-            await self.store.finish_run(run_id, RunStatus.DONE, detail=detail)
+        if writes is None:
+            await self.store.advance(member.id, step, due)
+        else:
+            writes.moves.append((step, due, member.id))
+
+    async def _done(
+        self,
+        member: Member,
+        index: int,
+        kind: str,
+        now: float,
+        detail: str,
+        runs: _Runs,
+        writes: _BatchWrites | None = None,
+    ) -> None:
+        run_id = None
+        if writes is not None and not detail:
+            writes.done.append((member.id, member.campaign_id, index, kind, now))
+        else:
+            run_id = await self.store.claim_run(member, index, kind, now, "", RunStatus.DONE)
+            if run_id is not None and detail:
+                await self.store.finish_run(run_id, RunStatus.DONE, detail=detail)
         runs.by_step[index] = _run_row(run_id, kind, RunStatus.DONE)
 
     # -- set fields --------------------------------------------------------------------------
@@ -795,43 +900,51 @@ class CampaignScheduler:
             secret = await signing_secret(self.db, self.settings)
             self._signer = LinkSigner(secret, self.settings.unsubscribe_days)
         signer = self._signer
-        # the mailer keeps its few connections busy; more in flight would only queue there
-        limit = asyncio.Semaphore(64)
 
         async def one(p: _Pending) -> None:
             job = p.job
-            async with limit:
-                try:
-                    context = person_context(
-                        job.person,
-                        job.owner_name,
-                        email=job.address,
-                        sender_name=self.mail.from_name,
-                    )
-                    p.mail = compose(
-                        job.step,
-                        context,
-                        to=job.address,
-                        language=job.language,
-                        campaign_language=job.campaign.definition.language,
-                        run_id=job.run_id,
-                        at=job.at,
-                        signer=signer,
-                        mail=self.mail,
-                        public_url=self.public_url,
-                        track_opens=self.settings.track_opens,
-                    )
-                except Exception as e:  # a template that fails for this lead: a failed send
-                    log.exception("campaigns: rendering run %d failed", job.run_id)
-                    p.error = f"render: {e}"
-                    return
-                try:
-                    p.result = await self.mailer.send(p.mail, at=job.at)
-                except Exception as e:  # the mailer should not raise; never lose the batch
-                    log.exception("campaigns: sending run %d failed", job.run_id)
-                    p.error = f"send: {e}"
+            try:
+                context = person_context(
+                    job.person,
+                    job.owner_name,
+                    email=job.address,
+                    sender_name=self.mail.from_name,
+                )
+                p.mail = compose(
+                    job.step,
+                    context,
+                    to=job.address,
+                    language=job.language,
+                    campaign_language=job.campaign.definition.language,
+                    run_id=job.run_id,
+                    at=job.at,
+                    signer=signer,
+                    mail=self.mail,
+                    public_url=self.public_url,
+                    track_opens=self.settings.track_opens,
+                )
+            except Exception as e:  # a template that fails for this lead: a failed send
+                log.exception("campaigns: rendering run %d failed", job.run_id)
+                p.error = f"render: {e}"
+                return
+            try:
+                p.result = await self.mailer.send(p.mail, at=job.at)
+            except Exception as e:  # the mailer should not raise; never lose the batch
+                log.exception("campaigns: sending run %d failed", job.run_id)
+                p.error = f"send: {e}"
 
-        await asyncio.gather(*(one(p) for p in pending))
+        # a few senders taking from one list rather than a task per e-mail: two per connection
+        # (one composes while the other's message is on the wire) keep the mailer busy, and
+        # the rest would only queue for its connections at a cost in CPU
+        todo = iter(pending)
+
+        async def sender() -> None:
+            for p in todo:  # shared: each e-mail goes to one sender
+                await one(p)
+
+        await asyncio.gather(
+            *(sender() for _ in range(min(len(pending), 2 * self.mail.connections)))
+        )
 
     async def _finish_mail(
         self, conn: Any, p: _Pending, now: float, report: TickReport

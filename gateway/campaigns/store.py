@@ -12,7 +12,7 @@ holds one), so it never lands inside another task's transaction on the shared co
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -517,22 +517,25 @@ class CampaignStore:
         rows = await self.db.conn.execute_fetchall(sql + " ORDER BY id DESC", (person_id,))
         return [_member(r) for r in rows]
 
-    async def due_members(self, at: float, limit: int) -> builtins.list[tuple[Member, Campaign]]:
-        """Active members of running campaigns due at or before ``at``, earliest first."""
-        rows = await self.db.conn.execute_fetchall(
-            f"SELECT {', '.join('m.' + c.strip() for c in _MEMBER_COLS.split(','))}"
-            " FROM campaign_members m JOIN campaigns c ON c.id = m.campaign_id"
-            " WHERE m.state = 'active' AND m.due_at <= ? AND c.status = 'running'"
-            " ORDER BY m.due_at, m.id LIMIT ?",
-            (at, limit),
-        )
-        members = [_member(r) for r in rows]
-        campaigns: dict[int, Campaign] = {}
-        for cid in {m.campaign_id for m in members}:
-            c = await self.get(cid)
-            if c is not None:
-                campaigns[cid] = c
-        return [(m, campaigns[m.campaign_id]) for m in members if m.campaign_id in campaigns]
+    async def due_members(
+        self, at: float, limit: int, exclude: Collection[int] = ()
+    ) -> builtins.list[tuple[Member, Campaign]]:
+        """Active members of running campaigns due at or before ``at``, earliest first, but
+        those in ``exclude``. One index range per running campaign: a paused campaign's
+        members are never read."""
+        due: builtins.list[tuple[Member, Campaign]] = []
+        for campaign in await self.list(status=CampaignStatus.RUNNING):
+            # the excluded take that many of the rows at most: read that many more, drop them
+            # (a NOT IN list could pass SQLite's limit of parameters with a big batch)
+            rows = await self.db.conn.execute_fetchall(
+                f"SELECT {_MEMBER_COLS} FROM campaign_members"
+                " WHERE campaign_id = ? AND state = 'active' AND due_at <= ?"
+                " ORDER BY due_at, id LIMIT ?",
+                (campaign.id, at, limit + len(exclude)),
+            )
+            due += [(m, campaign) for m in map(_member, rows) if m.id not in exclude]
+        due.sort(key=lambda mc: (mc[0].due_at, mc[0].id))
+        return due[:limit]
 
     async def advance(self, member_id: int, step: int, due_at: float) -> bool:
         """Move an active member to ``step``, due at ``due_at``."""
@@ -662,11 +665,29 @@ class CampaignStore:
                 "UPDATE campaign_step_runs SET status = ?, detail = ?, message_id = ? WHERE id = ?",
                 [(RunStatus(status).value, detail, mid, rid) for status, detail, mid, rid in runs],
             )
-            await conn.executemany(
-                "UPDATE campaign_members SET step = ?, due_at = ?"
-                " WHERE id = ? AND state = 'active'",
-                moves,
-            )
+            await self.advance_many(moves)
+
+    async def advance_many(self, moves: Sequence[tuple[int, float, int]]) -> None:
+        """:meth:`advance` for many members in one statement: (step, due_at, member id) each."""
+        if moves:
+            async with self.db.one_statement() as conn:
+                await conn.executemany(
+                    "UPDATE campaign_members SET step = ?, due_at = ?"
+                    " WHERE id = ? AND state = 'active'",
+                    moves,
+                )
+
+    async def done_many(self, done: Sequence[tuple[int, int, int, str, float]]) -> None:
+        """Instant steps run, with nothing more to record (a wait, a stop): (member id,
+        campaign id, step, kind, at) each, in one statement; a step that already ran is left
+        as it was."""
+        if done:
+            async with self.db.one_statement() as conn:
+                await conn.executemany(
+                    "INSERT OR IGNORE INTO campaign_step_runs (member_id, campaign_id, step,"
+                    " kind, status, at, day) VALUES (?,?,?,?,'done',?,'')",
+                    done,
+                )
 
     async def run(self, run_id: int) -> StepRun | None:
         rows = await self.db.conn.execute_fetchall(
