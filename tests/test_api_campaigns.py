@@ -348,6 +348,82 @@ async def test_members_page_and_a_reply_is_recorded(world: PanelWorld) -> None:
     assert figures[other["id"]]["entered"] == 0
 
 
+async def test_members_who_left_for_one_reason_page_by_page(world: PanelWorld) -> None:
+    """``left_reason`` lists who left for it (replied: those to call back first), with the
+    same cursor paging; a converted lead is listed as the contact it became."""
+    created = await call(world, "POST", "/api/v1/campaigns", 201, json=REVIVAL)
+    cid = created["id"]
+    ids = [
+        await lead(world, name=f"Lead {i}", status="qualified", email=f"l{i}@example.com")
+        for i in range(6)
+    ]
+    assert world.gw.db is not None
+    store = CampaignStore(world.gw.db)
+    campaign = await store.get(cid)
+    assert campaign is not None
+    assert await store.enroll(campaign, ids, T0, T0, {i: "Europe/Madrid" for i in ids}) == 6
+    member = {m.person_id: m.id for m in await store.members(cid)}
+    replied = [ids[0], ids[2], ids[4]]
+    for pid in replied:
+        assert await store.leave(member[pid], "replied", T0 + pid)
+    assert await store.leave(member[ids[1]], "converted", T0 + 60)
+    assert await store.leave(member[ids[3]], "unsubscribed", T0 + 60)
+    sofia = await world.sign_in("sofia")
+    async with sofia.post(
+        world.url(f"/panel/api/people/{ids[1]}/convert"), json={"kind": "b2c"}
+    ) as r:
+        assert r.status == 200, await r.text()
+
+    members = "/api/v1/campaigns/{id}/members"
+    page = await call(
+        world, "GET", members, 200, path=one(cid, "/members?left_reason=replied&limit=2")
+    )
+    assert [m["person_id"] for m in page["items"]] == replied[:2]
+    assert {(m["state"], m["left_reason"], m["kind"]) for m in page["items"]} == {
+        ("left", "replied", "lead")
+    }
+    assert page["items"][0]["left_at"] == T0 + replied[0]
+    rest = await call(
+        world, "GET", members, 200,
+        path=one(cid, f"/members?left_reason=replied&limit=2&cursor={page['next_cursor']}"),
+    )  # fmt: skip
+    assert [m["person_id"] for m in rest["items"]] == replied[2:]
+    assert rest["next_cursor"] is None
+    # state=left says the same; the supervisor's session sees what the token sees
+    both = await call(
+        world, "GET", members, 200, session=sofia,
+        path=one(cid, "/members?state=left&left_reason=replied"),
+    )  # fmt: skip
+    assert [m["person_id"] for m in both["items"]] == replied
+    won = await call(world, "GET", members, 200, path=one(cid, "/members?left_reason=converted"))
+    assert [(m["person_id"], m["kind"], m["name"]) for m in won["items"]] == [
+        (ids[1], "contact", "Lead 1")
+    ]
+    nobody = await call(world, "GET", members, 200, path=one(cid, "/members?left_reason=ended"))
+    assert nobody == {"items": [], "next_cursor": None}
+    # the one still active is in no reason's list
+    active = await call(world, "GET", members, 200, path=one(cid, "/members?state=active"))
+    assert [m["person_id"] for m in active["items"]] == [ids[5]]
+
+    for query, reason in [
+        ("left_reason=called_back", "invalid enum value 'called_back'"),
+        ("left_reason=Replied", "invalid enum value 'Replied'"),
+        ("state=active&left_reason=replied", None),
+    ]:
+        err = await call(world, "GET", members, 400, path=one(cid, f"/members?{query}"))
+        assert err["error"]["id"] == "invalid_parameter"
+        assert err["error"]["details"]["field"] == "left_reason", query
+        if reason is not None:
+            assert err["error"]["details"]["reason"] == reason
+    # who may read it: the same as the members list (supervisors and admins, not agents)
+    ana = await world.sign_in("ana")
+    err = await call(
+        world, "GET", members, 403, session=ana, path=one(cid, "/members?left_reason=replied")
+    )
+    assert err["error"]["details"]["role"] == "supervisor"
+    await call(world, "GET", members, 404, path=one(987654, "/members?left_reason=replied"))
+
+
 async def test_a_lead_is_unsubscribed_on_their_behalf_once(world: PanelWorld) -> None:
     seen: list[LeadUnsubscribed] = []
     world.gw.bus.subscribe(LeadUnsubscribed, seen.append)

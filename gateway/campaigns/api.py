@@ -40,6 +40,7 @@ from gateway.campaigns.model import (
     CheckError,
     EmailTemplate,
     Language,
+    LeaveReason,
     Segment,
     Stop,
     check_campaign,
@@ -118,6 +119,10 @@ class MemberDoc(msgspec.Struct):
     id: int
     campaign_id: int
     person_id: int
+    kind: Annotated[
+        Literal["lead", "contact"],
+        Meta(description="what the person is now (a converted lead is a contact)"),
+    ]
     name: Annotated[str, Meta(description="the lead's name (untrusted text: render as text)")]
     round: Annotated[int, Meta(description="0, then 1, 2... for each re-entry")]
     entered_at: Epoch
@@ -125,7 +130,7 @@ class MemberDoc(msgspec.Struct):
     due_at: Epoch
     state: Literal["active", "left"]
     left_at: Epoch | None
-    left_reason: Annotated[str | None, Meta(description="completed, converted, replied, ...")]
+    left_reason: LeaveReason | None
     timezone: Annotated[str, Meta(description="the IANA zone its hours are counted in")]
     last_agent: str | None
     revived: bool
@@ -141,6 +146,12 @@ class MemberPage(msgspec.Struct):
 
 class MemberQuery(msgspec.Struct, forbid_unknown_fields=True):
     state: Literal["active", "left"] | None = None
+    left_reason: (
+        Annotated[
+            LeaveReason, Meta(description="only who left for this reason (implies state left)")
+        ]
+        | None
+    ) = None
     limit: Annotated[int, Meta(ge=1, le=MAX_MEMBERS_PAGE, description="page size")] = 100
     cursor: (
         Annotated[str, Meta(max_length=200, description="the previous page's `next_cursor`")] | None
@@ -361,19 +372,30 @@ async def list_members(request: web.Request) -> web.Response:
         if position[1] != current.id:
             raise invalid("cursor", "not a cursor this API returned for this list")
         after = max(0, position[2])
+    if q.left_reason is not None and q.state == "active":
+        raise invalid("left_reason", "only members who left have one: give state=left or none")
     store = request.app[STORE]
-    members = await store.members(current.id, state=q.state, after_id=after, limit=q.limit + 1)
+    members = await store.members(
+        current.id,
+        state=q.state,
+        left_reason=q.left_reason,
+        after_id=after,
+        limit=q.limit + 1,
+    )
     more = len(members) > q.limit
     members = members[: q.limit]
-    names: dict[int, str] = {}
+    people: dict[int, tuple[str, str]] = {}
     ids = list({m.person_id for m in members})
     if ids:
         marks = ",".join("?" * len(ids))
-        for pid, first, last in await store.db.conn.execute_fetchall(
-            f"SELECT id, first_name, last_name FROM people WHERE id IN ({marks})", ids
+        for pid, kind, first, last in await store.db.conn.execute_fetchall(
+            f"SELECT id, kind, first_name, last_name FROM people WHERE id IN ({marks})", ids
         ):
-            names[pid] = f"{first} {last}".strip()
-    items = [{**m.to_dict(), "name": names.get(m.person_id, "")} for m in members]
+            people[pid] = (kind, f"{first} {last}".strip())
+    items = []
+    for m in members:
+        kind, name = people.get(m.person_id, ("lead", ""))
+        items.append({**m.to_dict(), "kind": kind, "name": name})
     nxt = encode_cursor("members", current.id, members[-1].id) if more else None
     return respond(MemberPage, {"items": items, "next_cursor": nxt})
 

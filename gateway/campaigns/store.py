@@ -495,12 +495,18 @@ class CampaignStore:
         campaign_id: int,
         *,
         state: str | None = None,
+        left_reason: str | None = None,
         after_id: int = 0,
         limit: int = 100,
     ) -> builtins.list[Member]:
-        """A campaign's members by ascending id after ``after_id`` (a cursor)."""
+        """A campaign's members by ascending id after ``after_id`` (a cursor); ``left_reason``
+        (a :class:`LeaveReason`) keeps those who left for it (and implies state 'left')."""
         sql = f"SELECT {_MEMBER_COLS} FROM campaign_members WHERE campaign_id = ? AND id > ?"
         params: builtins.list[SqlParam] = [campaign_id, after_id]
+        if left_reason is not None:
+            state = "left"  # the (campaign_id, state) index's range, filtered by the reason
+            sql += " AND left_reason = ?"
+            params.append(LeaveReason(left_reason).value)
         if state is not None:
             sql += " AND state = ?"
             params.append(state)

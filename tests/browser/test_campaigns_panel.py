@@ -373,3 +373,137 @@ async def test_the_demo_mailbox_lists_the_campaigns_mail_and_shows_it_sandboxed(
     finally:
         await world.close()
         await mailbox.close()
+
+
+async def test_supervisor_sees_who_replied_and_opens_their_record(
+    browser: Any, campaign_world: tuple[PanelWorld, FakeClock]
+) -> None:
+    """Who left, and why: each count of the results' "left" is a button that lists, below,
+    who left for that reason (a hostile name as its characters), with when they left; a name
+    opens that lead's record. The list outlives the page's refresh, and follows it."""
+    from gateway.campaigns.model import CampaignIn
+    from gateway.campaigns.store import CampaignStore
+
+    world, _ = campaign_world
+    people = world.panel.people
+    pid: dict[str, int] = {}
+    for first, last in [("Lucía", "Martín"), (HOSTILE, ""), ("Javier", "López"),
+                        ("Marta", "Gil"), ("Carlos", "Romero")]:  # fmt: skip
+        written = await people.create(
+            PersonType.LEAD,
+            {"first_name": first, "last_name": last, "status": "qualified", "country": "ES",
+             "emails": [f"{len(pid)}@example.com"]},
+        )  # fmt: skip
+        pid[f"{first} {last}".strip()] = written.person.id
+    # many who could not be reached: more than one page of them
+    for i in range(26):
+        written = await people.create(
+            PersonType.LEAD, {"first_name": f"Sin contacto {i:02}", "status": "qualified"}
+        )
+        pid[f"Sin contacto {i:02}"] = written.person.id
+    assert world.gw.db is not None
+    store = CampaignStore(world.gw.db)
+    name = "Reactivar cualificados"
+    definition = msgspec.convert(
+        {"name": name, "segment": {"statuses": ["qualified"]}, "steps": [{"kind": "stop"}]},
+        CampaignIn,
+    )
+    campaign = await store.create(definition, "user:sofia", T0)
+    await store.set_status(campaign.id, "running", T0)
+    ids = list(pid.values())
+    assert await store.enroll(campaign, ids, T0, T0, dict.fromkeys(ids, "Europe/Madrid")) == 31
+    member = {m.person_id: m.id for m in await store.members(campaign.id)}
+    await store.leave(member[pid["Lucía Martín"]], "replied", T0 + 3600)
+    await store.leave(member[pid[HOSTILE]], "replied", T0 + DAY + 600)
+    await store.leave(member[pid["Javier López"]], "converted", T0 + 2 * DAY)
+    for i in range(26):
+        await store.leave(member[pid[f"Sin contacto {i:02}"]], "unreachable", T0 + 60)
+    await store.set_status(campaign.id, "paused", T0 + 2 * DAY)  # the scheduler leaves it be
+    # Javier was won: the lead became a contact (its record is a contact's now)
+    sofia = await world.sign_in("sofia")
+    async with sofia.post(
+        world.url(f"/panel/api/people/{pid['Javier López']}/convert"), json={"kind": "b2c"}
+    ) as r:
+        assert r.status == 200, await r.text()
+
+    found: list[str] = []
+    context = await _context(browser, "es-ES")
+    page = await _sign_in(context, world, "sofia")
+    alerts: list[str] = []
+    page.on("dialog", lambda d: (alerts.append(d.message), asyncio.ensure_future(d.dismiss())))
+    await page.click(".nav-item[data-view='campaigns']")
+    await page.get_by_role("button", name=f"Ver los resultados de {name}").click()
+    replied = page.locator("#camp-left-replied")
+    await replied.wait_for()
+    assert await replied.get_attribute("aria-expanded") == "false"
+    assert "2 respondieron" in await replied.text_content()
+
+    await replied.click()
+    assert await replied.get_attribute("aria-expanded") == "true"
+    listed = page.locator("#camp-left-list")
+    rows = listed.locator("tbody tr")
+    await page.locator("#camp-left-list[data-reason='replied'][data-shown='2']").wait_for()
+    assert await listed.locator("h4").text_content() == "Leads que salieron: respondieron"
+    assert "llámales antes que a nadie" in await listed.locator(".camp-left-hint").text_content()
+    assert await rows.locator("th").all_text_contents() == ["Lucía Martín", HOSTILE]
+    assert await listed.locator("img").count() == 0  # the hostile name is its characters
+    when = rows.nth(0).locator("time")
+    assert await when.get_attribute("datetime") == "2026-11-30T10:00:00.000Z"
+    assert "30 nov 2026" in await when.text_content()  # with the date even today
+    assert await listed.locator("#camp-left-more").count() == 0  # one page holds them
+
+    # the page refreshes every 4 s: the list stays open, the focus where it was, and a third
+    # lead who replies meanwhile joins it
+    hostile = page.get_by_role("button", name=f"Abrir la ficha de {HOSTILE}")
+    await hostile.focus()
+    hostile_id = await hostile.get_attribute("id")
+    await store.leave(member[pid["Marta Gil"]], "replied", T0 + 2 * DAY + 60)
+    await page.locator("#camp-left-replied[data-count='3']").wait_for(timeout=15_000)
+    await page.locator("#camp-left-list[data-shown='3']").wait_for(timeout=15_000)
+    assert await rows.locator("th").all_text_contents() == ["Lucía Martín", HOSTILE, "Marta Gil"]
+    assert await replied.get_attribute("aria-expanded") == "true"
+    assert await page.evaluate("document.activeElement.id") == hostile_id
+
+    assert await _english_on_screen(page) == []
+    found += await _axe(page, "campaign who left es")
+    await page.evaluate("window.scrollTo(0, 0)")  # the focus scrolled it: the whole page
+    await page.screenshot(path="/tmp/who_left.png", full_page=True)
+    await page.screenshot(path=str(ARTIFACTS / "campaigns-who-left-es.png"), full_page=True)
+
+    # the hostile name opens that lead's record
+    await hostile.click()
+    title = page.locator("#record-title")
+    await title.wait_for()
+    assert await title.text_content() == HOSTILE
+    record = page.locator("article.record")
+    assert await record.get_attribute("data-person-id") == str(pid[HOSTILE])
+    assert await record.get_attribute("data-kind") == "lead"
+
+    # back on the campaigns page, the list is still open; the won lead opens as a contact
+    await page.click(".nav-item[data-view='campaigns']")
+    await page.locator("#camp-left-list[data-reason='replied'][data-shown='3']").wait_for()
+    await page.click("#camp-left-converted")
+    assert await replied.get_attribute("aria-expanded") == "false"
+    await page.locator("#camp-left-list[data-reason='converted'][data-shown='1']").wait_for()
+    assert await listed.locator(".camp-left-hint").count() == 0
+    await page.get_by_role("button", name="Abrir la ficha de Javier López").click()
+    await page.locator("#record-title").wait_for()
+    assert await title.text_content() == "Javier López"
+    assert await record.get_attribute("data-kind") == "contact"
+
+    # 26 who could not be reached: a page of 25, then "more" brings the last and moves the
+    # focus to it
+    await page.click(".nav-item[data-view='campaigns']")
+    await page.click("#camp-left-unreachable")
+    await page.locator("#camp-left-list[data-reason='unreachable'][data-shown='25']").wait_for()
+    assert "Se muestran 25 de 26." in await listed.text_content()
+    await page.click("#camp-left-more")
+    await page.locator("#camp-left-list[data-shown='26']").wait_for()
+    assert await page.locator("#camp-left-more").count() == 0
+    assert await page.evaluate("document.activeElement.textContent") == "Sin contacto 25"
+    # and closed with the same button
+    await page.click("#camp-left-unreachable")
+    assert await listed.count() == 0
+    assert await page.locator("#camp-left-unreachable").get_attribute("aria-expanded") == "false"
+    assert alerts == [] and found == []
+    await context.close()

@@ -1,10 +1,11 @@
 // The supervisors' campaigns page (issue 13): the campaigns with their status and key figures;
 // a form that writes a campaign exactly as the server's model has it (segment, steps, caps),
 // with the segment's live count; start / pause / end; and the results: a funnel per step and
-// the lost deals revived, by lost reason. Everything a lead or a template says is shown as
-// text; an e-mail's preview is HTML in a sandboxed frame that runs no script.
+// the lost deals revived, by lost reason, and who left for each reason (replied first: the
+// leads to call back). Everything a lead or a template says is shown as text; an e-mail's
+// preview is HTML in a sandboxed frame that runs no script.
 import { api, clear, h } from './dom.js';
-import { language, number, t, tId, when } from './i18n.js';
+import { dateTime, language, number, t, tId, when } from './i18n.js';
 import { announce, errorText, toast } from './ui.js';
 import { registerView } from './views.js';
 
@@ -15,6 +16,8 @@ const LANGS = ['es', 'en'];
 const MAX_CAMPAIGNS = 100; // a page of campaigns; more are rare, and the list says so
 const COUNT_DELAY = 400; // ms of quiet typing before the segment is counted again
 const POLL_MS = 4000; // the results view follows the scheduler this often
+const LEFT_PAGE = 25; // who left for one reason, a page at a time ("more" asks for the next)
+const MAX_LEFT_PAGE = 500; // the API's largest page: a refresh re-reads what is shown in one
 
 // literal keys (the catalog test finds them): one label per step kind, condition, rule
 const STEP_LABEL = {
@@ -183,7 +186,11 @@ function keyFigures(r) {
 // -- the view ----------------------------------------------------------------------------------
 
 export function installCampaigns(app) {
-  const state = { mode: 'list', items: [], results: new Map(), draft: null, agents: null, countTimer: null, countSeq: 0, shown: null, poll: null, previewFor: null };
+  const state = { mode: 'list', items: [], results: new Map(), draft: null, agents: null, countTimer: null, countSeq: 0, shown: null, poll: null, previewFor: null,
+    // the results' counts of who left, by reason; and the reason whose members are listed
+    // ({ cid, reason, items, next, count, loading, error }): kept here, so the page's refresh
+    // every POLL_MS draws the same rows again (and the focus stays where it was)
+    leftCounts: {}, left: null, leftSeq: 0 };
   let section = null;
   const link = h('link', { rel: 'stylesheet', href: '/panel/assets/campaigns.css' });
   document.head.append(link);
@@ -688,6 +695,9 @@ export function installCampaigns(app) {
       renderResults(c, r);
       const el = document.getElementById(focusId || (quiet ? hadFocus : 'camp-results-heading'));
       if (el) el.focus();
+      // the open list of who left: read again when its count moved (or when asked), in place
+      const open = state.left;
+      if (open && !open.loading && (!quiet || open.count !== (state.leftCounts[open.reason] || 0))) loadLeft();
     } catch (e) {
       if (!quiet) toast(errorText(e), 'error');
       return;
@@ -744,8 +754,8 @@ export function installCampaigns(app) {
         h('td', { class: 'figure' }, pct(n, of))));
     }
 
-    const left = (r && (r.left || r.left_by_reason)) || {};
-    const leftItems = Object.entries(left).filter(([, n]) => n);
+    state.leftCounts = (r && (r.left || r.left_by_reason)) || {};
+    if (state.left && (state.left.cid !== c.id || !state.leftCounts[state.left.reason])) state.left = null;
 
     const table = (id, captionKey, headKeys, body) => h('div', { class: 'table-wrap' }, h('table', { class: 'calls camp-results', id },
       h('caption', { class: 'sr-only' }, t(captionKey)), h('thead', {}, h('tr', {}, headKeys.map((k) => h('th', { scope: 'col' }, t(k))))), body));
@@ -765,8 +775,112 @@ export function installCampaigns(app) {
       table('camp-funnel', 'campaigns.funnel', ['campaigns.step', 'campaigns.reached_bar', 'campaigns.reached', 'campaigns.detail'], funnelBody),
       h('h3', { class: 'section-title' }, t('campaigns.revived_by_reason')),
       table('camp-revived', 'campaigns.revived_by_reason', ['campaigns.lost_reason', 'campaigns.revived_bar', 'campaigns.revived', 'campaigns.revived_rate'], revivedBody),
-      leftItems.length ? h('h3', { class: 'section-title' }, t('campaigns.left')) : '',
-      leftItems.length ? h('ul', { class: 'camp-left' }, leftItems.map(([k, n]) => h('li', { dataset: { reason: k } }, h('strong', {}, number(n)), ' ', LEFT_LABEL[k] ? t(LEFT_LABEL[k]) : k))) : '');
+      leftBlock());
+  }
+
+  // -- who left, for one reason --------------------------------------------------------------------
+
+  const leftLabel = (k) => (LEFT_LABEL[k] ? t(LEFT_LABEL[k]) : k);
+
+  // each reason's count is a button that opens, below, the list of who left for it
+  function leftBlock() {
+    const counts = Object.entries(state.leftCounts).filter(([, n]) => n);
+    const open = state.left;
+    const block = h('div', { class: 'camp-left-block', id: 'camp-left-block' });
+    if (!counts.length) return block;
+    block.append(h('h3', { class: 'section-title', id: 'camp-left-heading' }, t('campaigns.left')),
+      h('ul', { class: 'camp-left', 'aria-labelledby': 'camp-left-heading' }, counts.map(([k, n]) => {
+        const on = Boolean(open && open.reason === k);
+        return h('li', { dataset: { reason: k } },
+          h('button', {
+            type: 'button', class: 'camp-left-toggle', id: `camp-left-${k}`, dataset: { reason: k, count: String(n) },
+            'aria-expanded': String(on), 'aria-controls': on ? 'camp-left-list' : null, onclick: () => toggleLeft(k),
+          }, h('span', { class: 'chevron', 'aria-hidden': 'true' }, on ? '▾' : '▸'), ' ', h('strong', {}, number(n)), ' ', leftLabel(k)));
+      })));
+    if (open) block.append(leftList(open));
+    return block;
+  }
+
+  function leftList(open) {
+    const title = t('campaigns.left_who', { reason: leftLabel(open.reason) });
+    const total = state.leftCounts[open.reason] || 0;
+    const rows = open.items.map((m) => {
+      const name = m.name || `#${m.person_id}`;
+      return h('tr', { dataset: { memberId: String(m.id), personId: String(m.person_id), kind: m.kind || 'lead' } },
+        h('th', { scope: 'row' },
+          h('button', {
+            type: 'button', class: 'link-button', id: `camp-left-person-${m.id}`, 'aria-label': t('records.open_named', { name }),
+            onclick: () => app.openRecord && app.openRecord(m.kind || 'lead', m.person_id),
+          }, name)),
+        h('td', {}, m.left_at ? h('time', { datetime: new Date(m.left_at * 1000).toISOString() }, dateTime(m.left_at)) : '—'));
+    });
+    return h('div', { class: 'camp-left-list', id: 'camp-left-list', role: 'region', 'aria-labelledby': 'camp-left-list-title', dataset: { reason: open.reason, shown: String(open.items.length) } },
+      h('h4', { class: 'camp-left-title', id: 'camp-left-list-title' }, title),
+      open.reason === 'replied' ? h('p', { class: 'camp-left-hint' }, t('campaigns.left_replied_hint')) : '',
+      rows.length ? h('div', { class: 'table-wrap' }, h('table', { class: 'calls camp-left-table', id: 'camp-left-table' },
+        h('caption', { class: 'sr-only' }, title),
+        h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, t('campaigns.left_name')), h('th', { scope: 'col' }, t('campaigns.left_at')))),
+        h('tbody', {}, rows))) : '',
+      !rows.length && !open.loading && !open.error ? h('p', { class: 'muted' }, t('campaigns.left_nobody')) : '',
+      open.loading && !rows.length ? h('p', { class: 'muted' }, t('campaigns.left_loading')) : '',
+      open.error ? h('p', { class: 'form-error', role: 'alert' }, open.error) : '',
+      open.next ? h('div', { class: 'camp-left-more' },
+        h('span', { class: 'muted small' }, t('campaigns.left_shown', { shown: open.items.length, count: Math.max(total, open.items.length) })), ' ',
+        h('button', { type: 'button', class: 'btn btn-secondary btn-small', id: 'camp-left-more', disabled: open.loading, onclick: () => loadLeft({ more: true }) }, t('campaigns.left_more'))) : '');
+  }
+
+  // draw the block again where it is, keeping the focus on the same control
+  function renderLeft(focusId = null) {
+    const block = document.getElementById('camp-left-block');
+    if (!block) return;
+    const had = block.contains(document.activeElement) ? document.activeElement.id : null;
+    block.replaceWith(leftBlock());
+    const el = document.getElementById(focusId || had);
+    if (el) el.focus();
+  }
+
+  function toggleLeft(reason) {
+    state.leftSeq++; // whatever is on its way for another list is dropped
+    if (state.left && state.left.reason === reason) {
+      state.left = null;
+      renderLeft();
+      return;
+    }
+    state.left = { cid: state.shown, reason, items: [], next: null, count: null, loading: false, error: null };
+    renderLeft();
+    loadLeft({ announceIt: true });
+  }
+
+  // the first page (or as many rows as are shown, on a refresh), or the next one with `more`
+  async function loadLeft({ more = false, announceIt = false } = {}) {
+    const open = state.left;
+    if (!open) return;
+    const seq = ++state.leftSeq;
+    const count = state.leftCounts[open.reason] || 0;
+    const params = new URLSearchParams({ left_reason: open.reason });
+    if (more && open.next) {
+      params.set('limit', String(LEFT_PAGE));
+      params.set('cursor', open.next);
+    } else params.set('limit', String(Math.min(MAX_LEFT_PAGE, Math.max(LEFT_PAGE, open.items.length))));
+    open.loading = true;
+    if (more || !open.items.length) renderLeft(); // a refresh keeps the rows on screen meanwhile
+    let page = null;
+    let error = null;
+    try { page = await api(`/api/v1/campaigns/${open.cid}/members?${params}`); } catch (e) { error = errorText(e); }
+    if (seq !== state.leftSeq || state.left !== open) return; // closed, or another list asked for
+    open.loading = false;
+    open.error = error;
+    let focusId = null;
+    if (page) {
+      const items = page.items || [];
+      if (more && items.length) focusId = `camp-left-person-${items[0].id}`; // the first new row
+      open.items = more ? [...open.items, ...items] : items;
+      open.next = page.next_cursor || null;
+      if (!more) open.count = count;
+    }
+    if (!isShown() || state.mode !== 'results' || state.shown !== open.cid) return;
+    renderLeft(focusId);
+    if (page && (more || announceIt)) announce(t('campaigns.left_listed', { count: open.items.length, reason: leftLabel(open.reason) }));
   }
 
   section = registerView('campaigns', {

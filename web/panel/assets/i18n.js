@@ -82,12 +82,18 @@ export function date(epoch) {
   return new Intl.DateTimeFormat(lang, { day: 'numeric', month: 'short', year: 'numeric' }).format(new Date(Number(epoch) * 1000));
 }
 
+// "3 mar 2026, 14:05", whatever the day: for lists of past moments that must not be ambiguous.
+export function dateTime(epoch) {
+  if (!epoch) return '';
+  return new Intl.DateTimeFormat(lang, { day: 'numeric', month: 'short', year: 'numeric', hour: '2-digit', minute: '2-digit' }).format(new Date(Number(epoch) * 1000));
+}
+
 // "14:05" today, "3 mar 2026, 14:05" another day.
 export function when(epoch) {
   if (!epoch) return '';
   const d = new Date(Number(epoch) * 1000);
   if (d.toDateString() === new Date().toDateString()) return time(epoch);
-  return new Intl.DateTimeFormat(lang, { day: 'numeric', month: 'short', year: 'numeric', hour: '2-digit', minute: '2-digit' }).format(d);
+  return dateTime(epoch);
 }
 
 // "hace 5 minutos" / "in 2 days", for due dates.
