@@ -135,6 +135,7 @@ def build_store(path: Path, leads: int, sample: int) -> None:
                 "lost" if matching else "contacted",
                 "no_budget" if matching else "",
                 country,
+                f"agente{i % 40}",  # a call center's agents share the leads
                 now,
                 now,
                 now if matching else None,
@@ -147,8 +148,8 @@ def build_store(path: Path, leads: int, sample: int) -> None:
             tags.append((i, "sample"))
     con.executemany(
         "INSERT INTO people (id, kind, first_name, last_name, status, lost_reason, source,"
-        " country, created_at, updated_at, lost_at)"
-        " VALUES (?, 'lead', ?, ?, ?, ?, 'import', ?, ?, ?, ?)",
+        " country, owner, created_at, updated_at, lost_at)"
+        " VALUES (?, 'lead', ?, ?, ?, ?, 'import', ?, ?, ?, ?, ?)",
         people,
     )
     con.executemany(

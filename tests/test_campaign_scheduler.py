@@ -563,3 +563,34 @@ async def test_batches_overlap_without_sending_anything_twice(world: World) -> N
     assert by_address == {f"l{i}@example.es": ["Uno", "Dos"] for i in range(7)}
     due = await world.rows("SELECT person_id, step, due_at, state FROM campaign_members")
     assert sorted(tuple(r) for r in due) == [(p, 3, MON_0900, "active") for p in leads]
+
+
+async def test_the_agent_s_name_in_an_email_is_read_once_a_tick_and_follows_a_rename(
+    world: World,
+) -> None:
+    """``{{ owner.name }}`` is the lead's agent's display name (their username when they have
+    no account); many leads of one agent read it once, and a rename shows in the next tick."""
+    await _users(world)
+    for i in range(3):
+        await world.lead(f"A{i}", emails=[f"a{i}@example.es"], owner="ana")
+    await world.lead("P", emails=["p@example.es"], owner="pepe")  # an agent without an account
+    step = SendEmail(
+        templates={"es": EmailTemplate(subject="Hola", html="<p>Te escribe {{ owner.name }}</p>")}
+    )
+    await world.campaign([step, Wait(days=1), step])
+    await world.tick(FRI_0900)
+
+    def signatures() -> dict[str, str]:
+        return {
+            str(m["To"]): m.get_body(("html",)).get_content().split("</p>")[0]  # type: ignore[union-attr]
+            for m in world.sink.messages
+        }
+
+    assert signatures() == {
+        **{f"a{i}@example.es": "<p>Te escribe Ana" for i in range(3)},
+        "p@example.es": "<p>Te escribe pepe",
+    }
+    await UserRepository(world.db).update("ana", display_name="Ana Pérez")
+    world.sink.clear()
+    await world.tick(MON_0900)
+    assert signatures()["a0@example.es"] == "<p>Te escribe Ana Pérez"

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr
+from functools import lru_cache
 from typing import Literal
 
 import aiosmtplib
@@ -103,10 +104,10 @@ def build_message(mail: OutgoingMail, settings: MailSettings, *, at: float) -> b
     mixed = f"=_{secrets.token_hex(16)}" if mail.attachments else ""
     to, utf8 = envelope_address(mail.to)
     head = [
-        ("From", formataddr((settings.from_name, settings.from_address), charset="utf-8")),
+        ("From", _from_header(settings.from_name, settings.from_address)),
         ("To", to),
         ("Subject", mail.subject),
-        ("Date", format_datetime(datetime.fromtimestamp(at, UTC))),
+        ("Date", _date_header(at)),
         ("Message-ID", mail.message_id or new_message_id(_domain(settings.from_address))),
         *mail.headers.items(),
         ("MIME-Version", "1.0"),
@@ -181,11 +182,25 @@ def _encoded_words(value: str) -> str:
     return "\r\n ".join(words)
 
 
+# a campaign's batch sends every mail with the same From and (near enough) the same Date
+@lru_cache(maxsize=8)
+def _from_header(name: str, address: str) -> str:
+    return formataddr((name, address), charset="utf-8")
+
+
+@lru_cache(maxsize=8)
+def _date_header(at: float) -> str:
+    return format_datetime(datetime.fromtimestamp(at, UTC))
+
+
 def _quoted_printable(text: str) -> str:
     body = "\n".join(text.splitlines()).encode("utf-8")
     encoded = binascii.b2a_qp(body, istext=True).decode("ascii")
-    # a line that starts with "." would be read as the end of DATA by a naive relay
-    return "\r\n".join(("=2E" + ln[1:]) if ln.startswith(".") else ln for ln in encoded.split("\n"))
+    if encoded.startswith(".") or "\n." in encoded:
+        # a line that starts with "." would be read as the end of DATA by a naive relay
+        lines = encoded.split("\n")
+        encoded = "\n".join(("=2E" + ln[1:]) if ln.startswith(".") else ln for ln in lines)
+    return encoded.replace("\n", "\r\n")
 
 
 def _domain(address: str) -> str:

@@ -218,6 +218,7 @@ class CampaignScheduler:
         self.mail = mail or getattr(mailer, "settings", None) or MailSettings()
         self._signer: LinkSigner | None = None
         self._zones: dict[str, ZoneInfo] = {}
+        self._owner_names: dict[str, str | None] = {}  # agent username -> display name
         self._events: asyncio.Queue[object] = asyncio.Queue()
         self._tick_lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -285,6 +286,7 @@ class CampaignScheduler:
             if not self._recovered:
                 await self.recover()
             now = self.clock() if now is None else now
+            self._owner_names.clear()  # an agent renamed since the last tick is seen now
             report = TickReport()
             report.events = await self._drain_events()
             for campaign in await self.store.list(status=CampaignStatus.RUNNING):
@@ -1010,14 +1012,18 @@ class CampaignScheduler:
         return out
 
     async def _owner_name(self, owner: str | None) -> str | None:
+        """The display name of a lead's agent, for ``owner.name`` in templates: read once a
+        tick (a campaign's thousands of leads share a few dozen agents)."""
         if not owner:
             return None
-        rows = list(
-            await self.db.conn.execute_fetchall(
-                "SELECT display_name FROM users WHERE username = ?", (owner,)
+        if owner not in self._owner_names:
+            rows = list(
+                await self.db.conn.execute_fetchall(
+                    "SELECT display_name FROM users WHERE username = ?", (owner,)
+                )
             )
-        )
-        return (rows[0][0] or owner) if rows else owner
+            self._owner_names[owner] = (rows[0][0] or owner) if rows else owner
+        return self._owner_names[owner]
 
     # -- bus events --------------------------------------------------------------------------
 
