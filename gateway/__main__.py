@@ -127,9 +127,14 @@ def _config_or_default(path: str | None) -> GatewayConfig:
 def _cmd_check(args: argparse.Namespace) -> int:
     cfg = load_config(args.file, require_pbx=True)  # what passes here, `run` accepts
     pbx = ", ".join(f"{p.name} ({p.host}:{p.port})" for p in cfg.pbx) or "none"
+    cluster = ""
+    if cfg.cluster is not None:  # the URL is shown with its password masked
+        from gateway.cluster.settings import mask_url
+
+        cluster = f"; cluster: {cfg.cluster.name} on {mask_url(cfg.cluster.redis_url)}"
     print(
         f"{args.file}: OK — pbx: {pbx}; store: {cfg.store.path}; http: "
-        f"{cfg.http.host}:{cfg.http.port}; connectors: {len(cfg.connectors)}"
+        f"{cfg.http.host}:{cfg.http.port}; connectors: {len(cfg.connectors)}{cluster}"
     )
     return 0
 

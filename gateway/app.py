@@ -43,6 +43,7 @@ from gateway.writeback.outbox import Outbox
 if TYPE_CHECKING:  # the demo's SMTP sink is imported by the demo only
     from gateway.campaigns.replies import ReplyWatcher
     from gateway.campaigns.scheduler import CampaignScheduler
+    from gateway.cluster.owner import Cluster, OwnerHealth
     from gateway.demo_mailbox import DemoMailbox
     from gateway.reports.mailing import ReportMailing
 
@@ -90,6 +91,12 @@ class Gateway:
         self.bus.subscribe(ResyncSnapshot, self._on_resync)
         self.bus.subscribe(CallEnded, self._on_call_ended)
         self.bus.subscribe(CallCorrected, self._on_call_corrected)
+        # with a cluster section, each link runs only while this instance holds its PBX's lease
+        self.cluster: Cluster | None = None
+        if cfg.cluster is not None:
+            from gateway.cluster.owner import Cluster
+
+            self.cluster = Cluster(cfg.cluster, self.links, self._forget_calls, clock=clock)
 
     @property
     def public_url(self) -> str:
@@ -169,8 +176,11 @@ class Gateway:
                 time_limit=self.cfg.agi.time_limit_ms / 1000,
             )
             await self.agi.start(self.cfg.agi.host, self.cfg.agi.port)
-        for link in self.links.values():
-            link.start()
+        if self.cluster is not None:
+            self.cluster.start()
+        else:
+            for link in self.links.values():
+                link.start()
         log.info(
             "gateway started pbx=%s store=%s connectors=%s",
             ",".join(self.links) or "-",
@@ -180,8 +190,11 @@ class Gateway:
 
     async def stop(self) -> None:
         """Stop taking events, then write every call already finished: nothing is lost."""
-        for link in self.links.values():
-            await link.stop()
+        if self.cluster is not None:
+            await self.cluster.close()  # hands the leases back: another instance goes on
+        else:
+            for link in self.links.values():
+                await link.stop()
         if self.agi is not None:
             await self.agi.stop()
         if self._writer is not None:
@@ -238,6 +251,16 @@ class Gateway:
             return
         for domain_event in tracker.feed(event.frame, event.received_at):
             self.bus.publish(domain_event)
+
+    def _forget_calls(self, pbx: str) -> None:
+        """This instance stopped holding ``pbx``'s link: the calls open here go on with the
+        next owner, who finds them on the PBX and logs them when they end. Logging them here
+        too (as a resync would, should this instance take the PBX back) would count them
+        twice, so they are dropped, unlogged, with a fresh tracker."""
+        tracker = self.trackers.get(pbx)
+        if tracker is not None and tracker.open_calls:
+            log.info("pbx=%s %d open call(s) left to the next owner", pbx, tracker.open_calls)
+        self.trackers[pbx] = CallTracker(self.cfg.tracking, pbx=pbx)
 
     def _on_resync(self, snap: ResyncSnapshot) -> None:
         tracker = self.trackers.get(snap.pbx)
@@ -309,6 +332,15 @@ class Gateway:
     def health(self) -> tuple[bool, dict[str, Any]]:
         links = [link.health() for link in self.links.values()]
         ok = all(h.logged_in for h in links)
+        leases = self.cluster.health() if self.cluster is not None else {}
+        if leases:
+            # in a cluster each PBX needs an owner, not this instance's link: a standby is
+            # healthy while another instance holds the lease; a PBX nobody holds (or this
+            # instance cannot tell: Redis unreachable) is not, nor one held here but down
+            ok = all(
+                h.logged_in if leases[h.name].this_instance_owns else leases[h.name].owner
+                for h in links
+            )
         doc: dict[str, Any] = {
             "status": "ok" if ok else "degraded",
             "uptime": round(self.clock() - self.started_at, 1),
@@ -325,6 +357,7 @@ class Gateway:
                     "reconnects": h.reconnects,
                     "last_error": h.last_error,
                     "banner": h.banner,
+                    **_lease_health(leases.get(h.name)),
                 }
                 for h in links
             ],
@@ -333,6 +366,9 @@ class Gateway:
         }
         if self.replies is not None:  # the reply mailbox: informs, never makes /health 503
             doc["mail_replies"] = self.replies.health()
+        if self.cluster is not None:
+            doc["instance"] = self.cluster.instance
+            doc["cluster"] = self.cluster.summary()
         return ok, doc
 
     async def outbox_health(self) -> list[dict[str, Any]]:
@@ -357,6 +393,19 @@ class Gateway:
         if self.directory_sync is None:
             return []
         return await self.directory_sync.health()
+
+
+def _lease_health(lease: OwnerHealth | None) -> dict[str, Any]:
+    """A PBX's lease for its /health line: who owns it (only with a ``cluster`` section)."""
+    if lease is None:
+        return {}
+    return {
+        "owner": lease.owner,
+        "this_instance_owns": lease.this_instance_owns,
+        "lease_until": lease.lease_until,
+        "lease_token": lease.token,
+        "takeovers": lease.takeovers,
+    }
 
 
 def _connector_health(connector: Any) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from connectors.settings import ConnectorSettings
 from gateway.access import TOKEN_SCOPES
 from gateway.calls.settings import TrackingSettings
 from gateway.campaigns.settings import CampaignSettings, MailSettings, WebhookSettings
+from gateway.cluster.settings import ClusterSettings
 from gateway.errors import ConfigError
 from gateway.lookup.settings import LookupSettings
 from gateway.panel.settings import PanelSettings
@@ -153,10 +154,12 @@ class GatewayConfig(_Section):
     webhooks: list[WebhookSettings] = msgspec.field(default_factory=list)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     demo: DemoSettings = msgspec.field(default_factory=DemoSettings)
+    # several instances, one owner per PBX link (docs/scale-out.md); absent: this one alone
+    cluster: ClusterSettings | None = None
 
 
 # what only a process that connects out (PBX, CRMs) or serves the API reads
-OFFLINE_SECTIONS = frozenset({"pbx", "connectors", "api", "mail", "webhooks"})
+OFFLINE_SECTIONS = frozenset({"pbx", "connectors", "api", "mail", "webhooks", "cluster"})
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _MSGSPEC_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 

@@ -106,6 +106,16 @@ class _GatewayCollector:
             reconnects.add_metric([name], link.reconnects)
             parse_errors.add_metric([name], link.parse_error_count)
         yield from (up, events, reconnects, parse_errors)
+        cluster = getattr(gw, "cluster", None)
+        if cluster is not None:  # a standby's links are down on purpose: this tells why
+            owned = GaugeMetricFamily(
+                "centralita_pbx_lease_owned",
+                "1 when this instance holds the PBX's link lease (cluster section).",
+                labels=["pbx"],
+            )
+            for name, lease in cluster.health().items():
+                owned.add_metric([name], int(lease.this_instance_owns))
+            yield owned
 
         open_calls = GaugeMetricFamily(
             "centralita_calls_open", "Calls in progress, by PBX.", labels=["pbx"]

@@ -73,6 +73,11 @@ class _LinkProtocol(AMIProtocol):
 
     def data_received(self, data: bytes) -> None:
         link = self.link
+        if link.lease_check is not None and not link.lease_check():
+            # a cluster instance whose lease may have passed to another (this process was
+            # frozen past its renewal): what it reads now is the new owner's to log
+            link.lease_lapsed(self.transport)
+            return
         link.bytes_received(data)
         frames = self.parser.feed(data)
         if self.parser.errors:
@@ -168,18 +173,31 @@ class AmiLink:
         self._snapshot: _PendingSnapshot | None = None
         self._ready = asyncio.Event()  # set while logged in with the resync snapshot published
         self._ready_at: float | None = None
+        # in a cluster: False once this instance's lease on the PBX may have lapsed; nothing
+        # read after that reaches the bus (gateway/cluster/owner.py)
+        self.lease_check: Callable[[], bool] | None = None
+        self._lease_lapses = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Connect and stay connected until ``stop()``; a stopped link may start again (an
+        instance of a cluster that takes the PBX over a second time)."""
+        if self._task is not None and not self._task.done():
+            return
+        self._stopping = False
+        self._lease_lapses = 0
         if self.settings.record_to:
             # unbuffered: each read goes to the file as it arrives, never sits in a buffer
             self._record = open(self.settings.record_to, "ab", buffering=0)  # noqa: SIM115
         self._task = asyncio.create_task(self._run(), name=f"ami-link-{self.name}")
 
-    async def stop(self) -> None:
+    async def stop(self, *, logoff: bool = True) -> None:
+        """Disconnect. ``logoff=False`` closes the socket at once, without waiting up to a
+        second for the PBX to acknowledge a Logoff (a cluster instance whose lease is running
+        out must stop reading now)."""
         self._stopping = True
-        if self._protocol is not None and not self._protocol.closed:
+        if logoff and self._protocol is not None and not self._protocol.closed:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._send({"Action": "Logoff"}), 1.0)
         if self._task is not None:
@@ -187,6 +205,7 @@ class AmiLink:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self._close_transport()
+        self._set_status(LinkStatus.DOWN, "stopped")
         if self._record is not None:
             self._record.close()
             self._record = None
@@ -398,6 +417,13 @@ class AmiLink:
                 self.bus.publish(
                     ResyncSnapshot(self.name, now, snap.channels, snap.queues, snap.reconnect)
                 )
+
+    def lease_lapsed(self, transport: Any) -> None:
+        if self._lease_lapses == 0:
+            log.warning("pbx=%s lease lapsed: dropping what the PBX sends, closing", self.name)
+        self._lease_lapses += 1
+        with contextlib.suppress(Exception):
+            transport.close()
 
     def parse_errors(self, errors: list[Any]) -> None:
         self.parse_error_count += len(errors)
