@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, cast
 
 import aiosmtplib
 
@@ -242,8 +242,8 @@ class _Session(asyncio.Protocol):
     """
 
     def __init__(self, client: aiosmtplib.SMTP) -> None:
-        transport = client.transport
-        assert isinstance(transport, asyncio.WriteTransport)
+        # a stream transport whatever the loop (uvloop's is no asyncio.WriteTransport subclass)
+        transport = cast(asyncio.WriteTransport, client.transport)
         self.transport = transport
         self.extensions = dict(client.esmtp_extensions)
         self.pipelining = "pipelining" in self.extensions
