@@ -18,3 +18,12 @@ async def pbx() -> AsyncIterator[SimulatedPbx]:
     await sim.start()
     yield sim
     await sim.stop()
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[SimulatedPbx]:
+    """A simulated PBX of the default flavour, AMI secret ``gw``, on a manual clock."""
+    pbx = SimulatedPbx(secret="gw", clock=ManualClock())
+    await pbx.start()
+    yield pbx
+    await pbx.stop()

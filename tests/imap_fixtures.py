@@ -30,6 +30,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.real_servers import need
+
 TLS_DIR = Path(__file__).parent / "data" / "smtp_tls"
 USER = "respuestas"
 PASSWORD = "s3cret-imap"
@@ -219,11 +221,7 @@ service anvil {{
 @pytest.fixture
 def dovecot() -> Iterator[Dovecot]:
     """A running Dovecot with one user (USER / PASSWORD), stopped and removed afterwards."""
-    why = _missing()
-    if why:
-        if REQUIRED:
-            pytest.fail(f"the IMAP tests must run in CI, but: {why}")
-        pytest.skip(why)
+    need(_missing(), required=REQUIRED, what="IMAP")
     server = Dovecot()
     try:
         server.start()

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.real_servers import need
+
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REQUIRED = os.environ.get("CENTRALITA_REQUIRE_REDIS") == "1" or os.environ.get("CI") == "true"
 
@@ -113,11 +115,7 @@ def _missing() -> str:
 @pytest.fixture
 def redis_server() -> Iterator[RedisServer]:
     """A running redis-server on a free loopback port, stopped and removed afterwards."""
-    why = _missing()
-    if why:
-        if REQUIRED:
-            pytest.fail(f"the Redis tests must run here (CENTRALITA_REQUIRE_REDIS=1), but: {why}")
-        pytest.skip(why)
+    need(_missing(), required=REQUIRED, what="Redis (CENTRALITA_REQUIRE_REDIS=1)")
     server = RedisServer()
     try:
         server.start()

@@ -12,11 +12,9 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.app import Gateway, create_app
@@ -50,14 +48,6 @@ async def _until(predicate: Any, timeout: float = 5.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition never became true"
         await asyncio.sleep(0.01)
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[SimulatedPbx]:
-    pbx = SimulatedPbx(secret="gw", clock=ManualClock())
-    await pbx.start()
-    yield pbx
-    await pbx.stop()
 
 
 async def test_health_is_503_while_the_pbx_is_down_and_200_once_linked(

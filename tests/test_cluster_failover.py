@@ -76,14 +76,6 @@ class Instance:
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[SimulatedPbx]:
-    pbx = SimulatedPbx(secret="gw", clock=ManualClock())
-    await pbx.start()
-    yield pbx
-    await pbx.stop()
-
-
-@pytest.fixture
 async def cluster(
     tmp_path: Path,
     sim: SimulatedPbx,

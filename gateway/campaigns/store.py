@@ -565,12 +565,11 @@ class CampaignStore:
 
     async def leave_many(self, leaves: Sequence[tuple[str, int]], at: float) -> None:
         """Active members leave, (reason, member id) each, in one statement."""
-        async with self.db.one_statement() as conn:
-            await conn.executemany(
-                "UPDATE campaign_members SET state = 'left', left_at = ?, left_reason = ?"
-                " WHERE id = ? AND state = 'active'",
-                [(at, LeaveReason(reason).value, member_id) for reason, member_id in leaves],
-            )
+        await self._many(
+            "UPDATE campaign_members SET state = 'left', left_at = ?, left_reason = ?"
+            " WHERE id = ? AND state = 'active'",
+            [(at, LeaveReason(reason).value, member_id) for reason, member_id in leaves],
+        )
 
     async def leave_all(
         self, person_id: int, reason: str, at: float, campaign_id: int | None = None
@@ -675,25 +674,26 @@ class CampaignStore:
 
     async def advance_many(self, moves: Sequence[tuple[int, float, int]]) -> None:
         """:meth:`advance` for many members in one statement: (step, due_at, member id) each."""
-        if moves:
-            async with self.db.one_statement() as conn:
-                await conn.executemany(
-                    "UPDATE campaign_members SET step = ?, due_at = ?"
-                    " WHERE id = ? AND state = 'active'",
-                    moves,
-                )
+        await self._many(
+            "UPDATE campaign_members SET step = ?, due_at = ? WHERE id = ? AND state = 'active'",
+            moves,
+        )
 
     async def done_many(self, done: Sequence[tuple[int, int, int, str, float]]) -> None:
         """Instant steps run, with nothing more to record (a wait, a stop): (member id,
         campaign id, step, kind, at) each, in one statement; a step that already ran is left
         as it was."""
-        if done:
+        await self._many(
+            "INSERT OR IGNORE INTO campaign_step_runs (member_id, campaign_id, step, kind,"
+            " status, at, day) VALUES (?,?,?,?,'done',?,'')",
+            done,
+        )
+
+    async def _many(self, sql: str, rows: Sequence[Sequence[SqlParam]]) -> None:
+        """One statement for many rows (none: no round trip at all)."""
+        if rows:
             async with self.db.one_statement() as conn:
-                await conn.executemany(
-                    "INSERT OR IGNORE INTO campaign_step_runs (member_id, campaign_id, step,"
-                    " kind, status, at, day) VALUES (?,?,?,?,'done',?,'')",
-                    done,
-                )
+                await conn.executemany(sql, rows)
 
     async def run(self, run_id: int) -> StepRun | None:
         rows = await self.db.conn.execute_fetchall(
