@@ -103,6 +103,7 @@ class Outbox:
         # the store's transaction() when the connection is shared: our writes then take its
         # write lock instead of committing (or joining) a transaction another task has open
         self._transaction = transaction
+        self._own_writes = asyncio.Lock()  # without ``transaction``: see _write
         self._connectors: dict[str, CrmConnector] = {c.name: c for c in connectors}
         self._clock = clock
         self._backoff = backoff or Backoff()
@@ -261,9 +262,15 @@ class Outbox:
             async with self._transaction() as conn:
                 cur = await conn.executemany(sql, rows)
                 return max(cur.rowcount, 0)
-        cur = await self._db.executemany(sql, rows)
-        await self._db.commit()
-        return max(cur.rowcount, 0)
+        # the connection is this outbox's own: its workers (one per CRM) take turns, each
+        # statement committed and its cursor closed before the next (two workers interleaving
+        # on one sqlite3 connection failed now and then with "bad parameter or other API
+        # misuse" under load)
+        async with self._own_writes:
+            async with self._db.executemany(sql, rows) as cur:
+                changed = max(cur.rowcount, 0)
+            await self._db.commit()
+        return changed
 
     async def next_due_in(self, name: str) -> float | None:
         """Seconds until one of ``name``'s rows is due (0 if now), or None if nothing waits."""
