@@ -26,7 +26,7 @@ from tests.fakes import sugarcrm as suite_lab
 from tests.fakes.odoo import Odoo
 from tests.fakes.sugarcrm import SugarCrm
 from tests.fakes.vtiger import Vtiger
-from tests.test_app import TOKEN, _config, _until, sim  # noqa: F401  (sim is a fixture)
+from tests.test_app import TOKEN, _config
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 # CRMs close deals on a day, read in the panel's zone (the config's default: Europe/Madrid)
@@ -38,7 +38,7 @@ def days_ago(n: int) -> str:
 
 
 @pytest.fixture
-async def daemon(tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any, sim: SimulatedPbx):  # noqa: F811
+async def daemon(tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any, sim: SimulatedPbx):
     suite, vtiger, odoo = SugarCrm.lab(), Vtiger.lab(), Odoo()
     suite_won = suite.add(
         "Opportunities",

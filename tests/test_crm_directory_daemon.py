@@ -26,7 +26,7 @@ from gateway.sim.pbx import SimulatedPbx
 from tests.fakes import sugarcrm as suite_lab
 from tests.fakes.sugarcrm import SugarCrm
 from tests.fakes.vtiger import Vtiger
-from tests.test_app import TOKEN, _config, _until, sim  # noqa: F401  (sim is a fixture)
+from tests.test_app import _config, _until
 
 # (number as the PBX sends it, SuiteCRM record, vTiger record, name as typed in both CRMs)
 CALLERS = [
@@ -39,7 +39,7 @@ CALLERS = [
 
 
 @pytest.fixture
-async def daemon(tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any, sim: SimulatedPbx):  # noqa: F811
+async def daemon(tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any, sim: SimulatedPbx):
     suite, vtiger = SugarCrm.lab(), Vtiger.lab()
     s_srv = await aiohttp_server(suite.app())
     v_srv = await aiohttp_server(vtiger.app())
@@ -116,7 +116,7 @@ async def test_the_directory_is_pulled_at_start_and_shown_in_health(daemon):
 
 async def test_each_call_is_written_back_linked_in_utc_and_a_refusal_holds_nothing(
     daemon,
-    sim: SimulatedPbx,  # noqa: F811
+    sim: SimulatedPbx,
 ):
     gw, client, suite, vtiger = daemon
     ended: list[CallEnded] = []
