@@ -180,6 +180,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
         "crm:write", note="opts the lead's e-mail out, for them"
     ),
     ("GET", "/api/v1/users"): Rule(ADMIN_ONLY, "users:read"),
+    ("GET", "/api/v1/agents"): Rule(MANAGERS, "campaigns:write", note="whom work is assigned to"),
     ("POST", "/api/v1/users"): Rule(ADMIN_ONLY, "users:write"),
     ("GET", "/api/v1/users/{username}"): Rule(ADMIN_ONLY, "users:read"),
     ("PATCH", "/api/v1/users/{username}"): Rule(ADMIN_ONLY, "users:write"),

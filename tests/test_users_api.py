@@ -96,6 +96,32 @@ async def test_admin_lists_users_with_their_state_and_sessions(world: PanelWorld
     assert "password" not in json.dumps(body) and "hash" not in json.dumps(body)
 
 
+async def test_a_supervisor_sees_the_team_to_hand_work_to_but_not_the_accounts(
+    world: PanelWorld,
+) -> None:
+    """The campaign editor's call pool lists everyone who takes calls, online or not: enabled
+    agents and supervisors by name, without sessions or administrators; agents may not read
+    it, and /api/v1/users stays the admins'."""
+    admin = await world.sign_in("root")
+    status, _ = await call(admin, "PATCH", world.url("/api/v1/users/bruno"), {"disabled": True})
+    assert status == 200
+    supervisor = await world.sign_in("sofia")
+    status, body = await call(supervisor, "GET", world.url("/api/v1/agents"))
+    assert status == 200
+    assert body["items"] == [
+        {"username": "ana", "display_name": "Ana García", "role": "agent", "extensions": ["101"]},
+        {
+            "username": "sofia",
+            "display_name": "Sofía Martín",
+            "role": "supervisor",
+            "extensions": ["100"],
+        },
+    ]
+    assert (await call(supervisor, "GET", world.url("/api/v1/users")))[0] == 403
+    agent = await world.sign_in("ana")
+    assert (await call(agent, "GET", world.url("/api/v1/agents")))[0] == 403
+
+
 async def test_only_admins_and_scoped_tokens_manage_users(world: PanelWorld) -> None:
     anon = await world.browser()
     url = world.url("/api/v1/users")

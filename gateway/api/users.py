@@ -70,6 +70,20 @@ class UserList(msgspec.Struct):
     items: list[UserDoc]
 
 
+class AgentDoc(msgspec.Struct):
+    """Someone who takes calls: what a supervisor needs to hand them work (no sessions, no
+    disabled accounts, no administrators)."""
+
+    username: str
+    display_name: str
+    role: RoleName
+    extensions: list[str]
+
+
+class AgentList(msgspec.Struct):
+    items: list[AgentDoc]
+
+
 class SessionsEnded(msgspec.Struct):
     sessions_ended: int
 
@@ -125,6 +139,22 @@ async def list_users(request: web.Request) -> web.Response:
     counts = await panel.users.session_counts()
     users = await panel.users.all()
     return _json(UserList([_doc(u, counts.get(u.username, 0)) for u in users]))
+
+
+async def list_agents(request: web.Request) -> web.Response:
+    """The team a supervisor assigns work to (a campaign's call pool, a lead's owner): every
+    enabled agent and supervisor, by display name."""
+    require(request, "campaigns:write")
+    users = await request.app[PANEL].users.all()
+    team = sorted(
+        (u for u in users if not u.disabled and u.role.value in ("agent", "supervisor")),
+        key=lambda u: ((u.display_name or u.username).casefold(), u.username),
+    )
+    items = [
+        AgentDoc(u.username, u.display_name or u.username, u.role.value, list(u.extensions))
+        for u in team
+    ]
+    return _json(AgentList(items))
 
 
 async def get_user(request: web.Request) -> web.Response:
@@ -215,6 +245,7 @@ async def delete_user(request: web.Request) -> web.Response:
 def routes() -> list[web.RouteDef]:
     return [
         web.get("/api/v1/users", list_users),
+        web.get("/api/v1/agents", list_agents),
         web.post("/api/v1/users", create_user),
         web.get("/api/v1/users/{username}", get_user),
         web.patch("/api/v1/users/{username}", change_user),
@@ -226,7 +257,7 @@ def routes() -> list[web.RouteDef]:
 def schemas() -> dict[str, Any]:
     """The bodies above as JSON Schema components, for the OpenAPI document."""
     _, components = msgspec.json.schema_components(
-        (NewUser, UserChange, PasswordChange, UserDoc, UserList, SessionsEnded),
+        (NewUser, UserChange, PasswordChange, UserDoc, UserList, AgentList, SessionsEnded),
         ref_template="#/components/schemas/{name}",
     )
     return components
@@ -300,6 +331,14 @@ def openapi_paths() -> dict[str, Any]:
         "`password_weak`; `error.message` says why."
     )
     return {
+        "/api/v1/agents": {
+            "get": _op(
+                "The agents and supervisors who take calls",
+                "campaigns:write",
+                ("200", "Enabled agents and supervisors, by name.", _ref("AgentList")),
+                description="Supervisors may read it too: it is whom they assign work to.",
+            )
+        },
         "/api/v1/users": {
             "get": _op("Panel users", "users:read", ("200", "Every user.", _ref("UserList"))),
             "post": _op(

@@ -187,6 +187,13 @@ async def test_supervisor_builds_a_lost_deal_campaign_starts_it_and_sees_the_fun
         "call",
         "email",
     ]
+    # its pool offers everyone who takes calls, signed in or not (only Sofía is, here)
+    call_step = steps.nth(2)
+    await call_step.get_by_label("A quién se asigna").select_option("pool")
+    pool = call_step.locator("fieldset", has_text="Grupo de agentes").first
+    await pool.get_by_label("Ana García (ana)").wait_for()
+    assert await pool.get_by_label("Bruno Silva (bruno)").count() == 1
+    assert await pool.get_by_label("Sofía Martín (sofia)").count() == 1
     # the call task goes: removed with its own button; the focus stays in the list
     await page.get_by_role("button", name="Quitar Paso 3: Tarea de llamada").click()
     assert [await s.get_attribute("data-kind") for s in await steps.all()] == [

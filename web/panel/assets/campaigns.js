@@ -202,14 +202,12 @@ export function installCampaigns(app) {
     state.poll = null;
   }
 
-  // the agents a supervisor can name: who is on the live board and in the queues; anyone else
-  // is typed in by username
+  // the agents a supervisor can name: everyone who takes calls, online or not (the team
+  // directory); anyone else is typed in by username
   async function agents() {
     if (state.agents) return state.agents;
-    const docs = await Promise.all(['/panel/api/board', '/panel/api/wallboard'].map((u) => api(u).catch(() => ({ agents: [] }))));
-    const found = new Map();
-    for (const a of docs.flatMap((d) => d.agents || [])) if (a.username && !found.has(a.username)) found.set(a.username, a.display_name || a.username);
-    state.agents = [...found].map(([username, name]) => ({ username, name })).sort((a, b) => a.name.localeCompare(b.name));
+    const doc = await api('/api/v1/agents').catch(() => ({ items: [] }));
+    state.agents = (doc.items || []).map((a) => ({ username: a.username, name: a.display_name || a.username }));
     return state.agents;
   }
 
