@@ -10,6 +10,15 @@ clock (``time.time``) on one machine.
 
     python bench/popup_latency.py [--agents 1000] [--rate 50] [--seconds 20]
         [--stages] [--pbx-process] [--clients N] [--agents-after-settle] [--profile FILE]
+        [--instances 2]
+
+``--instances 2`` runs a cluster (docs/scale-out.md): a redis-server on loopback (Debian's,
+as the tests start it), instance A in the server process (it owns the PBX, tracks the calls
+and publishes the pop-ups) and instance B in a process of its own; the agents are split
+between them (every other one connects to B), so half the pop-ups cross Redis to reach their
+socket. Each instance has its own SQLite store; B is handed a copy of the sessions A made
+(sessions are not shared across instances yet). Latency is the same span, measured for
+every agent wherever its socket is; RSS per connection adds both instances' growth.
 
 ``--stages`` also prints where the time goes, per call: the PBX's own gap from the first frame
 of the burst to the frame that starts the ring (DialBegin, 2.7 ms of the capture's timeline
@@ -333,6 +342,55 @@ async def _pbx(
     await pbx.stop()
 
 
+# -- instance B (--instances 2) ----------------------------------------------------------------
+
+
+def instance_b_process(
+    db_a: str, pbx_port: int, redis_url: str, out: Any, go: Any, done: Any
+) -> None:
+    asyncio.run(_instance_b(db_a, pbx_port, redis_url, out, go, done))
+
+
+async def copy_sessions(db: Any, db_a: str) -> None:
+    """The users and sessions of A's store into this one's: sessions are not shared across
+    instances yet (docs/scale-out.md), so the bench hands B the ones A made."""
+    await db.conn.execute("ATTACH DATABASE ? AS a", (db_a,))
+    async with db.transaction() as conn:
+        await conn.execute("INSERT OR IGNORE INTO users SELECT * FROM a.users")
+        await conn.execute("INSERT OR IGNORE INTO sessions SELECT * FROM a.sessions")
+    await db.conn.execute("DETACH DATABASE a")
+
+
+async def _instance_b(
+    db_a: str, pbx_port: int, redis_url: str, out: Any, go: Any, done: Any
+) -> None:
+    """A second gateway on the same Redis, with its own store: standby for the PBX, it holds
+    half the sockets."""
+    from gateway.cluster.settings import ClusterSettings
+
+    cfg = GatewayConfig(
+        pbx=[PbxSettings(name="bench", port=pbx_port, username="gateway", secret="gw-lab-secret")],
+        store=StoreSettings(path=str(Path(db_a).with_name("bench-b.db"))),
+        cluster=ClusterSettings(redis_url=redis_url, instance="bench-b"),
+    )
+    gw = Gateway(cfg)
+    app = await create_app(cfg, gw)
+    await copy_sessions(gw.db, db_a)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    await settle(gw)
+    loop = asyncio.get_running_loop()
+    out.put((port, rss_kib()))
+    await loop.run_in_executor(None, go.wait)  # the agents are in
+    panel = app[PANEL]
+    out.put((panel.hub.connections(), rss_kib()))
+    await loop.run_in_executor(None, done.wait)
+    await runner.cleanup()
+
+
 # -- the server ---------------------------------------------------------------------------------
 
 
@@ -354,11 +412,21 @@ async def main(args: argparse.Namespace) -> None:
         pbx.queues.clear()
         await pbx.start()
         port_of_pbx = pbx.port
+    redis_server = None
+    cluster = None
+    if args.instances == 2:
+        from gateway.cluster.settings import ClusterSettings
+        from tests.redis_fixtures import RedisServer
+
+        redis_server = RedisServer()
+        redis_server.start()
+        cluster = ClusterSettings(redis_url=redis_server.url, instance="bench-a")
     cfg = GatewayConfig(
         pbx=[
             PbxSettings(name="bench", port=port_of_pbx, username="gateway", secret="gw-lab-secret")
         ],
         store=StoreSettings(path=str(state / "bench.db")),
+        cluster=cluster,
     )
     gw = Gateway(cfg)
     app = await create_app(cfg, gw)  # the app `centralita run` serves
@@ -389,35 +457,54 @@ async def main(args: argparse.Namespace) -> None:
 
     if args.agents_after_settle and not args.no_freeze:
         await settle(gw)  # production's order: settled when it listens, agents sign in later
+    ports = [port]
+    b_proc = None
+    if redis_server is not None:  # instance B, on the same store and Redis
+        b_out, b_go, b_done = ctx.Queue(), ctx.Event(), ctx.Event()
+        b_proc = ctx.Process(
+            target=instance_b_process,
+            args=(str(state / "bench.db"), port_of_pbx, redis_server.url, b_out, b_go, b_done),
+        )
+        b_proc.start()
+        port_b, b_rss_before = await asyncio.get_running_loop().run_in_executor(None, b_out.get)
+        ports.append(port_b)
     rss_before = rss_kib()
     results, stop = ctx.Queue(), ctx.Event()
-    origin = f"http://127.0.0.1:{port}"
     procs, readies = [], []
     n_proc = max(1, args.clients)
-    for k in range(n_proc):
-        ready = ctx.Event()
-        proc = ctx.Process(
-            target=agents_process,
-            args=(
-                f"ws://127.0.0.1:{port}/panel/ws",
-                origin,
-                tokens[k::n_proc],
-                ready,
-                results,
-                stop,
-            ),
-        )
-        proc.start()
-        procs.append(proc)
-        readies.append(ready)
+    for i, on in enumerate(ports):  # with two instances, every other agent is on B
+        mine = tokens[i :: len(ports)]
+        for k in range(n_proc):
+            ready = ctx.Event()
+            proc = ctx.Process(
+                target=agents_process,
+                args=(
+                    f"ws://127.0.0.1:{on}/panel/ws",
+                    f"http://127.0.0.1:{on}",
+                    mine[k::n_proc],
+                    ready,
+                    results,
+                    stop,
+                ),
+            )
+            proc.start()
+            procs.append(proc)
+            readies.append(ready)
     for ready in readies:
         await asyncio.get_running_loop().run_in_executor(None, ready.wait)
     await asyncio.sleep(0.5)
+    b_conns, b_rss_after = 0, 0
+    if b_proc is not None:
+        b_go.set()
+        b_conns, b_rss_after = await asyncio.get_running_loop().run_in_executor(None, b_out.get)
     stages = install_stage_stamps(gw, panel) if args.stages else None
     if args.stages and pbx is not None:
         pbx.sent_log = {}
     rss_after = rss_kib()
-    print(f"agents connected: {panel.hub.connections()}  ")
+    print(
+        f"agents connected: {panel.hub.connections()}"
+        + (f" on A (PBX owner), {b_conns} on B" if b_proc is not None else "")
+    )
 
     lags: list[float] = []
 
@@ -479,7 +566,12 @@ async def main(args: argparse.Namespace) -> None:
         report["lags"] += part["lags"]
     for proc in procs:
         proc.join(10)
+    if b_proc is not None:
+        b_done.set()
+        b_proc.join(20)
     await runner.cleanup()
+    if redis_server is not None:
+        redis_server.close()
     if pbx is not None:
         await pbx.stop()
     else:
@@ -502,7 +594,25 @@ async def main(args: argparse.Namespace) -> None:
             f"ring-to-pop-up latency ms: p50 {pct(50):.2f}  p99 {pct(99):.2f}  "
             f"max {lat[-1]:.2f}  mean {statistics.fmean(lat):.2f}"
         )
-    print(f"hub messages sent: {sent} ({sent / elapsed:.0f}/s over {elapsed:.1f} s)")
+    if b_proc is not None and lat:  # call i rings agent i; every other agent is on B
+        for name, side in (("A (the PBX owner)", 0), ("B (across Redis)", 1)):
+            part = sorted(
+                (report["arrivals"][lid] - first_sent[lid]) * 1000
+                for i, lid in enumerate(started)
+                if (i % len(extensions)) % 2 == side
+                and lid in report["arrivals"]
+                and lid in first_sent
+            )
+            if part:
+                p99 = part[min(len(part) - 1, round(0.99 * (len(part) - 1)))]
+                print(
+                    f"  agents on {name}: {len(part)} pop-ups, p50"
+                    f" {part[len(part) // 2]:.2f}  p99 {p99:.2f}  max {part[-1]:.2f} ms"
+                )
+    print(
+        f"hub messages sent: {sent} ({sent / elapsed:.0f}/s over {elapsed:.1f} s)"
+        + (" by A alone" if b_proc is not None else "")
+    )
     print(f"agent process received: {report['messages']} messages")
     print(
         f"server GC while ringing: {len(gc_pauses)} collections,"
@@ -536,10 +646,24 @@ async def main(args: argparse.Namespace) -> None:
         stages["receive"] = report["arrivals"]
         print_stages(first_sent, sent_log, started, stages)
     per_conn = (rss_after - rss_before) * 1024 / max(1, args.agents)
-    print(
-        f"server RSS: {rss_before / 1024:.1f} MiB before agents, {rss_after / 1024:.1f} MiB "
-        f"with {args.agents} sockets = {per_conn / 1024:.1f} KiB per connection"
-    )
+    if b_proc is not None:
+        grown = (rss_after - rss_before) + (b_rss_after - b_rss_before)
+        per_conn = grown * 1024 / max(1, args.agents)
+        print(
+            f"instance A RSS: {rss_before / 1024:.1f} -> {rss_after / 1024:.1f} MiB,"
+            f" instance B RSS: {b_rss_before / 1024:.1f} -> {b_rss_after / 1024:.1f} MiB"
+            f" = {per_conn / 1024:.1f} KiB per connection over both"
+        )
+        fan = panel.fanout.health() if panel.fanout is not None else {}
+        print(
+            f"fanout on A: {fan.get('published')} messages in {fan.get('batches')} Redis"
+            f" round trips, delivered locally only: {fan.get('delivered_locally')}"
+        )
+    else:
+        print(
+            f"server RSS: {rss_before / 1024:.1f} MiB before agents, {rss_after / 1024:.1f} MiB"
+            f" with {args.agents} sockets = {per_conn / 1024:.1f} KiB per connection"
+        )
     half = len(rss_samples) // 2
     print(
         f"server RSS while ringing (every 5 s): first {rss_samples[0] / 1024:.1f} MiB,"
@@ -582,5 +706,13 @@ if __name__ == "__main__":
         action="store_true",
         help="settle (gc.freeze) before the agents connect, as `centralita run` does, so their"
         " sockets are not frozen (default: after, so they are)",
+    )
+    p.add_argument(
+        "--instances",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="2: a cluster on a loopback Redis, the agents split between the PBX owner and a"
+        " second instance (in a process of its own)",
     )
     asyncio.run(main(p.parse_args()))

@@ -47,6 +47,12 @@ _CSP = (
 async def health(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     ok, doc = gw.health()
+    from gateway.panel.routes import PANEL  # the panel is optional; ops must not need it
+
+    panel = request.app.get(PANEL)
+    if panel is not None and panel.fanout is not None and "cluster" in doc:
+        # pop-ups through Redis: informs (a Redis outage degrades them, PBX links decide 503)
+        doc["cluster"]["push"] = panel.fanout.health()
     doc["outbox"] = await gw.outbox_health()
     doc["directories"] = await gw.directory_health()
     return web.json_response(doc, status=200 if ok else 503)

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -56,6 +56,11 @@ from gateway.store.calllog import (
 from gateway.store.db import Database, SqlParam
 from gateway.store.events import WrapUpSaved
 from gateway.store.models import PersonType
+
+if TYPE_CHECKING:  # redis is imported only by a clustered gateway
+    from gateway.cluster.fanout import RedisFanout
+    from gateway.cluster.settings import ClusterSettings
+    from gateway.cluster.signin import RedisSignInGuard
 from gateway.store.repositories import (
     ActivityRepository,
     FollowUpRepository,
@@ -96,6 +101,7 @@ class PanelService:
         settings: PanelSettings | None = None,
         clock: Callable[[], float] = time.time,
         writeback: Writeback | None = None,
+        cluster: ClusterSettings | None = None,
     ) -> None:
         self.db = db
         self.bus = bus
@@ -111,14 +117,31 @@ class PanelService:
         self.activities = ActivityRepository(db)
         self.follow_ups = FollowUpRepository(db)
         self.board = Board()
+        # clustered: pop-ups go through Redis to whichever instance holds each agent's tabs
+        self.fanout: RedisFanout | None = None
+        if cluster is not None:
+            from gateway.cluster.fanout import RedisFanout
+
+            self.fanout = RedisFanout(cluster, buffer_size=self.settings.buffer_size)
         self.hub = AgentHub(
             self.agent_of,
             buffer_size=self.settings.buffer_size,
             max_pending=self.settings.max_pending,
             allowed_origins=self.settings.allowed_origins,
+            fanout=self.fanout,
         )
+        if self.fanout is not None:
+            self.fanout.bind(self.hub)
         s = self.settings
         self.sign_ins = SignInGuard(s.login_attempts, s.login_window)
+        # clustered: the same limits counted in Redis, for every instance at once
+        self.shared_sign_ins: RedisSignInGuard | None = None
+        if self.fanout is not None and cluster is not None:
+            from gateway.cluster.signin import RedisSignInGuard
+
+            self.shared_sign_ins = RedisSignInGuard(
+                self.fanout.redis, self.sign_ins, prefix=cluster.key_prefix
+            )
         self.clicktocall = ClickToCall(
             db,
             links,
@@ -177,6 +200,7 @@ class PanelService:
             cfg=cfg,
             settings=settings or getattr(cfg, "panel", None),
             clock=getattr(gateway, "clock", time.time),
+            cluster=getattr(cfg, "cluster", None),
             **kw,
         )
 
@@ -198,6 +222,8 @@ class PanelService:
 
     async def start(self) -> None:
         self.attach()
+        if self.fanout is not None:
+            await self.fanout.start()
         for s in await self.sessions.active():
             self.board.sign_in(s.username, s.display_name, s.role.value, s.extensions)
         rows = await self.db.conn.execute_fetchall(
@@ -231,6 +257,8 @@ class PanelService:
             unsubscribe()
         self._unsubscribe = []
         await self.hub.close()
+        if self.fanout is not None:
+            await self.fanout.close()
         await self.clicktocall.close()
         await self.controls.close()
         # calls already ended keep their attribution
@@ -271,7 +299,11 @@ class PanelService:
             raise ApiError(400, "bad_request", "Expected a user name and a password.")
         name = username.strip().lower()[:40]
         now = self.clock()
-        wait = self.sign_ins.wait(name, address, now)
+        shared = self.shared_sign_ins
+        if shared is not None:
+            wait = await shared.wait(name, address, now)
+        else:
+            wait = self.sign_ins.wait(name, address, now)
         if wait:
             raise ApiError(
                 429,
@@ -281,10 +313,16 @@ class PanelService:
             )
         user = await self.users.verify(name, password)
         if user is None:
-            self.sign_ins.failed(name, address, now)
+            if shared is not None:
+                await shared.failed(name, address, now)
+            else:
+                self.sign_ins.failed(name, address, now)
             log.info("panel sign-in refused user=%r from %s", name, address)
             raise ApiError(401, "bad_credentials", "Wrong user name or password.")
-        self.sign_ins.succeeded(name, address, now)
+        if shared is not None:
+            await shared.succeeded(name, address, now)
+        else:
+            self.sign_ins.succeeded(name, address, now)
         chosen: tuple[str, ...] = user.extensions
         if extensions not in (None, "", []):
             try:

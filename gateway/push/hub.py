@@ -16,6 +16,10 @@ Theory of operation (the Home Assistant ``websocket_api`` shape):
 * The handshake is checked before the upgrade: the ``Origin`` must be this server (a page on
   another site cannot open a socket with the agent's cookie), and the authenticator (the
   session cookie) must name a user. Heartbeat pings drop dead connections.
+* Clustered (``fanout``: gateway/cluster/fanout.py), ``publish`` hands the message to the
+  fanout, which numbers and keeps it in Redis and brings it back to every instance's hub
+  through :meth:`AgentHub.deliver`; a reconnecting tab is answered from Redis's buffer, so it
+  may come back to any instance. Without one, nothing of this runs.
 * The hub pings each socket itself, every ``heartbeat`` s on a clock of its own that starts at
   a random point: aiohttp's heartbeat rounds every ping time up to a whole second, so 1,000
   sockets that connected together were all pinged in the same loop pass, and no pop-up went
@@ -31,8 +35,9 @@ import logging
 import random
 import secrets
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
@@ -45,6 +50,27 @@ Authenticator = Callable[[web.Request], Awaitable[str | None]]
 ConnectionListener = Callable[[str, int], None]  # (agent, connections now)
 
 SLOW_CLIENT_CLOSE = 4008  # application close code: "you fell behind, reconnect"
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One agent's channel as the shared store has it: the cluster's epoch, the last number,
+    and the messages after ``since`` (None: that gap is no longer kept)."""
+
+    epoch: str
+    seq: int
+    missed: Sequence[str] | None
+
+
+class Fanout(Protocol):
+    """Where a clustered hub's messages go (gateway/cluster/fanout.py): numbered and kept in a
+    shared store, then handed back to every instance's hub through :meth:`AgentHub.deliver`.
+    Without one the hub numbers, keeps and delivers everything itself."""
+
+    def publish(self, agents: Iterable[str], message: Encoded, replay: bool) -> None: ...
+
+    async def snapshot(self, agent: str, since: int) -> Snapshot | None:
+        """None: the store cannot be reached now."""
 
 
 @dataclass(slots=True, eq=False)
@@ -60,6 +86,9 @@ class _Connection:
     heard: float = 0.0  # loop time of the last frame from the browser
     pinged: float = 0.0  # loop time of the last ping sent
     beat: asyncio.TimerHandle | None = None  # the next ping, or the check of its answer
+    # clustered: (seq, text) delivered while the handshake reads the shared store
+    held: list[tuple[int, str]] | None = None
+    floor: int = 0  # clustered: the number the handshake's replay went up to
 
 
 @dataclass(slots=True)
@@ -80,8 +109,10 @@ class AgentHub:
         max_pending: int = 512,
         heartbeat: float = 30.0,
         allowed_origins: Iterable[str] = (),
+        fanout: Fanout | None = None,
     ) -> None:
         self.authenticate = authenticate
+        self.fanout = fanout
         self.buffer_size = buffer_size
         self.max_pending = max_pending
         self.heartbeat = heartbeat
@@ -103,6 +134,9 @@ class AgentHub:
         ``replay=False``: a latest-state message (the wallboard) goes to the open tabs only,
         without a number and never into the buffer, so it cannot push out what a reconnecting
         tab must get back; such a tab asks for the current state instead."""
+        if self.fanout is not None:  # clustered: numbered in Redis, delivered by deliver()
+            self.fanout.publish(agents, message, replay)
+            return
         if not replay:
             text = "{" + message.tail
             for agent in agents:
@@ -121,6 +155,46 @@ class AgentHub:
                 channel.buffer.popleft()
             for conn in tuple(channel.connections):
                 self._enqueue(conn, text)
+
+    def deliver(self, agent: str, seq: int, text: str) -> None:
+        """Clustered: queue a message numbered by the fanout (``seq`` 0: not numbered) on this
+        instance's tabs of ``agent``; a number already delivered here is dropped."""
+        channel = self._channels.get(agent)
+        if channel is None:
+            channel = self._channels[agent] = _Channel()
+        if seq:
+            if seq <= channel.seq:
+                return
+            channel.seq = seq
+        for conn in tuple(channel.connections):
+            if conn.held is not None:
+                conn.held.append((seq, text))
+            elif seq and seq <= conn.floor:
+                continue  # sent already by the handshake's replay (pub/sub was behind)
+            else:
+                self._enqueue(conn, text)
+
+    def known_seq(self, agent: str, seq: int) -> None:
+        """Clustered: the last number of ``agent`` as the shared store has it (at start)."""
+        channel = self._channels.get(agent)
+        if channel is None:
+            channel = self._channels[agent] = _Channel()
+        channel.seq = max(channel.seq, seq)
+
+    def new_epoch(self, epoch: str) -> None:
+        """Clustered: the shared store lost its numbers (a Redis without its data): numbering
+        starts again under a new epoch, and every open tab reloads its state."""
+        self.epoch = epoch
+        for agent, channel in self._channels.items():
+            channel.seq = 0
+            channel.buffer.clear()
+            for conn in tuple(channel.connections):
+                self._enqueue(conn, control(HELLO, 0, {"epoch": epoch}))
+                log.info("push agent=%s: new cluster epoch, tab reloads", agent)
+
+    def agents_with_tabs(self) -> list[tuple[str, int]]:
+        """(agent, last number delivered here) of every agent with a tab open here."""
+        return [(a, c.seq) for a, c in self._channels.items() if c.connections]
 
     def last_seq(self, agent: str) -> int:
         channel = self._channels.get(agent)
@@ -197,12 +271,31 @@ class AgentHub:
         channel = self._channels.get(agent)
         if channel is None:
             channel = self._channels[agent] = _Channel()
-        # greeting and replay are queued before the connection joins the channel, with no
-        # await in between: nothing published meanwhile can be lost or sent twice
-        for text in self._catch_up(channel, request.query):
-            conn.pending.append(text)
-        conn.wake.set()
-        channel.connections.add(conn)
+        if self.fanout is not None:
+            # clustered: the tab joins first and holds what arrives while the shared store is
+            # read; what the store had is sent, then the held messages it did not have
+            conn.held = []
+            channel.connections.add(conn)
+            try:
+                texts, last = await self._catch_up_shared(agent, channel, request.query)
+            except BaseException:
+                channel.connections.discard(conn)
+                conn.closing = True
+                if conn.beat is not None:
+                    conn.beat.cancel()
+                raise
+            held, conn.held = conn.held, None
+            conn.floor = last
+            conn.pending.extend(texts)
+            conn.pending.extend(t for s, t in held if s == 0 or s > last)
+            conn.wake.set()
+        else:
+            # greeting and replay are queued before the connection joins the channel, with no
+            # await in between: nothing published meanwhile can be lost or sent twice
+            for text in self._catch_up(channel, request.query):
+                conn.pending.append(text)
+            conn.wake.set()
+            channel.connections.add(conn)
         self._notify(agent, len(channel.connections))
         writer = asyncio.create_task(self._write(conn), name=f"push-writer-{agent}")
         try:
@@ -244,6 +337,37 @@ class AgentHub:
         if since + 1 < oldest:
             return [hello, control(REFRESH, channel.seq, {"reason": "too far behind"})]
         return [hello, *(text for seq, text in channel.buffer if seq > since)]
+
+    async def _catch_up_shared(
+        self, agent: str, channel: _Channel, query: object
+    ) -> tuple[list[str], int]:
+        """:meth:`_catch_up` from the fanout's shared store; also the last number it had (the
+        messages held meanwhile up to it are in the store's answer already)."""
+        get = getattr(query, "get", lambda _k, _d=None: None)
+        since_raw, epoch = get("since"), get("epoch")
+        try:
+            since = int(since_raw) if since_raw is not None else 0
+        except ValueError:
+            since = -1
+        assert self.fanout is not None
+        snap = await self.fanout.snapshot(agent, max(since, 0))
+        if snap is None:  # the store is away: greet with what this instance knows
+            seq = channel.seq
+            hello = control(HELLO, seq, {"epoch": self.epoch})
+            if since_raw is None:
+                return [hello], seq
+            return [hello, control(REFRESH, seq, {"reason": "cluster store away"})], seq
+        if snap.epoch != self.epoch:
+            self.new_epoch(snap.epoch)
+        seq = snap.seq
+        hello = control(HELLO, seq, {"epoch": self.epoch})
+        if since_raw is None:
+            return [hello], seq
+        if epoch != self.epoch or since < 0 or since > seq:
+            return [hello, control(REFRESH, seq, {"reason": "server restarted"})], seq
+        if snap.missed is None:
+            return [hello, control(REFRESH, seq, {"reason": "too far behind"})], seq
+        return [hello, *snap.missed], seq
 
     async def _write(self, conn: _Connection) -> None:
         ws = conn.ws
