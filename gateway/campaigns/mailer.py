@@ -475,6 +475,8 @@ class Mailer:
         )
         try:
             await client.connect()
+            if self._closed:  # closed while this one was connecting: it is not needed
+                raise RuntimeError("mailer closed")
             if client.is_ehlo_or_helo_needed:  # no STARTTLS or AUTH asked for one yet
                 try:
                     await client.ehlo()
@@ -507,8 +509,12 @@ class Mailer:
                 await asyncio.wait_for(session.quit(), timeout=2.0)
             except Exception:
                 session.transport.abort()
-        if self._sessions:
-            await asyncio.wait([s.closed for s in self._sessions], timeout=2.0)
+        # a send under way when close() began ends (and closes its session) meanwhile: the set
+        # is read again until it is empty, so no session opened late is left to the GC
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2.0
+        while self._sessions and (left := deadline - loop.time()) > 0:
+            await asyncio.wait([s.closed for s in self._sessions], timeout=left)
 
 
 # RFC 5321 4.1.2, the shape an envelope address may have: a dot-string or a quoted local part;
