@@ -51,7 +51,9 @@ async def test_a_session_that_stayed_up_starts_the_next_backoff_from_the_beginni
         await until(lambda: len(waits(caplog)) >= 4)
         assert waits(caplog)[3] >= 0.8 * backoff.maximum  # the outage escalated to the cap
         await pbx.start(port=port)
-        await until(lambda: link.status is LinkStatus.READY and seen.resyncs)
+        # ready: logged in, resynced and the session's start noted (status READY and the
+        # snapshot come a little before that; the clock must move only after it)
+        assert await link.wait_ready(5) and seen.resyncs
         now[0] += 30  # half a minute of healthy service
         caplog.clear()
         pbx.drop_connections()
