@@ -113,10 +113,11 @@ class _Controller(Controller):
         smtpd = super().factory()
         self.sessions.append(smtpd)
         received = smtpd.data_received
-        chunks = self._sink_handler.chunks
+        handler = self._sink_handler
 
         def data_received(data: bytes) -> None:
-            chunks.append(data)
+            with handler.lock:  # read by the test's thread through SmtpSink.chunks
+                handler.chunks.append(data)
             received(data)
 
         smtpd.data_received = data_received  # type: ignore[method-assign]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from gateway.sim.clock import ManualClock
 from gateway.sim.pbx import SimulatedPbx
+from gateway.store.db import Database
 
 
 @pytest.fixture
@@ -27,3 +29,12 @@ async def sim() -> AsyncIterator[SimulatedPbx]:
     await pbx.start()
     yield pbx
     await pbx.stop()
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    """A fresh store file, migrated, on the real clock (modules that need a fixed clock define
+    their own ``db``)."""
+    d = await Database.open(tmp_path / "store.db")
+    yield d
+    await d.close()

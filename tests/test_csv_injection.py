@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -28,13 +27,6 @@ PAYLOADS = [
     "'=already quoted",  # a value that really starts with a quote keeps it
     "-",
 ]
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    d = await Database.open(tmp_path / "c.db")
-    yield d
-    await d.close()
 
 
 async def _export(db: Database) -> list[dict[str, str]]:

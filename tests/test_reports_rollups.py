@@ -13,7 +13,7 @@ whatever order it is added, and any difference is a mistake; the 5,000,000-call 
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -233,13 +233,6 @@ async def rebuilt_from_scratch(db: Database) -> dict[str, list[tuple[Any, ...]]]
         await conn.execute("INSERT INTO report_callbacks SELECT * FROM report_callback_source")
         await calls.rebuild_rollups(conn, 0, 4e9)
     return await snapshot(db)
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    d = await Database.open(tmp_path / "store.db")
-    yield d
-    await d.close()
 
 
 async def test_every_report_is_the_same_from_the_rollups(db: Database) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -19,13 +17,6 @@ from gateway.store.scoring_service import ScoringService
 from gateway.store.validation import FieldError
 
 NON_FINITE = [math.inf, -math.inf, math.nan, "1e999", "nan", "-Infinity"]
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    d = await Database.open(tmp_path / "s.db")
-    yield d
-    await d.close()
 
 
 async def _lead(db: Database) -> int:

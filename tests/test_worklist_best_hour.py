@@ -4,14 +4,12 @@ real SQLite file, with the best hours the intel service computes from real call-
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
-import pytest
 
 from gateway.api.schemas import Worklist
 from gateway.intel.service import IntelService
@@ -74,13 +72,6 @@ async def _world(db: Database, clock: Clock) -> dict[str, int]:
     intel = IntelService(db, tz=MADRID, clock=clock)
     await intel.recompute_many(ids.values())
     return ids
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    d = await Database.open(tmp_path / "worklist.db")
-    yield d
-    await d.close()
 
 
 async def test_among_equal_scores_the_leads_whose_best_hour_is_now_come_first(
