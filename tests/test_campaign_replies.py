@@ -340,6 +340,209 @@ async def test_a_delivery_failure_report_marks_the_address_bounced(world: ReplyW
     assert states[later] == ("left", "completed")
 
 
+def _copy(original: EmailMessage) -> str:
+    """The returned original's headers, as a mail server copies them under its text."""
+    return (
+        "Return-Path: <campanas@example.com>\n"
+        "Received: from gw.example.com (gw.example.com [192.0.2.10])\n"
+        "\tby mx.example.es with ESMTP id 4Fq2Lk3Jz1; Fri, 4 Dec 2026 09:00:02 +0100\n"
+        f"From: {original['From']}\nTo: {original['To']}\nSubject: {original['Subject']}\n"
+        f"Message-ID: {original['Message-ID']}\nDate: Fri, 4 Dec 2026 09:00:01 +0100\n\n"
+        "Hola, ...\n"
+    )
+
+
+def postfix_pre_dsn(original: EmailMessage, failed: str) -> bytes:
+    """Postfix before DSN (2.2): multipart/mixed, the notice in words, the message attached."""
+    return (
+        "Return-Path: <>\n"
+        "From: MAILER-DAEMON@mx.example.es (Mail Delivery System)\n"
+        "To: respuestas@example.com\n"
+        "Subject: Undelivered Mail Returned to Sender\n"
+        "MIME-Version: 1.0\n"
+        'Content-Type: multipart/mixed; boundary="4Fq2Lk3Jz1.1733299202/mx.example.es"\n'
+        "\n--4Fq2Lk3Jz1.1733299202/mx.example.es\n"
+        "Content-Description: Notification\nContent-Type: text/plain\n\n"
+        "This is the Postfix program at host mx.example.es.\n\n"
+        "I'm sorry to have to inform you that your message could not be\n"
+        "delivered to one or more recipients. It's attached below.\n\n"
+        "For further assistance, please send mail to <postmaster>\n\n"
+        "\t\t\tThe Postfix program\n\n"
+        f'<{failed}>: unknown user: "{failed.partition("@")[0]}"\n'
+        "\n--4Fq2Lk3Jz1.1733299202/mx.example.es\n"
+        "Content-Description: Undelivered Message\nContent-Type: message/rfc822\n\n"
+        f"{_copy(original)}"
+        "\n--4Fq2Lk3Jz1.1733299202/mx.example.es--\n"
+    ).encode()
+
+
+def qmail(original: EmailMessage, failed: str) -> bytes:
+    """qmail-send's failure notice: words, then the whole message below a line."""
+    return (
+        "Return-Path: <>\n"
+        "From: MAILER-DAEMON@correo.example.net\n"
+        "To: respuestas@example.com\n"
+        "Subject: failure notice\n\n"
+        "Hi. This is the qmail-send program at correo.example.net.\n"
+        "I'm afraid I wasn't able to deliver your message to the following addresses.\n"
+        "This is a permanent error; I've given up. Sorry it didn't work out.\n\n"
+        f"<{failed}>:\n"
+        "198.51.100.7 does not like recipient.\n"
+        f"Remote host said: 550 5.1.1 <{failed}>... User unknown\n"
+        "Giving up on 198.51.100.7.\n\n"
+        "--- Below this line is a copy of the message.\n\n"
+        f"{_copy(original)}"
+    ).encode()
+
+
+def exim(original: EmailMessage, failed: str, *, delayed: bool = False) -> bytes:
+    """Exim without DSN: a failure (or a delay warning), and the message's copy below."""
+    if delayed:
+        words = (
+            "A message that you sent has not yet been delivered to one or more of its\n"
+            "recipients after more than 24 hours on the queue on mx.example.org.\n\n"
+            "The message identifier is:     1tIZ7k-0003Xc-2v\n"
+            f"The subject of the message is: {original['Subject']}\n\n"
+            "The address to which the message has not yet been delivered is:\n\n"
+            f"  {failed}\n"
+            "    host mx2.example.org [203.0.113.9]\n"
+            "    Delay reason: SMTP error from remote mail server after RCPT TO:\n"
+            f"    <{failed}>: 451 4.3.0 Mailbox temporarily unavailable\n\n"
+            "No action is required on your part. Delivery attempts will continue for\n"
+            "some time, and this warning may be repeated at intervals if the message\n"
+            "remains undelivered. Eventually the mail delivery software will give up,\n"
+            "and when that happens, the message will be returned to you.\n"
+        )
+        subject = "Warning: message 1tIZ7k-0003Xc-2v delayed 24 hours"
+    else:
+        words = (
+            "A message that you sent could not be delivered to one or more of its\n"
+            "recipients. This is a permanent error. The following address(es) failed:\n\n"
+            f"  {failed}\n"
+            "    host mx2.example.org [203.0.113.9]\n"
+            "    SMTP error from remote mail server after RCPT TO:\n"
+            f"    <{failed}>: 550 5.2.1 Mailbox disabled for this recipient\n\n"
+        )
+        subject = "Mail delivery failed: returning message to sender"
+    return (
+        "From: Mail Delivery System <Mailer-Daemon@mx.example.org>\n"
+        "To: respuestas@example.com\n"
+        f"Subject: {subject}\n"
+        "Auto-Submitted: auto-replied\n\n"
+        "This message was created automatically by mail delivery software.\n\n"
+        f"{words}\n"
+        "------ This is a copy of the message, including all the headers. ------\n\n"
+        f"{_copy(original)}"
+    ).encode()
+
+
+def gmail_legacy(original: EmailMessage, failed: str) -> bytes:
+    return (
+        "From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>\n"
+        "To: respuestas@example.com\n"
+        "Subject: Delivery Status Notification (Failure)\n"
+        "Content-Type: text/plain; charset=ISO-8859-1\n\n"
+        "Delivery to the following recipient failed permanently:\n\n"
+        f"     {failed}\n\n"
+        "Technical details of permanent failure:\n"
+        "The email account that you tried to reach does not exist. 550 5.1.1 NoSuchUser\n\n"
+        "----- Original message -----\n\n"
+        f"{_copy(original)}"
+    ).encode()
+
+
+def postfix_warning(original: EmailMessage, failed: str) -> bytes:
+    return (
+        "From: MAILER-DAEMON@mx.example.es (Mail Delivery System)\n"
+        "To: respuestas@example.com\n"
+        "Subject: Delayed Mail (still being retried)\n"
+        "Auto-Submitted: auto-replied\n\n"
+        "This is the mail system at host mx.example.es.\n\n"
+        "####################################################################\n"
+        "# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #\n"
+        "####################################################################\n\n"
+        "Your message could not be delivered for more than 4 hour(s).\n"
+        "It will be retried until it is 5 day(s) old.\n\n"
+        f"<{failed}>: connect to mx.lento.example[198.51.100.20]:25: Connection timed out\n\n"
+        "------ This is a copy of the message's headers. ------\n\n"
+        f"{_copy(original)}"
+    ).encode()
+
+
+async def test_plain_text_bounces_without_dsn_mark_the_address_and_warnings_do_not(
+    world: ReplyWorld,
+) -> None:
+    names = ["postfix", "qmail", "exim", "gmail", "espera", "aviso", "persona", "reenvia"]
+    leads = {n: await world.lead(n.title(), emails=[f"{n}@example.es"]) for n in names}
+    cid = await world.campaign([email("Uno"), Wait(days=1), email("Dos")])
+    await world.tick(FRI_0900)
+    assert len(world.sink.messages) == len(names)
+
+    def sent(name: str) -> EmailMessage:
+        return world.sent_to(f"{name}@example.es")
+
+    world.clock.now = FRI_0900 + 900
+    uids = {
+        "postfix": world.imap.deliver(postfix_pre_dsn(sent("postfix"), "postfix@example.es")),
+        "qmail": world.imap.deliver(qmail(sent("qmail"), "QMail@Example.es")),
+        "exim": world.imap.deliver(exim(sent("exim"), "exim@example.es")),
+        "gmail": world.imap.deliver(gmail_legacy(sent("gmail"), "gmail@example.es")),
+        # only warnings: the servers keep trying
+        "espera": world.imap.deliver(exim(sent("espera"), "espera@example.es", delayed=True)),
+        "aviso": world.imap.deliver(postfix_warning(sent("aviso"), "aviso@example.es")),
+        # a person forwards a bounce they got, quoting it and their own address: a reply
+        "persona": world.imap.deliver(
+            answer(
+                sent("persona"),
+                sender="persona@example.es",
+                body="Mirad lo que me llega al escribiros:\n\n> "
+                + qmail(sent("persona"), "persona@example.es").decode().replace("\n", "\n> "),
+            )
+        ),
+        # the lead's server forwards to an old address that fails: not the address we used
+        "reenvia": world.imap.deliver(qmail(sent("reenvia"), "reenvia.antiguo@otro.example")),
+    }
+    await world.watcher.poll()
+
+    marks = {
+        r[0]: (r[1], r[2])
+        for r in await world.rows("SELECT person_id, bounced_at, bounce_detail FROM emails")
+    }
+    for name in ("postfix", "qmail", "exim", "gmail"):
+        assert marks[leads[name]][0] == FRI_0900 + 900, name
+    assert marks[leads["qmail"]][1].startswith("5.1.1 Remote host said: 550 5.1.1")
+    assert marks[leads["exim"]][1].startswith("5.2.1")
+    for name in ("espera", "aviso", "persona", "reenvia"):
+        assert marks[leads[name]] == (None, ""), name
+    assert [(pid, kind) for pid, kind, _s in await world.recorded()] == [
+        (leads["postfix"], "bounce"),
+        (leads["qmail"], "bounce"),
+        (leads["exim"], "bounce"),
+        (leads["gmail"], "bounce"),
+        (leads["espera"], "delayed"),
+        (leads["aviso"], "delayed"),
+        (leads["persona"], "reply"),
+        (leads["reenvia"], "auto_reply"),
+    ]
+    senders = {pid: s for pid, _k, s in await world.recorded()}
+    assert senders[leads["qmail"]] == "qmail@example.es"
+    flags = world.imap.flags()
+    assert SEEN in flags[uids["qmail"]] and flags[uids["persona"]] == {KEYWORD}
+    results = await CampaignStore(world.db).results(cid)
+    assert results.emails_bounced == 4 and results.emails_replied == 1
+
+    await world.tick(MON_0900)
+    assert sorted(str(m["To"]) for m in world.sink.messages[len(names) :]) == [
+        "aviso@example.es",
+        "espera@example.es",
+        "reenvia@example.es",
+    ]
+    states = await world.member_states()
+    for name in ("postfix", "qmail", "exim", "gmail"):
+        assert states[leads[name]] == ("left", "unreachable"), name
+    assert states[leads["persona"]] == ("left", "replied")
+
+
 async def test_a_restart_handles_nothing_twice(world: ReplyWorld) -> None:
     first = await world.lead("Uno", emails=["uno@example.es"])
     second = await world.lead("Dos", emails=["dos@example.es"])

@@ -15,7 +15,15 @@ References names one of them is about that run, and is one of:
   RFC 3464), matched by the Message-ID of the returned original: a final failure (``Action:
   failed``, ``Status: 5.x.x``) marks the address bounced and the run ``bounced``, exactly as
   a 5xx at SMTP time does; a delay (4.x.x) is only logged. Other reports (read receipts,
-  abuse feedback) are recorded and ignored.
+  abuse feedback) are recorded and ignored;
+* a **plain-text bounce** (no DSN: older Exim, qmail, Postfix or Sendmail set up without
+  one, Gmail's legacy notices), read from its body: only a machine's message (From
+  MAILER-DAEMON or postmaster, ``Auto-Submitted``, an empty Return-Path) whose text opens the
+  way a mail server's does, matched by the returned copy's Message-ID (or its own
+  References), and naming, before the copy, an address of the lead we wrote to. A permanent
+  failure is a bounce as above; a warning ("will keep trying", a 4xx) is only logged. A
+  person's reply that quotes a bounce or an address is never one: it is not a machine's
+  message.
 
 Never twice: the UIDVALIDITY and the highest UID handled are stored with what each message
 did, in one transaction; while UIDVALIDITY stays the same only higher UIDs are read. Each
@@ -46,7 +54,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesHeaderParser, BytesParser, HeaderParser
@@ -128,6 +136,8 @@ class Reading:
     detail: str = ""
     # a bounce: the addresses it may be about (the failed recipient, then the original's To)
     addresses: tuple[str, ...] = ()
+    # read from a plain-text body (not a DSN): one of ``addresses`` must be the lead's
+    plain: bool = False
 
 
 def parse_headers(raw: bytes) -> Message:
@@ -140,14 +150,29 @@ def is_report(headers: Message) -> bool:
     return headers.get_content_type() == "multipart/report"
 
 
+def may_bounce(headers: Message) -> bool:
+    """A machine's message that is not a report: its body may be a plain-text bounce."""
+    if is_report(headers):
+        return False
+    auto = _text(headers, "Auto-Submitted").strip().lower()
+    local = parseaddr(_text(headers, "From"))[1].partition("@")[0].lower()
+    empty_return = _text(headers, "Return-Path").strip() == "<>"
+    return (bool(auto) and not auto.startswith("no")) or local in _DAEMONS or empty_return
+
+
 def read_message(msg: Message) -> Reading:
-    """Classify a message from its headers (and, for a report, its first :data:`REPORT_BYTES`)."""
+    """Classify a message from its headers (and, for a report or a machine's message that may
+    be a plain-text bounce, its first :data:`REPORT_BYTES`)."""
     own = _ids(msg, "In-Reply-To") + _ids(msg, "References", newest_first=True)
     sender = parseaddr(_text(msg, "From"))[1]
     if is_report(msg):
         return _read_report(msg, own, sender)
     why = automatic(msg)
     if why:
+        if may_bounce(msg):
+            plain = _read_plain_bounce(msg, own)
+            if plain is not None:
+                return plain
         return Reading("auto_reply", own, sender, why)
     return Reading("reply", own, sender)
 
@@ -219,6 +244,99 @@ def _read_report(msg: Message, own: tuple[str, ...], sender: str) -> Reading:
     if delayed:
         return Reading("delayed", ids, sender, delayed)
     return Reading("receipt", ids, sender, "delivery-status without a failure")
+
+
+# how mail servers open a bounce written as plain text (before any copy of the message)
+_BOUNCE_OPENINGS = re.compile(
+    r"this is the (?:mail system|postfix program) at host"  # Postfix
+    r"|this is the qmail-send program"  # qmail
+    r"|created automatically by mail delivery software"  # Exim
+    r"|delivery to the following recipients? (?:failed|has been delayed)"  # Gmail (legacy)
+    r"|the following addresses had permanent fatal errors"  # Sendmail
+    r"|the original message was received at"  # Sendmail
+    r"|delivery has failed to these recipients"  # Exchange
+    r"|message could not be delivered"
+    r"|could not be delivered to"
+    r"|following address\(es\) failed"
+    r"|undeliverable",
+    re.IGNORECASE,
+)
+# a final failure, said in words
+_PERMANENT = re.compile(
+    r"permanent(?:ly)? (?:error|failure|fatal)|failed permanently|i've given up|given up"
+    r"|following address\(es\) failed|i'm sorry to have to inform you"
+    r"|delivery has failed to these recipients|not going to try again",
+    re.IGNORECASE,
+)
+# only a warning: the server keeps trying
+_TEMPORARY = re.compile(
+    r"warning only|warning message only|will keep trying|keep trying until"
+    r"|will be retried|delivery attempts will continue|has not yet been delivered"
+    r"|has been delayed|not yet been delivered|temporary (?:error|failure)|still trying",
+    re.IGNORECASE,
+)
+# where the returned copy of the message starts (what follows is not the diagnosis)
+_COPY_START = re.compile(
+    r"^[ \t]*-{2,}.*(?:copy of the message|below this line|original message|returned message"
+    r"|message headers follow|undelivered message|original message follows).*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+_COPY_ID = re.compile(r"^[ \t>]*Message-ID:[ \t]*(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
+_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+_SMTP_CODE = re.compile(r"(?<![.:\d])\b([45])\d\d\b(?:[ -]+([45]\.\d{1,3}\.\d{1,3}))?")
+
+
+def _read_plain_bounce(msg: Message, own: tuple[str, ...]) -> Reading | None:
+    """A bounce written as plain text by a mail server without DSN; None when the body is
+    not one (an out-of-office, a machine's message of another kind)."""
+    texts: list[str] = []
+    ids: list[str] = []
+    for part in _parts(msg):
+        ct = part.get_content_type()
+        if ct == "text/plain":
+            data = part.get_payload(decode=True)
+            if isinstance(data, bytes):
+                charset = part.get_content_charset() or "utf-8"
+                try:
+                    texts.append(data.decode(charset, "replace"))
+                except LookupError:
+                    texts.append(data.decode("utf-8", "replace"))
+        elif ct in ("message/rfc822", "message/global"):
+            payload = part.get_payload()
+            if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+                ids += _ids(payload[0], "Message-ID")
+        elif ct in ("text/rfc822-headers", "message/global-headers"):
+            data = part.get_payload(decode=True)
+            if isinstance(data, bytes):
+                ids += _ids(parse_headers(data), "Message-ID")
+    text = "\n".join(texts)
+    cut = _COPY_START.search(text)
+    diagnosis = text[: cut.start()] if cut else text
+    ids += _COPY_ID.findall(text[cut.start() :] if cut else text)
+    words = " ".join(diagnosis.split())  # phrases wrap anywhere
+    if not _BOUNCE_OPENINGS.search(words):
+        return None
+    addresses = tuple(dict.fromkeys(a.strip(".").lower() for a in _ADDRESS.findall(diagnosis)))
+    if not addresses:
+        return None
+    code = _SMTP_CODE.search(diagnosis)
+    if _PERMANENT.search(words):
+        hard = True
+    elif _TEMPORARY.search(words):
+        hard = False
+    else:  # no words either way: the server's reply code says (none: it gave up)
+        hard = code is None or code.group(1) == "5"
+    line = ""
+    if code is not None:
+        start = diagnosis.rfind("\n", 0, code.start()) + 1
+        end = diagnosis.find("\n", code.end())
+        line = " ".join(diagnosis[start : end if end >= 0 else None].split())
+    status = (code.group(2) or code.group(0)) if code is not None else ""
+    refers = tuple(dict.fromkeys(ids)) + own
+    if not hard:
+        return Reading("delayed", refers, addresses[0], f"plain-text warning {status}".strip())
+    detail = f"{status} {line}".strip() if line else "permanent failure (plain text)"
+    return Reading("bounce", refers, addresses[0], detail[:500], addresses, plain=True)
 
 
 def _parts(msg: Message) -> Iterable[Message]:
@@ -718,7 +836,7 @@ class ReplyWatcher:
     async def _read(self, session: _Session, uids: Sequence[int]) -> dict[int, Reading]:
         raw = await _in_thread(session.headers, uids)
         heads = {uid: parse_headers(raw.get(uid, b"")) for uid in uids}
-        reports = [uid for uid, h in heads.items() if is_report(h)]
+        reports = [uid for uid, h in heads.items() if is_report(h) or may_bounce(h)]
         bodies = await _in_thread(session.starts, reports) if reports else {}
         out: dict[int, Reading] = {}
         for uid, h in heads.items():
@@ -782,6 +900,8 @@ class ReplyWatcher:
                 if run is None:
                     report.not_ours += 1
                     continue
+                if reading.plain:
+                    reading = await self._ours(conn, run, reading)
                 cur = await conn.execute(
                     "INSERT OR IGNORE INTO campaign_replies (account, uidvalidity, uid, run_id,"
                     " person_id, kind, sender, detail, at) VALUES (?,?,?,?,?,?,?,?,?)",
@@ -814,6 +934,24 @@ class ReplyWatcher:
             )
         return seen
 
+    async def _ours(self, conn: Any, run: _Run, reading: Reading) -> Reading:
+        """A plain-text bounce about the address we wrote to (the lead's, named in its
+        diagnosis), or, naming none of them, a machine's message that is not our bounce."""
+        marks = ",".join("?" * len(reading.addresses))
+        rows = list(
+            await conn.execute_fetchall(
+                "SELECT lower(email) FROM emails"
+                f" WHERE person_id = ? AND lower(email) IN ({marks})",
+                (run.person_id, *reading.addresses),
+            )
+        )
+        if not rows:
+            why = "plain-text bounce naming no address the e-mail went to"
+            return Reading("auto_reply", reading.refers_to, reading.sender, why)
+        theirs = {r[0] for r in rows}
+        addresses = tuple(a for a in reading.addresses if a in theirs)
+        return replace(reading, sender=addresses[0], addresses=addresses)
+
     async def _act(self, conn: Any, run: _Run, reading: Reading, now: float) -> None:
         if reading.kind == "reply":
             await self.store.mark_replied(run.id, now)
@@ -830,7 +968,7 @@ class ReplyWatcher:
             await conn.execute(
                 "UPDATE campaign_step_runs SET status = 'bounced', detail = ?"
                 " WHERE id = ? AND status IN ('sent', 'unknown')",
-                (f"DSN {reading.detail}"[:500], run.id),
+                (f"{'bounce' if reading.plain else 'DSN'} {reading.detail}"[:500], run.id),
             )
             if cur.rowcount:
                 log.info(
