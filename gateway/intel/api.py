@@ -55,7 +55,7 @@ from gateway.lookup.numbers import InvalidNumber, normalize
 from gateway.reports import sales
 from gateway.reports.model import BestHourReport
 from gateway.store.db import Database, SqlParam
-from gateway.store.deals import people_of
+from gateway.store.deals import ExternalDeal, people_of, stored_external, write_external
 
 INTEL: web.AppKey[IntelService] = web.AppKey("intel", IntelService)
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
@@ -235,7 +235,9 @@ async def _owner_of(db: Database, deal: DealInput, region: str) -> tuple[int | N
 async def save_deal(
     db: Database, deal: DealInput, *, tz: ZoneInfo, region: str, by: str, now: float
 ) -> tuple[dict[str, Any], bool]:
-    """Insert the deal, or update the one with its ``external_id``; (deal, created)."""
+    """Insert the deal, or update the one with its ``external_id``; (deal, created). An update
+    keeps the deal's owner and creation time; a won or lost deal without ``closed_at`` is
+    closed now."""
     person_id, account_id = await _owner_of(db, deal, region)
     closed = _when(deal.closed_at, "closed_at", tz)
     created_at = _when(deal.created_at, "created_at", tz)
@@ -243,46 +245,36 @@ async def save_deal(
         closed = now
     if deal.stage not in ("won", "lost"):
         closed = None
-    if created_at is None:
-        created_at = min(now, closed) if closed is not None else now
-    values: list[SqlParam] = [
-        person_id,
-        account_id,
-        deal.title.strip(),
-        deal.stage,
-        deal.amount,
-        deal.currency,
-        deal.product.strip(),
-        closed,
-        deal.lost_reason.strip(),
-    ]
     async with db.transaction() as conn:
-        existing = []
+        old = None
         if deal.external_id:
-            existing = list(
-                await conn.execute_fetchall(
-                    "SELECT id FROM deals WHERE external_id = ?", (deal.external_id,)
-                )
-            )
-        if existing:
-            deal_id = int(existing[0][0])
-            await conn.execute(
-                "UPDATE deals SET person_id = ?, account_id = ?, title = ?, stage = ?,"
-                " amount = ?, currency = ?, product = ?, closed_at = ?, lost_reason = ?,"
-                " updated_at = ? WHERE id = ?",
-                (*values, now, deal_id),
-            )
+            old = (await stored_external(conn, [deal.external_id])).get(deal.external_id)
+        if old is not None:
+            owner, created_at = old[9], float(old[10])
         else:
-            cur = await conn.execute(
-                "INSERT INTO deals (person_id, account_id, title, stage, amount, currency,"
-                " product, closed_at, lost_reason, owner, created_by, created_at, updated_at,"
-                " external_id) VALUES (?,?,?,?,?,?,?,?,?,"
-                " (SELECT owner FROM people WHERE id = ?),?,?,?,?)",
-                (*values, person_id, by, created_at, now, deal.external_id),
+            rows = await conn.execute_fetchall(
+                "SELECT owner FROM people WHERE id = ?", (person_id,)
             )
-            deal_id = int(cur.lastrowid or 0)
+            owner = next((r[0] for r in rows), None)
+            if created_at is None:
+                created_at = min(now, closed) if closed is not None else now
+        record = ExternalDeal(
+            external_id=deal.external_id,
+            person_id=person_id,
+            account_id=account_id,
+            title=deal.title,
+            stage=deal.stage,
+            amount=deal.amount,
+            currency=deal.currency,
+            product=deal.product,
+            lost_reason=deal.lost_reason,
+            owner=owner,
+            created_at=created_at,
+            closed_at=closed,
+        )
+        deal_id, _owners = await write_external(conn, record, by=by, now=now, old=old, touch=True)
         rows = await conn.execute_fetchall(f"SELECT {_COLUMNS} FROM deals WHERE id = ?", (deal_id,))
-    return _deal(next(iter(rows))), not existing
+    return _deal(next(iter(rows))), old is None
 
 
 # -- routes --------------------------------------------------------------------------------------

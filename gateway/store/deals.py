@@ -4,7 +4,9 @@ A deal belongs to a person (B2C), or to an account and the contact who spoke for
 ``stage`` is one of :data:`STAGES`, the pipeline from first qualification to won or lost.
 Deals kept in another system (a CRM's opportunities, ``gateway/directory/deals.py``) are
 written with :func:`write_external` under their ``external_id``, so pulling one again updates
-it and never doubles it.
+it and never doubles it. The API's deals (``POST /api/v1/deals`` and its CSV import,
+``gateway/intel/api.py``) go through the same function: one upsert for every deal that is not
+opened by a lead's conversion.
 """
 
 from __future__ import annotations
@@ -92,14 +94,15 @@ async def deals_of(conn: aiosqlite.Connection, person_id: int) -> list[dict[str,
 
 @dataclass(frozen=True, slots=True)
 class ExternalDeal:
-    """A deal kept in another system (a CRM), written here under its ``external_id``.
+    """A deal kept in another system (a CRM), written here under its ``external_id``; or a
+    deal posted to the API, with the poster's id (``None``: it has none, each post is new).
 
     ``closed_at`` None on a won or lost deal: the time it was first seen closed here (a later
     pull that still has no date keeps that time, so recency does not move on every pass);
     ``created_at`` None: the time it was first seen. ``owner``: the agent it is assigned to
     (the caller gives the person's owner when the CRM names none)."""
 
-    external_id: str
+    external_id: str | None
     person_id: int | None
     account_id: int | None
     title: str
@@ -140,12 +143,14 @@ async def write_external(
     by: str,
     now: float,
     old: tuple[Any, ...] | None,
+    touch: bool = False,
 ) -> tuple[int, set[Owners]]:
     """Insert the deal, or update ``old`` (its stored row from :func:`stored_external`, None
     when there is none), inside the caller's transaction. Returns its id and whose purchases
     changed, before and after (a deal moved to someone else changes both: pass them to
     :func:`people_of`); nothing is written, and nobody returned, when the stored deal already
-    says the same."""
+    says the same, unless ``touch`` (a post to the API is news even then: ``updated_at``
+    moves)."""
     closed = deal.closed_at
     if deal.stage not in ("won", "lost"):
         closed = None
@@ -178,7 +183,7 @@ async def write_external(
         )
         return int(cur.lastrowid or 0), {after}
     deal_id = int(old[0])
-    if tuple(old[1:]) == values:
+    if tuple(old[1:]) == values and not touch:
         return deal_id, set()
     await conn.execute(
         "UPDATE deals SET person_id = ?, account_id = ?, title = ?, stage = ?, amount = ?,"
