@@ -10,6 +10,7 @@ import pytest
 from gateway.sim.clock import ManualClock
 from gateway.sim.pbx import SimulatedPbx
 from gateway.store.db import Database
+from tests.postgres_fixtures import PostgresServer, open_store, postgres_server  # noqa: F401
 
 
 @pytest.fixture
@@ -31,10 +32,39 @@ async def sim() -> AsyncIterator[SimulatedPbx]:
     await pbx.stop()
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A module with ``STORE_ENGINES = ("sqlite", "postgresql")`` runs each of its tests that
+    uses the store once per engine (tests/postgres_fixtures.py)."""
+    engines = getattr(metafunc.module, "STORE_ENGINES", None)
+    if engines and "store_engine" in metafunc.fixturenames:
+        metafunc.parametrize("store_engine", engines, indirect=True)
+
+
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    """A fresh store file, migrated, on the real clock (modules that need a fixed clock define
-    their own ``db``)."""
-    d = await Database.open(tmp_path / "store.db")
+def store_engine(request: pytest.FixtureRequest) -> str:
+    """The engine of this test's store: ``sqlite`` unless the module lists STORE_ENGINES."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+async def store_location(
+    store_engine: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[str]:
+    """Where this test's store lives: a file in tmp_path, or a fresh PostgreSQL database
+    (dropped afterwards). ``tests.postgres_fixtures.open_store`` opens either."""
+    if store_engine == "sqlite":
+        yield str(tmp_path / "store.db")
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    url = await server.fresh_database()
+    yield url
+    await server.drop(url)
+
+
+@pytest.fixture
+async def db(store_location: str) -> AsyncIterator[Database]:
+    """A fresh store, migrated, on the real clock (modules that need a fixed clock define
+    their own ``db`` with ``open_store(store_location, clock=...)``)."""
+    d = await open_store(store_location)
     yield d
     await d.close()

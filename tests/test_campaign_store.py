@@ -4,7 +4,6 @@ steps claimed once per member, pause/resume holding members where they are, and 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -20,6 +19,7 @@ from gateway.campaigns.model import (
 )
 from gateway.campaigns.store import Campaign, CampaignBusy, CampaignNotFound, CampaignStore
 from gateway.store.db import Database
+from tests.postgres_fixtures import open_store
 
 T0 = 1_750_000_000.0  # 2025-06-15
 DAY = 86400.0
@@ -41,9 +41,12 @@ def definition(**kw: object) -> CampaignIn:
     return CampaignIn(**base)  # type: ignore[arg-type]
 
 
+STORE_ENGINES = ("sqlite", "postgresql")
+
+
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    d = await Database.open(tmp_path / "crm.db", clock=lambda: T0)
+async def db(store_location: str) -> AsyncIterator[Database]:
+    d = await open_store(store_location, clock=lambda: T0)
     yield d
     await d.close()
 

@@ -19,6 +19,7 @@ from gateway.store.repositories import (
 )
 from gateway.store.seed import LAB_CALLER, seed_demo
 from gateway.store.validation import FieldError
+from tests.postgres_fixtures import open_store
 
 NEWEST = discover_migrations()[-1].version
 
@@ -31,9 +32,12 @@ class Clock:
         return self.t
 
 
+STORE_ENGINES = ("sqlite", "postgresql")
+
+
 @pytest.fixture
-async def db(tmp_path: Path):
-    d = await Database.open(tmp_path / "state" / "crm.db", clock=Clock())
+async def db(store_location: str):
+    d = await open_store(store_location, clock=Clock())
     yield d
     await d.close()
 

@@ -404,7 +404,8 @@ class CampaignStore:
                 prior: dict[int, tuple[int, int, float | None]] = {
                     r[0]: (r[1], r[2], r[3])
                     for r in await conn.execute_fetchall(
-                        "SELECT person_id, max(round), max(state = 'active'), max(left_at)"
+                        "SELECT person_id, max(round),"
+                        " max(CASE WHEN state = 'active' THEN 1 ELSE 0 END), max(left_at)"
                         " FROM campaign_members WHERE campaign_id = ?"
                         f" AND person_id IN ({marks}) GROUP BY person_id",
                         (campaign.id, *chunk),
@@ -454,7 +455,7 @@ class CampaignStore:
         where, params = segment_where(campaign.definition.segment, tz)
         reentry = campaign.definition.reentry_days
         if reentry is None:
-            blocker = "1"
+            blocker = "1 = 1"
             extra: builtins.list[SqlParam] = []
         else:
             blocker = "(m.state = 'active' OR m.left_at > ?)"
@@ -816,7 +817,8 @@ class CampaignStore:
         }
         for step, kind, status, n, opened, replied, answered in await conn.execute_fetchall(
             "SELECT step, kind, status, count(*), count(opened_at), count(replied_at),"
-            " sum(call_outcome = 'answered') FROM campaign_step_runs WHERE campaign_id = ?"
+            " sum(CASE WHEN call_outcome = 'answered' THEN 1 ELSE 0 END)"
+            " FROM campaign_step_runs WHERE campaign_id = ?"
             " GROUP BY step, kind, status",
             (campaign_id,),
         ):

@@ -39,10 +39,15 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
+from urllib.parse import urlsplit, urlunsplit
 
 import aiosqlite
+import asyncpg
 
 from gateway.errors import GatewayError
+from gateway.store import postgres
+from gateway.store.postgres import PG_MIGRATIONS_DIR
 
 log = logging.getLogger("gateway.store")
 
@@ -53,6 +58,16 @@ READER_MMAP_BYTES = 1 << 30  # address space only; the OS pages in what lookups 
 
 # a value sqlite3 binds to a ``?`` placeholder (queries built clause by clause collect these)
 SqlParam = str | int | float | bytes | None
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password, if any, shown as ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
 
 
 class StoreError(GatewayError):
@@ -192,15 +207,18 @@ class Database:
         self,
         path: Path,
         conn: aiosqlite.Connection,
-        reader: sqlite3.Connection,
+        reader: sqlite3.Connection | None,
         version: int,
         clock: Callable[[], float],
         lock: InstanceLock | None = None,
+        *,
+        engine: str = "sqlite",
     ) -> None:
         self.path = path
         self.lock = lock
         self.conn = conn
-        self.reader = reader
+        self.engine = engine  # "sqlite" or "postgresql"
+        self._reader = reader
         self.version = version
         self.clock = clock
         self._write_lock = asyncio.Lock()
@@ -266,8 +284,50 @@ class Database:
         reader.execute(f"PRAGMA mmap_size = {READER_MMAP_BYTES}")
         return cls(p, conn, reader, version, clock, lock)
 
+    @classmethod
+    async def open_postgres(
+        cls,
+        url: str,
+        *,
+        migrations_dir: Path = PG_MIGRATIONS_DIR,
+        upto: int | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> Database:
+        """Open a PostgreSQL database (``postgresql://user@host/db``) and migrate it with
+        ``migrations_pg/``; see gateway/store/postgres.py. Several gateways may share it."""
+        migrations = discover_migrations(migrations_dir)
+        where = redact_url(url)
+        try:
+            raw = await postgres.connect(url)
+        except (OSError, asyncpg.PostgresError) as e:
+            raise StoreError(f"cannot connect to PostgreSQL at {where}: {e}") from e
+        try:
+            version = await postgres.migrate(
+                raw, migrations, upto=upto, where=where, error=StoreError
+            )
+            schema = await postgres.read_schema(raw)
+        except BaseException:
+            await raw.close()
+            raise
+        # PgConnection speaks the part of aiosqlite.Connection the store uses (execute,
+        # execute_fetchall, executemany, total_changes; cursors with fetchone/fetchall,
+        # rowcount, lastrowid), so the store's code and its annotations stay engine-neutral
+        conn = cast(aiosqlite.Connection, postgres.PgConnection(raw, schema))
+        return cls(Path(where), conn, None, version, clock, engine="postgresql")
+
+    @property
+    def reader(self) -> sqlite3.Connection:
+        """The synchronous read-only SQLite connection of the caller lookup (SQLite only)."""
+        if self._reader is None:
+            raise StoreError(
+                "the synchronous lookup reader exists on SQLite only; on PostgreSQL the "
+                "lookup goes through conn"
+            )
+        return self._reader
+
     async def close(self) -> None:
-        self.reader.close()
+        if self._reader is not None:
+            self._reader.close()
         try:
             await self.conn.close()
         finally:

@@ -301,7 +301,7 @@ class PersonRepository:
                 "SELECT min(person_id) FROM (SELECT person_id FROM phones"
                 f" WHERE person_id IS NOT NULL AND e164 IN ({_placeholders(len(e164s))})"
                 " UNION ALL SELECT person_id FROM emails"
-                f" WHERE email_lower IN ({_placeholders(len(lowers))}))",
+                f" WHERE email_lower IN ({_placeholders(len(lowers))})) AS found",
                 [*e164s, *lowers],
             )
         )
