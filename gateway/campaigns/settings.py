@@ -124,6 +124,7 @@ class MailSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, fro
 
 
 WebhookEvent = Literal[
+    "lead.created",
     "lead.status_changed",
     "lead.unsubscribed",
     "lead.converted",

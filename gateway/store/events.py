@@ -17,6 +17,30 @@ class LeadStatusChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class LeadCreated:
+    """A lead came into being (API, panel, CSV import) with its first status; a row that a
+    dedupe folds into an existing person creates nothing."""
+
+    person_id: int
+    status: str
+    source: str
+    at: float
+    actor: str  # user:ana, token:crm, system
+    lost_reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LeadsCreated:
+    """The leads one write created: one for the API or the panel, a batch (up to 500) of a
+    CSV import. One event per write, so that an import of thousands of leads is stored and
+    sent in a few documents, not as thousands of events. The webhook ``lead.created`` (its
+    ``data`` is this, ``{"leads": [...]}``). Creating a lead is not a status change:
+    campaigns and metrics do not listen."""
+
+    leads: tuple[LeadCreated, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class LeadConverted:
     """A qualified lead became a contact (B2C) or an account + contact (B2B), maybe a deal."""
 

@@ -30,8 +30,9 @@ Lead events: an update that changes a lead's status publishes
 :class:`gateway.store.events.LeadStatusChanged` through :meth:`Database.publish` (delivered
 after the commit; campaigns and webhooks listen), naming who did it (``actor``, else the
 request's principal, else ``system``). Status ``lost`` stamps ``people.lost_at``. Creating a
-person (API, panel, import) is not a status change and publishes nothing; a dedupe merge never
-changes the status.
+person (API, panel, import) is not a status change; creating a lead publishes
+:class:`~gateway.store.events.LeadsCreated` instead (one event per write: an import's batch of
+leads is one event; only webhooks listen). A dedupe merge never changes the status.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from gateway.access import Change, Principal, Snapshot
 from gateway.errors import InvalidNumber
 from gateway.lookup.numbers import normalize
 from gateway.store.db import Database, SqlParam
-from gateway.store.events import LeadStatusChanged
+from gateway.store.events import LeadCreated, LeadsCreated, LeadStatusChanged
 from gateway.store.models import (
     Account,
     Activity,
@@ -137,6 +138,8 @@ class PersonRepository:
         if match is None:
             person_id = await self._insert(conn, kind, inp, source, now)
             self.db.numbers_changed(p.e164 for p in inp.phones or [])
+            if kind is PersonType.LEAD:
+                self.db.publish(LeadsCreated((_created(person_id, inp, source, now),)))
             return person_id, "created"
         await self._merge(conn, match, inp, now)
         self.db.numbers_changed(await numbers_of_people(conn, [match]))
@@ -288,6 +291,15 @@ class PersonRepository:
                 emails,
             )
         self.db.numbers_changed(numbers)
+        if lead:  # after the commit, all of this batch at once
+            self.db.publish(
+                LeadsCreated(
+                    tuple(
+                        _created(next_id + offset, inp, source, now)
+                        for offset, inp in enumerate(inputs)
+                    )
+                )
+            )
 
     async def _match(
         self, conn: aiosqlite.Connection, phones: Sequence[PhoneIn], emails: Sequence[EmailIn]
@@ -647,6 +659,20 @@ class PersonRepository:
             await conn.execute("DELETE FROM people WHERE id = ?", (person_id,))
             self.db.numbers_changed(numbers)
         return True
+
+
+def _created(person_id: int, inp: PersonIn, source: str, now: float) -> LeadCreated:
+    """The event of a lead just inserted from ``inp`` (its defaults as :meth:`_insert` and
+    :meth:`_insert_many` write them)."""
+    status = str(inp.columns.get("status") or "new")
+    return LeadCreated(
+        person_id,
+        status,
+        str(inp.columns.get("source") or source),
+        now,
+        actor_name(),
+        str(inp.columns.get("lost_reason") or "") if status == "lost" else "",
+    )
 
 
 def actor_name(actor: str | None = None) -> str:

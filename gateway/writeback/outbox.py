@@ -127,17 +127,29 @@ class Outbox:
         """Queue a finished call for every connector; returns how many rows were new.
 
         A record already queued (same id) is ignored, so calling this twice is harmless."""
-        rid = record.get("id")
-        if rid is None or str(rid) == "":
-            raise ValueError("call record has no 'id'; it cannot be queued for CRMs")
-        if not self._connectors:
+        return await self.enqueue_many([record])
+
+    async def enqueue_many(self, records: Sequence[Mapping[str, object]]) -> int:
+        """Queue several records, in order, in one commit (a burst of webhook events);
+        otherwise as :meth:`enqueue`."""
+        for record in records:
+            rid = record.get("id")
+            if rid is None or str(rid) == "":
+                raise ValueError("call record has no 'id'; it cannot be queued for CRMs")
+        if not self._connectors or not records:
             return 0
-        payload = json.dumps(dict(record), default=str, ensure_ascii=False)
         now = self._clock()
+        rows = []
+        for record in records:
+            payload = json.dumps(dict(record), default=str, ensure_ascii=False)
+            rows += [
+                (name, str(record["id"]), payload, now, now + self._hold)
+                for name in self._connectors
+            ]
         added = await self._write(
             "INSERT OR IGNORE INTO crm_outbox"
             " (connector, record_id, payload, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?)",
-            [(name, str(rid), payload, now, now + self._hold) for name in self._connectors],
+            rows,
         )
         self.kick()
         return added
