@@ -225,21 +225,30 @@ async def test_an_event_for_a_target_that_is_down_survives_a_restart(
     await wait_until(lambda: _attempts(gw, 1))  # tried, refused, waiting for its retry
     await gw.stop()
 
+    receiver = await restarted_with_target(aiohttp_server, cfg, port, 1)
+    ((headers, body),) = receiver.posts  # once
+    doc = verified(headers, body)
+    assert doc["type"] == "lead.status_changed" and doc["data"]["new"] == "won"
+    assert doc["data"]["person_id"] == lead.id
+
+
+async def restarted_with_target(
+    aiohttp_server: Any, cfg: GatewayConfig, port: int, posts: int
+) -> Receiver:
+    """The target comes back on ``port`` and a new process starts, past the backoff; returns
+    the target once it has ``posts`` POSTs, everything is delivered and nothing is left due."""
     receiver = Receiver()
-    await aiohttp_server(receiver.app, port=port)  # the target is back
-    later = Gateway(cfg, clock=lambda: T0 + 60)  # a new process, past the backoff
+    await aiohttp_server(receiver.app, port=port)
+    later = Gateway(cfg, clock=lambda: T0 + 60)
     await later.start()
     try:
-        await receiver.wait_for(1)
+        await receiver.wait_for(posts)
         await wait_until(lambda: _all_delivered(later))
         assert later.webhooks is not None
         assert await later.webhooks.deliver_due() == 0
     finally:
         await later.stop()
-    ((headers, body),) = receiver.posts  # once
-    doc = verified(headers, body)
-    assert doc["type"] == "lead.status_changed" and doc["data"]["new"] == "won"
-    assert doc["data"]["person_id"] == lead.id
+    return receiver
 
 
 async def test_a_clean_stop_stores_events_not_yet_written(tmp_path: Path) -> None:

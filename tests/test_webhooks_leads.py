@@ -28,6 +28,7 @@ from tests.test_webhooks import (
     config,
     free_port,
     outbox_rows,
+    restarted_with_target,
     verified,
     wait_until,
 )
@@ -167,17 +168,7 @@ async def test_an_import_is_sent_in_batches_and_survives_a_restart_while_the_tar
     assert [r["delivered_at"] for r in await outbox_rows(gw)] == [None] * 3
     await gw.stop()
 
-    receiver = Receiver()
-    await aiohttp_server(receiver.app, port=port)  # the target is back
-    later = Gateway(cfg, clock=lambda: T0 + 60)  # a new process, past the backoff
-    await later.start()
-    try:
-        await receiver.wait_for(3)
-        await wait_until(lambda: _all_delivered(later))
-        assert later.webhooks is not None
-        assert await later.webhooks.deliver_due() == 0
-    finally:
-        await later.stop()
+    receiver = await restarted_with_target(aiohttp_server, cfg, port, 3)
     assert len(receiver.posts) == 3  # each document once
     leads = created(receiver)
     assert [len(json.loads(b)["data"]["leads"]) for _, b in receiver.posts] == [
