@@ -136,6 +136,7 @@ class Gateway:
             self.clock,
             hold=self.cfg.writeback.hold_seconds,
             transaction=self.db.transaction,  # shared connection: take the store's write lock
+            exclusive=self.db.exclusive,  # one gateway at a time delivers each CRM's queue
         )
         # the store's lead events (status changed, converted) reach the bus after each commit
         self.db.event_sink = self.bus.publish

@@ -161,6 +161,7 @@ class Webhooks:
                 backoff=backoff,
                 poll_interval=poll_interval,
                 transaction=db.transaction,  # the store's connection: take its write lock
+                exclusive=db.exclusive,  # one gateway at a time delivers each target's queue
             )
             for t in self.targets
         }

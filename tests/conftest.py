@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -42,8 +43,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture
 def store_engine(request: pytest.FixtureRequest) -> str:
-    """The engine of this test's store: ``sqlite`` unless the module lists STORE_ENGINES."""
-    return str(getattr(request, "param", "sqlite"))
+    """The engine of this test's store: the module's STORE_ENGINES, else
+    ``$CENTRALITA_TEST_STORE`` (``postgresql`` to try any module on PostgreSQL), else sqlite."""
+    return str(getattr(request, "param", os.environ.get("CENTRALITA_TEST_STORE", "sqlite")))
 
 
 @pytest.fixture

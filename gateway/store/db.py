@@ -391,6 +391,22 @@ class Database:
         async with self.transaction() as conn:
             yield conn
 
+    @asynccontextmanager
+    async def exclusive(self, key: str) -> AsyncIterator[bool]:
+        """Whether this gateway, among all that share the store, may do the work named
+        ``key`` now (e.g. deliver one CRM's outbox in order); held until the block ends.
+        SQLite: always, a store has one gateway (its lock file). PostgreSQL: an advisory
+        lock, which the server drops if this gateway dies."""
+        if not isinstance(self.conn, postgres.PgConnection):
+            yield True
+            return
+        got = await self.conn.try_lock(key)
+        try:
+            yield got
+        finally:
+            if got:
+                await self.conn.unlock(key)
+
     # -- change hooks -----------------------------------------------------------------------
 
     def watch_numbers(self, listener: NumberListener) -> None:

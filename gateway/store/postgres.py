@@ -16,6 +16,11 @@ and the result is cached per statement text. What it translates:
 * ``LIKE`` becomes ``ILIKE`` (SQLite's LIKE ignores ASCII case);
 * ``IN ()`` (an empty list, which PostgreSQL's grammar refuses) becomes an empty subquery, so
   ``x IN ()`` stays false and ``x NOT IN ()`` true;
+* ``json_each(X) j`` (a JSON array as a list parameter) becomes
+  ``json_array_elements_text(CAST(X AS json)) AS j(value)``: ``j.value`` is text, so a
+  comparison with an integer column needs ``CAST(j.value AS BIGINT)`` in the statement (which
+  SQLite reads the same);
+* ``INDEXED BY <index>`` (a SQLite planner hint) is dropped;
 * ``BEGIN IMMEDIATE`` becomes ``BEGIN``.
 
 What it does not translate fails loudly at PostgreSQL (an unknown function such as
@@ -123,6 +128,36 @@ _INSERT = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)", re.I)
 _RETURNING = re.compile(r"\bRETURNING\b", re.I)
 _LIKE = re.compile(r"\bLIKE\b", re.I)
 _EMPTY_IN = re.compile(r"\b(IN)\s*\(\s*\)", re.I)
+_INDEXED_BY = re.compile(r"\s+INDEXED\s+BY\s+\w+", re.I)
+_JSON_EACH = re.compile(r"\bjson_each\(([^()]*)\)(?:\s+(?:AS\s+)?(\w+))?", re.I)
+_KEYWORDS = frozenset(
+    [
+        "where",
+        "join",
+        "cross",
+        "left",
+        "inner",
+        "on",
+        "group",
+        "order",
+        "limit",
+        "union",
+        "natural",
+        "using",
+    ]
+)
+
+
+def _json_each(m: re.Match[str]) -> str:
+    alias = m.group(2)
+    if alias is None or alias.lower() in _KEYWORDS:
+        tail = f" {alias}" if alias else ""
+        alias = "json_each"
+    else:
+        tail = ""
+    return f"json_array_elements_text(CAST({m.group(1)} AS json)) AS {alias}(value){tail}"
+
+
 _CONTROL = re.compile(r"^\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE|END)\b", re.I)
 _UNSUPPORTED = re.compile(r"^\s*PRAGMA\b", re.I)
 
@@ -181,6 +216,8 @@ def translate(sql: str, schema: Schema, *, want_id: bool = True) -> Translated:
 
         part = re.sub(r"\?", number, part)
         part = _EMPTY_IN.sub(r"\1 (SELECT NULL WHERE FALSE)", part)
+        part = _INDEXED_BY.sub("", part)
+        part = _JSON_EACH.sub(_json_each, part)
         return _LIKE.sub("ILIKE", part)
 
     text = _rewrite_code(text, code)
@@ -415,6 +452,19 @@ class PgConnection:
             for row in parameters:
                 total += max((await self._run(st, row)).rowcount, 0)
         return PgCursor([], total, None)
+
+    async def try_lock(self, key: str) -> bool:
+        """Take the advisory lock named ``key`` for this connection unless another holds it;
+        PostgreSQL drops it if this connection dies."""
+        async with self._lock:
+            got = await self.raw.fetchval(
+                "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", key
+            )
+        return bool(got)
+
+    async def unlock(self, key: str) -> None:
+        async with self._lock:
+            await self.raw.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
 
     async def close(self) -> None:
         await self.raw.close()

@@ -449,7 +449,8 @@ class ScoringService:
                 " LEFT JOIN person_metrics bh INDEXED BY person_metrics_best_hour"
                 " ON bh.person_id = p.id AND bh.metric = 'best_hour'"
                 f"{join} WHERE {' AND '.join(where)}"
-                f" ORDER BY {first}p.score IS NULL, p.score DESC, coalesce(bh.value = ?, 0) DESC,"
+                f" ORDER BY {first}p.score IS NULL, p.score DESC,"
+                " CASE WHEN bh.value = ? THEN 1 ELSE 0 END DESC,"
                 " o.next_due IS NULL, o.next_due, p.id"
                 " LIMIT ? OFFSET ?",
                 [*args, hour, limit + 1, offset],

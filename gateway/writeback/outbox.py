@@ -44,6 +44,8 @@ from gateway.errors import ConnectorError
 
 log = logging.getLogger("gateway.writeback")
 
+ELSEWHERE_RETRY = 1.0  # seconds: how soon to look again at a queue another gateway delivers
+
 
 @dataclass(frozen=True, slots=True)
 class Backoff:
@@ -98,12 +100,16 @@ class Outbox:
         poll_interval: float = 30.0,
         hold: float = 0.0,
         transaction: Callable[[], AbstractAsyncContextManager[aiosqlite.Connection]] | None = None,
+        exclusive: Callable[[str], AbstractAsyncContextManager[bool]] | None = None,
     ) -> None:
         self._db = conn
         # the store's transaction() when the connection is shared: our writes then take its
         # write lock instead of committing (or joining) a transaction another task has open
         self._transaction = transaction
         self._own_writes = asyncio.Lock()  # without ``transaction``: see _write
+        # the store's exclusive(): with several gateways on one store (PostgreSQL), one at a
+        # time delivers a connector's queue, so its calls still reach the CRM in order
+        self._exclusive = exclusive
         self._connectors: dict[str, CrmConnector] = {c.name: c for c in connectors}
         self._clock = clock
         self._backoff = backoff or Backoff()
@@ -114,6 +120,7 @@ class Outbox:
         self._locks = {name: asyncio.Lock() for name in self._connectors}
         self._wake = {name: asyncio.Event() for name in self._connectors}
         self._held_until: dict[str, float] = {}  # outage: nothing of that CRM before then
+        self._elsewhere_until: dict[str, float] = {}  # another gateway delivers: ask again then
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
 
@@ -177,53 +184,64 @@ class Outbox:
         """Deliver ``name``'s due rows oldest first, until an outage or none is due.
 
         Returns how many were delivered. Never runs twice at once for one connector."""
+        async with self._locks[name]:
+            if self._exclusive is None:
+                return await self._deliver(name)
+            async with self._exclusive(f"crm_outbox:{name}") as mine:
+                if mine:
+                    return await self._deliver(name)
+            # another gateway is delivering this queue: look again shortly
+            self._elsewhere_until[name] = self._clock() + ELSEWHERE_RETRY
+            return 0
+
+    async def _deliver(self, name: str) -> int:
+        """deliver_due's loop, with the connector's lock (and the store's claim) held."""
         connector = self._connectors[name]
         delivered = 0
-        async with self._locks[name]:
-            while not self._closing:
-                now = self._clock()
-                if self._held_until.get(name, 0.0) > now:
-                    return delivered
-                async with self._db.execute(
-                    "SELECT id, record_id, payload, attempts FROM crm_outbox"
-                    " WHERE connector = ? AND delivered_at IS NULL AND parked_at IS NULL"
-                    " AND next_attempt_at <= ? ORDER BY id LIMIT 1",
-                    (name, now),
-                ) as cur:
-                    row = await cur.fetchone()
-                if row is None:
-                    return delivered
-                row_id, rid, payload, attempts = row
-                attempts += 1
+        while not self._closing:
+            now = self._clock()
+            if self._held_until.get(name, 0.0) > now:
+                return delivered
+            async with self._db.execute(
+                "SELECT id, record_id, payload, attempts FROM crm_outbox"
+                " WHERE connector = ? AND delivered_at IS NULL AND parked_at IS NULL"
+                " AND next_attempt_at <= ? ORDER BY id LIMIT 1",
+                (name, now),
+            ) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                return delivered
+            row_id, rid, payload, attempts = row
+            attempts += 1
+            try:
                 try:
-                    try:
-                        record = json.loads(payload)
-                    except ValueError as e:  # damaged row: no retry can read it
-                        raise RecordRejected(f"stored call record is not JSON: {e}") from e
-                    async with asyncio.timeout(self._call_timeout):
-                        await connector.log_call(record)
-                except asyncio.CancelledError:
-                    raise
-                except (CrmRefused, ConnectorError, TimeoutError) as e:
-                    if not isinstance(e, CrmRefused):  # an outage: the whole queue waits
-                        delay = await self._retry_later(name, row_id, rid, attempts, e)
-                        self._held_until[name] = self._clock() + delay
-                        return delivered
-                    await self._refused(name, row_id, rid, attempts, e)
-                    continue
-                except Exception as e:  # a connector bug on this record: as a refusal
-                    log.exception("crm %s: unexpected error delivering call %r", name, rid)
-                    await self._refused(name, row_id, rid, attempts, e)
-                    continue
-                self._held_until.pop(name, None)
-                await self._update(
-                    "UPDATE crm_outbox SET attempts = ?, delivered_at = ?, last_error = NULL"
-                    " WHERE id = ?",
-                    (attempts, self._clock(), row_id),
-                )
-                delivered += 1
-                log.info("crm %s: call %r written after %d attempt(s)", name, rid, attempts)
-            return delivered
+                    record = json.loads(payload)
+                except ValueError as e:  # damaged row: no retry can read it
+                    raise RecordRejected(f"stored call record is not JSON: {e}") from e
+                async with asyncio.timeout(self._call_timeout):
+                    await connector.log_call(record)
+            except asyncio.CancelledError:
+                raise
+            except (CrmRefused, ConnectorError, TimeoutError) as e:
+                if not isinstance(e, CrmRefused):  # an outage: the whole queue waits
+                    delay = await self._retry_later(name, row_id, rid, attempts, e)
+                    self._held_until[name] = self._clock() + delay
+                    return delivered
+                await self._refused(name, row_id, rid, attempts, e)
+                continue
+            except Exception as e:  # a connector bug on this record: as a refusal
+                log.exception("crm %s: unexpected error delivering call %r", name, rid)
+                await self._refused(name, row_id, rid, attempts, e)
+                continue
+            self._held_until.pop(name, None)
+            await self._update(
+                "UPDATE crm_outbox SET attempts = ?, delivered_at = ?, last_error = NULL"
+                " WHERE id = ?",
+                (attempts, self._clock(), row_id),
+            )
+            delivered += 1
+            log.info("crm %s: call %r written after %d attempt(s)", name, rid, attempts)
+        return delivered
 
     async def _refused(
         self, name: str, row_id: int, rid: str, attempts: int, err: BaseException
@@ -294,7 +312,11 @@ class Outbox:
             row = await cur.fetchone()
         if row is None or row[0] is None:
             return None
-        due = max(float(row[0]), self._held_until.get(name, 0.0))
+        due = max(
+            float(row[0]),
+            self._held_until.get(name, 0.0),
+            self._elsewhere_until.get(name, 0.0),
+        )
         return max(0.0, due - self._clock())
 
     # -- workers --------------------------------------------------------------------------

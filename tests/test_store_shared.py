@@ -1,0 +1,133 @@
+"""Several gateways on one PostgreSQL store: work that any of them could do is done once.
+
+The CRM outbox (and the webhooks, which deliver through it) lets one gateway at a time deliver
+a connector's queue, so each call reaches the CRM once and in order; a campaign step is claimed
+by the (member, step) key, so two schedulers never both send it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from connectors.base import ConnectorHealth
+from gateway.campaigns.store import CampaignStore
+from gateway.store.db import MIGRATIONS_DIR, Database, discover_migrations
+from gateway.store.postgres import PG_MIGRATIONS_DIR
+from gateway.writeback.outbox import Outbox
+from tests.postgres_fixtures import PostgresServer
+from tests.test_campaign_store import T0, lead, running
+
+
+class RecordingCrm:
+    """One CRM that both gateways write to; it notes which gateway wrote which call."""
+
+    def __init__(self) -> None:
+        self.accepted: list[tuple[str, str]] = []  # (gateway, call id)
+
+
+class GatewayConnector:
+    """The connector as one gateway holds it (same name on every gateway)."""
+
+    name = "crm"
+
+    def __init__(self, crm: RecordingCrm, gateway: str) -> None:
+        self.crm = crm
+        self.gateway = gateway
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def lookup(self, e164: str, raw: str) -> None:
+        return None
+
+    def health(self) -> ConnectorHealth:
+        return ConnectorHealth(self.name)
+
+    async def log_call(self, record: dict[str, object]) -> None:
+        await asyncio.sleep(0.005)  # a CRM round trip: the other gateway runs meanwhile
+        self.crm.accepted.append((self.gateway, str(record["id"])))
+
+
+@pytest.fixture
+async def two_gateways(
+    postgres_server: PostgresServer,
+) -> AsyncIterator[tuple[Database, Database]]:
+    url = await postgres_server.fresh_database()
+    a = await Database.open_postgres(url, clock=lambda: T0)
+    b = await Database.open_postgres(url, clock=lambda: T0)
+    yield a, b
+    await a.close()
+    await b.close()
+    await postgres_server.drop(url)
+
+
+def outbox(db: Database, crm: RecordingCrm, gateway: str) -> Outbox:
+    return Outbox(
+        db.conn,
+        [GatewayConnector(crm, gateway)],
+        transaction=db.transaction,
+        exclusive=db.exclusive,
+    )
+
+
+def call(n: int) -> dict[str, object]:
+    return {"id": f"pbx:{n}", "caller": "+34911234567", "started_at": 1_700_000_000.0 + n}
+
+
+async def test_two_gateways_deliver_each_call_once_and_in_order(
+    two_gateways: tuple[Database, Database],
+) -> None:
+    a, b = two_gateways
+    crm = RecordingCrm()
+    box_a, box_b = outbox(a, crm, "a"), outbox(b, crm, "b")
+    calls = [call(n) for n in range(20)]
+    assert await box_a.enqueue_many(calls) == 20
+    assert await box_b.enqueue_many(calls) == 0  # already queued: one row per call
+    # both gateways try the queue at once: one delivers all of it, the other waits its turn
+    delivered = await asyncio.gather(box_a.deliver_due("crm"), box_b.deliver_due("crm"))
+    assert sorted(delivered) == [0, 20]
+    assert [rid for _, rid in crm.accepted] == [f"pbx:{n}" for n in range(20)]
+    assert len({gw for gw, _ in crm.accepted}) == 1
+    # the queue is free again once that pass ends: the other gateway delivers what comes next
+    idle = "b" if delivered[0] else "a"
+    box_idle = box_b if idle == "b" else box_a
+    await box_a.enqueue(call(20))
+    assert await box_idle.deliver_due("crm") == 1
+    assert crm.accepted[-1] == (idle, "pbx:20")
+    assert await box_a.deliver_due("crm") == 0 and await box_b.deliver_due("crm") == 0
+
+
+async def test_two_schedulers_claim_each_campaign_step_once(
+    two_gateways: tuple[Database, Database],
+) -> None:
+    a, b = two_gateways
+    store_a, store_b = CampaignStore(a), CampaignStore(b)
+    c = await running(store_a)
+    people = [await lead(a) for _ in range(30)]
+    assert await store_a.enroll(c, people, T0, T0, {}) == 30
+    members = await store_b.members(c.id)
+    assert len(members) == 30
+    # both see the same member due and claim its first step at the same moment
+    first = members[0]
+    runs = await asyncio.gather(
+        store_a.claim_run(first, 0, "email", T0, "2025-06-15", "sending"),
+        store_b.claim_run(first, 0, "email", T0, "2025-06-15", "sending"),
+    )
+    assert sorted(r is None for r in runs) == [False, True]
+    # a batch of e-mail steps, overlapping between the two: every step has one owner
+    claims = [(m.id, c.id, 0, "2025-06-15") for m in members[1:]]
+    got_a, got_b = await asyncio.gather(
+        store_a.claim_emails(claims[:20], T0), store_b.claim_emails(claims[10:], T0)
+    )
+    assert not set(got_a) & set(got_b)
+    assert set(got_a) | set(got_b) == {(m.id, 0) for m in members[1:]}
+
+
+def test_every_migration_has_its_postgresql_twin() -> None:
+    """Both engines share the numbering: version N means the same tables on either."""
+    sqlite = [(m.version, m.name) for m in discover_migrations(MIGRATIONS_DIR)]
+    postgres = [(m.version, m.name) for m in discover_migrations(PG_MIGRATIONS_DIR)]
+    assert postgres == sqlite
