@@ -1,5 +1,5 @@
 """Command line: ``centralita run | demo | replay | check-config | import | export | outbox |
-directory``."""
+directory | migrate-store``."""
 
 from __future__ import annotations
 
@@ -105,6 +105,13 @@ def _parser() -> argparse.ArgumentParser:
     rty.add_argument("--connector", help="only this connector's parked records")
     rty.add_argument("--id", type=int, action="append", default=[], help="outbox row id(s)")
     rty.set_defaults(func=_cmd_outbox_retry)
+
+    mig = sub.add_parser(
+        "migrate-store", help="copy a SQLite store into an empty PostgreSQL database"
+    )
+    mig.add_argument("--from", dest="source", required=True, help="the SQLite store file")
+    mig.add_argument("--to", dest="url", required=True, help="postgresql://user@host/db")
+    mig.set_defaults(func=_cmd_migrate_store)
 
     dire = sub.add_parser("directory", help="the caller directory pulled from each CRM")
     dire_sub = dire.add_subparsers(metavar="ACTION")
@@ -393,6 +400,26 @@ def _cmd_export(args: argparse.Namespace) -> int:
         return asyncio.run(go(sys.stdout))
     with open(args.output, "w", newline="", encoding="utf-8") as out:
         return asyncio.run(go(out))
+
+
+def _cmd_migrate_store(args: argparse.Namespace) -> int:
+    from gateway.store.copy import copy_store
+    from gateway.store.db import redact_url
+
+    source = Path(args.source)
+    if not source.is_file():
+        print(f"error: no SQLite store at {str(source)!r}", file=sys.stderr)
+        return 2
+    if not args.url.startswith(("postgresql://", "postgres://")):
+        print("error: --to expects a postgresql:// URL", file=sys.stderr)
+        return 2
+
+    def progress(table: str, rows: int) -> None:
+        print(f"{table}: {rows} rows")
+
+    counts = asyncio.run(copy_store(source, args.url, progress))
+    print(f"copied {sum(counts.values())} rows in {len(counts)} tables to {redact_url(args.url)}")
+    return 0
 
 
 def _cmd_outbox_list(args: argparse.Namespace) -> int:

@@ -298,6 +298,12 @@ _CONVERT: dict[str, Callable[[Any], Any]] = {
 }
 
 
+def converter(type_name: str) -> Callable[[Any], Any] | None:
+    """How a value is made fit for a column or parameter of PostgreSQL type ``type_name``
+    (None: as it is)."""
+    return _CONVERT.get(type_name)
+
+
 def _numeric_out(text: str) -> int | float:
     """``numeric`` results as SQLite gives them: integers stay ``int``."""
     try:
