@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -30,6 +29,7 @@ from gateway.store.repositories import (
     FollowUpRepository,
     PersonRepository,
 )
+from tests.postgres_fixtures import open_store
 
 LAB = "+34911234567"
 
@@ -107,9 +107,12 @@ class HttpConnector:
         return ConnectorHealth(self.name)
 
 
+STORE_ENGINES = ("sqlite", "postgresql")
+
+
 @pytest.fixture
-async def db(tmp_path: Path):
-    d = await Database.open(tmp_path / "crm.db")
+async def db(store_location: str):
+    d = await open_store(store_location)
     yield d
     await d.close()
 

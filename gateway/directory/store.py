@@ -8,8 +8,9 @@ through the store's synchronous reader (``gateway/store/db.py`` says why), one i
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from connectors.base import DirectoryRecord
 from gateway.errors import InvalidNumber
@@ -69,9 +70,21 @@ class DirectoryStore:
 
     # -- lookup (hot path) ----------------------------------------------------------------
 
-    def find(self, e164: str, connector: str | None = None) -> CallerCard | None:
-        """The card of the CRM record holding ``e164`` (in ``connector`` only, if given)."""
-        rows = self.db.reader.execute(_FIND, (e164,)).fetchall()
+    def find(
+        self, e164: str, connector: str | None = None
+    ) -> CallerCard | Awaitable[CallerCard | None] | None:
+        """The card of the CRM record holding ``e164`` (in ``connector`` only, if given): at
+        once on SQLite, as an awaitable on PostgreSQL (as the store's own cards)."""
+        if self.db.engine != "sqlite":
+            return self._find_async(e164, connector)
+        return self._best(e164, connector, self.db.reader.execute(_FIND, (e164,)).fetchall())
+
+    async def _find_async(self, e164: str, connector: str | None) -> CallerCard | None:
+        return self._best(
+            e164, connector, list(await self.db.conn.execute_fetchall(_FIND, (e164,)))
+        )
+
+    def _best(self, e164: str, connector: str | None, rows: list[Any]) -> CallerCard | None:
         if connector is not None:
             rows = [r for r in rows if r[0] == connector]
         if not rows:
@@ -96,14 +109,15 @@ class DirectoryStore:
         return record.card(e164, name)
 
     def finder(self, connector: str) -> Callable[[str], CallerCard | None]:
-        """``find(raw)`` for one connector, with any spelling of the number (write-backs)."""
+        """``find(raw)`` for one connector, with any spelling of the number (write-backs;
+        synchronous: SQLite only so far)."""
 
         def find(raw: str) -> CallerCard | None:
             try:
                 e164 = normalize(raw, self.region).e164
             except InvalidNumber:
                 return None
-            return self.find(e164, connector)
+            return self._best(e164, connector, self.db.reader.execute(_FIND, (e164,)).fetchall())
 
         return find
 

@@ -1,14 +1,14 @@
 """The lookup chain: from a ringing number to a caller card within a time budget.
 
-Order: normalize, cache, the embedded store (synchronous, sub-millisecond), the caller
-directory synchronised from the CRMs (``gateway/directory/``: same store, same speed), then the
-external CRM connectors live, *concurrently*, with whatever remains of ``settings.budget_ms``.
-A connector that fails is logged and skipped; one that is still running when the budget ends
-is cancelled and logged. Among the connectors that answered, the one listed first in the config
-wins; the chain stops waiting as soon as no connector listed before the best answer is still
-running. Every input gets a card: unknown numbers a card with their E.164 form, country and
-line type; input that is not a number a card that says why (``extra["invalid"]``) and is never
-cached.
+Order: normalize, cache, the embedded store (synchronous on SQLite, sub-millisecond; a round
+trip on PostgreSQL), the caller directory synchronised from the CRMs (``gateway/directory/``:
+same store, same speed), then the external CRM connectors live, *concurrently*, with whatever
+remains of ``settings.budget_ms``. A connector that fails is logged and skipped; one that is
+still running when the budget ends is cancelled and logged. Among the connectors that answered,
+the one listed first in the config wins; the chain stops waiting as soon as no connector listed
+before the best answer is still running. Every input gets a card: unknown numbers a card with
+their E.164 form, country and line type; input that is not a number a card that says why
+(``extra["invalid"]``) and is never cached.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import inspect
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from connectors.base import CrmConnector
@@ -34,7 +35,10 @@ log = logging.getLogger("gateway.lookup")
 class StoreSource(Protocol):
     """The embedded store as the chain sees it (``gateway.store.cards.StoreCardSource``)."""
 
-    def find(self, e164: str) -> CallerCard | None: ...
+    def find(self, e164: str) -> CallerCard | Awaitable[CallerCard | None] | None:
+        """The card at once (SQLite: the synchronous reader, on the loop), or an awaitable
+        one (PostgreSQL: a round trip to the server)."""
+        ...
 
     def watch(self, listener: Callable[[str], None]) -> None: ...
 
@@ -95,7 +99,7 @@ class LookupChain:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.budget_ms / 1000
         generation = self.cache.generation
-        card = self._from_store("store", self.store, num) or self._from_store(
+        card = await self._from_store("store", self.store, num) or await self._from_store(
             "directory", self.directory, num
         )
         if card is None and self.connectors:
@@ -108,13 +112,14 @@ class LookupChain:
         return card
 
     @staticmethod
-    def _from_store(
+    async def _from_store(
         what: str, source: StoreSource | None, num: NormalizedNumber
     ) -> CallerCard | None:
         if source is None:
             return None
         try:
-            card = source.find(num.e164)
+            found = source.find(num.e164)
+            card = await found if inspect.isawaitable(found) else found
         except Exception:  # a broken store must not stop the pop-up; connectors may still know
             log.exception("lookup: %s failed for %s", what, num.e164)
             return None

@@ -6,6 +6,9 @@ indexed queries, about 50 µs in all, cheaper than one hop through aiosqlite's t
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Iterable, Sequence
+from typing import Any
+
 import msgspec
 
 from gateway.access import note_condition
@@ -28,76 +31,98 @@ class StoreCardSource:
         """Tell ``listener(e164)`` whenever the card of that number may have changed."""
         self.db.watch_numbers(listener)
 
-    def find(self, e164: str) -> CallerCard | None:
+    def find(self, e164: str) -> CallerCard | Awaitable[CallerCard | None] | None:
+        """The card of ``e164``, or None. On SQLite the answer comes at once, through the
+        synchronous reader on the loop; on PostgreSQL as an awaitable (one more round trip)."""
+        if self.db.engine != "sqlite":
+            return self._find_async(e164)
         r = self.db.reader
         # one query for number + person + account; people before switchboards, then the oldest
         # (the dedupe rule's winner)
         hit = r.execute(_FIND, (e164,)).fetchall()
         if not hit:
             return None
-        (
-            person_id,
-            phone_account,
-            number_dnc,
-            kind,
-            first,
-            last,
-            company,
-            acc_id,
-            owner,
-            status,
-            score,
-            dnc,
-            acc_name,
-            country,
-            lost,
-            switchboard,
-            switchboard_owner,
-        ) = hit[0]
-        if person_id is None:
-            if switchboard is None:
-                return None
-            return CallerCard(
-                number=e164,
-                kind=PersonKind.ACCOUNT,
-                display_name=switchboard,
-                company=switchboard,
-                account_id=str(phone_account),
-                owner=switchboard_owner,
-                extra={"do_not_call": "1"} if number_dnc else {},
-            )
-        interactions: list[Interaction] = []
-        follow_ups: list[FollowUp] = []
-        insight: list[Insight] = []
-        rows = r.execute(_TIMELINE, (person_id, person_id, person_id)).fetchall()
-        for what, ident, at, summary, card in rows:
-            if what == "a":
-                interactions.append(Interaction(ident, at, summary))
-            elif what == "f":
-                follow_ups.append(FollowUp(str(ident), at, summary))
-            else:
-                insight.extend(Insight(*m) for m in _decode(card))
-        extra: dict[str, str] = {}
-        if dnc or number_dnc:
-            extra["do_not_call"] = "1"
-        if lost:
-            extra["lost_reason"] = lost
+        person_id = hit[0][0]
+        rows = [] if person_id is None else r.execute(_TIMELINE, (person_id,) * 3).fetchall()
+        return _card(e164, hit[0], rows)
+
+    async def _find_async(self, e164: str) -> CallerCard | None:
+        hit = list(await self.db.conn.execute_fetchall(_FIND, (e164,)))
+        if not hit:
+            return None
+        person_id = hit[0][0]
+        rows = (
+            []
+            if person_id is None
+            else await self.db.conn.execute_fetchall(_TIMELINE, (person_id,) * 3)
+        )
+        return _card(e164, hit[0], rows)
+
+
+def _card(e164: str, hit: Sequence[Any], timeline: Iterable[Sequence[Any]]) -> CallerCard | None:
+    """The card from the number's row (_FIND) and its person's timeline (_TIMELINE)."""
+    (
+        person_id,
+        phone_account,
+        number_dnc,
+        kind,
+        first,
+        last,
+        company,
+        acc_id,
+        owner,
+        status,
+        score,
+        dnc,
+        acc_name,
+        country,
+        lost,
+        switchboard,
+        switchboard_owner,
+    ) = hit
+    if person_id is None:
+        if switchboard is None:
+            return None
         return CallerCard(
             number=e164,
-            kind=PersonKind.LEAD if kind == "lead" else PersonKind.CONTACT,
-            display_name=f"{first} {last}".strip() or company or acc_name or "",
-            company=acc_name or company,
-            person_id=str(person_id),
-            account_id=None if acc_id is None else str(acc_id),
-            owner=owner,
-            lead_status=status,
-            lead_score=score,
-            country=country or None,
-            interactions=tuple(interactions),
-            follow_ups=tuple(follow_ups),
-            extra=extra,
-            insight=tuple(insight),
+            kind=PersonKind.ACCOUNT,
+            display_name=switchboard,
+            company=switchboard,
+            account_id=str(phone_account),
+            owner=switchboard_owner,
+            extra={"do_not_call": "1"} if number_dnc else {},
         )
+    interactions: list[Interaction] = []
+    follow_ups: list[FollowUp] = []
+    insight: list[Insight] = []
+    for what, ident, at, summary, card in timeline:
+        if what == "a":
+            interactions.append(Interaction(ident, at, summary))
+        elif what == "f":
+            follow_ups.append(FollowUp(str(ident), at, summary))
+        else:
+            insight.extend(Insight(*m) for m in _decode(card))
+    extra: dict[str, str] = {}
+    if dnc or number_dnc:
+        extra["do_not_call"] = "1"
+    if lost:
+        extra["lost_reason"] = lost
+    return CallerCard(
+        number=e164,
+        kind=PersonKind.LEAD if kind == "lead" else PersonKind.CONTACT,
+        display_name=f"{first} {last}".strip() or company or acc_name or "",
+        company=acc_name or company,
+        person_id=str(person_id),
+        account_id=None if acc_id is None else str(acc_id),
+        owner=owner,
+        lead_status=status,
+        lead_score=score,
+        country=country or None,
+        interactions=tuple(interactions),
+        follow_ups=tuple(follow_ups),
+        extra=extra,
+        insight=tuple(insight),
+    )
 
 
 _FIND = """
@@ -122,10 +147,10 @@ _SHARED_NOTES, _ = note_condition(None, shared=True)
 _TIMELINE = f"""
 SELECT * FROM (SELECT 'a', kind, at, summary, NULL FROM activities
                WHERE person_id = ? AND {_SHARED_NOTES}
-               ORDER BY at DESC, id DESC LIMIT {INTERACTIONS_ON_CARD})
+               ORDER BY at DESC, id DESC LIMIT {INTERACTIONS_ON_CARD}) AS a
 UNION ALL
-SELECT * FROM (SELECT 'f', id, due_at, title, NULL FROM follow_ups
-               WHERE person_id = ? AND done = 0 ORDER BY due_at LIMIT {FOLLOW_UPS_ON_CARD})
+SELECT * FROM (SELECT 'f', CAST(id AS TEXT), due_at, title, NULL FROM follow_ups
+               WHERE person_id = ? AND done = 0 ORDER BY due_at LIMIT {FOLLOW_UPS_ON_CARD}) AS f
 UNION ALL
 SELECT 'm', NULL, NULL, NULL, params FROM person_metrics
 WHERE person_id = ? AND metric = '{CARD_ROW}'

@@ -21,6 +21,10 @@ and the result is cached per statement text. What it translates:
   comparison with an integer column needs ``CAST(j.value AS BIGINT)`` in the statement (which
   SQLite reads the same);
 * ``INDEXED BY <index>`` (a SQLite planner hint) is dropped;
+* ``json_extract(X, '$[N]')`` and ``json_extract(X, '$.key')`` become ``->>`` on ``X`` as
+  json: **text** on PostgreSQL, where SQLite gives numbers as numbers (so a number is better
+  read in Python from the whole JSON);
+* ``group_concat(X)`` becomes ``string_agg(CAST(X AS text), ',')``;
 * ``BEGIN IMMEDIATE`` becomes ``BEGIN``.
 
 What it does not translate fails loudly at PostgreSQL (an unknown function such as
@@ -129,6 +133,19 @@ _RETURNING = re.compile(r"\bRETURNING\b", re.I)
 _LIKE = re.compile(r"\bLIKE\b", re.I)
 _EMPTY_IN = re.compile(r"\b(IN)\s*\(\s*\)", re.I)
 _INDEXED_BY = re.compile(r"\s+INDEXED\s+BY\s+\w+", re.I)
+_GROUP_CONCAT = re.compile(r"\bgroup_concat\(([^(),]*)\)", re.I)
+# json_extract's path is a quoted string: matched on the whole statement, before quotes are
+# set aside
+_JSON_EXTRACT = re.compile(
+    r"\bjson_extract\(([^(),]*),\s*'\$(?:\[(\d+)\]|\.([A-Za-z_][A-Za-z0-9_]*))'\)", re.I
+)
+
+
+def _json_extract(m: re.Match[str]) -> str:
+    key = m.group(2) if m.group(2) is not None else f"'{m.group(3)}'"
+    return f"(CAST({m.group(1)} AS json) ->> {key})"
+
+
 _JSON_EACH = re.compile(r"\bjson_each\(([^()]*)\)(?:\s+(?:AS\s+)?(\w+))?", re.I)
 _KEYWORDS = frozenset(
     [
@@ -217,9 +234,11 @@ def translate(sql: str, schema: Schema, *, want_id: bool = True) -> Translated:
         part = re.sub(r"\?", number, part)
         part = _EMPTY_IN.sub(r"\1 (SELECT NULL WHERE FALSE)", part)
         part = _INDEXED_BY.sub("", part)
+        part = _GROUP_CONCAT.sub(r"string_agg(CAST(\1 AS text), ',')", part)
         part = _JSON_EACH.sub(_json_each, part)
         return _LIKE.sub("ILIKE", part)
 
+    text = _JSON_EXTRACT.sub(_json_extract, text)
     text = _rewrite_code(text, code)
     returning = _RETURNING.search(text) if table else None
     returns_id = False

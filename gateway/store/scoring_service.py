@@ -502,13 +502,13 @@ class ScoringService:
         if not ids:
             return found
         for r in await self.db.conn.execute_fetchall(
-            "SELECT person_id, value, reason, json_extract(params, '$.percent') AS percent"
+            "SELECT person_id, value, reason, params"
             " FROM person_metrics WHERE metric = 'best_hour' AND person_id IN"
             f" ({','.join('?' * len(ids))})",
             ids,
         ):
             best = int(r["value"])
-            percent = r["percent"]
+            percent = _percent(r["params"])
             found[r["person_id"]] = BestHourHint(
                 hour=best,
                 percent=int(percent) if isinstance(percent, int | float) else None,
@@ -542,6 +542,16 @@ class ScoringService:
 
 
 _decode_params = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+def _percent(params: str | None) -> object:
+    """The ``percent`` of a best-hour metric's parameters (read here rather than with the
+    store's JSON functions, which give text on PostgreSQL); None if unreadable."""
+    try:
+        return _decode_params(params or "{}").get("percent")
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
 
 # -- HTTP --------------------------------------------------------------------------------------
 
