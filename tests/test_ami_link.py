@@ -247,7 +247,9 @@ async def test_several_pbxs_on_one_bus_keep_their_names() -> None:
             link = AmiLink(settings(sim.port, name=f"pbx{i}"), bus)
             link.start()
             links.append(link)
-        await until(lambda: all(link.status is LinkStatus.READY for link in links))
+        # ready means logged in and resynced: status READY alone comes before the snapshot
+        for link in links:
+            assert await link.wait_ready(5)
         sims[1].start_call("inbound_busy")
         await sims[1].advance(30)
         await until(lambda: any(e.frame["Event"] == "Hangup" for e in seen.events))

@@ -245,10 +245,10 @@ class AmiLink:
         loop = asyncio.get_running_loop()
         self._lost = loop.create_future()
         self._snapshot = None
-        _, protocol = await asyncio.wait_for(
-            loop.create_connection(lambda: _LinkProtocol(self), s.host, s.port),
-            s.connect_timeout,
-        )
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for returns a connection made just
+        # as stop() cancels (the cancel is lost and the link carries on logging in)
+        async with asyncio.timeout(s.connect_timeout):
+            _, protocol = await loop.create_connection(lambda: _LinkProtocol(self), s.host, s.port)
         self._protocol = protocol
         self._set_status(LinkStatus.CONNECTED)
         await self._login()
