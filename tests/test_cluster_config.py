@@ -39,7 +39,7 @@ def test_an_empty_section_takes_every_default() -> None:
     cfg = parse_config(MINIMAL + "cluster: {}\n")
     assert cfg.cluster is not None
     assert cfg.cluster.redis_url == "redis://127.0.0.1:6379/0"
-    assert (cfg.cluster.lease_seconds, cfg.cluster.renew_seconds) == (5.0, 1.5)
+    assert (cfg.cluster.lease_seconds, cfg.cluster.renew_seconds) == (4.0, 1.25)
     assert cfg.cluster.name.endswith(f"-{os.getpid()}")  # <hostname>-<pid>
 
 

@@ -95,7 +95,8 @@ async def cluster(
 
     yield start
     for instance in reversed(started):
-        await instance.close()
+        async with asyncio.timeout(15):  # a stop that hangs fails the test instead of CI
+            await instance.close()
 
 
 async def until(what: str, condition: Callable[[], Any], within: float = 10.0) -> float:
@@ -103,8 +104,9 @@ async def until(what: str, condition: Callable[[], Any], within: float = 10.0) -
     t0 = time.monotonic()
     while True:
         result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
+        if asyncio.iscoroutine(result):  # an HTTP or store read: bounded too, never a hang
+            left = within - (time.monotonic() - t0)
+            result = await asyncio.wait_for(result, max(left, 0.5))
         if result:
             return time.monotonic() - t0
         assert time.monotonic() - t0 < within, f"timed out after {within}s waiting for {what}"
@@ -150,7 +152,8 @@ async def test_the_standby_takes_over_a_dead_owner_and_logs_each_live_call_once(
     await a.gw.cluster.close(release=False)
     took = await until("gw-b to take the PBX over", lambda: b.linked, within=LEASE + 5)
     print(f"takeover after the owner died: {took:.2f}s (lease {LEASE:g}s, renew {RENEW:g}s)")
-    assert took <= LEASE + RENEW + 1.5
+    # the standby asks again just as the lease runs out, not up to RENEW later
+    assert took <= LEASE + 1.0
     await until("gw-b to join the live calls", lambda: b.gw.trackers["lab"].open_calls == 2)
     status, doc = await b.health()
     assert status == 200
@@ -303,7 +306,7 @@ cluster: {{redis_url: "{redis_server.url}", instance: gw-a, lease_seconds: {LEAS
         await proc.wait()
         took = await until("gw-b to take over", lambda: b.linked, within=LEASE + 5)
         print(f"takeover after SIGKILL: {took:.2f}s")
-        assert took <= LEASE + RENEW + 1.5
+        assert took <= LEASE + 1.0
         await until("gw-b to join the call", lambda: b.gw.trackers["lab"].open_calls == 1)
         for _ in range(40):
             await sim.advance(1)

@@ -1,9 +1,10 @@
 """The owner loop: each PBX's AMI link runs only in the instance that holds its lease.
 
-A standby asks every ``renew_seconds`` whether the lease is free and, when it takes it, starts
-the link; the link's connect path reads the live calls (CoreShowChannels) and the tracker joins
-them in progress, so a call that was live at the takeover is logged once, by its new owner,
-when it ends. The holder renews every ``renew_seconds`` and stops its link at once:
+A standby asks every ``renew_seconds`` whether the lease is free (and again just as a lease it
+saw running out expires) and, when it takes it, starts the link; the link's connect path reads
+the live calls (CoreShowChannels) and the tracker joins them in progress, so a call that was
+live at the takeover is logged once, by its new owner, when it ends. The holder renews every
+``renew_seconds`` and stops its link at once:
 
 - when the lease was lost (another instance holds it: this one was too slow to renew);
 - when no renewal has succeeded for ``lease_seconds - renew_seconds`` (Redis unreachable):
@@ -141,7 +142,10 @@ class LinkOwner:
         renew = self.settings.renew_seconds
         if self.owns:  # wake up in time to stop the link before the lease can run out
             return max(0.0, min(renew, self._deadline() - self.monotonic()))
-        return renew
+        # a standby that saw the lease about to run out asks again just after it does, not up
+        # to renew_seconds later: a dead holder's PBX is taken within lease_seconds
+        left = self._known_until - self.monotonic()
+        return left + 0.005 if 0 < left < renew else renew
 
     def _deadline(self) -> float:
         s = self.settings

@@ -28,9 +28,9 @@ class ClusterSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, 
     # how /health and the other instances name this one; empty: <hostname>-<pid>
     instance: str = ""
     # a holder that stops renewing loses its PBX after this long (Redis expires the lease)
-    lease_seconds: Annotated[float, msgspec.Meta(ge=1, le=300)] = 5.0
+    lease_seconds: Annotated[float, msgspec.Meta(ge=1, le=300)] = 4.0
     # how often the holder renews, and how often a standby asks whether the lease is free
-    renew_seconds: Annotated[float, msgspec.Meta(gt=0, le=100)] = 1.5
+    renew_seconds: Annotated[float, msgspec.Meta(gt=0, le=100)] = 1.25
     # the holder that cannot reach its PBX for this long lets another instance try
     link_grace_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 15.0
     # Redis keys: <prefix>:pbx:<name>:lease and <prefix>:pbx:<name>:fence

@@ -1,0 +1,283 @@
+"""The failover gap: two `centralita run` processes on one Redis, the PBX owner killed mid-traffic.
+
+    python bench/failover.py [--agents 100] [--rate 50] [--before 5] [--after 12]
+        [--lease 5] [--renew 1.5] [--runs 3]
+
+A redis-server and the simulated PBX (real AMI over TCP on loopback) run here; instance A and
+instance B are real ``centralita run`` processes with a ``cluster:`` section, each on its own
+SQLite store. A starts first and owns the PBX. Every agent signs in on both instances (sessions
+are not shared across instances yet, docs/scale-out.md) and keeps its browser socket on B, so
+its pop-ups cross Redis while A owns the PBX and come from B once B does.
+
+Calls ring at ``--rate`` per second, each at the next agent's extension. After ``--before``
+seconds A is killed with SIGKILL (no code of it runs: no lease release, no Logoff), and calls go
+on for ``--after`` seconds. Printed per run:
+
+* the takeover: from the kill until B's /health says B owns the PBX and is logged in;
+* the gap: from the kill until the first pop-up of a call that rang after it;
+* the pop-ups of calls that began ringing before B took over: how many came, and how late;
+* the calls whose pop-up never came.
+
+``--lease`` and ``--renew`` are the cluster's ``lease_seconds`` and ``renew_seconds`` (the
+defaults of gateway/cluster/settings.py when not given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import signal
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.popup_latency import TimedPbx  # noqa: E402
+from gateway.cluster.settings import ClusterSettings  # noqa: E402
+from gateway.panel.users import HASHER  # noqa: E402
+from gateway.store.db import Database  # noqa: E402
+from tests.redis_fixtures import RedisServer  # noqa: E402
+
+PASSWORD = "bench-failover-pass-1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Instance:
+    """One ``centralita run`` process with its config file, store and HTTP port."""
+
+    def __init__(self, root: Path, name: str, pbx_port: int, redis_url: str, lease: str) -> None:
+        self.name = name
+        self.port = free_port()
+        self.store = root / name / "centralita.db"
+        self.config = root / f"{name}.yaml"
+        self.config.write_text(
+            f"""
+pbx:
+  - {{name: bench, port: {pbx_port}, username: gateway, secret: gw-lab-secret}}
+store: {{path: {self.store}}}
+http: {{port: {self.port}}}
+campaigns: {{enabled: false}}
+cluster: {{redis_url: "{redis_url}", instance: {name}{lease}}}
+"""
+        )
+        self.proc: asyncio.subprocess.Process | None = None
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    async def add_agents(self, extensions: list[str], password_hash: str) -> None:
+        self.store.parent.mkdir(parents=True, exist_ok=True)
+        db = await Database.open(self.store)
+        async with db.transaction() as conn:
+            await conn.executemany(
+                "INSERT INTO users (username, display_name, role, password_hash, extensions,"
+                " created_at, updated_at) VALUES (?, ?, 'agent', ?, ?, 0, 0)",
+                [(f"agent{e}", f"Agent {e}", password_hash, json.dumps([e])) for e in extensions],
+            )
+        await db.close()
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway", "run", "-c", str(self.config),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, cwd=ROOT,
+        )  # fmt: skip
+
+    async def owns(self, http: aiohttp.ClientSession) -> bool:
+        """This instance holds the PBX's lease and its link is logged in."""
+        try:
+            async with http.get(f"{self.url}/health") as r:
+                (line,) = (await r.json())["pbx"]
+        except (aiohttp.ClientError, ValueError, KeyError):
+            return False
+        return bool(line["this_instance_owns"] and line["logged_in"])
+
+    async def sign_in(self, http: aiohttp.ClientSession, username: str) -> str:
+        async with http.post(
+            f"{self.url}/panel/api/login", json={"username": username, "password": PASSWORD}
+        ) as r:
+            r.raise_for_status()
+            return r.cookies["centralita_session"].value
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), 10)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+async def until(condition: Any, within: float, what: str) -> float:
+    t0 = time.monotonic()
+    while not await condition():
+        if time.monotonic() - t0 > within:
+            raise SystemExit(f"timed out after {within:g} s waiting for {what}")
+        await asyncio.sleep(0.02)
+    return time.monotonic() - t0
+
+
+async def one_run(args: argparse.Namespace, run: int, password_hash: str) -> dict[str, Any]:
+    root = Path(tempfile.mkdtemp(prefix="centralita-failover-"))
+    redis = RedisServer()
+    redis.start()
+    pbx = TimedPbx(flavour="pjsip", rng=random.Random(run))
+    pbx.queues.clear()
+    await pbx.start()
+    lease = ""
+    if args.lease is not None:
+        lease += f", lease_seconds: {args.lease}"
+    if args.renew is not None:
+        lease += f", renew_seconds: {args.renew}"
+    a = Instance(root, "bench-a", pbx.port, redis.url, lease)
+    b = Instance(root, "bench-b", pbx.port, redis.url, lease)
+    extensions = [str(2000 + i) for i in range(args.agents)]
+    arrivals: dict[str, float] = {}
+    sockets: list[asyncio.Task[None]] = []
+    http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))  # sockets + polls
+    try:
+        for inst in (a, b):
+            await inst.add_agents(extensions, password_hash)
+        await a.start()
+        await until(lambda: a.owns(http), 30, "instance A to own the PBX")
+        await b.start()
+        await until(lambda: _answers(http, b.url), 30, "instance B to answer")
+        cookies = {}
+        for ext in extensions:  # each agent on both: A rings them, B holds their sockets
+            await a.sign_in(http, f"agent{ext}")
+            cookies[ext] = await b.sign_in(http, f"agent{ext}")
+        connected = asyncio.Event()
+        count = [0]
+
+        async def agent(cookie: str) -> None:
+            headers = {"Cookie": f"centralita_session={cookie}", "Origin": b.url}
+            async with http.ws_connect(f"{b.url}/panel/ws", headers=headers) as ws:
+                count[0] += 1
+                if count[0] == len(extensions):
+                    connected.set()
+                async for msg in ws:
+                    if msg.type is aiohttp.WSMsgType.TEXT and '"call.ringing"' in msg.data:
+                        lid = json.loads(msg.data)["data"]["call"]["linkedid"]
+                        arrivals.setdefault(lid, time.time())
+
+        sockets = [asyncio.create_task(agent(cookies[e])) for e in extensions]
+        await asyncio.wait_for(connected.wait(), 30)
+        await asyncio.sleep(0.5)
+
+        started: list[str] = []  # linkedids, in order
+
+        async def ring(seconds: float) -> None:
+            t0 = time.monotonic()
+            for i in range(int(args.rate * seconds)):
+                delay = t0 + i / args.rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                ext = extensions[len(started) % len(extensions)]
+                lid = pbx.start_call(
+                    "inbound_answered",
+                    agent=ext,
+                    caller=f"+3460{random.randrange(10**7):07d}",
+                    ring_seconds=2.0,
+                    talk_seconds=3.0,
+                )
+                started.append(lid)
+
+        await ring(args.before)
+        assert a.proc is not None
+        killed = time.time()
+        a.proc.kill()
+        took: list[float] = []
+
+        async def watch_takeover() -> None:
+            took.append(await until(lambda: b.owns(http), 60, "instance B to take over"))
+
+        watcher = asyncio.create_task(watch_takeover())
+        await ring(args.after)
+        await watcher
+        await asyncio.sleep(3)  # the last pop-ups
+        taken_at = killed + took[0]
+        # (linkedid, when its first frame left the PBX)
+        rings = [(lid, pbx.first_sent[lid]) for lid in started if lid in pbx.first_sent]
+        after = [(lid, t) for lid, t in rings if t >= killed]
+        in_gap = [(lid, t) for lid, t in after if t < taken_at]
+        first_after = min((arrivals[lid] for lid, _ in after if lid in arrivals), default=None)
+        late = [(arrivals[lid] - t) * 1000 for lid, t in in_gap if lid in arrivals]
+        return {
+            "takeover": took[0],
+            "gap": None if first_after is None else first_after - killed,
+            "calls": len(rings),
+            "in_gap": len(in_gap),
+            "in_gap_popped": len(late),
+            "in_gap_late_ms": late,
+            "missing": sum(1 for lid, _ in rings if lid not in arrivals),
+            "missing_before": sum(1 for lid, t in rings if t < killed and lid not in arrivals),
+        }
+    finally:
+        for task in sockets:
+            task.cancel()
+        await asyncio.gather(*sockets, return_exceptions=True)
+        await http.close()
+        for inst in (a, b):
+            await inst.stop()
+        await pbx.stop()
+        redis.close()
+
+
+async def _answers(http: aiohttp.ClientSession, url: str) -> bool:
+    try:
+        async with http.get(f"{url}/health") as r:
+            return r.status in (200, 503)
+    except aiohttp.ClientError:
+        return False
+
+
+async def main(args: argparse.Namespace) -> None:
+    defaults = ClusterSettings()
+    lease = args.lease if args.lease is not None else defaults.lease_seconds
+    renew = args.renew if args.renew is not None else defaults.renew_seconds
+    print(
+        f"lease {lease:g} s, renewed every {renew:g} s; {args.agents} agents on B,"
+        f" {args.rate:g} calls/s; A killed with SIGKILL after {args.before:g} s"
+    )
+    password_hash = HASHER.hash(PASSWORD)
+    gaps = []
+    for run in range(1, args.runs + 1):
+        r = await one_run(args, run, password_hash)
+        late = r["in_gap_late_ms"]
+        gap = "never" if r["gap"] is None else f"{r['gap']:.2f} s"
+        print(
+            f"run {run}: takeover {r['takeover']:.2f} s, gap until the next pop-up {gap};"
+            f" {r['in_gap']} calls rang before B took over, {r['in_gap_popped']} of them popped"
+            + (f" (after {statistics.median(late) / 1000:.2f} s median)" if late else "")
+            + f"; calls without a pop-up: {r['missing']} of {r['calls']}"
+            f" ({r['missing_before']} before the kill)"
+        )
+        if r["gap"] is not None:
+            gaps.append(r["gap"])
+    if gaps:
+        print(f"gap over {len(gaps)} runs: min {min(gaps):.2f} s, max {max(gaps):.2f} s")
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--agents", type=int, default=100)
+    p.add_argument("--rate", type=float, default=50.0)
+    p.add_argument("--before", type=float, default=5.0, help="seconds of calls before the kill")
+    p.add_argument("--after", type=float, default=12.0, help="seconds of calls after the kill")
+    p.add_argument("--lease", type=float, help="lease_seconds (default: the config's default)")
+    p.add_argument("--renew", type=float, help="renew_seconds (default: the config's default)")
+    p.add_argument("--runs", type=int, default=3)
+    asyncio.run(main(p.parse_args()))
