@@ -1,4 +1,4 @@
-"""AgentHub: the agents' websockets, one writer task and one bounded queue per connection.
+"""AgentHub: the agents' websockets, one bounded queue per connection drained by a writer task.
 
 Theory of operation (the Home Assistant ``websocket_api`` shape):
 
@@ -7,9 +7,11 @@ Theory of operation (the Home Assistant ``websocket_api`` shape):
   *connection* on the channel. Publishing gives the message the channel's next number, keeps it
   in the buffer and appends it to each connection's pending queue: it never awaits, so the bus
   handler that publishes is never held up by a slow browser.
-* One writer task per connection drains its queue onto the socket. A connection whose queue
-  grows past ``max_pending`` is a client that cannot keep up: it is closed (code 4008) rather
-  than letting memory grow; the browser reconnects and catches up from the buffer.
+* A writer task drains a connection's queue onto the socket; it is started when a message is
+  queued and ends once the queue is empty, so an idle tab costs no task (the hub holds
+  thousands of sockets that wait most of the day). A connection whose queue grows past
+  ``max_pending`` is a client that cannot keep up: it is closed (code 4008) rather than
+  letting memory grow; the browser reconnects and catches up from the buffer.
 * A tab that reconnects sends ``since=<last seq seen>&epoch=<server epoch>``: it gets every
   buffered message after ``since``, or one ``refresh`` message when the gap is no longer
   buffered or the server restarted (new epoch); it then reloads its state over HTTP.
@@ -80,7 +82,7 @@ class _Connection:
     transport: asyncio.BaseTransport | None
     request: web.Request | None = None  # the handshake, to check its session again later
     pending: deque[str] = field(default_factory=deque)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    writer: asyncio.Task[None] | None = None  # draining ``pending``, while there is any
     closing: bool = False
     slow: bool = False
     heard: float = 0.0  # loop time of the last frame from the browser
@@ -228,13 +230,16 @@ class AgentHub:
             )
             conn.closing = conn.slow = True
             conn.pending.clear()
-            conn.wake.set()
             task = asyncio.get_running_loop().create_task(self._drop_slow(conn))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             return
         conn.pending.append(text)
-        conn.wake.set()
+        self._kick(conn)
+
+    def _kick(self, conn: _Connection) -> None:
+        if conn.writer is None and not conn.closing:
+            conn.writer = asyncio.get_running_loop().create_task(self._write(conn))
 
     # -- the websocket route -----------------------------------------------------------------
 
@@ -288,16 +293,14 @@ class AgentHub:
             conn.floor = last
             conn.pending.extend(texts)
             conn.pending.extend(t for s, t in held if s == 0 or s > last)
-            conn.wake.set()
+            self._kick(conn)
         else:
             # greeting and replay are queued before the connection joins the channel, with no
             # await in between: nothing published meanwhile can be lost or sent twice
-            for text in self._catch_up(channel, request.query):
-                conn.pending.append(text)
-            conn.wake.set()
+            conn.pending.extend(self._catch_up(channel, request.query))
+            self._kick(conn)
             channel.connections.add(conn)
         self._notify(agent, len(channel.connections))
-        writer = asyncio.create_task(self._write(conn), name=f"push-writer-{agent}")
         try:
             async for msg in ws:
                 conn.heard = loop.time()
@@ -312,10 +315,10 @@ class AgentHub:
                 conn.beat = None
             channel.connections.discard(conn)
             conn.closing = True
-            conn.wake.set()
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            if (writer := conn.writer) is not None:
+                writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writer
             self._notify(agent, len(channel.connections))
         return ws
 
@@ -372,21 +375,17 @@ class AgentHub:
     async def _write(self, conn: _Connection) -> None:
         ws = conn.ws
         try:
-            while True:
-                await conn.wake.wait()
-                conn.wake.clear()
-                if conn.closing:
-                    break
-                while conn.pending:
-                    text = conn.pending.popleft()
-                    await ws.send_str(text)
-                    self.messages_sent += 1
-                    if conn.closing:
-                        break
-                if conn.closing:
-                    break
+            # what is queued while a send awaits the socket is sent by this same loop; the
+            # check that ends it and the reset below have no await between them, so nothing
+            # queued can be left without a writer
+            while conn.pending and not conn.closing:
+                await ws.send_str(conn.pending.popleft())
+                self.messages_sent += 1
         except (ConnectionError, RuntimeError) as e:
+            conn.closing = True  # no writer again: the handler's read loop ends on its own
             log.info("push agent=%s socket gone: %s", conn.agent, e)
+        finally:
+            conn.writer = None
 
     def _ping(self, conn: _Connection) -> None:
         conn.beat = None
@@ -410,7 +409,6 @@ class AgentHub:
         if conn.heard < conn.pinged:
             log.info("push agent=%s socket dead: no answer to a ping", conn.agent)
             conn.closing = True
-            conn.wake.set()
             if conn.transport is not None:
                 conn.transport.abort()  # type: ignore[attr-defined]
             return
