@@ -53,6 +53,8 @@ async def health(request: web.Request) -> web.Response:
     if panel is not None and panel.fanout is not None and "cluster" in doc:
         # pop-ups through Redis: informs (a Redis outage degrades them, PBX links decide 503)
         doc["cluster"]["push"] = panel.fanout.health()
+    if panel is not None and panel.shared_board is not None and "cluster" in doc:
+        doc["cluster"]["board"] = panel.shared_board.health()  # informs, like push
     doc["outbox"] = await gw.outbox_health()
     doc["directories"] = await gw.directory_health()
     return web.json_response(doc, status=200 if ok else 503)

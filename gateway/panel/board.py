@@ -33,6 +33,9 @@ class AgentState:
     # a supervisor listening to this agent's call: who and how (listen, whisper, barge)
     spied_by: str | None = None
     spy_mode: str = ""
+    # when ``status``/``reason`` were chosen (the gateway's clock): across instances the
+    # latest choice wins (gateway/cluster/board.py)
+    status_at: float = 0.0
 
     @property
     def presence(self) -> str:
@@ -63,6 +66,25 @@ class AgentState:
             ),
             "spy": {"by": self.spied_by, "mode": self.spy_mode} if self.spied_by else None,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Seat:
+    """One instance's sign-in of an agent: as whom, in which role, at which extensions."""
+
+    display_name: str
+    role: str
+    extensions: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteSeat:
+    """An agent signed in on another instance of a cluster, and the presence chosen there."""
+
+    seat: Seat
+    status: str = AVAILABLE
+    reason: str = ""
+    status_at: float = 0.0
 
 
 @dataclass(slots=True)
@@ -123,30 +145,97 @@ class Board:
         # of them, ~0.1 ms a message); both change only here (sign-in/out, answer, end)
         self._watchers: list[str] | None = None  # None: to be listed again
         self._on_call: dict[str, set[str]] = {}  # call key -> agents talking on it
+        # an agent is seated while signed in on this instance (``_local``) or, in a cluster, on
+        # any other one (``_remote``: instance -> agent -> seat): the union of them all
+        self._local: dict[str, Seat] = {}
+        self._remote: dict[str, dict[str, Seat]] = {}
+        self._local_watchers: list[str] | None = None
 
     # -- agents ------------------------------------------------------------------------------
 
     def sign_in(
         self, username: str, display_name: str, role: str, extensions: tuple[str, ...]
     ) -> AgentState:
-        agent = self.agents.get(username)
-        if agent is None:
-            agent = self.agents[username] = AgentState(username, display_name, role)
-        self._unseat(agent)
-        agent.display_name, agent.role, agent.extensions = display_name, role, extensions
-        agent.signed_in = True
-        self._watchers = None
-        for ext in extensions:
-            self._at_ext.setdefault(ext, set()).add(username)
-        return agent
+        """Seat ``username`` on this instance (a second sign-in replaces the first's seat)."""
+        self._local[username] = Seat(display_name, role, extensions)
+        return self._reseat(username)
 
     def sign_out(self, username: str) -> AgentState | None:
+        """Take this instance's seat away; an agent seated on another instance stays seated."""
+        if username not in self.agents:
+            return None
+        self._local.pop(username, None)
+        return self._reseat(username)
+
+    def local_seat(self, username: str) -> Seat | None:
+        """The agent's sign-in on this instance, if any (not another instance's)."""
+        return self._local.get(username)
+
+    def local_agents(self) -> list[str]:
+        """Agents signed in on this instance."""
+        return list(self._local)
+
+    # -- other instances' seats (gateway/cluster/board.py) -----------------------------------
+
+    def seat_remote(self, instance: str, username: str, remote: RemoteSeat | None) -> bool:
+        """Seat (or, ``None``, unseat) ``username`` as signed in on ``instance``, and take the
+        presence chosen there if it is newer than what this board has. True when what the
+        board shows of the agent changed."""
+        seats = self._remote.setdefault(instance, {})
+        agent = self.agents.get(username)
+        before = agent.to_json() if agent is not None else None
+        if remote is None:
+            if seats.pop(username, None) is None:
+                return False
+        else:
+            seats[username] = remote.seat
+        agent = self._reseat(username)
+        if remote is not None and remote.status_at > agent.status_at:
+            agent.status, agent.reason, agent.status_at = (
+                remote.status, remote.reason, remote.status_at,
+            )  # fmt: skip
+        if not seats:
+            del self._remote[instance]
+        return agent.to_json() != before
+
+    def drop_instance(self, instance: str) -> list[str]:
+        """Forget every seat of ``instance`` (it died, or cannot be heard); returns the agents
+        this unseated."""
+        seats = self._remote.pop(instance, {})
+        gone = []
+        for username in seats:
+            if not self._reseat(username).signed_in:
+                gone.append(username)
+        return gone
+
+    def remote_instances(self) -> list[str]:
+        return list(self._remote)
+
+    def remote_seats(self, instance: str) -> dict[str, Seat]:
+        return dict(self._remote.get(instance, {}))
+
+    def _reseat(self, username: str) -> AgentState:
+        """Square the agent's seat with every instance's sign-in: this instance's name and
+        role first, then the other instances' (in name order); the extensions of them all."""
+        seats = [self._local[username]] if username in self._local else []
+        seats += [s[username] for _, s in sorted(self._remote.items()) if username in s]
         agent = self.agents.get(username)
         if agent is None:
-            return None
+            first = seats[0] if seats else Seat(username, "agent", ())
+            agent = self.agents[username] = AgentState(username, first.display_name, first.role)
         self._unseat(agent)
-        agent.signed_in = False
-        self._watchers = None
+        self._watchers = self._local_watchers = None
+        if not seats:
+            agent.signed_in = False
+            return agent
+        extensions: list[str] = []
+        for seat in seats:
+            extensions += [e for e in seat.extensions if e not in extensions]
+        agent.display_name, agent.role = seats[0].display_name, seats[0].role
+        agent.extensions = tuple(extensions)
+        agent.signed_in = True
+        for ext in agent.extensions:
+            self._at_ext.setdefault(ext, set()).add(username)
         return agent
 
     def _unseat(self, agent: AgentState) -> None:
@@ -157,11 +246,15 @@ class Board:
                 if not seated:
                     del self._at_ext[ext]
 
-    def set_status(self, username: str, status: str, reason: str = "") -> AgentState | None:
+    def set_status(
+        self, username: str, status: str, reason: str = "", at: float = 0.0
+    ) -> AgentState | None:
+        """The presence the agent chose, ``at`` (the gateway's clock) when they chose it."""
         agent = self.agents.get(username)
         if agent is None:
             return None
         agent.status, agent.reason = status, reason
+        agent.status_at = max(agent.status_at, at)
         return agent
 
     def agents_at(self, extensions: tuple[str, ...] | list[str]) -> list[str]:
@@ -179,6 +272,12 @@ class Board:
                 a.username for a in self.agents.values() if a.signed_in and a.role != "agent"
             ]
         return list(self._watchers)
+
+    def local_watchers(self) -> list[str]:
+        """The supervisors and admins signed in on this instance (all of them, unclustered)."""
+        if self._local_watchers is None:
+            self._local_watchers = [n for n, s in self._local.items() if s.role != "agent"]
+        return list(self._local_watchers)
 
     # -- calls -------------------------------------------------------------------------------
 

@@ -58,6 +58,7 @@ from gateway.store.events import WrapUpSaved
 from gateway.store.models import PersonType
 
 if TYPE_CHECKING:  # redis is imported only by a clustered gateway
+    from gateway.cluster.board import SharedBoard
     from gateway.cluster.fanout import RedisFanout
     from gateway.cluster.settings import ClusterSettings
     from gateway.cluster.signin import RedisSignInGuard
@@ -132,6 +133,14 @@ class PanelService:
         )
         if self.fanout is not None:
             self.fanout.bind(self.hub)
+        # clustered: the board's seats and chosen presence shared with the other instances,
+        # so the PBX owner pops calls up to agents signed in elsewhere, and every supervisor
+        # sees everyone
+        self.shared_board: SharedBoard | None = None
+        if cluster is not None:
+            from gateway.cluster.board import SharedBoard
+
+            self.shared_board = SharedBoard(cluster, self.board, on_lost=self._tell_left)
         s = self.settings
         self.sign_ins = SignInGuard(s.login_attempts, s.login_window)
         # clustered: the same limits counted in Redis, for every instance at once
@@ -227,11 +236,13 @@ class PanelService:
         for s in await self.sessions.active():
             self.board.sign_in(s.username, s.display_name, s.role.value, s.extensions)
         rows = await self.db.conn.execute_fetchall(
-            "SELECT username, status, reason, pending, after_call_until, after_call_call"
-            " FROM agent_presence"
+            "SELECT username, status, reason, pending, after_call_until, after_call_call,"
+            " updated_at FROM agent_presence"
         )
         for r in rows:
-            agent = self.board.set_status(r["username"], r["status"], r["reason"])
+            agent = self.board.set_status(
+                r["username"], r["status"], r["reason"], float(r["updated_at"] or 0)
+            )
             self._pending_stored[r["username"]] = bool(r["pending"])
             if agent is not None and r["pending"]:
                 # chosen during a call before a restart: the end of that call (if the PBX
@@ -245,6 +256,8 @@ class PanelService:
                     # have (at once if its time is up); on_resync squares the queues
                     agent.after_call_until = r["after_call_until"]
                     agent.after_call_call = r["after_call_call"]
+        if self.shared_board is not None:  # after the seats and presence read back above
+            await self.shared_board.start()
         self._workers = [
             asyncio.create_task(self._attribute_calls(), name="panel-call-attribution"),
             asyncio.create_task(self._watch_followups(), name="panel-followups"),
@@ -257,6 +270,8 @@ class PanelService:
             unsubscribe()
         self._unsubscribe = []
         await self.hub.close()
+        if self.shared_board is not None:
+            await self.shared_board.close()
         if self.fanout is not None:
             await self.fanout.close()
         await self.clicktocall.close()
@@ -346,8 +361,9 @@ class PanelService:
             s = remaining[-1]
             self.board.sign_in(s.username, s.display_name, s.role.value, s.extensions)
         else:
-            self.board.sign_out(username)
-            self.aftercall.signed_out(username)
+            agent = self.board.sign_out(username)
+            if agent is None or not agent.signed_in:  # (still signed in on another instance)
+                self.aftercall.signed_out(username)
             await self.hub.disconnect(username)
         self._publish_presence(username)
 
@@ -365,8 +381,8 @@ class PanelService:
                 if username:  # role or name may have changed
                     self.board.sign_in(s.username, s.display_name, s.role.value, s.extensions)
                     self._publish_presence(name)
-            elif agent is not None and agent.signed_in:
-                self.board.sign_out(name)
+            elif agent is not None and self.board.local_seat(name) is not None:
+                self.board.sign_out(name)  # (seated still if signed in on another instance)
                 self._publish_presence(name)
 
     async def _watch_sessions(self) -> None:
@@ -399,6 +415,8 @@ class PanelService:
         if agent is None:
             return
         self.hub.publish(self._audience([username]), m.encode(m.PRESENCE, agent.to_json()))
+        if self.shared_board is not None:
+            self.shared_board.changed(username)
         if agent.pending != self._pending_stored.get(username, False):
             self._store_pending(username, agent.pending)
         acw = (
@@ -408,6 +426,15 @@ class PanelService:
         )
         if acw != self._acw_stored.get(username):
             self._store_after_call(username, acw)
+
+    def _tell_left(self, usernames: list[str]) -> None:
+        """Agents of another instance left the board without a sign-out (it died, or Redis
+        went away): this instance's supervisors are told; the other instances tell theirs."""
+        watchers = self.board.local_watchers()
+        for name in usernames:
+            agent = self.board.agents.get(name)
+            if agent is not None and watchers:
+                self.hub.publish(watchers, m.encode(m.PRESENCE, agent.to_json()))
 
     def _store_pending(self, username: str, pending: bool) -> None:
         """Keep the "pending" flag of a presence on disk, so a restart does not lose it."""
@@ -663,11 +690,12 @@ class PanelService:
             await asyncio.sleep(self.settings.followup_check_seconds)
 
     async def announce_due_followups(self) -> int:
-        """Tell each signed-in agent about their follow-ups that fell due (once each)."""
+        """Tell each agent signed in here about their follow-ups that fell due (once each;
+        an agent signed in on another instance is told by that one, from its store)."""
         now = self.clock()
         sent = 0
         for agent in list(self.board.agents.values()):
-            if not agent.signed_in:
+            if not agent.signed_in or self.board.local_seat(agent.username) is None:
                 continue
             for task in await self.follow_ups.open_due(owner=agent.username, before=now):
                 if task.id in self._announced_followups:
@@ -700,12 +728,13 @@ class PanelService:
                 " reason = excluded.reason, updated_at = excluded.updated_at",
                 (session.username, status, reason, self.clock()),
             )
-        agent = self.board.set_status(session.username, status, reason)
+        now = self.clock()
+        agent = self.board.set_status(session.username, status, reason, now)
         if agent is None:
             agent = self.board.sign_in(
                 session.username, session.display_name, session.role.value, session.extensions
             )
-            self.board.set_status(session.username, status, reason)
+            self.board.set_status(session.username, status, reason, now)
         if not self.aftercall.chose(session.username):
             # on a call: kept as pending (shown so) and applied, with the queues, at its end
             self._publish_presence(session.username)

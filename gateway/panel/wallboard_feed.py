@@ -201,8 +201,11 @@ class WallboardFeed:
                 log.exception("wallboard: push failed")
 
     def push(self) -> bool:
-        """Send the wallboard to the signed-in supervisors if it changed since the last one."""
-        watchers = self.panel.board.watchers()
+        """Send the wallboard to the signed-in supervisors if it changed since the last one.
+
+        Clustered, each instance sends its own to the supervisors signed in on it: the other
+        instances' boards (a standby's has no queue figures) must not take turns on a wall."""
+        watchers = self.panel.board.local_watchers()
         if not watchers:
             self._last_key = ""  # whoever signs in next gets a fresh one
             return False
