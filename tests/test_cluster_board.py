@@ -3,33 +3,23 @@ redis-server): an agent signed in on one instance is seated on every instance's 
 PBX owner pops calls up to them and every supervisor sees them; a presence chosen on one shows
 on the others; the seats of an instance that dies leave the others' boards once its key
 expires; Redis going away leaves each instance its own seats, and everything is shared again
-when it comes back. End to end: two gateways on the simulated PBX, the agent signed in only
-on the standby, the owner's pop-up at their tab."""
+when it comes back. End to end (two gateways on the simulated PBX, the agent signed in only on
+the standby, the owner's pop-up at their tab): tests/test_cluster_fanout.py."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.app import Gateway, create_app
 from gateway.cluster.board import SharedBoard
 from gateway.cluster.settings import ClusterSettings
 from gateway.panel.board import PAUSED, Board
-from gateway.panel.routes import PANEL
-from gateway.panel.sessions import COOKIE
-from gateway.push.messages import CALL_RINGING
-from gateway.sim.pbx import SimulatedPbx
 from tests.redis_fixtures import RedisServer, redis_server  # noqa: F401
-from tests.test_cluster_failover import config as failover_config
-from tests.test_panel_support import FAST_HASHER, PASSWORD
 
 LEASE, RENEW = 2.0, 0.5
 
@@ -238,88 +228,3 @@ async def test_what_is_not_a_record_of_ours_is_skipped(
     assert a.shared.health()["redis_ok"]  # skipped, not a failure
     b.sign_in("bruno", "agent", "102")  # and the share goes on
     await until("A to seat bruno", lambda: a.board.agents_at(["102"]) == ["bruno"])
-
-
-# -- end to end: two gateways, the PBX owned by A, the agent signed in only on B ----------------
-
-
-async def _receive_until(ws: Any, kind: str, within: float, sim: SimulatedPbx) -> dict[str, Any]:
-    deadline = time.monotonic() + within
-    while True:
-        assert time.monotonic() < deadline, f"no {kind} within {within}s"
-        await sim.advance(0.5)  # the simulated PBX's clock moves when told to
-        with contextlib.suppress(TimeoutError):
-            while True:
-                msg = json.loads(await ws.receive_str(timeout=0.2))
-                if msg["type"] == kind:
-                    return dict(msg)
-
-
-async def test_the_owner_pops_up_a_call_to_an_agent_signed_in_only_on_the_standby(
-    tmp_path: Path,
-    sim: SimulatedPbx,
-    redis_server: RedisServer,  # noqa: F811
-) -> None:
-    clients: list[TestClient] = []
-
-    async def instance(name: str) -> tuple[Gateway, TestClient]:
-        cfg = failover_config(tmp_path, name, sim.port, redis_server.url)
-        gw = Gateway(cfg, clock=sim.clock.now)
-        client = TestClient(TestServer(await create_app(cfg, gw)))
-        await client.start_server()
-        clients.append(client)
-        panel = client.app[PANEL]
-        panel.users.hasher = FAST_HASHER
-        return gw, client
-
-    async def sign_in(client: TestClient, name: str, role: str, exts: list[str]) -> str:
-        await client.app[PANEL].users.add(name, PASSWORD, role, exts, name.title())
-        resp = await client.post("/panel/api/login", json={"username": name, "password": PASSWORD})
-        assert resp.status == 200, await resp.text()
-        return str(resp.cookies[COOKIE].value)
-
-    try:
-        a, client_a = await instance("gw-a")
-        await until("gw-a to own the PBX", lambda: a.links["lab"].health().logged_in)
-        _, client_b = await instance("gw-b")
-        panel_a, panel_b = client_a.app[PANEL], client_b.app[PANEL]
-        # ana signs in on B only: A's store has no session of hers, nor her user
-        ana = await sign_in(client_b, "ana", "agent", ["101"])
-        sofia = await sign_in(client_b, "sofia", "supervisor", [])
-        bruno = await sign_in(client_a, "bruno", "agent", ["102"])
-        await until("A to seat ana", lambda: panel_a.board.agents_at(["101"]) == ["ana"])
-        assert panel_a.board.local_seat("ana") is None
-
-        origin = f"http://{client_b.host}:{client_b.port}"
-        ws = await client_b.ws_connect(
-            "/panel/ws", headers={"Origin": origin, "Cookie": f"{COOKIE}={ana}"}
-        )
-        assert json.loads(await ws.receive_str(timeout=5))["type"] == "hello"
-        linkedid = sim.start_call("inbound", agent="101", caller="+34911000001")
-        ringing = await _receive_until(ws, CALL_RINGING, 10, sim)
-        assert ringing["data"]["call"]["linkedid"] == linkedid
-        assert ringing["data"]["call"]["agents"] == ["ana"]
-
-        # the supervisor on B sees A's agent on the board B serves, once, and ana once
-        resp = await client_b.get("/panel/api/board", cookies={COOKIE: sofia})
-        assert resp.status == 200, await resp.text()
-        agents = [x["username"] for x in (await resp.json())["agents"] if x["status"] != "offline"]
-        assert sorted(agents) == ["ana", "bruno", "sofia"]
-        # bruno pauses on A: B's board shows it
-        resp = await client_a.post(
-            "/panel/api/presence", json={"status": "paused", "reason": "lunch"},
-            cookies={COOKIE: bruno},
-            headers={"Origin": f"http://{client_a.host}:{client_a.port}"},
-        )  # fmt: skip
-        assert resp.status == 200, await resp.text()
-        await until(
-            "B to see bruno paused", lambda: panel_b.board.agents["bruno"].reason == "lunch"
-        )
-
-        doc = await (await client_a.get("/health")).json()
-        assert doc["cluster"]["board"]["redis_ok"] is True
-        assert doc["cluster"]["board"]["other_instances"] == ["gw-b"]
-        await ws.close()
-    finally:
-        for client in reversed(clients):
-            await client.close()

@@ -246,10 +246,10 @@ async def test_redis_away_local_tabs_still_get_pop_ups_and_it_heals(
     await on_b.close()
 
 
-# -- end to end: two gateways, the PBX owned by A, the agent's browser on B ---------------------
+# -- end to end: two gateways, the PBX owned by A, the agent signed in only on B ---------------
 
 
-async def test_the_pbx_owner_rings_an_agent_whose_browser_is_on_the_other_instance(
+async def test_the_pbx_owner_rings_an_agent_signed_in_only_on_the_other_instance(
     tmp_path: Path,
     sim: SimulatedPbx,
     redis_server: RedisServer,  # noqa: F811
@@ -262,31 +262,31 @@ async def test_the_pbx_owner_rings_an_agent_whose_browser_is_on_the_other_instan
         client = TestClient(TestServer(await create_app(cfg, gw)))
         await client.start_server()
         clients.append(client)
+        client.app[PANEL].users.hasher = FAST_HASHER
         return gw, client
+
+    async def sign_in(client: TestClient, name: str, role: str, exts: list[str]) -> str:
+        await client.app[PANEL].users.add(name, PASSWORD, role, exts, name.title())
+        resp = await client.post("/panel/api/login", json={"username": name, "password": PASSWORD})
+        assert resp.status == 200, await resp.text()
+        return str(resp.cookies[COOKIE].value)
 
     try:
         a, client_a = await instance("gw-a")
         await until("gw-a to own the PBX", lambda: a.links["lab"].health().logged_in)
-        b, client_b = await instance("gw-b")
-        panel_a = client_a.app[PANEL]
-        panel_a.users.hasher = FAST_HASHER
-        await panel_a.users.add("ana", PASSWORD, "agent", ["101"], "Ana")
-        resp = await client_a.post(
-            "/panel/api/login", json={"username": "ana", "password": PASSWORD}
-        )
-        assert resp.status == 200, await resp.text()
-        cookie = resp.cookies[COOKIE].value
-        # sessions are not shared yet (one SQLite store per instance): B gets a copy of A's
-        assert a.db is not None and b.db is not None
-        await b.db.conn.execute("ATTACH DATABASE ? AS a", (a.cfg.store.path,))
-        async with b.db.transaction() as conn:
-            await conn.execute("INSERT INTO users SELECT * FROM a.users")
-            await conn.execute("INSERT INTO sessions SELECT * FROM a.sessions")
-        await b.db.conn.execute("DETACH DATABASE a")
+        _, client_b = await instance("gw-b")
+        panel_a, panel_b = client_a.app[PANEL], client_b.app[PANEL]
+        # ana signs in on B only (her user and session are in B's store): the owner seats her
+        # through the shared board (gateway/cluster/board.py)
+        ana = await sign_in(client_b, "ana", "agent", ["101"])
+        sofia = await sign_in(client_b, "sofia", "supervisor", [])
+        bruno = await sign_in(client_a, "bruno", "agent", ["102"])
+        await until("A to seat ana", lambda: panel_a.board.agents_at(["101"]) == ["ana"])
+        assert panel_a.board.local_seat("ana") is None
 
         origin = f"http://{client_b.host}:{client_b.port}"
         ws = await client_b.ws_connect(
-            "/panel/ws", headers={"Origin": origin, "Cookie": f"{COOKIE}={cookie}"}
+            "/panel/ws", headers={"Origin": origin, "Cookie": f"{COOKIE}={ana}"}
         )
         assert (await receive(ws))["type"] == "hello"
         linkedid = sim.start_call("inbound", agent="101", caller="+34911000001")
@@ -302,18 +302,39 @@ async def test_the_pbx_owner_rings_an_agent_whose_browser_is_on_the_other_instan
                         ringing.append(msg)
                         break
         assert ringing[0]["data"]["call"]["linkedid"] == linkedid
+        assert ringing[0]["data"]["call"]["agents"] == ["ana"]
         assert ringing[0]["seq"] >= 1
+
+        # the supervisor on B sees A's agent on the board B serves; every agent once
+        resp = await client_b.get("/panel/api/board", cookies={COOKIE: sofia})
+        assert resp.status == 200, await resp.text()
+        board = (await resp.json())["agents"]
+        assert sorted(x["username"] for x in board) == ["ana", "bruno", "sofia"]
+        # bruno pauses on A: B's board shows it
+        resp = await client_a.post(
+            "/panel/api/presence", json={"status": "paused", "reason": "lunch"},
+            cookies={COOKIE: bruno},
+            headers={"Origin": f"http://{client_a.host}:{client_a.port}"},
+        )  # fmt: skip
+        assert resp.status == 200, await resp.text()
+        await until(
+            "B to see bruno paused", lambda: panel_b.board.agents["bruno"].reason == "lunch"
+        )
 
         resp = await client_b.get("/health")
         doc = await resp.json()
         assert doc["cluster"]["push"]["redis_ok"] is True
+        assert doc["cluster"]["board"]["redis_ok"] is True
+        assert doc["cluster"]["board"]["other_instances"] == ["gw-a"]
         redis_server.stop()
-        panel_b = client_b.app[PANEL]
         await until("B to notice Redis away", lambda: not panel_b.fanout.health()["redis_ok"])
+        await until("B's board to notice", lambda: not panel_b.shared_board.health()["redis_ok"])
         resp = await client_b.get("/health")
         doc = await resp.json()
         assert doc["cluster"]["push"]["redis_ok"] is False
         assert doc["cluster"]["push"]["redis_error"]
+        assert doc["cluster"]["board"]["redis_ok"] is False
+        assert doc["cluster"]["board"]["redis_error"]
         await ws.close()
     finally:
         for client in reversed(clients):
