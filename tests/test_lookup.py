@@ -389,6 +389,20 @@ async def test_cache_hit_miss_and_expiry(db: Database) -> None:
     assert (stats.hits, stats.misses) == (3, 4)
 
 
+async def test_a_lookup_never_shows_a_write_before_its_commit(db: Database) -> None:
+    """A card reads committed data only: a person written in a transaction that is then
+    rolled back never pops up, not even while the transaction is open."""
+    chain = LookupChain(StoreCardSource(db), [], settings(cache_ttl=0, negative_ttl=0))
+    with pytest.raises(RuntimeError, match="undo"):
+        async with db.transaction():
+            await add_lab_contact(db)
+            assert not (await chain.lookup(LAB)).known
+            raise RuntimeError("undo")
+    assert not (await chain.lookup(LAB)).known
+    await add_lab_contact(db)
+    assert (await chain.lookup(LAB)).display_name == "Lucía Martín"
+
+
 async def test_store_changes_invalidate_the_cached_card(db: Database) -> None:
     clock = Clock()
     chain = LookupChain(StoreCardSource(db), [], settings(), clock=clock)

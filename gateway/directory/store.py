@@ -81,7 +81,7 @@ class DirectoryStore:
 
     async def _find_async(self, e164: str, connector: str | None) -> CallerCard | None:
         return self._best(
-            e164, connector, list(await self.db.conn.execute_fetchall(_FIND, (e164,)))
+            e164, connector, list(await self.db.lookup_conn.execute_fetchall(_FIND, (e164,)))
         )
 
     def _best(self, e164: str, connector: str | None, rows: list[Any]) -> CallerCard | None:

@@ -47,14 +47,14 @@ class StoreCardSource:
         return _card(e164, hit[0], rows)
 
     async def _find_async(self, e164: str) -> CallerCard | None:
-        hit = list(await self.db.conn.execute_fetchall(_FIND, (e164,)))
+        hit = list(await self.db.lookup_conn.execute_fetchall(_FIND, (e164,)))
         if not hit:
             return None
         person_id = hit[0][0]
         rows = (
             []
             if person_id is None
-            else await self.db.conn.execute_fetchall(_TIMELINE, (person_id,) * 3)
+            else await self.db.lookup_conn.execute_fetchall(_TIMELINE, (person_id,) * 3)
         )
         return _card(e164, hit[0], rows)
 

@@ -100,6 +100,8 @@ async def _copy(
                 raise StoreError(
                     f"table {table}: {counts[table]} rows read, {copied} in PostgreSQL"
                 )
+    # the planner's statistics now, rather than whenever autovacuum comes by
+    await raw.execute("ANALYZE")
     return counts
 
 

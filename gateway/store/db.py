@@ -219,6 +219,7 @@ class Database:
         self.conn = conn
         self.engine = engine  # "sqlite" or "postgresql"
         self._reader = reader
+        self._lookup_conn: aiosqlite.Connection | None = None  # PostgreSQL: see lookup_conn
         self.version = version
         self.clock = clock
         self._write_lock = asyncio.Lock()
@@ -313,7 +314,23 @@ class Database:
         # execute_fetchall, executemany, total_changes; cursors with fetchone/fetchall,
         # rowcount, lastrowid), so the store's code and its annotations stay engine-neutral
         conn = cast(aiosqlite.Connection, postgres.PgConnection(raw, schema))
-        return cls(Path(where), conn, None, version, clock, engine="postgresql")
+        try:
+            lookup_raw = await postgres.connect(url)
+        except BaseException:
+            await raw.close()
+            raise
+        db = cls(Path(where), conn, None, version, clock, engine="postgresql")
+        db._lookup_conn = cast(aiosqlite.Connection, postgres.PgConnection(lookup_raw, schema))
+        return db
+
+    @property
+    def lookup_conn(self) -> aiosqlite.Connection:
+        """PostgreSQL's counterpart of ``reader``, for the caller lookup: a connection of its
+        own, so a lookup never queues behind the writer's statements and reads committed data
+        only, as SQLite's reader does."""
+        if self._lookup_conn is None:
+            raise StoreError("lookup_conn is PostgreSQL's; on SQLite the lookup uses reader")
+        return self._lookup_conn
 
     @property
     def reader(self) -> sqlite3.Connection:
@@ -328,6 +345,8 @@ class Database:
     async def close(self) -> None:
         if self._reader is not None:
             self._reader.close()
+        if self._lookup_conn is not None:
+            await self._lookup_conn.close()
         try:
             await self.conn.close()
         finally:
