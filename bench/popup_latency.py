@@ -16,9 +16,12 @@ clock (``time.time``) on one machine.
 as the tests start it), instance A in the server process (it owns the PBX, tracks the calls
 and publishes the pop-ups) and instance B in a process of its own; the agents are split
 between them (every other one connects to B), so half the pop-ups cross Redis to reach their
-socket. Each instance has its own SQLite store; B is handed a copy of the sessions A made
-(sessions are not shared across instances yet). Latency is the same span, measured for
-every agent wherever its socket is; RSS per connection adds both instances' growth.
+socket. Each agent is signed in only on the instance that holds their socket: A seats its
+half, B its own, and A (the PBX owner) learns B's through the shared board in Redis
+(gateway/cluster/board.py). Each instance has its own SQLite store; B is handed a copy of the
+session rows A made for B's agents (sessions are not shared across instances yet). Latency is
+the same span, measured for every agent wherever its socket is; RSS per connection adds both
+instances' growth.
 
 ``--stages`` also prints where the time goes, per call: the PBX's own gap from the first frame
 of the burst to the frame that starts the ring (DialBegin, 2.7 ms of the capture's timeline
@@ -346,23 +349,28 @@ async def _pbx(
 
 
 def instance_b_process(
-    db_a: str, pbx_port: int, redis_url: str, out: Any, go: Any, done: Any
+    db_a: str, agents: list[str], pbx_port: int, redis_url: str, out: Any, go: Any, done: Any
 ) -> None:
-    asyncio.run(_instance_b(db_a, pbx_port, redis_url, out, go, done))
+    asyncio.run(_instance_b(db_a, agents, pbx_port, redis_url, out, go, done))
 
 
-async def copy_sessions(db: Any, db_a: str) -> None:
-    """The users and sessions of A's store into this one's: sessions are not shared across
-    instances yet (docs/scale-out.md), so the bench hands B the ones A made."""
+async def copy_sessions(db: Any, db_a: str, agents: list[str]) -> None:
+    """The users of A's store, and the sessions A made for ``agents``, into this one's:
+    sessions are not shared across instances yet (docs/scale-out.md), so the bench hands B
+    the ones A made for B's agents (signed in on B only; A seats them through Redis)."""
     await db.conn.execute("ATTACH DATABASE ? AS a", (db_a,))
     async with db.transaction() as conn:
         await conn.execute("INSERT OR IGNORE INTO users SELECT * FROM a.users")
-        await conn.execute("INSERT OR IGNORE INTO sessions SELECT * FROM a.sessions")
+        await conn.execute(
+            "INSERT OR IGNORE INTO sessions SELECT * FROM a.sessions"
+            " WHERE username IN (SELECT value FROM json_each(?))",
+            (json.dumps(agents),),
+        )
     await db.conn.execute("DETACH DATABASE a")
 
 
 async def _instance_b(
-    db_a: str, pbx_port: int, redis_url: str, out: Any, go: Any, done: Any
+    db_a: str, agents: list[str], pbx_port: int, redis_url: str, out: Any, go: Any, done: Any
 ) -> None:
     """A second gateway on the same Redis, with its own store: standby for the PBX, it holds
     half the sockets."""
@@ -375,7 +383,7 @@ async def _instance_b(
     )
     gw = Gateway(cfg)
     app = await create_app(cfg, gw)
-    await copy_sessions(gw.db, db_a)
+    await copy_sessions(gw.db, db_a, agents)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -449,10 +457,11 @@ async def main(args: argparse.Namespace) -> None:
             " created_at, updated_at) VALUES (?, ?, 'agent', 'x', ?, 0, 0)",
             [(f"agent{e}", f"Agent {e}", json.dumps([e])) for e in extensions],
         )
-    for ext in extensions:
+    for i, ext in enumerate(extensions):
         user = User(f"agent{ext}", f"Agent {ext}", Role.AGENT, (ext,))
         token, s = await panel.sessions.create(user, (ext,))
-        panel.board.sign_in(s.username, s.display_name, "agent", s.extensions)
+        if i % args.instances == 0:  # the others sign in on B (below), not here
+            panel.board.sign_in(s.username, s.display_name, "agent", s.extensions)
         tokens.append(token)
 
     if args.agents_after_settle and not args.no_freeze:
@@ -463,11 +472,24 @@ async def main(args: argparse.Namespace) -> None:
         b_out, b_go, b_done = ctx.Queue(), ctx.Event(), ctx.Event()
         b_proc = ctx.Process(
             target=instance_b_process,
-            args=(str(state / "bench.db"), port_of_pbx, redis_server.url, b_out, b_go, b_done),
+            args=(
+                str(state / "bench.db"),
+                [f"agent{e}" for e in extensions[1::2]],  # every other agent is on B
+                port_of_pbx,
+                redis_server.url,
+                b_out,
+                b_go,
+                b_done,
+            ),
         )
         b_proc.start()
         port_b, b_rss_before = await asyncio.get_running_loop().run_in_executor(None, b_out.get)
         ports.append(port_b)
+        deadline = time.monotonic() + 30  # A seats B's agents from the shared board
+        while sum(a.signed_in for a in panel.board.agents.values()) < len(extensions):
+            if time.monotonic() > deadline:
+                raise SystemExit("instance A did not seat B's agents within 30 s")
+            await asyncio.sleep(0.05)
     rss_before = rss_kib()
     results, stop = ctx.Queue(), ctx.Event()
     procs, readies = [], []
