@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.store.db import MIGRATIONS_DIR, Database, StoreError, discover_migrations
+from gateway.store.deals import delete_deals, people_of
 from gateway.store.models import PersonType
 from gateway.store.repositories import (
     AccountRepository,
@@ -357,3 +358,30 @@ async def test_seed_is_deterministic_and_knows_the_lab_caller(tmp_path: Path) ->
     assert any(r.startswith("0044") for r in raws)  # typed as people type them
     assert any(r.startswith("(") for r in raws)
     assert {r[3] for r in dumps[0]} <= {"ana", "bruno", "carla"}
+
+
+async def test_deleting_deals_names_whose_purchases_they_were(db: Database) -> None:
+    """A deal of an account counts for every person of that account, one of a person for
+    that person: deleting deals says whose customer figures to compute again."""
+    acc = await AccountRepository(db).create({"name": "Ibérica Logística"})
+    people = PersonRepository(db, "ES")
+    ana = (
+        await people.create(PersonType.CONTACT, {"first_name": "Ana", "account_id": acc.id})
+    ).person
+    bo = (await people.create(PersonType.CONTACT, {"first_name": "Bo"})).person
+    ids: list[int] = []
+    async with db.transaction() as conn:
+        for person, account in ((None, acc.id), (bo.id, None)):
+            cur = await conn.execute(
+                "INSERT INTO deals (person_id, account_id, title, stage, created_at, updated_at)"
+                " VALUES (?, ?, 'Licencia', 'won', ?, ?)",
+                (person, account, 1_700_000_000.0, 1_700_000_000.0),
+            )
+            assert cur.lastrowid is not None
+            ids.append(cur.lastrowid)
+    async with db.transaction() as conn:
+        owners = await delete_deals(conn, ids)
+        assert owners == {(None, acc.id), (bo.id, None)}
+        assert await people_of(conn, owners) == {ana.id, bo.id}
+    rows = await db.conn.execute_fetchall("SELECT count(*) FROM deals")
+    assert [r[0] for r in rows] == [0]

@@ -151,7 +151,8 @@ class DealStore:
         people = {p for r in records for p in [self._customer(found, r)[0]] if p is not None}
         if people:
             rows = await conn.execute_fetchall(
-                "SELECT p.id, p.owner FROM json_each(?) j JOIN people p ON p.id = j.value",
+                "SELECT p.id, p.owner FROM json_each(?) j"
+                " JOIN people p ON p.id = CAST(j.value AS BIGINT)",
                 (json.dumps(sorted(people)),),
             )
             found.owners.update({int(pid): owner for pid, owner in rows})

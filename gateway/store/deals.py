@@ -201,7 +201,8 @@ async def people_of(conn: aiosqlite.Connection, owners: Iterable[Owners]) -> set
     accounts = sorted({a for _, a in owners if a is not None})
     if accounts:
         rows = await conn.execute_fetchall(
-            "SELECT p.id FROM json_each(?) j JOIN people p ON p.account_id = j.value",
+            "SELECT p.id FROM json_each(?) j"
+            " JOIN people p ON p.account_id = CAST(j.value AS BIGINT)",
             (json.dumps(accounts),),
         )
         people |= {int(r[0]) for r in rows}
@@ -212,8 +213,11 @@ async def delete_deals(conn: aiosqlite.Connection, deal_ids: Iterable[int]) -> s
     """Delete these deals inside the caller's transaction; whose purchases they were."""
     ids = json.dumps(sorted(set(deal_ids)))
     rows = await conn.execute_fetchall(
-        "SELECT person_id, account_id FROM deals WHERE id IN (SELECT value FROM json_each(?))",
+        "SELECT person_id, account_id FROM deals"
+        " WHERE id IN (SELECT CAST(value AS BIGINT) FROM json_each(?))",
         (ids,),
     )
-    await conn.execute("DELETE FROM deals WHERE id IN (SELECT value FROM json_each(?))", (ids,))
+    await conn.execute(
+        "DELETE FROM deals WHERE id IN (SELECT CAST(value AS BIGINT) FROM json_each(?))", (ids,)
+    )
     return {(r[0], r[1]) for r in rows}
