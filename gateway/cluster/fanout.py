@@ -45,6 +45,7 @@ log = logging.getLogger("gateway.cluster.fanout")
 
 _REDIS_FAILURES = (RedisError, OSError, TimeoutError)
 POOL_SIZE = 8  # connections for publishing and catch-up reads (the subscriber has its own)
+CLOSE_SECONDS = 2.0  # how long a stop waits for the subscriber and the publisher to end
 _FIELD, _RECORD = "\x1f", "\x1e"  # never in JSON text (control characters are escaped)
 
 # ARGV: prefix, epoch, channel, buffer size, ttl, then per publish() call:
@@ -158,7 +159,12 @@ class RedisFanout:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            # bounded: a stop must not hang on a Redis connection that went away mid-read
+            _, stuck = await asyncio.wait(self._tasks, timeout=CLOSE_SECONDS)
+            if stuck:
+                log.warning("push fanout: %d task(s) did not stop within %gs", len(stuck),
+                            CLOSE_SECONDS)  # fmt: skip
         self._tasks = []
         for client in (self.redis, self._sub_redis):
             with contextlib.suppress(*_REDIS_FAILURES):
@@ -266,7 +272,8 @@ class RedisFanout:
                 log.exception("push fanout: the subscriber failed; subscribing again")
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    async with asyncio.timeout(CLOSE_SECONDS):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
             self._subscribed.set()
             await asyncio.sleep(self.retry_seconds)
 
