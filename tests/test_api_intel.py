@@ -181,6 +181,20 @@ async def test_metrics_of_nobody_is_404_and_readers_cannot_write(client: Any) ->
     assert (await r.json())["error"]["details"]["field"] == "person_id"
 
 
+async def test_an_empty_external_id_is_refused_not_a_second_deal_or_a_crash(client: Any) -> None:
+    pid = await _contact(client)
+    for _ in range(2):  # twice: an empty id once went in, and the second post hit the index
+        r = await client.post(
+            "/api/v1/deals",
+            json={"person_id": pid, "title": "Order", "amount": 10, "external_id": ""},
+            headers=ADMIN,
+        )
+        assert r.status in (400, 422), await r.text()
+        assert "external_id" in await r.text()
+    r = await client.get(f"/api/v1/deals?person_id={pid}", headers=READER)
+    assert (await r.json())["items"] == []
+
+
 # -- the best hour to call ------------------------------------------------------------------------
 # Outbound calls, Madrid: the lead answered on the 27th and 26th at 10:00 and not on the 25th at
 # 16:00; a contact answered at 16:00 on the 27th, 26th and 25th and not on the 24th. Everybody:

@@ -96,7 +96,12 @@ class DealInput(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     email: Annotated[str, Meta(max_length=254)] | None = None
     phone: Annotated[str, Meta(max_length=64)] | None = None
     external_id: (
-        Annotated[str, Meta(max_length=200, description="your id: a second post updates the deal")]
+        Annotated[
+            str,
+            Meta(
+                min_length=1, max_length=200, description="your id: a second post updates the deal"
+            ),
+        ]
         | None
     ) = None
 
