@@ -181,6 +181,19 @@ async def test_metrics_of_nobody_is_404_and_readers_cannot_write(client: Any) ->
     assert (await r.json())["error"]["details"]["field"] == "person_id"
 
 
+async def test_a_won_deal_posted_again_keeps_the_day_it_was_won(client: Any) -> None:
+    """As a CRM's deals do: an update without ``closed_at`` does not move the sale to today
+    (that would move its customer's recency and frequency metrics)."""
+    pid = await _contact(client)
+    won = NOW - 30 * DAY
+    body = {"person_id": pid, "title": "Order", "amount": 10, "external_id": "shop:9"}
+    r = await client.post("/api/v1/deals", json=body | {"closed_at": won}, headers=ADMIN)
+    assert r.status == 201 and (await r.json())["closed_at"] == won
+    r = await client.post("/api/v1/deals", json=body | {"amount": 12}, headers=ADMIN)
+    deal = await r.json()
+    assert r.status == 200 and (deal["amount"], deal["closed_at"]) == (12, won)
+
+
 async def test_an_empty_external_id_is_refused_not_a_second_deal_or_a_crash(client: Any) -> None:
     pid = await _contact(client)
     for _ in range(2):  # twice: an empty id once went in, and the second post hit the index

@@ -242,14 +242,11 @@ async def save_deal(
 ) -> tuple[dict[str, Any], bool]:
     """Insert the deal, or update the one with its ``external_id``; (deal, created). An update
     keeps the deal's owner and creation time; a won or lost deal without ``closed_at`` is
-    closed now."""
+    closed now, or keeps the time it was closed (:func:`write_external` decides, as for a
+    CRM's deals)."""
     person_id, account_id = await _owner_of(db, deal, region)
     closed = _when(deal.closed_at, "closed_at", tz)
     created_at = _when(deal.created_at, "created_at", tz)
-    if closed is None and deal.stage in ("won", "lost"):
-        closed = now
-    if deal.stage not in ("won", "lost"):
-        closed = None
     async with db.transaction() as conn:
         old = None
         if deal.external_id:
@@ -261,8 +258,6 @@ async def save_deal(
                 "SELECT owner FROM people WHERE id = ?", (person_id,)
             )
             owner = next((r[0] for r in rows), None)
-            if created_at is None:
-                created_at = min(now, closed) if closed is not None else now
         record = ExternalDeal(
             external_id=deal.external_id,
             person_id=person_id,
