@@ -18,7 +18,7 @@ import pytest
 
 from gateway.cluster.board import SharedBoard
 from gateway.cluster.settings import ClusterSettings
-from gateway.panel.board import PAUSED, Board
+from gateway.panel.board import AVAILABLE, PAUSED, Board, RemoteSeat, Seat
 from tests.redis_fixtures import RedisServer, redis_server  # noqa: F401
 
 LEASE, RENEW = 2.0, 0.5
@@ -120,12 +120,16 @@ async def test_the_latest_presence_wins_across_instances(nodes: Callable[..., An
     a.board.set_status("ana", PAUSED, "training", at=200.0)
     a.shared.changed("ana")
     await until("B to take A's choice", lambda: b.board.agents["ana"].reason == "training")
-    # an older choice heard later (a slow instance, a refresh) does not undo it
-    b.board.set_status("ana", "available", "", at=150.0)
+    # ana then chooses on B, whose clock runs behind A's: chosen after, it wins everywhere
+    b.board.set_status("ana", AVAILABLE, "", at=150.0)
     b.shared.changed("ana")
-    await asyncio.sleep(RENEW * 2)
-    assert a.board.agents["ana"].presence == PAUSED
-    assert a.board.agents["ana"].reason == "training"
+    await until("A to take B's later choice", lambda: a.board.agents["ana"].presence == AVAILABLE)
+    assert b.board.agents["ana"].presence == AVAILABLE
+    # a record older than what the board holds (a slow instance's) does not undo it
+    stale = RemoteSeat(Seat("Ana", "agent", ("101",)), PAUSED, "old", 100.0)
+    assert not a.board.seat_remote("gw-c", "ana", stale)
+    assert a.board.agents["ana"].presence == AVAILABLE
+    assert a.board.agents_at(["101"]) == ["ana"]
 
 
 async def test_the_seats_of_an_instance_that_died_leave_the_board_when_its_key_expires(

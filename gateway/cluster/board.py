@@ -391,8 +391,12 @@ class SharedBoard:
         if full:  # whoever it no longer lists has left it
             for username in self.board.remote_seats(instance):
                 parsed.setdefault(username, None)
+        left = []
         for username, remote in parsed.items():
-            self.board.seat_remote(instance, username, remote)
+            changed = self.board.seat_remote(instance, username, remote)
+            if changed and full and not self.board.agents[username].signed_in:
+                left.append(username)  # (a sign-out is told by its own instance)
+        self._lost(left, f"instance {instance} no longer lists them")
 
     def _forget_others(self, why: str) -> None:
         self._versions.clear()

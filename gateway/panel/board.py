@@ -181,13 +181,14 @@ class Board:
         """Seat (or, ``None``, unseat) ``username`` as signed in on ``instance``, and take the
         presence chosen there if it is newer than what this board has. True when what the
         board shows of the agent changed."""
-        seats = self._remote.setdefault(instance, {})
+        seats = self._remote.get(instance, {})
         agent = self.agents.get(username)
         before = agent.to_json() if agent is not None else None
         if remote is None:
             if seats.pop(username, None) is None:
                 return False
         else:
+            seats = self._remote.setdefault(instance, seats)
             seats[username] = remote.seat
         agent = self._reseat(username)
         if remote is not None and remote.status_at > agent.status_at:
@@ -195,7 +196,7 @@ class Board:
                 remote.status, remote.reason, remote.status_at,
             )  # fmt: skip
         if not seats:
-            del self._remote[instance]
+            self._remote.pop(instance, None)
         return agent.to_json() != before
 
     def drop_instance(self, instance: str) -> list[str]:
@@ -249,12 +250,16 @@ class Board:
     def set_status(
         self, username: str, status: str, reason: str = "", at: float = 0.0
     ) -> AgentState | None:
-        """The presence the agent chose, ``at`` (the gateway's clock) when they chose it."""
+        """The presence the agent chose, ``at`` (the gateway's clock) when they chose it.
+
+        A choice made here comes after every choice this board has seen, even one another
+        instance stamped with a clock running ahead: it is stamped just after it, if need be,
+        so that the other instances take it (the latest choice wins)."""
         agent = self.agents.get(username)
         if agent is None:
             return None
         agent.status, agent.reason = status, reason
-        agent.status_at = max(agent.status_at, at)
+        agent.status_at = max(at, agent.status_at + 0.001) if agent.status_at else at
         return agent
 
     def agents_at(self, extensions: tuple[str, ...] | list[str]) -> list[str]:
