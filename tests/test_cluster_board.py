@@ -8,7 +8,6 @@ the standby, the owner's pop-up at their tab): tests/test_cluster_fanout.py."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -20,6 +19,7 @@ from gateway.cluster.board import SharedBoard
 from gateway.cluster.settings import ClusterSettings
 from gateway.panel.board import AVAILABLE, PAUSED, Board, RemoteSeat, Seat
 from tests.redis_fixtures import RedisServer, redis_server  # noqa: F401
+from tests.test_cluster_fanout import until
 
 LEASE, RENEW = 2.0, 0.5
 
@@ -63,13 +63,6 @@ async def nodes(
     yield make
     for node in made:
         await node.shared.close()
-
-
-async def until(what: str, condition: Callable[[], Any], within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {within}s waiting for {what}"
-        await asyncio.sleep(0.01)
 
 
 async def test_an_agent_signed_in_on_one_instance_is_seated_on_the_others(

@@ -40,16 +40,14 @@ from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
+from gateway.cluster import channel
+from gateway.cluster.channel import REDIS_FAILURES
 from gateway.cluster.settings import ClusterSettings, mask_url
 from gateway.panel.board import AVAILABLE, PAUSED, Board, RemoteSeat, Seat
 
 log = logging.getLogger("gateway.cluster.board")
 
-_REDIS_FAILURES = (RedisError, OSError, TimeoutError)
 _STATUSES = (AVAILABLE, PAUSED)
 _MAX_TEXT = 200  # a display name or reason longer than this is not one we wrote
 _MAX_EXTENSIONS = 64
@@ -122,21 +120,8 @@ class SharedBoard:
         self.instances_key = f"{prefix}:instances"
         self.seats_prefix = f"{prefix}:seats:"
         self.hash = self.seats_prefix + self.instance
-        timeout = settings.renew_seconds
-        # no retries inside the client: the loops retry, and their deadlines stay predictable
-        self.redis: Redis = Redis.from_url(
-            settings.redis_url,
-            decode_responses=True,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-        )
-        self._sub_redis: Redis = Redis.from_url(
-            settings.redis_url,
-            decode_responses=True,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-        )
+        self.redis: Redis = channel.client(settings)
+        self._sub_redis: Redis = channel.client(settings, read_timeout=False)
         self._write = self.redis.register_script(_WRITE)
         self._refresh = self.redis.register_script(_REFRESH)
         self.error: str | None = "not started"
@@ -167,18 +152,14 @@ class SharedBoard:
     async def close(self, *, release: bool = True) -> None:
         """Stop; this instance's seats leave every board at once (its agents' tabs are closed
         with it). ``release=False`` leaves them to expire as a crash would."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await channel.stop(self._tasks, (), "board share")
         self._tasks = []
         if release and self.error is None:
-            with contextlib.suppress(*_REDIS_FAILURES):
+            with contextlib.suppress(*REDIS_FAILURES):
                 await self._send({u: "" for u in self._written}, full=True)
                 await self.redis.zrem(self.instances_key, self.instance)
                 await self.redis.delete(self.hash)
-        for client in (self.redis, self._sub_redis):
-            with contextlib.suppress(*_REDIS_FAILURES):
-                await client.aclose()
+        await channel.stop((), (self.redis, self._sub_redis), "board share")
 
     def health(self) -> dict[str, Any]:
         return {
@@ -235,7 +216,7 @@ class SharedBoard:
                     await self._send(changes, full=False)
             except asyncio.CancelledError:
                 raise
-            except _REDIS_FAILURES as e:
+            except REDIS_FAILURES as e:
                 self._failed(e)
                 self._rewrite = True
             except Exception:
@@ -269,7 +250,7 @@ class SharedBoard:
                 await self._renew()
             except asyncio.CancelledError:
                 raise
-            except _REDIS_FAILURES as e:
+            except REDIS_FAILURES as e:
                 self._failed(e)
             except Exception:
                 log.exception("board share: the refresh failed; trying again")
@@ -302,26 +283,17 @@ class SharedBoard:
     # -- the other instances' seats ----------------------------------------------------------
 
     async def _listen(self) -> None:
-        while True:
-            pubsub = self._sub_redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self.channel)
-                await self._resync()
-                while self.error is None:
-                    msg = await pubsub.get_message(timeout=self.period)
-                    if msg is not None and msg.get("type") == "message":
-                        self.on_message(msg["data"])
-            except asyncio.CancelledError:
-                raise
-            except _REDIS_FAILURES as e:
-                self._failed(e)
-            except Exception:
-                log.exception("board share: the subscriber failed; subscribing again")
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-            self._synced.set()
-            await asyncio.sleep(self.period)
+        await channel.subscribe_forever(
+            self._sub_redis,
+            self.channel,
+            resume=self._resync,
+            on_message=self.on_message,
+            healthy=lambda: self.error is None,
+            failed=self._failed,
+            ready=self._synced,
+            period=self.period,
+            log=log,
+        )
 
     async def _resync(self) -> None:
         """Subscribed (again): this instance's seats written whole, everyone else's read."""
@@ -335,7 +307,6 @@ class SharedBoard:
             )
         self.error = None
         self._heard_at = self.monotonic()
-        self._synced.set()
         self._wake.set()
 
     async def _load(self, instance: str) -> None:
@@ -418,7 +389,7 @@ class SharedBoard:
                     what)  # fmt: skip
 
     def _failed(self, e: BaseException) -> None:
-        why = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        why = channel.describe(e)
         if self.error is None or self.error == "not started":
             log.error(
                 "board share instance=%s: Redis at %s failed: %s; the board shows this "

@@ -37,6 +37,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from gateway.cluster import channel
 from gateway.cluster.settings import ClusterSettings, mask_url
 from gateway.push.hub import AgentHub, Snapshot
 from gateway.push.messages import REFRESH, Encoded, control
@@ -45,7 +46,6 @@ log = logging.getLogger("gateway.cluster.fanout")
 
 _REDIS_FAILURES = (RedisError, OSError, TimeoutError)
 POOL_SIZE = 8  # connections for publishing and catch-up reads (the subscriber has its own)
-CLOSE_SECONDS = 2.0  # how long a stop waits for the subscriber and the publisher to end
 _FIELD, _RECORD = "\x1f", "\x1e"  # never in JSON text (control characters are escaped)
 
 # ARGV: prefix, epoch, channel, buffer size, ttl, then per publish() call:
@@ -123,12 +123,7 @@ class RedisFanout:
         )
         self.redis: Redis = Redis.from_pool(pool)  # closes the pool with the client
         # the subscriber waits for messages as long as there are none: no read timeout
-        self._sub_redis: Redis = Redis.from_url(
-            settings.redis_url,
-            decode_responses=True,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-        )
+        self._sub_redis: Redis = channel.client(settings, read_timeout=False)
         self._publish = self.redis.register_script(_PUBLISH)
         self._snapshot = self.redis.register_script(_SNAPSHOT)
         self.hub: AgentHub | None = None
@@ -157,18 +152,9 @@ class RedisFanout:
             await asyncio.wait_for(self._subscribed.wait(), self.settings.renew_seconds * 2)
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            # bounded: a stop must not hang on a Redis connection that went away mid-read
-            _, stuck = await asyncio.wait(self._tasks, timeout=CLOSE_SECONDS)
-            if stuck:
-                log.warning("push fanout: %d task(s) did not stop within %gs", len(stuck),
-                            CLOSE_SECONDS)  # fmt: skip
+        # bounded: a stop must not hang on a Redis connection that went away mid-read
+        await channel.stop(self._tasks, (self.redis, self._sub_redis), "push fanout")
         self._tasks = []
-        for client in (self.redis, self._sub_redis):
-            with contextlib.suppress(*_REDIS_FAILURES):
-                await client.aclose()
 
     def health(self) -> dict[str, Any]:
         return {
@@ -252,30 +238,19 @@ class RedisFanout:
     # -- receiving ---------------------------------------------------------------------------
 
     async def _listen(self) -> None:
-        while True:
-            pubsub = self._sub_redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self.channel)
-                await self._resume()
-                self._subscribed.set()
-                # a publish that failed meanwhile ends the subscription too: subscribing again
-                # is how this instance finds Redis back and catches its tabs up
-                while self.error is None:
-                    msg = await pubsub.get_message(timeout=self.retry_seconds)
-                    if msg is not None and msg.get("type") == "message":
-                        self._on_batch(msg["data"])
-            except asyncio.CancelledError:
-                raise
-            except _REDIS_FAILURES as e:
-                self._failed(e)
-            except Exception:
-                log.exception("push fanout: the subscriber failed; subscribing again")
-            finally:
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(CLOSE_SECONDS):
-                        await pubsub.aclose()  # type: ignore[no-untyped-call]
-            self._subscribed.set()
-            await asyncio.sleep(self.retry_seconds)
+        # a publish that failed meanwhile ends the subscription too (``healthy``): subscribing
+        # again is how this instance finds Redis back and catches its tabs up
+        await channel.subscribe_forever(
+            self._sub_redis,
+            self.channel,
+            resume=self._resume,
+            on_message=self._on_batch,
+            healthy=lambda: self.error is None,
+            failed=self._failed,
+            ready=self._subscribed,
+            period=self.retry_seconds,
+            log=log,
+        )
 
     def _on_batch(self, data: str) -> None:
         hub = self.hub

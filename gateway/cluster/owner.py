@@ -31,12 +31,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from gateway.ami.events import LinkStatus
 from gateway.ami.link import AmiLink
+from gateway.cluster.channel import client
 from gateway.cluster.lease import Holder, LeaseState, PbxLease
 from gateway.cluster.settings import ClusterSettings, mask_url
 
@@ -282,15 +281,8 @@ class Cluster:
     ) -> None:
         self.settings = settings
         self.instance = settings.name
-        timeout = settings.renew_seconds
         # no retries inside the client: the loop retries, and its deadlines stay predictable
-        self.redis: Redis = Redis.from_url(
-            settings.redis_url,
-            decode_responses=True,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-        )
+        self.redis: Redis = client(settings)
         self.owners = {
             name: LinkOwner(
                 PbxLease(
