@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.panel.board import Board
+from gateway.panel.board import Board, RemoteSeat, Seat
 from gateway.panel.ratelimit import SlidingWindowLimiter
 from tests.test_panel_support import answered, ended, ringing
 
@@ -56,6 +56,33 @@ def test_pause_is_kept_apart_from_being_on_a_call() -> None:
     assert board.agents["ana"].presence == "on_call"
     board.ended(ended("p.1", ["101"], "101"))
     assert board.agents["ana"].presence == "paused"
+
+
+def test_seats_of_other_instances_join_the_board_and_leave_with_their_instance() -> None:
+    """Clustered (gateway/cluster/board.py): the union of every instance's sign-ins."""
+    board = seated()
+    carla = RemoteSeat(Seat("Carla", "agent", ("103",)), "paused", "training", 50.0)
+    assert board.seat_remote("gw-b", "carla", carla)
+    board.seat_remote("gw-b", "marta", RemoteSeat(Seat("Marta", "supervisor", ())))
+    # a call at carla's extension reaches her; the supervisor elsewhere watches it
+    call, _ = board.ringing(ringing("c.1", ("103",)))
+    assert call.ringing_agents == ("carla",)
+    assert board.watchers() == ["sofia", "marta"] and board.local_watchers() == ["sofia"]
+    assert board.agents["carla"].to_json()["reason"] == "training"
+    # ana signed in here and on gw-b at another desk: one agent, seated at both
+    assert board.seat_remote("gw-b", "ana", RemoteSeat(Seat("Ana B", "agent", ("104",))))
+    assert board.agents_at(["101", "104"]) == ["ana"]
+    assert board.agents["ana"].display_name == "Ana"  # this instance's sign-in first
+    assert [a["username"] for a in board.snapshot()["agents"]].count("ana") == 1
+    board.sign_out("ana")  # signed out here: still seated through gw-b
+    assert board.agents["ana"].presence == "available"
+    assert board.agents_at(["101"]) == [] and board.agents_at(["104"]) == ["ana"]
+    assert board.local_seat("ana") is None
+    # gw-b is gone: its agents leave; this instance's stay
+    assert sorted(board.drop_instance("gw-b")) == ["ana", "carla", "marta"]
+    assert board.agents_at(["103", "104"]) == [] and board.watchers() == ["sofia"]
+    assert board.agents["carla"].presence == "offline"
+    assert board.agents_at(["102"]) == ["bruno"]
 
 
 def test_limiter_counts_per_key_within_the_window() -> None:
