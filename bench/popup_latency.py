@@ -462,6 +462,8 @@ async def main(args: argparse.Namespace) -> None:
         token, s = await panel.sessions.create(user, (ext,))
         if i % args.instances == 0:  # the others sign in on B (below), not here
             panel.board.sign_in(s.username, s.display_name, "agent", s.extensions)
+            if panel.shared_board is not None:  # as a sign-in through the panel announces it
+                panel.shared_board.changed(s.username)
         tokens.append(token)
 
     if args.agents_after_settle and not args.no_freeze:
@@ -509,7 +511,9 @@ async def main(args: argparse.Namespace) -> None:
                     stop,
                 ),
             )
-            proc.start()
+            # starting a spawned process holds the caller ~1 s: not on the loop, whose PBX
+            # lease (--instances 2) must be renewed within 2.75 s
+            await asyncio.get_running_loop().run_in_executor(None, proc.start)
             procs.append(proc)
             readies.append(ready)
     for ready in readies:
