@@ -7,9 +7,9 @@ live at the takeover is logged once, by its new owner, when it ends. The holder 
 ``renew_seconds`` and stops its link at once:
 
 - when the lease was lost (another instance holds it: this one was too slow to renew);
-- when no renewal has succeeded for ``lease_seconds - renew_seconds`` (Redis unreachable):
-  Redis frees the lease ``lease_seconds`` after the last renewal this instance sent, so the
-  link is down before any other instance can take the PBX;
+- when no renewal has succeeded for ``lease_seconds`` less half a second (at most
+  ``renew_seconds``; Redis unreachable): Redis frees the lease ``lease_seconds`` after the last
+  renewal this instance sent, so the link is down before any other instance can take the PBX;
 - when the link itself has not been logged in for ``link_grace_seconds`` (this instance cannot
   reach the PBX): it then releases the lease so an instance that can reach it takes over, and
   waits ``lease_seconds`` before competing again.
@@ -44,6 +44,7 @@ log = logging.getLogger("gateway.cluster")
 T = TypeVar("T")
 # what a Redis round trip may raise when Redis is away, slow or refusing
 _REDIS_FAILURES = (RedisError, OSError, TimeoutError)
+STOP_MARGIN_SECONDS = 0.5  # an owner stops reading this long before its lease can expire
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +148,12 @@ class LinkOwner:
         return left + 0.005 if 0 < left < renew else renew
 
     def _deadline(self) -> float:
+        # Redis frees the lease no sooner than lease_seconds after the renewal was sent, and
+        # every read past this point is dropped (``_lease_valid``): the margin only covers
+        # clocks and timers. Not a whole renew_seconds: a loop busy for ~3 s (5,000 tabs
+        # reconnecting at once) lost its PBX with the 2.75 s that left by default
         s = self.settings
-        return self._renewed_at + s.lease_seconds - s.renew_seconds
+        return self._renewed_at + s.lease_seconds - min(s.renew_seconds, STOP_MARGIN_SECONDS)
 
     def _lease_valid(self) -> bool:
         """Read by the link on every read: a process frozen past its deadline (a long pause,
