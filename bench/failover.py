@@ -5,9 +5,9 @@
 
 A redis-server and the simulated PBX (real AMI over TCP on loopback) run here; instance A and
 instance B are real ``centralita run`` processes with a ``cluster:`` section, each on its own
-SQLite store. A starts first and owns the PBX. Every agent signs in on both instances (sessions
-are not shared across instances yet, docs/scale-out.md) and keeps its browser socket on B, so
-its pop-ups cross Redis while A owns the PBX and come from B once B does.
+SQLite store. A starts first and owns the PBX. Every agent signs in on B and keeps its browser
+socket there: A knows them from the shared board, so their pop-ups cross Redis while A owns
+the PBX and come from B once B does.
 
 Calls ring at ``--rate`` per second, each at the next agent's extension. After ``--before``
 seconds A is killed with SIGKILL (no code of it runs: no lease release, no Logoff), and calls go
@@ -149,16 +149,13 @@ async def one_run(args: argparse.Namespace, run: int, password_hash: str) -> dic
     sockets: list[asyncio.Task[None]] = []
     http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))  # sockets + polls
     try:
-        for inst in (a, b):
-            await inst.add_agents(extensions, password_hash)
+        await b.add_agents(extensions, password_hash)  # the agents' users live on B
         await a.start()
         await until(lambda: a.owns(http), 30, "instance A to own the PBX")
         await b.start()
         await until(lambda: _answers(http, b.url), 30, "instance B to answer")
-        cookies = {}
-        for ext in extensions:  # each agent on both: A rings them, B holds their sockets
-            await a.sign_in(http, f"agent{ext}")
-            cookies[ext] = await b.sign_in(http, f"agent{ext}")
+        # on B only: the shared board seats them on A too
+        cookies = {ext: await b.sign_in(http, f"agent{ext}") for ext in extensions}
         connected = asyncio.Event()
         count = [0]
 
