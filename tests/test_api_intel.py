@@ -24,6 +24,9 @@ from gateway.store.calllog import CallLog
 from gateway.store.cards import StoreCardSource
 from gateway.store.db import Database
 from gateway.store.events import WrapUpSaved
+from tests.postgres_fixtures import open_store
+
+STORE_ENGINES = ("sqlite", "postgresql")
 
 ADMIN = {"Authorization": "Bearer admin-secret-token"}
 READER = {"Authorization": "Bearer reader-secret-token"}
@@ -40,7 +43,7 @@ class Host:
 
 
 @pytest.fixture
-async def client(aiohttp_client: Any, tmp_path: Path) -> Any:
+async def client(aiohttp_client: Any, store_location: str) -> Any:
     cfg = config_from_dict(
         {
             "lookup": {"default_region": "ES"},
@@ -52,7 +55,7 @@ async def client(aiohttp_client: Any, tmp_path: Path) -> Any:
             },
         }
     )
-    db = await Database.open(tmp_path / "crm.db")
+    db = await open_store(store_location)
     app = web.Application()
     setup_api(app, db=db, lookup=LookupChain(StoreCardSource(db), [], cfg.lookup), config=cfg)
     setup_intel(app, Host(db, cfg))

@@ -17,7 +17,6 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -50,6 +49,9 @@ from tests.fakes import sugarcrm as suite_lab
 from tests.fakes.odoo import Odoo
 from tests.fakes.sugarcrm import SugarCrm
 from tests.fakes.vtiger import Vtiger
+from tests.postgres_fixtures import open_store
+
+STORE_ENGINES = ("sqlite", "postgresql")
 
 TZ = ZoneInfo("Europe/Madrid")
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC).timestamp()
@@ -118,8 +120,8 @@ class World:
 
 
 @pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    db = await Database.open(tmp_path / "store.db", clock=lambda: NOW)
+async def world(store_location: str) -> AsyncIterator[World]:
+    db = await open_store(store_location, clock=lambda: NOW)
     w = World(db)
     worker = asyncio.create_task(w.intel.run())
     try:

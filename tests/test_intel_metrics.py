@@ -7,8 +7,8 @@ matter in the card's one query, and campaign segments select on them."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 from datetime import UTC, datetime
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -35,9 +35,13 @@ from gateway.intel.metrics import (
 )
 from gateway.intel.service import IntelService
 from gateway.intel.wording import reason_text
+from gateway.lookup.card import CallerCard
 from gateway.store.cards import StoreCardSource
 from gateway.store.db import Database
 from gateway.store.events import WrapUpSaved
+from tests.postgres_fixtures import open_store
+
+STORE_ENGINES = ("sqlite", "postgresql")
 
 TZ = ZoneInfo("Europe/Madrid")  # June: UTC+2
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC).timestamp()
@@ -298,6 +302,12 @@ class Clock:
         return self.now
 
 
+async def _card(source: StoreCardSource, e164: str) -> CallerCard | None:
+    """The store's card (awaited on PostgreSQL, whose lookup is a query on its connection)."""
+    found = source.find(e164)
+    return await found if inspect.isawaitable(found) else found
+
+
 async def _person(db: Database, **kw: object) -> int:
     cols = {"kind": "contact", "first_name": "", "created_at": NOW, "updated_at": NOW, **kw}
     async with db.transaction() as conn:
@@ -319,8 +329,8 @@ async def _deal(db: Database, pid: int, stage: str, days_ago: float, amount: flo
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> object:
-    db = await Database.open(tmp_path / "intel.db")
+async def store(store_location: str) -> object:
+    db = await open_store(store_location)
     yield db
     await db.close()
 
@@ -341,7 +351,9 @@ async def test_events_recompute_and_the_card_shows_the_few_that_matter(store: Da
     source = StoreCardSource(db)
     stale: list[str] = []
     source.watch(stale.append)
-    assert source.find(MOBILE).insight == ()  # type: ignore[union-attr]  # nothing computed yet
+    first = await _card(source, MOBILE)
+    assert first is not None
+    assert first.insight == ()  # nothing computed yet
 
     service = IntelService(db, tz=TZ, default_region="ES", clock=clock)
     bus = Bus()
@@ -350,7 +362,7 @@ async def test_events_recompute_and_the_card_shows_the_few_that_matter(store: Da
     try:
         bus.publish(WrapUpSaved("sim:9", "ana", NOW, pid, "interested", "answered"))
         await service.settled()
-        card = source.find(MOBILE)
+        card = await _card(source, MOBILE)
         assert card is not None
         assert [i.name for i in card.insight] == list(CARD_METRICS)
         shown = {i.name: i for i in card.insight}

@@ -32,6 +32,9 @@ from gateway.reports import calls
 from gateway.reports.model import ReportQuery
 from gateway.store.calllog import CallLog
 from gateway.store.db import Database
+from tests.postgres_fixtures import open_store
+
+STORE_ENGINES = ("sqlite", "postgresql")
 
 MADRID = ZoneInfo("Europe/Madrid")
 SETTINGS = PanelSettings(
@@ -100,8 +103,8 @@ WRAPPED = {"t:c1": 10.0, "t:c7": 60.0, "t:c9": 5.0}
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    d = await Database.open(tmp_path / "store.db", clock=lambda: at(DAY2, 12, 0))
+async def db(store_location: str) -> AsyncIterator[Database]:
+    d = await open_store(store_location, clock=lambda: at(DAY2, 12, 0))
     log = CallLog(d)
     async with d.transaction() as conn:  # the wrap-ups' times, as the trigger would keep them
         for c in CALLS:
@@ -273,9 +276,9 @@ async def test_facts_follow_corrections_wrapups_and_deletes(db: Database) -> Non
     assert agents == []
 
 
-async def test_days_follow_the_clock_change(tmp_path: Path) -> None:
+async def test_days_follow_the_clock_change(store_location: str) -> None:
     # Sunday 30 March 2025 Madrid goes from UTC+1 to UTC+2 at 02:00 local
-    d = await Database.open(tmp_path / "dst.db")
+    d = await open_store(store_location)
     try:
         log = CallLog(d)
         sunday, monday = date(2025, 3, 30), date(2025, 3, 31)

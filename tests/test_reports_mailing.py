@@ -11,7 +11,6 @@ import io
 from collections.abc import AsyncIterator
 from datetime import date, datetime
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,7 +25,10 @@ from gateway.reports.locale import wording
 from gateway.store.calllog import CallLog
 from gateway.store.db import Database
 from tests.campaign_fixtures import SmtpSink, smtp_sink  # noqa: F401  (pytest fixture)
+from tests.postgres_fixtures import open_store
 from tests.test_reports_charts import AGENTS, DISPOSITIONS, HEAT, HOSTILE, SUMMARY
+
+STORE_ENGINES = ("sqlite", "postgresql")
 
 MADRID = ZoneInfo("Europe/Madrid")
 
@@ -150,8 +152,8 @@ class Clock:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Database]:
-    db = await Database.open(tmp_path / "reports.db")
+async def store(store_location: str) -> AsyncIterator[Database]:
+    db = await open_store(store_location)
     log = CallLog(db)
     for n, by in enumerate(["101", "101", ""]):
         start = _at(2026, 11, 29, 10) + n * 600

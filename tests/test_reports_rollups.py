@@ -28,6 +28,8 @@ from gateway.reports.model import ReportQuery
 from gateway.store.calllog import CallLog
 from gateway.store.db import Database
 
+STORE_ENGINES = ("sqlite", "postgresql")
+
 MADRID = ZoneInfo("Europe/Madrid")
 # the migration's thresholds: the rollups answer these without a rebuild
 SETTINGS = PanelSettings(
@@ -229,7 +231,7 @@ async def rebuilt_from_scratch(db: Database) -> dict[str, list[tuple[Any, ...]]]
     """What the rollups hold when summed again from the facts (as a rebuild does)."""
     async with db.transaction() as conn:
         for table in TABLES:
-            await conn.execute(f"DELETE FROM {table} WHERE 1")
+            await conn.execute(f"DELETE FROM {table} WHERE 1 = 1")
         await conn.execute("INSERT INTO report_callbacks SELECT * FROM report_callback_source")
         await calls.rebuild_rollups(conn, 0, 4e9)
     return await snapshot(db)
@@ -307,7 +309,7 @@ async def test_rollups_follow_wrapups_corrections_callbacks_and_deletes(db: Data
     assert await snapshot(db) == await rebuilt_from_scratch(db)
     # ... and nothing is left of calls deleted altogether
     async with db.transaction() as conn:
-        await conn.execute("DELETE FROM calls WHERE 1")
+        await conn.execute("DELETE FROM calls WHERE 1 = 1")
     assert all(not rows for rows in (await snapshot(db)).values())
 
 
@@ -465,9 +467,9 @@ async def test_a_fact_updated_in_place(db: Database) -> None:
     async with db.transaction() as conn:
         await conn.execute(
             "UPDATE call_facts SET wrapped_at = ended_at + 7, disposition = 'resolved'"
-            " WHERE took AND id IN (SELECT id FROM call_facts ORDER BY id LIMIT 40)"
+            " WHERE took = 1 AND id IN (SELECT id FROM call_facts ORDER BY id LIMIT 40)"
         )
-        await conn.execute("UPDATE call_agent_facts SET wrapped_at = ended_at + 7 WHERE took")
+        await conn.execute("UPDATE call_agent_facts SET wrapped_at = ended_at + 7 WHERE took = 1")
     assert await same_as_facts(db, SETTINGS, FIRST, LAST) > 20
     assert await snapshot(db) == await rebuilt_from_scratch(db)
 

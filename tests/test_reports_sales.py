@@ -26,7 +26,10 @@ from gateway.reports import sales
 from gateway.reports.model import ReportQuery
 from gateway.store.calllog import CallLog
 from gateway.store.db import Database
+from tests.postgres_fixtures import open_store
 from tests.test_panel_support import open_world
+
+STORE_ENGINES = ("sqlite", "postgresql")
 
 MADRID = ZoneInfo("Europe/Madrid")
 SETTINGS = PanelSettings(timezone="Europe/Madrid")
@@ -83,8 +86,8 @@ CALLS = [
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    d = await Database.open(tmp_path / "sales.db", clock=lambda: at(MAR4, 18))
+async def db(store_location: str) -> AsyncIterator[Database]:
+    d = await open_store(store_location, clock=lambda: at(MAR4, 18))
     async with d.transaction() as conn:
         for pid, source, status, created, reason, lost_at, country in LEADS:
             await conn.execute(

@@ -121,7 +121,7 @@ class DealStore:
             # walks all of the connector's rows and looks each up in the page's list
             rows = await conn.execute_fetchall(
                 "SELECT json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]'), p.e164"
-                " FROM json_each(?) j CROSS JOIN crm_directory_phones p ON p.connector = ?"
+                " FROM json_each(?) j CROSS JOIN crm_directory_phones p WHERE p.connector = ?"
                 " AND p.module = json_extract(j.value, '$[0]')"
                 " AND p.record_id = json_extract(j.value, '$[1]') ORDER BY 1, 2, 3",
                 (json.dumps(keys), connector),
@@ -214,7 +214,7 @@ class DealStore:
         keys = [(connector, module, rec.record_id) for rec, _ in items]
         rows = await conn.execute_fetchall(  # CROSS JOIN: the page's ids outside (see _find)
             "SELECT c.record_id, c.deal_id FROM json_each(?) j CROSS JOIN crm_deals c"
-            " ON c.connector = ? AND c.module = ? AND c.record_id = j.value",
+            " WHERE c.connector = ? AND c.module = ? AND c.record_id = j.value",
             (json.dumps([k[2] for k in keys]), connector, module),
         )
         old_deal = {str(rid): deal for rid, deal in rows}

@@ -175,7 +175,9 @@ def _handle_sql(cap: float) -> str:
         return "talk"
     return (
         f"(talk + CASE WHEN wrapped_at IS NULL OR ended_at IS NULL THEN {cap!r}"
-        f" ELSE min(max(wrapped_at - ended_at, 0.0), {cap!r}) END)"
+        f" WHEN wrapped_at < ended_at THEN 0.0"
+        f" WHEN wrapped_at - ended_at > {cap!r} THEN {cap!r}"
+        f" ELSE wrapped_at - ended_at END)"
     )
 
 
@@ -200,8 +202,8 @@ async def _labels(
         rows = await db.conn.execute_fetchall(
             f"SELECT id, name FROM campaigns WHERE id IN ({','.join('?' * len(ids))})", ids
         )
-        names = {r["id"]: r["name"] for r in rows}
-        return {k: names.get(k, str(k)) for k in keys}
+        campaigns: dict[int, str] = {r["id"]: r["name"] for r in rows}
+        return {k: campaigns.get(int(k), str(k)) for k in keys}
     if group_by == "agent":
         return await agent_names(db, [str(k) for k in keys])
     return {k: str(k) for k in keys}
@@ -237,20 +239,20 @@ def _aggregates(sl: float, short: float, cap: float) -> str:
     handle = _handle_sql(cap)
     return f"""
         sum(dir = 0) AS offered,
-        sum(dir = 0 AND took) AS answered,
-        sum(dir = 0 AND NOT answered) AS missed,
-        sum(dir = 0 AND abandoned) AS abandoned,
-        sum(dir = 0 AND abandoned AND wait < {short!r}) AS short_abandoned,
-        sum(dir = 0 AND took AND wait <= {sl!r}) AS in_sl,
-        total(CASE WHEN dir = 0 AND took THEN wait END) AS wait_sum,
-        count(CASE WHEN dir = 0 AND took THEN wait END) AS wait_n,
-        total(CASE WHEN dir = 0 AND took THEN {handle} END) AS handle_sum,
+        sum(dir = 0 AND took = 1) AS answered,
+        sum(dir = 0 AND answered = 0) AS missed,
+        sum(dir = 0 AND abandoned = 1) AS abandoned,
+        sum(dir = 0 AND abandoned = 1 AND wait < {short!r}) AS short_abandoned,
+        sum(dir = 0 AND took = 1 AND wait <= {sl!r}) AS in_sl,
+        total(CASE WHEN dir = 0 AND took = 1 THEN wait END) AS wait_sum,
+        count(CASE WHEN dir = 0 AND took = 1 THEN wait END) AS wait_n,
+        total(CASE WHEN dir = 0 AND took = 1 THEN {handle} END) AS handle_sum,
         total(CASE WHEN dir = 0 THEN rna END) AS rna,
-        total(CASE WHEN took OR dir = 1 THEN transfers END) AS transfers,
-        sum(dir = 1 AND ctc) AS ctc,
-        sum(dir = 1 AND ctc AND answered) AS ctc_connected,
+        total(CASE WHEN took = 1 OR dir = 1 THEN transfers END) AS transfers,
+        sum(dir = 1 AND ctc = 1) AS ctc,
+        sum(dir = 1 AND ctc = 1 AND answered = 1) AS ctc_connected,
         sum(dir = 1) AS outbound,
-        sum(dir = 1 AND answered) AS outbound_answered"""
+        sum(dir = 1 AND answered = 1) AS outbound_answered"""
 
 
 def _row(key: str, label: str, r: Any, p90: float | None, cb: list[float]) -> SummaryRow:
@@ -298,7 +300,7 @@ async def _p90(
     handle = _handle_sql(cap)
     rows = await db.conn.execute_fetchall(
         f"SELECT {key} AS k, CAST({handle} + 0.5 AS INTEGER) AS s, count(*) AS n"
-        f" FROM {src} WHERE {where} AND dir = 0 AND took GROUP BY k, s",
+        f" FROM {src} WHERE {where} AND dir = 0 AND took = 1 GROUP BY k, s",
         args,
     )
     per_key: dict[Any, dict[int, int]] = defaultdict(dict)
@@ -333,7 +335,7 @@ async def _callbacks(
                        AND o.started_at > f.started_at
                        AND o.started_at <= f.started_at + {CALLBACK_WINDOW!r})
                    - f.started_at AS d
-            FROM {src} f WHERE {where} AND dir = 0 AND NOT answered AND number IS NOT NULL)
+            FROM {src} f WHERE {where} AND dir = 0 AND answered = 0 AND number IS NOT NULL) AS cb
         WHERE d IS NOT NULL"""
     by_key: dict[Any, list[float]] = defaultdict(list)
     overall: list[float] = []
@@ -421,7 +423,8 @@ def _call_plan(q: ReportQuery, group_by: str) -> _Plan | None:
         level="report",
         where=where,
         args=args,
-        dims={kind: "nullif(value, '')" if kind == "campaign" else "value"},  # no campaign: NULL
+        # no campaign: NULL; a campaign's id an integer on both engines
+        dims={kind: "CAST(nullif(value, '') AS INTEGER)" if kind == "campaign" else "value"},
         handle_where=handle_where,
         handle_args=handle_args,
         handle_dims={g: f"h.{c}" for g, c in _FACT_COLUMN.items()},
@@ -513,7 +516,7 @@ def _rollup_rows(
                 f"SELECT {key} AS k, {', '.join(columns)} FROM {plan.level}_{table} WHERE {where}"
             )
             args += [lo, hi, *plan.args]
-    return f"({' UNION ALL '.join(selects)})", args
+    return f"({' UNION ALL '.join(selects)}) AS rows", args
 
 
 def _plan_key(plan: _Plan, group_by: str, off: str) -> str:
@@ -567,7 +570,7 @@ async def _p90_rolled(
     args: list[SqlParam] = []
     keyed = [(b, k) for b, k in pairs if k is not None]
     if keyed:
-        wanted.append(f"(h.bin, {key}) IN (VALUES {','.join(['(?, ?)'] * len(keyed))})")
+        wanted += [f"(h.bin = ? AND {key} = ?)"] * len(keyed)
         args += [v for pair in keyed for v in pair]
     wanted += [f"(h.bin = {b} AND {key} IS NULL)" for b, k in pairs if k is None]
     bins = sorted({b for b, _ in pairs} | ({total[0]} if total else set()))
@@ -642,7 +645,7 @@ def rebuild_statements() -> list[str]:
     sums = ", ".join(f"total({c})" for c in ROLLUP_COLUMNS)
     value = (
         "CASE k.kind WHEN 'queue' THEN r.queue WHEN 'did' THEN r.did"
-        " WHEN 'campaign' THEN coalesce(r.campaign_id, '')"
+        " WHEN 'campaign' THEN ifnull(r.campaign_id, '')"
         " WHEN 'disposition' THEN r.disposition ELSE '' END"
     )
     calls = "started_at >= :a AND started_at < :b"
@@ -854,7 +857,7 @@ async def missed_heatmap(
         off = offset_sql(since, until, tz)
         sql = (
             f"SELECT {_key_sql('weekday', off)} AS wd, {_key_sql('hour', off)} AS h,"
-            " sum(NOT answered) AS missed, count(*) AS offered"
+            " sum(answered = 0) AS missed, count(*) AS offered"
             f" FROM {_source(q)} WHERE {where} AND dir = 0 GROUP BY wd, h"
         )
     found = {(r["wd"], r["h"]): r for r in await db.conn.execute_fetchall(sql, args)}
@@ -895,14 +898,15 @@ async def dispositions(
         # a disposition counts every call given it; "" the answered ones only
         sql = (
             "SELECT k, sum(CASE WHEN k != '' THEN calls ELSE answered_any END) AS n"
-            f" FROM {source} GROUP BY k HAVING n > 0"
+            f" FROM {source} GROUP BY k"
+            " HAVING sum(CASE WHEN k != '' THEN calls ELSE answered_any END) > 0"
         )
     else:
         where, args = _where(q, since, until)
         took = "took" if q.agent is not None else "answered"
         sql = (
             f"SELECT disposition AS k, count(*) AS n FROM {_source(q)}"
-            f" WHERE {where} AND ({took} OR disposition != '') GROUP BY k"
+            f" WHERE {where} AND ({took} = 1 OR disposition != '') GROUP BY k"
         )
     rows = list(await db.conn.execute_fetchall(sql, args))
     labels = await _labels(db, "disposition", [r["k"] for r in rows], settings)

@@ -454,8 +454,8 @@ class ReportLedger:
                 "INSERT INTO report_mails (period, start, address, status, attempts, at)"
                 " VALUES (?, ?, ?, 'sending', 1, ?)"
                 " ON CONFLICT (period, start, address) DO UPDATE SET status = 'sending',"
-                " attempts = attempts + 1, at = excluded.at"
-                " WHERE status = 'failed' AND attempts < ?",
+                " attempts = report_mails.attempts + 1, at = excluded.at"
+                " WHERE report_mails.status = 'failed' AND report_mails.attempts < ?",
                 (period, start.isoformat(), address.lower(), now, MAX_ATTEMPTS),
             )
             return bool(cur.rowcount)

@@ -371,7 +371,7 @@ async def _everybody_rolled(
 
 def _ids(ids: list[int]) -> PeopleWhere:
     if not ids:
-        return "0", []
+        return "1 = 0", []
     return f"p.id IN ({','.join('?' * len(ids))})", list(ids)
 
 

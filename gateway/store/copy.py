@@ -52,8 +52,10 @@ async def _copy(
     raw = dst.raw
     types: dict[str, dict[str, str]] = {}
     for r in await raw.fetch(
-        "SELECT table_name, column_name, udt_name FROM information_schema.columns"
-        " WHERE table_schema = current_schema()"
+        "SELECT c.table_name, c.column_name, c.udt_name FROM information_schema.columns c"
+        " JOIN information_schema.tables t"
+        " ON t.table_schema = c.table_schema AND t.table_name = c.table_name"
+        " WHERE c.table_schema = current_schema() AND t.table_type = 'BASE TABLE'"
     ):
         types.setdefault(r["table_name"], {})[r["column_name"]] = r["udt_name"]
     tables = sorted(t for t in types if t != SCHEMA_TABLE)
@@ -81,6 +83,10 @@ async def _copy(
         )
         for k in keys:
             await raw.execute(f'ALTER TABLE {k["tab"]} DROP CONSTRAINT "{k["conname"]}"')
+        # the report tables are copied as they are: the triggers that derive them from the
+        # calls (migrations 0014, 0016) stay off until every row is in
+        for table in tables:
+            await raw.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
         for table in tables:
             if _seeded(table):
                 await raw.execute(f"DELETE FROM {table}")
@@ -89,6 +95,8 @@ async def _copy(
                 progress(table, counts[table])
         for k in keys:
             await raw.execute(f'ALTER TABLE {k["tab"]} ADD CONSTRAINT "{k["conname"]}" {k["def"]}')
+        for table in tables:
+            await raw.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
         for table in tables:
             if "id" in types[table] and table in dst.schema.generated_ids:
                 await raw.execute(

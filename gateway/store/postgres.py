@@ -25,10 +25,14 @@ and the result is cached per statement text. What it translates:
   json: **text** on PostgreSQL, where SQLite gives numbers as numbers (so a number is better
   read in Python from the whole JSON);
 * ``group_concat(X)`` becomes ``string_agg(CAST(X AS text), ',')``;
+* ``CAST(X AS INTEGER)`` truncates toward zero, as SQLite's does (PostgreSQL's would round);
+* ``:name`` parameters (given as a mapping) become ``$n`` too;
 * ``BEGIN IMMEDIATE`` becomes ``BEGIN``.
 
-What it does not translate fails loudly at PostgreSQL (an unknown function such as
-``json_each`` or ``strftime``); those statements need a neutral form in the calling code.
+SQLite's ``total()`` and ``sum()`` of a comparison exist on PostgreSQL as aggregates of the
+same name (migrations_pg/0016). What it does not translate fails loudly at PostgreSQL (an
+unknown function such as ``strftime``, an integer column used as a boolean); those statements
+need a neutral form in the calling code.
 
 Values: PostgreSQL types strictly (asyncpg refuses a ``str`` for an ``int8`` parameter, where
 SQLite converts by column affinity), so each parameter is converted to the type PostgreSQL
@@ -55,7 +59,7 @@ import asyncio
 import logging
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -121,6 +125,7 @@ class Translated:
     text: str  # the PostgreSQL statement
     returns_id: bool  # RETURNING id was added for lastrowid
     control: bool  # BEGIN/COMMIT/ROLLBACK/SAVEPOINT/RELEASE: no parameters, no rows
+    names: tuple[str, ...] = ()  # ``:name`` parameters, in the order of $1, $2...
 
 
 # a quoted string, a quoted identifier or a comment: never rewritten
@@ -146,7 +151,7 @@ def _json_extract(m: re.Match[str]) -> str:
     return f"(CAST({m.group(1)} AS json) ->> {key})"
 
 
-_JSON_EACH = re.compile(r"\bjson_each\(([^()]*)\)(?:\s+(?:AS\s+)?(\w+))?", re.I)
+_JSON_EACH = re.compile(r"\bjson_each\(((?:[^()]|\([^()]*\))*)\)(?:\s+(?:AS\s+)?(\w+))?", re.I)
 _KEYWORDS = frozenset(
     [
         "where",
@@ -175,6 +180,45 @@ def _json_each(m: re.Match[str]) -> str:
     return f"json_array_elements_text(CAST({m.group(1)} AS json)) AS {alias}(value){tail}"
 
 
+_CAST = re.compile(r"\bCAST\s*\(", re.I)
+_AS_INTEGER = re.compile(r"\s+AS\s+INTEGER\s*$", re.I)
+
+
+def _casts_to_integer(sql: str) -> str:
+    """``CAST(X AS INTEGER)`` as SQLite means it, truncated toward zero (PostgreSQL's cast
+    rounds a fraction to the nearest integer)."""
+    out: list[str] = []
+    pos = 0
+    for m in _CAST.finditer(sql):
+        if m.start() < pos:
+            continue  # inside a cast already rewritten
+        depth, i, quote = 1, m.end(), ""
+        while i < len(sql) and depth:
+            ch = sql[i]
+            if quote:
+                quote = "" if ch == quote else quote
+            elif ch in "'\"":
+                quote = ch
+            elif ch == "(":
+                depth += 1
+            elif ch == ")":
+                depth -= 1
+            i += 1
+        if depth:
+            break  # unbalanced: PostgreSQL will say so
+        inner = sql[m.end() : i - 1]
+        found = _AS_INTEGER.search(inner)
+        if found is None:
+            continue
+        out.append(sql[pos : m.start()])
+        operand = _casts_to_integer(inner[: found.start()])
+        out.append(f"CAST(trunc(CAST({operand} AS double precision)) AS BIGINT)")
+        pos = i
+    out.append(sql[pos:])
+    return "".join(out)
+
+
+_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _CONTROL = re.compile(r"^\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE|END)\b", re.I)
 _UNSUPPORTED = re.compile(r"^\s*PRAGMA\b", re.I)
 
@@ -222,6 +266,7 @@ def translate(sql: str, schema: Schema, *, want_id: bool = True) -> Translated:
         m = _INSERT.match(text)
         table = m.group(1) if m else ""
     counter = 0
+    params: list[str] = []  # the :name parameters, in order
 
     def code(part: str) -> str:
         nonlocal counter
@@ -231,15 +276,24 @@ def translate(sql: str, schema: Schema, *, want_id: bool = True) -> Translated:
             counter += 1
             return f"${counter}"
 
+        def named(m: re.Match[str]) -> str:
+            if m.group(1) not in params:
+                params.append(m.group(1))
+            return f"${params.index(m.group(1)) + 1}"
+
         part = re.sub(r"\?", number, part)
+        part = _NAMED.sub(named, part)
         part = _EMPTY_IN.sub(r"\1 (SELECT NULL WHERE FALSE)", part)
         part = _INDEXED_BY.sub("", part)
         part = _GROUP_CONCAT.sub(r"string_agg(CAST(\1 AS text), ',')", part)
-        part = _JSON_EACH.sub(_json_each, part)
         return _LIKE.sub("ILIKE", part)
 
     text = _JSON_EXTRACT.sub(_json_extract, text)
+    text = _JSON_EACH.sub(_json_each, text)  # its argument may hold a quoted string
+    text = _casts_to_integer(text)
     text = _rewrite_code(text, code)
+    if params and counter:
+        raise UnsupportedStatement(f"both ? and :name parameters: {text[:60]!r}")
     returning = _RETURNING.search(text) if table else None
     returns_id = False
     if table:
@@ -250,7 +304,7 @@ def translate(sql: str, schema: Schema, *, want_id: bool = True) -> Translated:
         if want_id and not returning and table in schema.generated_ids:
             text += " RETURNING id"
             returns_id = True
-    return Translated(text, returns_id, False)
+    return Translated(text, returns_id, False, tuple(params))
 
 
 # -- values -------------------------------------------------------------------------------------
@@ -432,10 +486,15 @@ class PgConnection:
         self._statements[key] = st
         return st
 
-    async def _run(self, st: _Statement, parameters: Sequence[Any]) -> PgCursor:
+    async def _run(self, st: _Statement, parameters: Sequence[Any] | Mapping[str, Any]) -> PgCursor:
         if st.prepared is None:
             await self.raw.execute(st.translated.text)
             return PgCursor([], -1, None)
+        if isinstance(parameters, Mapping):
+            try:
+                parameters = [parameters[name] for name in st.translated.names]
+            except KeyError as e:
+                raise sqlite3.ProgrammingError(f"no value for parameter :{e.args[0]}") from e
         if len(parameters) != len(st.convert):
             raise sqlite3.ProgrammingError(
                 f"{len(st.convert)} parameters expected, {len(parameters)} given"
@@ -455,16 +514,16 @@ class PgConnection:
         lastrowid = int(rows[-1][0]) if st.translated.returns_id and rows else None
         return PgCursor([] if st.translated.returns_id else rows, count, lastrowid)
 
-    async def _execute(self, sql: str, parameters: Sequence[Any]) -> PgCursor:
+    async def _execute(self, sql: str, parameters: Sequence[Any] | Mapping[str, Any]) -> PgCursor:
         async with self._lock:
             st = await self._statement(sql, True)
             return await self._run(st, parameters)
 
-    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> _Pending:
+    def execute(self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] = ()) -> _Pending:
         return _Pending(lambda: self._execute(sql, parameters))
 
     async def execute_fetchall(
-        self, sql: str, parameters: Sequence[Any] = ()
+        self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] = ()
     ) -> list[asyncpg.Record]:
         cursor = await self._execute(sql, parameters)
         return await cursor.fetchall()
@@ -492,11 +551,16 @@ class PgConnection:
             await self.raw.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
 
     async def close(self) -> None:
-        await self.raw.close()
+        async with self._lock:  # after the statement under way, as aiosqlite's close
+            await self.raw.close()
 
 
 async def connect(url: str) -> asyncpg.Connection:
-    conn: asyncpg.Connection = await asyncpg.connect(url, statement_cache_size=0)
+    # no JIT: the store's statements (and the report triggers they fire, a row at a time)
+    # are small, and compiling one took 0.3-0.7 s where running it takes a millisecond
+    conn: asyncpg.Connection = await asyncpg.connect(
+        url, statement_cache_size=0, server_settings={"jit": "off"}
+    )
     await conn.set_type_codec(
         "numeric", encoder=str, decoder=_numeric_out, schema="pg_catalog", format="text"
     )
