@@ -81,7 +81,7 @@ class HttpCrmConnector(Generic[S]):
         self._http = HttpTransport(self._base_url(), verify_tls=settings.verify_tls)
         # the caller directory's view of this CRM (set by the app): write-backs find the
         # record a call belongs to there first, however the number was typed in the CRM
-        self.directory_find: Callable[[str], CallerCard | None] | None = None
+        self.directory_find: Callable[[str], Awaitable[CallerCard | None]] | None = None
         self.default_region = "ES"  # the app sets the config's ``lookup.default_region``
         self._setup()
 
@@ -135,7 +135,7 @@ class HttpCrmConnector(Generic[S]):
         except InvalidNumber:
             return None  # an anonymous or broken caller ID: the call is logged unlinked
         if self.directory_find is not None:
-            card = self.directory_find(e164)
+            card = await self.directory_find(e164)
             if card is not None:
                 return card
         return await self._find(e164, number, timeout)

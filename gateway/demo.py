@@ -240,20 +240,23 @@ class DemoRecorder:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-def store_summary(db: Any) -> str:
+async def store_summary(db: Any) -> str:
     """What the store holds, for the banner."""
-    q = db.reader.execute
-    contacts = q("SELECT count(*) FROM people WHERE kind = 'contact'").fetchone()[0]
-    leads = q("SELECT count(*) FROM people WHERE kind = 'lead'").fetchone()[0]
-    accounts = q("SELECT count(*) FROM accounts").fetchone()[0]
-    calls = q("SELECT count(*) FROM calls").fetchone()[0]
+    rows = await db.conn.execute_fetchall(
+        "SELECT (SELECT count(*) FROM people WHERE kind = 'contact'),"
+        " (SELECT count(*) FROM people WHERE kind = 'lead'),"
+        " (SELECT count(*) FROM accounts), (SELECT count(*) FROM calls)"
+    )
+    contacts, leads, accounts, calls = tuple(next(iter(rows)))
     return f"{contacts} contacts, {leads} leads, {accounts} accounts, {calls} calls logged"
 
 
-def demo_numbers(db: Any, rng: random.Random, known: int = 40) -> list[str]:
+async def demo_numbers(db: Any, rng: random.Random, known: int = 40) -> list[str]:
     """Caller numbers for the traffic: seeded contacts' numbers as a carrier presents them
     (E.164, or national digits for home-country numbers), plus strangers."""
-    rows = db.reader.execute("SELECT e164 FROM phones WHERE person_id IS NOT NULL").fetchall()
+    rows = await db.conn.execute_fetchall(
+        "SELECT e164 FROM phones WHERE person_id IS NOT NULL ORDER BY id"
+    )
     numbers = [r[0][3:] if r[0].startswith("+34") and rng.random() < 0.5 else r[0] for r in rows]
     rng.shuffle(numbers)
     from gateway.sim.traffic import DEFAULT_NUMBERS
@@ -313,15 +316,15 @@ async def run_demo(args: argparse.Namespace, serve: Serve) -> None:
     try:
         await gateway.open()  # a second demo on the same state folder stops here
         assert gateway.db is not None
-        if not gateway.db.reader.execute("SELECT 1 FROM people LIMIT 1").fetchall():
+        if not await gateway.db.conn.execute_fetchall("SELECT 1 FROM people LIMIT 1"):
             await seed_demo(gateway.db, n=args.contacts, rng=rng)  # a restart keeps what is there
         await seed_demo_campaigns(gateway.db)  # none when the store has campaigns already
-        summary = store_summary(gateway.db)
+        summary = await store_summary(gateway.db)
         users = await seed_demo_users(gateway.db)
         console = ConsoleView(gateway)
         console.start()
         DemoRecorder(gateway, recordings)
-        numbers = demo_numbers(gateway.db, rng)
+        numbers = await demo_numbers(gateway.db, rng)
         traffic = TrafficGenerator(pbx, calls_per_minute=args.rate, rng=rng, numbers=numbers)
         _banner(cfg, api_token, summary, users, mailbox.port)
         stop = asyncio.Event()

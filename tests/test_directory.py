@@ -17,6 +17,10 @@ from gateway.lookup.chain import LookupChain
 from gateway.lookup.settings import LookupSettings
 from gateway.store.cards import StoreCardSource
 from gateway.store.db import Database
+from tests.postgres_fixtures import open_store
+
+# the tests taking store_location run on both engines (the others use the db fixture below)
+STORE_ENGINES = ("sqlite", "postgresql")
 
 POLICY = DirectorySettings(page_size=10, interval_s=60, full_every_s=3600)
 
@@ -106,6 +110,23 @@ async def test_full_pass_finds_every_typed_spelling_through_the_chain(db, caplog
     (health,) = await sync.health()
     assert health["records"] == 31 and health["numbers"] == 30
     assert health["lag_seconds"] == 0 and health["last_error"] is None
+
+
+async def test_the_write_backs_finder_reads_the_directory_on_either_engine(
+    store_location: str,
+) -> None:
+    d = await open_store(store_location)
+    try:
+        book, clock = seeded(), Clock()
+        store = DirectoryStore(d, "ES", ["crm"])
+        await DirectorySync(store, [(book, POLICY)], clock).sync_source(book, POLICY)
+        find = store.finder("crm")  # what a connector's write-back asks before a live query
+        card = await find("0034 911 234 569")
+        assert card is not None and (card.display_name, card.owner) == ("Carla Ruiz", "ana")
+        assert await store.finder("another-crm")("+34911234569") is None
+        assert await find("call reception") is None
+    finally:
+        await d.close()
 
 
 async def test_incremental_pull_takes_only_changes_and_updates_the_card(db):

@@ -108,16 +108,17 @@ class DirectoryStore:
         )
         return record.card(e164, name)
 
-    def finder(self, connector: str) -> Callable[[str], CallerCard | None]:
-        """``find(raw)`` for one connector, with any spelling of the number (write-backs;
-        synchronous: SQLite only so far)."""
+    def finder(self, connector: str) -> Callable[[str], Awaitable[CallerCard | None]]:
+        """``await find(raw)`` for one connector, with any spelling of the number (the
+        write-backs'), on either engine."""
 
-        def find(raw: str) -> CallerCard | None:
+        async def find(raw: str) -> CallerCard | None:
             try:
                 e164 = normalize(raw, self.region).e164
             except InvalidNumber:
                 return None
-            return self._best(e164, connector, self.db.reader.execute(_FIND, (e164,)).fetchall())
+            found = self.find(e164, connector)
+            return await found if isinstance(found, Awaitable) else found
 
         return find
 
