@@ -19,7 +19,6 @@ import imaplib
 import os
 import re
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.real_servers import need
+from tests.real_servers import end_process, need, read_log
 
 TLS_DIR = Path(__file__).parent / "data" / "smtp_tls"
 USER = "respuestas"
@@ -157,22 +156,13 @@ service anvil {{
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        end_process(proc)
         if proc is not None and proc.stderr is not None:
             proc.stderr.close()
         shutil.rmtree(self.root, ignore_errors=True)
 
     def log_text(self) -> str:
-        try:
-            return self.log.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return ""
+        return read_log(self.log)
 
     @contextlib.contextmanager
     def client(self) -> Iterator[imaplib.IMAP4]:

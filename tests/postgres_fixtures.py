@@ -30,7 +30,7 @@ import asyncpg
 import pytest
 
 from gateway.store.db import Database
-from tests.real_servers import need
+from tests.real_servers import end_process, need, read_log
 
 REQUIRED = os.environ.get("CENTRALITA_REQUIRE_POSTGRES") == "1" or os.environ.get("CI") == "true"
 TEMPLATE = "centralita_template"
@@ -130,20 +130,11 @@ class PostgresServer:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGINT)  # fast shutdown
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        end_process(proc, signal.SIGINT, 15)  # SIGINT: PostgreSQL's fast shutdown
         shutil.rmtree(self.root, ignore_errors=True)
 
     def log_text(self) -> str:
-        try:
-            return self.log.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return ""
+        return read_log(self.log)
 
 
 def _missing() -> str:

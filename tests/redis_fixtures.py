@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.real_servers import need
+from tests.real_servers import end_process, need, read_log
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REQUIRED = os.environ.get("CENTRALITA_REQUIRE_REDIS") == "1" or os.environ.get("CI") == "true"
@@ -85,24 +84,14 @@ class RedisServer:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        end_process(proc)
 
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
     def log_text(self) -> str:
-        try:
-            return self.log.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return ""
+        return read_log(self.log)
 
 
 def _missing() -> str:
