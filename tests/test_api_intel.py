@@ -43,7 +43,7 @@ class Host:
 
 
 @pytest.fixture
-async def client(aiohttp_client: Any, store_location: str) -> Any:
+async def client(store_location: str, aiohttp_client: Any) -> Any:  # the store outlives the app
     cfg = config_from_dict(
         {
             "lookup": {"default_region": "ES"},

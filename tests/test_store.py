@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import shutil
 import sqlite3
@@ -301,6 +302,63 @@ async def test_rolled_back_write_reports_nothing(db: Database) -> None:
             raise RuntimeError("boom")
     assert changed == []
     assert (await people.list()).items == []
+
+
+async def test_another_tasks_failing_statement_leaves_an_open_transaction_whole(
+    db: Database,
+) -> None:
+    # on PostgreSQL a failed statement aborts its whole transaction (SQLite: that statement
+    # only); a read from another task on the shared connection must not take a write with it
+    go = asyncio.Event()
+
+    async def other_task() -> None:
+        await go.wait()
+        with pytest.raises(Exception, match="no_such_column"):
+            await db.conn.execute_fetchall("SELECT no_such_column FROM accounts")
+
+    other = asyncio.create_task(other_task())  # e.g. an API request, outside the transaction
+    async with db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO accounts (name, created_at, updated_at) VALUES ('Acme', 1, 1)"
+        )
+        go.set()
+        await other
+        await conn.execute(
+            "INSERT INTO accounts (name, created_at, updated_at) VALUES ('Beta', 1, 1)"
+        )
+    rows = await db.conn.execute_fetchall("SELECT name FROM accounts ORDER BY name")
+    assert [r[0] for r in rows] == ["Acme", "Beta"]
+
+
+async def test_a_writer_cancelled_mid_statement_rolls_back_and_the_store_goes_on(
+    db: Database,
+) -> None:
+    slow = (
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000000)"
+        " SELECT count(*) FROM n"
+    )
+    inside = asyncio.Event()
+
+    async def writer() -> None:
+        async with db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO accounts (name, created_at, updated_at) VALUES ('Gone', 1, 1)"
+            )
+            inside.set()
+            await conn.execute_fetchall(slow)
+
+    task = asyncio.create_task(writer())
+    await inside.wait()
+    await asyncio.sleep(0.05)  # the slow statement is running
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    async with db.transaction() as conn:  # the connection takes the next transaction
+        await conn.execute(
+            "INSERT INTO accounts (name, created_at, updated_at) VALUES ('Kept', 1, 1)"
+        )
+    rows = await db.conn.execute_fetchall("SELECT name FROM accounts ORDER BY name")
+    assert [r[0] for r in rows] == ["Kept"]
 
 
 async def test_accounts_crud_and_people_linked(db: Database) -> None:

@@ -226,6 +226,7 @@ class Database:
         self._listeners: list[NumberListener] = []
         self._pending_numbers: set[str] = set()
         self._savepoints = 0
+        self._tx_task: asyncio.Task[object] | None = None  # the task whose transaction is open
         # domain events (gateway/store/events.py) go here after the commit that made them
         # true; the gateway points it at its bus (None: nobody listens, e.g. the CLI)
         self.event_sink: Callable[[object], None] | None = None
@@ -320,6 +321,8 @@ class Database:
             await raw.close()
             raise
         db = cls(Path(where), conn, None, version, clock, engine="postgresql")
+        # a statement of a task outside the open transaction gets a savepoint (postgres.py)
+        cast(postgres.PgConnection, conn).owns_transaction = db._owns_transaction
         db._lookup_conn = cast(aiosqlite.Connection, postgres.PgConnection(lookup_raw, schema))
         return db
 
@@ -380,6 +383,7 @@ class Database:
             return
         async with self._write_lock:
             token = _tx_depth.set(1)
+            self._tx_task = asyncio.current_task()
             await self.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self.conn
@@ -392,11 +396,17 @@ class Database:
                 await self.conn.execute("COMMIT")
             finally:
                 _tx_depth.reset(token)
+                self._tx_task = None
         pending, self._pending_numbers = self._pending_numbers, set()
         self._fire(pending)
         events, self._pending_events = self._pending_events, []
         for event in events:
             self._emit(event)
+
+    def _owns_transaction(self) -> bool:
+        """Whether the running task is the one whose transaction is open (not another task
+        sharing the connection meanwhile, nor one it started)."""
+        return self._tx_task is not None and asyncio.current_task() is self._tx_task
 
     @asynccontextmanager
     async def one_statement(self) -> AsyncIterator[aiosqlite.Connection]:

@@ -56,19 +56,29 @@ time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
 log = logging.getLogger("gateway.store")
+T = TypeVar("T")
 
 PG_MIGRATIONS_DIR = Path(__file__).with_name("migrations_pg")
 MIGRATION_LOCK_KEY = 0x43454E54  # pg_advisory_xact_lock key while migrating ("CENT")
@@ -459,6 +469,20 @@ class _Pending:
         return None
 
 
+async def _to_the_end(statement: Coroutine[Any, Any, T]) -> T:
+    """Run a statement to its end even if the awaiting task is cancelled meanwhile (then
+    raise the cancellation after it), as a statement on aiosqlite's thread finishes: asyncpg
+    would cancel it on the server and refuse the next statement (the ROLLBACK of the
+    cancelled task's transaction) while that cancellation is under way."""
+    task = asyncio.ensure_future(statement)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await task
+        raise
+
+
 class PgConnection:
     """The PostgreSQL stand-in for ``Database.conn`` (see the module's docstring)."""
 
@@ -468,6 +492,9 @@ class PgConnection:
         self.total_changes = 0
         self._lock = asyncio.Lock()
         self._statements: dict[tuple[str, bool], _Statement] = {}
+        # whether the task running a statement is the one whose transaction is open (set by
+        # Database): another task's statement then runs in a savepoint of its own
+        self.owns_transaction: Callable[[], bool] = lambda: True
 
     async def _statement(self, sql: str, want_id: bool) -> _Statement:
         key = (sql, want_id)
@@ -488,7 +515,7 @@ class PgConnection:
 
     async def _run(self, st: _Statement, parameters: Sequence[Any] | Mapping[str, Any]) -> PgCursor:
         if st.prepared is None:
-            await self.raw.execute(st.translated.text)
+            await _to_the_end(self.raw.execute(st.translated.text))
             return PgCursor([], -1, None)
         if isinstance(parameters, Mapping):
             try:
@@ -504,7 +531,7 @@ class PgConnection:
             for c, v in zip(st.convert, parameters, strict=True)
         ]
         try:
-            rows = await st.prepared.fetch(*args)
+            rows: list[asyncpg.Record] = await _to_the_end(st.prepared.fetch(*args))
         except asyncpg.IntegrityConstraintViolationError as e:
             raise sqlite3.IntegrityError(str(e)) from e
         status = st.prepared.get_statusmsg() or ""
@@ -515,9 +542,36 @@ class PgConnection:
         return PgCursor([] if st.translated.returns_id else rows, count, lastrowid)
 
     async def _execute(self, sql: str, parameters: Sequence[Any] | Mapping[str, Any]) -> PgCursor:
-        async with self._lock:
+        async with self._lock, self._guard(sql):
             st = await self._statement(sql, True)
             return await self._run(st, parameters)
+
+    @contextlib.asynccontextmanager
+    async def _guard(self, sql: str) -> AsyncIterator[None]:
+        """On PostgreSQL a statement that fails inside a transaction aborts all of it (SQLite
+        fails that statement only). The transaction's own task lets its errors end it, as
+        the store's code expects (nothing in it catches a store error and carries on but
+        through a nested transaction, a savepoint); a statement another task runs meanwhile
+        on the shared connection (a read from the API, say) gets a savepoint of its own, so
+        its failure stays its own."""
+        if (
+            not self.raw.is_in_transaction()
+            or self.owns_transaction()
+            or _CONTROL.match(sql) is not None
+        ):
+            yield
+            return
+        await _to_the_end(self.raw.execute("SAVEPOINT centralita_guard"))
+        try:
+            yield
+        except BaseException:
+            await _to_the_end(
+                self.raw.execute(
+                    "ROLLBACK TO SAVEPOINT centralita_guard; RELEASE SAVEPOINT centralita_guard"
+                )
+            )
+            raise
+        await _to_the_end(self.raw.execute("RELEASE SAVEPOINT centralita_guard"))
 
     def execute(self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] = ()) -> _Pending:
         return _Pending(lambda: self._execute(sql, parameters))
@@ -531,7 +585,7 @@ class PgConnection:
     async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> PgCursor:
         """One statement per parameter row (so ``total_changes`` counts what was written)."""
         total = 0
-        async with self._lock:
+        async with self._lock, self._guard(sql):
             st = await self._statement(sql, False)
             for row in parameters:
                 total += max((await self._run(st, row)).rowcount, 0)
