@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import cast
 
 import pytest
 
 from connectors.base import ConnectorHealth
+from gateway.bus import Bus
+from gateway.campaigns.scheduler import SENDS_LOCK, CampaignScheduler, MailSender
+from gateway.campaigns.settings import CampaignSettings
 from gateway.campaigns.store import CampaignStore
 from gateway.store.db import MIGRATIONS_DIR, Database, discover_migrations
 from gateway.store.postgres import PG_MIGRATIONS_DIR
@@ -124,6 +128,35 @@ async def test_two_schedulers_claim_each_campaign_step_once(
     )
     assert not set(got_a) & set(got_b)
     assert set(got_a) | set(got_b) == {(m.id, 0) for m in members[1:]}
+
+
+async def test_a_starting_scheduler_leaves_a_live_gateways_send_alone(
+    two_gateways: tuple[Database, Database],
+) -> None:
+    a, b = two_gateways
+    store_a = CampaignStore(a)
+    c = await running(store_a)
+    assert await store_a.enroll(c, [await lead(a)], T0, T0, {}) == 1
+    (member,) = await store_a.members(c.id)
+    mailer = cast(MailSender, None)  # recovery sends nothing
+    b_scheduler = CampaignScheduler(
+        b, Bus(), mailer, CampaignSettings(), lambda: T0, "http://b.example", "Europe/Madrid"
+    )
+
+    async def status() -> str:
+        rows = await b.conn.execute_fetchall("SELECT status FROM campaign_step_runs")
+        return str(rows[0][0])
+
+    async with a.exclusive(SENDS_LOCK) as mine:  # gateway A is in its tick, sending
+        assert mine
+        assert await store_a.claim_run(member, 0, "email", T0, "2025-06-15", "sending")
+        assert await b_scheduler.recover() == 0  # B starts meanwhile: A's send is left alone
+        report = await b_scheduler.tick()  # ... and B does not tick while A does
+        assert (report.visited, report.enrolled) == (0, 0)
+        assert await status() == "sending"
+    # A went away mid-send (its lock with it): the next gateway to hold the lock recovers it
+    assert await b_scheduler.recover() == 1
+    assert await status() == "unknown"
 
 
 def test_every_migration_has_its_postgresql_twin() -> None:

@@ -69,6 +69,9 @@ if TYPE_CHECKING:
     from gateway.store.scoring_service import ScoringService
 
 log = logging.getLogger("gateway.campaigns")
+# the store-wide lock a tick holds (Database.exclusive): one gateway at a time claims and
+# sends campaign steps, so the holder knows a run left 'sending' is nobody's live send
+SENDS_LOCK = "campaigns:sends"
 
 DAY = 86400.0
 WRAPUP_GRACE = 15 * 60.0  # after a task's call ends: time for the agent to save the wrap-up
@@ -236,10 +239,16 @@ class CampaignScheduler:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def recover(self) -> int:
-        """Once per start: e-mails claimed but never finished (a crash mid-send) become
-        'unknown' and are never sent again."""
-        self._recovered = True
-        n = await self.store.recover_sending()
+        """E-mails claimed but never finished (a crash mid-send) become 'unknown' and are
+        never sent again. Only while this gateway holds the campaigns' send lock (always on
+        SQLite, where a store has one gateway): every tick, claims and sends hold it to the
+        end, so then a run still 'sending' is no live gateway's. Without it (another gateway
+        is ticking now) nothing is touched and a later tick recovers instead."""
+        async with self.db.exclusive(SENDS_LOCK) as mine:
+            if not mine:
+                return 0
+            self._recovered = True
+            n = await self.store.recover_sending()
         if n:
             log.warning("campaigns: %d e-mail(s) cut short by a stop marked unknown", n)
         return n
@@ -282,8 +291,11 @@ class CampaignScheduler:
 
     async def tick(self, now: float | None = None) -> TickReport:
         """Handle received events, enroll new matches, run every due member's step."""
-        async with self._tick_lock:
-            if not self._recovered:
+        async with self._tick_lock, self.db.exclusive(SENDS_LOCK) as mine:
+            if not mine:  # another gateway on this store runs the campaigns' tick now
+                return TickReport()
+            # on a shared store another gateway may have died mid-send since the last tick
+            if not self._recovered or self.db.engine != "sqlite":
                 await self.recover()
             now = self.clock() if now is None else now
             self._owner_names.clear()  # an agent renamed since the last tick is seen now
