@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gateway.calls.events import Direction
 from gateway.panel.board import Board, RemoteSeat, Seat
 from gateway.panel.ratelimit import SlidingWindowLimiter
 from tests.test_panel_support import answered, ended, ringing
@@ -27,6 +28,24 @@ def test_queue_ring_reaches_every_agent_ringing_and_answer_goes_to_all_of_them()
     call, freed = board.ended(ended("q.1", ["101", "102"], "102"))
     assert freed == ["bruno"] and board.agents["bruno"].presence == "available"
     assert board.calls == {}
+
+
+def test_the_caller_id_name_shown_is_the_other_party_s_never_the_agent_s_own() -> None:
+    """Out, the channel's caller ID is the agent's: shown as "caller ID" it named the agent
+    beside the number they dialed. In and between colleagues it is the other party's."""
+    board = seated()
+    out, _ = board.ringing(
+        ringing("o.1", ("101",), caller="101", caller_name="Ana García",
+                direction=Direction.OUTBOUND, dialed="+33142685300")
+    )  # fmt: skip
+    assert out.to_json()["caller_name"] is None and out.number == "+33142685300"
+    inbound, _ = board.ringing(ringing("i.1", ("102",), caller_name="<b>Lucía</b>"))
+    assert inbound.to_json()["caller_name"] == "<b>Lucía</b>"  # rendered as text by the panel
+    internal, _ = board.ringing(
+        ringing("n.1", ("102",), caller="101", caller_name="Ana García",
+                direction=Direction.INTERNAL)
+    )  # fmt: skip
+    assert internal.to_json()["caller_name"] == "Ana García"
 
 
 def test_supervisors_watch_and_hot_desk_moves_the_extension() -> None:

@@ -298,7 +298,9 @@ class Board:
                 linkedid=e.linkedid,
                 direction=e.direction.value,
                 caller=e.caller,
-                caller_name=e.caller_name,
+                # out, the caller ID is the agent's own: the pop-up's "caller ID" would show the
+                # agent their own name beside the number they dialed
+                caller_name=None if e.direction.value == "outbound" else e.caller_name,
                 did=e.did,
                 dialed=e.dialed,
                 number=e.number,
