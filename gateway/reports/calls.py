@@ -570,8 +570,10 @@ async def _p90_rolled(
     args: list[SqlParam] = []
     keyed = [(b, k) for b, k in pairs if k is not None]
     if keyed:
-        wanted += [f"(h.bin = ? AND {key} = ?)"] * len(keyed)
-        args += [v for pair in keyed for v in pair]
+        # one IN list of "bin|key" texts, which both engines read alike and look up in a
+        # tree: an OR of pairs is tested one pair at a time (a year by day: 365 a row)
+        wanted.append(f"(h.bin || '|' || {key}) IN ({','.join(['?'] * len(keyed))})")
+        args += [f"{b}|{k}" for b, k in keyed]
     wanted += [f"(h.bin = {b} AND {key} IS NULL)" for b, k in pairs if k is None]
     bins = sorted({b for b, _ in pairs} | ({total[0]} if total else set()))
     where = [f"h.bin IN ({','.join(map(str, bins))})", "h.started_at >= ?", "h.started_at < ?"]
