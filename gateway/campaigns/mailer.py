@@ -484,6 +484,11 @@ class Mailer:
                     await client.helo()  # an old server without ESMTP
             session = _Session(client)
         except BaseException:
+            # abort, not close: close() on a TLS session (a refused AUTH after STARTTLS, a
+            # server that answers nonsense over TLS) starts a polite TLS shutdown that nobody
+            # waits for, and its socket outlived the mailer (CI caught it as a leak)
+            if client.transport is not None:
+                cast(asyncio.WriteTransport, client.transport).abort()
             client.close()
             raise
         self.connections_opened += 1
