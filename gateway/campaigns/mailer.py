@@ -464,17 +464,20 @@ class Mailer:
         client = aiosmtplib.SMTP(
             hostname=s.host,
             port=s.port,
-            username=s.username or None,
-            password=s.password or None,
             timeout=s.timeout,
             use_tls=s.security == "tls",
-            # 'none' means plain: no opportunistic upgrade that might fail on a private cert;
-            # 'starttls' refuses a server that does not offer it (credentials stay encrypted)
-            start_tls=s.security == "starttls",
+            # 'none' means plain: no opportunistic upgrade that might fail on a private cert
+            start_tls=False,
             tls_context=self._tls_context,
         )
         try:
+            # STARTTLS and AUTH here, not inside connect(): a connect() that fails closes its
+            # TLS session politely and lets go of it, so nobody waits for that socket to end
             await client.connect()
+            if s.security == "starttls":  # refuses a server that does not offer it
+                await client.starttls()
+            if s.username:  # after STARTTLS when configured, as connect() did
+                await client.login(s.username, s.password)
             if self._closed:  # closed while this one was connecting: it is not needed
                 raise RuntimeError("mailer closed")
             if client.is_ehlo_or_helo_needed:  # no STARTTLS or AUTH asked for one yet
