@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -11,7 +14,17 @@ from gateway.ami.events import AmiEvent
 from gateway.panel.wallboard_feed import FEED
 from tests.test_panel_support import open_world, receive_type
 
-T0 = 1796028600.0
+
+
+def _earlier_today(tz: str = "Europe/Madrid") -> float:
+    """A moment of today in the panel's time zone, before now: the app runs on the real clock
+    and its wallboard counts today's calls only (a fixed date passes at midnight)."""
+    now = time.time()
+    midnight = datetime.fromtimestamp(now, ZoneInfo(tz)).replace(hour=0, minute=0, second=0)
+    return float(int(max(midnight.timestamp() + 1, now - 600)))
+
+
+T0 = _earlier_today()
 
 
 @pytest.fixture
