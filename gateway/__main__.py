@@ -140,7 +140,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
         cluster = f"; cluster: {cfg.cluster.name} on {mask_url(cfg.cluster.redis_url)}"
     print(
-        f"{args.file}: OK — pbx: {pbx}; store: {cfg.store.path}; http: "
+        f"{args.file}: OK — pbx: {pbx}; store: {cfg.store.where}; http: "
         f"{cfg.http.host}:{cfg.http.port}; connectors: {len(cfg.connectors)}{cluster}"
     )
     return 0
@@ -224,7 +224,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
         mapping[column] = field
 
     async def go() -> int:
-        db = await Database.open(cfg.store.path)
+        db = await Database.open_configured(cfg.store)
         try:
             report = await import_csv(
                 db,
@@ -306,7 +306,7 @@ def _users_do(args: argparse.Namespace, work: Any, *, new_password: bool = False
     cfg = _config_or_default(args.config)
 
     async def go(password: str) -> str:
-        db = await Database.open(cfg.store.path)
+        db = await Database.open_configured(cfg.store)
         try:
             return str(await work(UserRepository(db), password))
         finally:
@@ -389,7 +389,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     cfg = _config_or_default(args.config)
 
     async def go(out: TextIO) -> int:
-        db = await Database.open(cfg.store.path)
+        db = await Database.open_configured(cfg.store)
         try:
             await export_csv(db, args.kind, out)
         finally:
@@ -429,7 +429,7 @@ def _cmd_outbox_list(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
 
     async def go() -> int:
-        db = await Database.open(cfg.store.path)
+        db = await Database.open_configured(cfg.store)
         try:
             box = Outbox(db.conn, _named(cfg), transaction=db.transaction)
             for st in await box.stats():
@@ -463,7 +463,7 @@ def _cmd_outbox_retry(args: argparse.Namespace) -> int:
         raise ConfigError("--connector", f"expected one of {names}, found {args.connector!r}")
 
     async def go() -> int:
-        db = await Database.open(cfg.store.path)
+        db = await Database.open_configured(cfg.store)
         try:
             box = Outbox(db.conn, _named(cfg), transaction=db.transaction)
             n = await box.retry_parked(args.connector, args.id)
@@ -507,7 +507,7 @@ def _cmd_directory_sync(args: argparse.Namespace) -> int:
         raise ConfigError("--connector", f"no connector {args.connector!r} with a directory")
 
     async def go() -> int:
-        db = await Database.open(cfg.store.path)
+        db = await Database.open_configured(cfg.store)
         failed = 0
         # deals pulled here change people's purchases: their metrics are recomputed before
         # the command ends (the daemon does it on the same event)
@@ -561,7 +561,7 @@ def _cmd_directory_status(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
 
     async def go() -> int:
-        db = await Database.open(cfg.store.path)
+        db = await Database.open_configured(cfg.store)
         try:
             rows = await DirectorySync(DirectoryStore(db, cfg.lookup.default_region), []).health()
         finally:

@@ -107,7 +107,12 @@ class Gateway:
         """Open the store and the lookup chain (before the HTTP routes are built on them)."""
         if self.db is not None:
             return
-        self.db = await Database.open(self.cfg.store.path, single_instance=True, clock=self.clock)
+        # several instances share a PostgreSQL store only as a cluster (one owner per PBX)
+        self.db = await Database.open_configured(
+            self.cfg.store,
+            clock=self.clock,
+            gateway="alone" if self.cfg.cluster is None else "cluster",
+        )
         self.call_log = CallLog(self.db, self.cfg.lookup.default_region)
         for c in self.connectors:
             await c.start()
@@ -185,7 +190,7 @@ class Gateway:
         log.info(
             "gateway started pbx=%s store=%s connectors=%s",
             ",".join(self.links) or "-",
-            self.cfg.store.path,
+            self.cfg.store.where,
             ",".join(c.name for c in self.connectors) or "-",
         )
 

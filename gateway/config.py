@@ -16,6 +16,7 @@ import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 import phonenumbers
@@ -25,7 +26,7 @@ from connectors.settings import ConnectorSettings
 from gateway.access import TOKEN_SCOPES
 from gateway.calls.settings import TrackingSettings
 from gateway.campaigns.settings import CampaignSettings, MailSettings, WebhookSettings
-from gateway.cluster.settings import ClusterSettings
+from gateway.cluster.settings import ClusterSettings, mask_url
 from gateway.errors import ConfigError
 from gateway.lookup.settings import LookupSettings
 from gateway.panel.settings import PanelSettings
@@ -77,7 +78,41 @@ class HttpSettings(_Section):
 
 
 class StoreSettings(_Section):
+    """Where the store lives: a SQLite file (``path``, the default) or a PostgreSQL database
+    that several gateway instances share (``url``; docs/scale-out.md)."""
+
     path: str = "state/centralita.db"
+    # postgresql://user:password@host:port/db (``?host=/run/postgresql`` for a Unix socket);
+    # write the password as ${STORE_PASSWORD} or the whole URL as ${STORE_URL}. Empty: SQLite
+    url: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.url:
+            return
+        try:
+            parts = urlsplit(self.url)
+            parts.port  # noqa: B018 (raises on a port that is not a number 0-65535)
+            usable = parts.scheme in ("postgresql", "postgres") and parts.path not in ("", "/")
+        except ValueError:
+            usable = False
+        if not usable:
+            raise ValueError(
+                "url: expected postgresql://user:password@host:port/database, "
+                f"found {mask_url(self.url)!r}"
+            )
+
+    @property
+    def shared(self) -> bool:
+        """Whether the store is a server's database (PostgreSQL) rather than a local file."""
+        return bool(self.url)
+
+    @property
+    def where(self) -> str:
+        """The store as logs and messages may show it: the file, or the URL without password."""
+        return mask_url(self.url) if self.url else self.path
+
+    def __repr__(self) -> str:  # the URL may carry the database password
+        return f"StoreSettings(where={self.where!r})"
 
 
 class RecordingSettings(_Section):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any, cast
 
+import msgspec
 import pytest
 
 from gateway.sim.clock import ManualClock
@@ -70,3 +72,30 @@ async def db(store_location: str) -> AsyncIterator[Database]:
     d = await open_store(store_location)
     yield d
     await d.close()
+
+
+@pytest.fixture(autouse=True)
+async def _gateways_on_postgresql(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[None]:
+    """With ``CENTRALITA_TEST_STORE=postgresql``, every store a test opens from a config
+    (a gateway's, a command's) is a fresh PostgreSQL database instead of the file its
+    ``store.path`` names (the same database for the same path): to see what else runs there."""
+    if os.environ.get("CENTRALITA_TEST_STORE") != "postgresql":
+        yield
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    urls: dict[str, str] = {}
+    real = Database.open_configured.__func__  # type: ignore[attr-defined]
+
+    async def open_configured(cls: type[Database], store: Any, **options: Any) -> Database:
+        if not store.url:
+            if store.path not in urls:
+                urls[store.path] = await server.fresh_database()
+            store = msgspec.structs.replace(store, url=urls[store.path])
+        return cast(Database, await real(cls, store, **options))
+
+    monkeypatch.setattr(Database, "open_configured", classmethod(open_configured))
+    yield
+    for url in urls.values():
+        await server.drop(url)

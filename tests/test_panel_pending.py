@@ -39,7 +39,8 @@ async def state(session: Any, world: Any) -> dict[str, Any]:
 
 async def rows(world: Any, username: str) -> list[str]:
     found = await world.gw.db.conn.execute_fetchall(
-        "SELECT call_id FROM pending_wrapups WHERE username = ? ORDER BY rowid", (username,)
+        "SELECT call_id FROM pending_wrapups WHERE username = ? ORDER BY ended_at, call_id",
+        (username,),
     )
     return [r["call_id"] for r in found]
 

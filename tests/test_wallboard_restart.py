@@ -15,6 +15,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from gateway.app import Gateway, create_app
+from gateway.config import StoreSettings
 from gateway.panel.routes import PANEL
 from gateway.panel.wallboard_feed import FEED
 from gateway.sim.clock import ManualClock
@@ -114,7 +115,8 @@ async def sales(world: PanelWorld, boss: Any) -> dict[str, Any]:
 
 
 async def seed(tmp_path: Path) -> None:
-    db = await Database.open(tmp_path / "centralita.db")
+    # the store the daemon's config names (make_config), on whichever engine the tests run
+    db = await Database.open_configured(StoreSettings(path=str(tmp_path / "centralita.db")))
     try:
         for record in TODAY + NOT_TODAY:
             assert await CallLog(db).save(record)

@@ -639,7 +639,7 @@ class PanelService:
                 await conn.executemany(
                     "DELETE FROM pending_wrapups WHERE username = ? AND call_id NOT IN"
                     " (SELECT call_id FROM pending_wrapups WHERE username = ?"
-                    " ORDER BY ended_at DESC, rowid DESC LIMIT ?)",
+                    " ORDER BY ended_at DESC, call_id DESC LIMIT ?)",
                     [(u, u, PENDING_WRAPUPS_KEPT) for u in users],
                 )
         except Exception:
@@ -656,7 +656,7 @@ class PanelService:
         """The user's ended calls whose wrap-up is not saved, newest first, with their card."""
         rows = await self.db.conn.execute_fetchall(
             "SELECT call, card FROM pending_wrapups WHERE username = ?"
-            " ORDER BY ended_at DESC, rowid DESC LIMIT ?",
+            " ORDER BY ended_at DESC, call_id DESC LIMIT ?",
             (username, PENDING_WRAPUPS_KEPT),
         )
         return [{"call": json.loads(r["call"]), "card": json.loads(r["card"])} for r in rows]

@@ -66,18 +66,20 @@ class SessionStore:
         token = secrets.token_urlsafe(32)
         now = self.db.clock()
         expires = now + self.ttl
+        new = token_hash(token)
         async with self.db.transaction() as conn:
             await conn.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,))
             await conn.execute(
                 "INSERT INTO sessions (token_hash, username, extensions, created_at, expires_at,"
                 " last_seen) VALUES (?,?,?,?,?,?)",
-                (token_hash(token), user.username, json.dumps(list(extensions)), now, expires, now),
+                (new, user.username, json.dumps(list(extensions)), now, expires, now),
             )
-            # rowid breaks ties between sign-ins within one clock tick: the newest stays
+            # the new session always stays, even beside others of the same clock tick
             await conn.execute(
-                "DELETE FROM sessions WHERE rowid IN (SELECT rowid FROM sessions"
-                " WHERE username = ? ORDER BY created_at DESC, rowid DESC LIMIT -1 OFFSET ?)",
-                (user.username, self.max_per_user),
+                "DELETE FROM sessions WHERE username = ? AND token_hash <> ? AND token_hash"
+                " NOT IN (SELECT token_hash FROM sessions WHERE username = ? AND token_hash <> ?"
+                " ORDER BY created_at DESC, token_hash LIMIT ?)",
+                (user.username, new, user.username, new, self.max_per_user - 1),
             )
         return token, Session(user.username, user.display_name, user.role, extensions, expires)
 

@@ -39,7 +39,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, Literal, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import aiosqlite
@@ -48,6 +48,9 @@ import asyncpg
 from gateway.errors import GatewayError
 from gateway.store import postgres
 from gateway.store.postgres import PG_MIGRATIONS_DIR
+
+if TYPE_CHECKING:
+    from gateway.config import StoreSettings
 
 log = logging.getLogger("gateway.store")
 
@@ -77,11 +80,13 @@ class StoreError(GatewayError):
 class StoreInUse(StoreError):
     """Another gateway holds the store's lock; ``pid`` is that process (None if unknown)."""
 
-    def __init__(self, path: Path, pid: int | None) -> None:
+    def __init__(self, path: Path, pid: int | None, *, why: str = "") -> None:
         who = f"pid {pid}" if pid else "another process"
         super().__init__(
-            f"store {str(path)!r} is in use by another gateway ({who}); stop it first, or give "
-            "this one its own store.path"
+            f"store {str(path)!r} is in use: {why}"
+            if why
+            else f"store {str(path)!r} is in use by another gateway ({who}); stop it first, "
+            "or give this one its own store.path"
         )
         self.pid = pid
 
@@ -324,6 +329,41 @@ class Database:
         # a statement of a task outside the open transaction gets a savepoint (postgres.py)
         cast(postgres.PgConnection, conn).owns_transaction = db._owns_transaction
         db._lookup_conn = cast(aiosqlite.Connection, postgres.PgConnection(lookup_raw, schema))
+        return db
+
+    @classmethod
+    async def open_configured(
+        cls,
+        store: StoreSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+        gateway: Literal["alone", "cluster"] | None = None,
+    ) -> Database:
+        """The store the config names (``store.url``: PostgreSQL, else the SQLite file at
+        ``store.path``), migrated. ``gateway``: this process is a gateway, the only one on the
+        store (``"alone"``) or one of a cluster's instances; it raises StoreInUse when that
+        cannot be. None: a command (import, user...) beside the running gateways."""
+        if not store.url:
+            # a file is one machine's: each instance of a cluster has its own, locked as alone
+            return await cls.open(store.path, clock=clock, single_instance=gateway is not None)
+        db = await cls.open_postgres(store.url, clock=clock)
+        if gateway is None:
+            return db
+        conn = cast(postgres.PgConnection, db.conn)
+        if not await conn.hold_gateway_lock(shared=gateway == "cluster"):
+            await db.close()
+            raise StoreInUse(
+                Path(store.where),
+                None,
+                why=(
+                    "another gateway is running on it without a cluster: section; give every "
+                    "instance that shares the database a cluster: section (docs/scale-out.md)"
+                    if gateway == "cluster"
+                    else "gateway instances of a cluster share it; a gateway alone on a shared "
+                    "database would track and write every call a second time: give this one a "
+                    "cluster: section too (docs/scale-out.md), or a store of its own"
+                ),
+            )
         return db
 
     @property

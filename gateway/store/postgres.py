@@ -82,6 +82,7 @@ T = TypeVar("T")
 
 PG_MIGRATIONS_DIR = Path(__file__).with_name("migrations_pg")
 MIGRATION_LOCK_KEY = 0x43454E54  # pg_advisory_xact_lock key while migrating ("CENT")
+GATEWAY_LOCK_KEY = 0x47415445  # held by every gateway on the store ("GATE"), see hold_gateway_lock
 STATEMENT_CACHE = 4096  # distinct statement texts kept translated and prepared
 
 # -- schema facts the translation needs ------------------------------------------------------
@@ -591,6 +592,10 @@ class PgConnection:
                 total += max((await self._run(st, row)).rowcount, 0)
         return PgCursor([], total, None)
 
+    async def commit(self) -> None:
+        """Nothing to do: outside ``Database.transaction`` every statement commits by itself,
+        as on the store's SQLite connection (autocommit, where aiosqlite's commit is moot)."""
+
     async def try_lock(self, key: str) -> bool:
         """Take the advisory lock named ``key`` for this connection unless another holds it;
         PostgreSQL drops it if this connection dies."""
@@ -598,6 +603,15 @@ class PgConnection:
             got = await self.raw.fetchval(
                 "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", key
             )
+        return bool(got)
+
+    async def hold_gateway_lock(self, *, shared: bool) -> bool:
+        """Take the store's gateway lock for this connection's life: shared by the instances of
+        a cluster, exclusive for a gateway alone (so neither can join the other); False if it
+        is held the other way. PostgreSQL drops it when the gateway dies."""
+        take = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+        async with self._lock:
+            got = await self.raw.fetchval(f"SELECT {take}($1)", GATEWAY_LOCK_KEY)
         return bool(got)
 
     async def unlock(self, key: str) -> None:

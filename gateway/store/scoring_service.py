@@ -247,7 +247,8 @@ class ScoringService:
             changed = []
             for pid, value in known.items():
                 cur = await conn.execute(
-                    "UPDATE people SET score = ? WHERE id = ? AND score IS NOT ?",
+                    # (not "IS NOT ?": PostgreSQL reads IS NOT only before NULL/TRUE/FALSE)
+                    "UPDATE people SET score = ? WHERE id = ? AND (score IS NULL OR score <> ?)",
                     (value, pid, value),
                 )
                 if cur.rowcount:

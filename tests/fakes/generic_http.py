@@ -27,6 +27,7 @@ class GenericCrm:
     people: dict[str, dict[str, Any]] = field(default_factory=dict)  # e164 -> person
     calls: dict[str, dict[str, Any]] = field(default_factory=dict)  # idempotency key -> record
     posts: int = 0  # every accepted POST, duplicates included
+    posts_by_key: dict[str, int] = field(default_factory=dict)  # idempotency key -> POSTs
     bad_signatures: int = 0
     faults: Faults = field(default_factory=Faults)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)  # set on every new call
@@ -79,6 +80,7 @@ class GenericCrm:
             return web.json_response({"error": "missing id"}, status=422)
         self.posts += 1
         key = request.headers.get("Idempotency-Key", str(record["id"]))
+        self.posts_by_key[key] = self.posts_by_key.get(key, 0) + 1
         if key in self.calls:
             return web.json_response({"status": "duplicate"}, status=200)
         self.calls[key] = record
