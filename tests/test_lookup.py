@@ -17,7 +17,7 @@ from aiohttp import web
 from connectors.base import ConnectorHealth, CrmConnector
 from gateway.errors import ConnectorError
 from gateway.lookup.cache import CardCache
-from gateway.lookup.card import CallerCard, PersonKind
+from gateway.lookup.card import CallerCard, FollowUp, Insight, Interaction, PersonKind
 from gateway.lookup.chain import LookupChain
 from gateway.lookup.settings import LookupSettings
 from gateway.store.cards import StoreCardSource
@@ -222,6 +222,56 @@ async def test_card_shows_last_five_interactions_newest_first(db: Database) -> N
         await ActivityRepository(db).add(pid, "note", f"note {i}", at=float(i))
     card = await LookupChain(StoreCardSource(db), [], settings()).lookup(LAB)
     assert [i.summary for i in card.interactions] == [f"note {i}" for i in (7, 6, 5, 4, 3)]
+
+
+async def test_the_whole_card_is_the_same_on_either_engine(db: Database) -> None:
+    """Every part of a store card, ties included (PostgreSQL reads it in one statement of its
+    own, SQLite in two): both engines must give exactly this card."""
+    pid = await add_lab_contact(db)
+    acts = ActivityRepository(db)
+    for n, at in enumerate((5.0, 7.0, 7.0, 7.0, 3.0, 9.0)):  # three at the same moment
+        await acts.add(pid, "call", f"call {n}", at=at)
+    await acts.add(pid, "note", "private to the agent", at=99.0, call_id="c-1")  # not shown
+    tasks = FollowUpRepository(db)
+    ids = [(await tasks.add(pid, due, f"task {n}")).id for n, due in enumerate((50.0, 40.0, 40.0))]
+    await tasks.complete((await tasks.add(pid, 1.0, "done already")).id)
+    async with db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO person_metrics (person_id, metric, value, label, reason, params,"
+            " computed_at) VALUES (?, 'card', NULL, NULL, 'card', ?, 0)",
+            (pid, '[["churn_30", 0.25, "low", "churn.own", {"percent": 25}]]'),
+        )
+    await PersonRepository(db).update(pid, {"do_not_call": True, "status": "lost",
+                                            "lost_reason": "price"})  # fmt: skip
+    card = await LookupChain(StoreCardSource(db), [], settings()).lookup(LAB)
+    assert card == CallerCard(
+        number=LAB,
+        kind=PersonKind.LEAD,
+        display_name="Lucía Martín",
+        company="Ibérica Logística",
+        person_id=str(pid),
+        account_id=card.account_id,
+        owner="ana",
+        lead_status="lost",
+        lead_score=7.5,
+        country="ES",
+        line_type="fixed_line",
+        # newest first; at the same moment, the one added last first
+        interactions=tuple(
+            Interaction("call", at, f"call {n}")
+            for n, at in ((5, 9.0), (3, 7.0), (2, 7.0), (1, 7.0), (0, 5.0))
+        ),
+        # soonest first; on the same day, the one added first first
+        follow_ups=(
+            FollowUp(str(ids[1]), 40.0, "task 1"),
+            FollowUp(str(ids[2]), 40.0, "task 2"),
+            FollowUp(str(ids[0]), 50.0, "task 0"),
+        ),
+        extra={"do_not_call": "1", "lost_reason": "price"},
+        insight=(Insight("churn_30", 0.25, "low", "churn.own", {"percent": 25}),),
+    )
+    assert card.account_id is not None
+    assert all(type(i.at) is float for i in card.interactions)
 
 
 async def test_account_switchboard_number_gives_an_account_card(db: Database) -> None:

@@ -328,7 +328,9 @@ class Database:
         db = cls(Path(where), conn, None, version, clock, engine="postgresql")
         # a statement of a task outside the open transaction gets a savepoint (postgres.py)
         cast(postgres.PgConnection, conn).owns_transaction = db._owns_transaction
-        db._lookup_conn = cast(aiosqlite.Connection, postgres.PgConnection(lookup_raw, schema))
+        db._lookup_conn = cast(
+            aiosqlite.Connection, postgres.PgConnection(lookup_raw, schema, keep_plans=True)
+        )
         return db
 
     @classmethod
