@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # the demo's SMTP sink is imported by the demo only
     from gateway.campaigns.replies import ReplyWatcher
     from gateway.campaigns.scheduler import CampaignScheduler
     from gateway.cluster.owner import Cluster, OwnerHealth
+    from gateway.cluster.witness import Witness
     from gateway.demo_mailbox import DemoMailbox
     from gateway.reports.mailing import ReportMailing
 
@@ -93,10 +94,19 @@ class Gateway:
         self.bus.subscribe(CallCorrected, self._on_call_corrected)
         # with a cluster section, each link runs only while this instance holds its PBX's lease
         self.cluster: Cluster | None = None
+        # ...and while it stands by, a witness follows the PBX for the calls a takeover's gap
+        # would lose (gateway/cluster/witness.py; the call log of a shared store dedupes them)
+        self.witnesses: dict[str, Witness] = {}
         if cfg.cluster is not None:
             from gateway.cluster.owner import Cluster
+            from gateway.cluster.witness import Witness
 
             self.cluster = Cluster(cfg.cluster, self.links, self._forget_calls, clock=clock)
+            if cfg.cluster.witness and cfg.store.shared:
+                self.witnesses = {
+                    p.name: Witness(p, cfg.tracking, event_filter=event_filter, clock=clock)
+                    for p in cfg.pbx
+                }
 
     @property
     def public_url(self) -> str:
@@ -183,6 +193,8 @@ class Gateway:
             )
             await self.agi.start(self.cfg.agi.host, self.cfg.agi.port)
         if self.cluster is not None:
+            for witness in self.witnesses.values():
+                witness.start()
             self.cluster.start()
         else:
             for link in self.links.values():
@@ -198,6 +210,8 @@ class Gateway:
         """Stop taking events, then write every call already finished: nothing is lost."""
         if self.cluster is not None:
             await self.cluster.close()  # hands the leases back: another instance goes on
+            for witness in self.witnesses.values():
+                await witness.stop()
         else:
             for link in self.links.values():
                 await link.stop()
@@ -267,6 +281,9 @@ class Gateway:
         if tracker is not None and tracker.open_calls:
             log.info("pbx=%s %d open call(s) left to the next owner", pbx, tracker.open_calls)
         self.trackers[pbx] = CallTracker(self.cfg.tracking, pbx=pbx)
+        witness = self.witnesses.get(pbx)
+        if witness is not None:
+            witness.start()  # standing by again: follow the PBX for the next takeover
 
     def _on_resync(self, snap: ResyncSnapshot) -> None:
         tracker = self.trackers.get(snap.pbx)
@@ -274,6 +291,14 @@ class Gateway:
             return
         for domain_event in tracker.resync(snap.channels, snap.at):
             self.bus.publish(domain_event)
+        witness = self.witnesses.get(snap.pbx)
+        if witness is not None and witness.watching:
+            # this instance's link reads the PBX now (it joined the live calls just above):
+            # the calls that ended before, in the takeover's gap, come from the witness. The
+            # log keeps each call once: one the old owner logged, or this link saw end too,
+            # is not written twice
+            for call in witness.hand_over():
+                self._ended.put_nowait((False, self._log_record(call)))
 
     def _log_record(self, call: CallRecord) -> dict[str, Any]:
         record = call.to_json()
@@ -364,6 +389,7 @@ class Gateway:
                     "last_error": h.last_error,
                     "banner": h.banner,
                     **_lease_health(leases.get(h.name)),
+                    **_witness_health(self.witnesses.get(h.name)),
                 }
                 for h in links
             ],
@@ -399,6 +425,21 @@ class Gateway:
         if self.directory_sync is None:
             return []
         return await self.directory_sync.health()
+
+
+def _witness_health(witness: Witness | None) -> dict[str, Any]:
+    """A standby's witness of the PBX (gateway/cluster/witness.py), when there is one."""
+    if witness is None:
+        return {}
+    h = witness.health()
+    return {
+        "witness": {
+            "watching": h.watching,
+            "logged_in": h.logged_in,
+            "ended_kept": h.ended_kept,
+            "handed_over": h.handed_over,
+        }
+    }
 
 
 def _lease_health(lease: OwnerHealth | None) -> dict[str, Any]:

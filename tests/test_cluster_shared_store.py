@@ -239,13 +239,21 @@ async def test_the_owner_killed_mid_call_loses_no_pop_up_and_logs_and_writes_eac
                 lambda b=board: b.agents_at(["101", "102"]) == ["ana", "luis"],
             )
 
-        # while A owns: a short call that ends, two that are still talking when A dies
+        # each standby follows the PBX on a session of its own (gateway/cluster/witness.py)
+        for gw in (b, c):
+            await until(
+                "the standbys' witnesses", lambda gw=gw: gw.witnesses["lab"].health().logged_in
+            )
+
+        # while A owns: a short call that ends, two that are still talking when A dies, and
+        # one that ends after A died, before another instance holds the PBX
         short = sim.start_call("inbound_answered", caller="+34911000001", talk_seconds=2)
         assert (await pop_up(sim, ana_tab, short))["data"]["call"]["agents"] == ["ana"]
         live_ana = sim.start_call("inbound_answered", caller="+34911000002", talk_seconds=60)
         live_luis = sim.start_call(
             "inbound_answered", caller="+34911000003", talk_seconds=60, agents=("102",)
         )
+        gap = sim.start_call("inbound_answered", caller="+34911000005", talk_seconds=9)
         await pop_up(sim, ana_tab, live_ana)
         assert (await pop_up(sim, luis_tab, live_luis))["data"]["call"]["agents"] == ["luis"]
         for _ in range(6):
@@ -255,6 +263,10 @@ async def test_the_owner_killed_mid_call_loses_no_pop_up_and_logs_and_writes_eac
 
         proc.kill()  # no code of gw-a runs: no lease handed back, no Logoff
         await proc.wait()
+        assert b.cluster.owners["lab"].holder.instance == "gw-a"  # type: ignore[union-attr]
+        for _ in range(8):  # the gap call ends while the dead gw-a still holds the lease
+            await sim.advance(1)
+        assert not b.cluster.owns("lab") and not c.cluster.owns("lab")  # type: ignore[union-attr]
         took = await until(
             "gw-b or gw-c to take the PBX over",
             lambda: b.cluster.owns("lab") or c.cluster.owns("lab"),  # type: ignore[union-attr]
@@ -275,9 +287,16 @@ async def test_the_owner_killed_mid_call_loses_no_pop_up_and_logs_and_writes_eac
         assert (await pop_up(sim, luis_tab, after))["data"]["call"]["agents"] == ["luis"]
         for _ in range(70):
             await sim.advance(1)
-        expected = {f"lab:{k}" for k in (short, live_ana, live_luis, after)}
+        expected = {f"lab:{k}" for k in (short, live_ana, live_luis, gap, after)}
         await until("every call in the shared store", lambda: _all(store, expected))
         assert await logged(store) == dict.fromkeys(expected, 1)
+        # the gap call came from the new owner's witness, whole: rung, answered, talked
+        record = await owner.call_log.get(f"lab:{gap}")  # type: ignore[union-attr]
+        assert record is not None and record["outcome"] == "answered"
+        assert record["answered_by"] == "101" and record["talk_seconds"] >= 8
+        assert owner.witnesses["lab"].health().handed_over >= 1
+        assert not owner.witnesses["lab"].health().watching  # its own link reads the PBX now
+        assert standby.witnesses["lab"].health().watching
 
         # the CRM holds each call once. The calls that ended after the takeover were sent once:
         # no two instances deliver the same queue. The short call may have been sent twice:

@@ -35,6 +35,10 @@ class ClusterSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, 
     link_grace_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 15.0
     # Redis keys: <prefix>:pbx:<name>:lease and <prefix>:pbx:<name>:fence
     key_prefix: str = "centralita"
+    # a standby follows each PBX on an AMI session of its own (events only), so that the calls
+    # that end while the PBX changes owner are logged by the new one (gateway/cluster/witness.py);
+    # needs the store the instances share (store.url)
+    witness: bool = True
 
     def __post_init__(self) -> None:
         try:
