@@ -77,8 +77,13 @@ class LookupChain:
         return normalize(raw, self.settings.default_region)
 
     def invalidate(self, e164: str) -> None:
-        """Forget the cached card of a number (the store calls this after changing it)."""
+        """Forget the cached card of a number (the store calls this after changing it, and
+        gateway/cluster/invalidation.py when another instance changed it)."""
         self.cache.invalidate(e164)
+
+    def clear(self) -> None:
+        """Forget every cached card (an instance that may have missed another's changes)."""
+        self.cache.clear()
 
     async def lookup(self, raw: object) -> CallerCard:
         """The caller card for ``raw`` as the PBX or a client sent it; never raises."""
