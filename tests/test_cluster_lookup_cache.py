@@ -13,19 +13,24 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
+from gateway.app import Gateway, create_app
 from gateway.cluster.invalidation import LookupInvalidation, for_gateway
 from gateway.cluster.settings import ClusterSettings
 from gateway.lookup.card import PersonKind
 from gateway.lookup.chain import LookupChain
+from gateway.sim.pbx import SimulatedPbx
 from gateway.store.cards import StoreCardSource
 from gateway.store.db import Database
 from gateway.store.models import PersonType
 from gateway.store.repositories import ActivityRepository, PersonRepository
 from tests.postgres_fixtures import PostgresServer
 from tests.redis_fixtures import RedisServer, redis_server  # noqa: F401
+from tests.test_cluster_failover import config
 from tests.test_lookup import LAB, add_lab_contact, settings
 
 OTHER = "+34612000111"
@@ -300,3 +305,37 @@ async def test_only_instances_sharing_a_store_share_invalidations(
     finally:
         await pg.close()
         await sqlite.close()
+
+
+async def test_gateways_of_a_cluster_on_one_store_share_their_invalidations(
+    tmp_path: Path,
+    sim: SimulatedPbx,
+    store_url: str,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    clients: list[TestClient] = []
+    gateways: list[Gateway] = []
+    try:
+        for name in ("gw-a", "gw-b"):
+            cfg = config(tmp_path, name, sim.port, redis_server.url)
+            cfg = msgspec.structs.replace(
+                cfg, store=msgspec.structs.replace(cfg.store, url=store_url)
+            )
+            gw = Gateway(cfg, clock=sim.clock.now)
+            client = TestClient(TestServer(await create_app(cfg, gw)))
+            await client.start_server()
+            clients.append(client)
+            gateways.append(gw)
+        a, b = gateways
+        assert a.db is not None and b.lookup is not None and b.lookup_sharing is not None
+        assert (await b.lookup.lookup(LAB)).kind is PersonKind.UNKNOWN
+        await add_lab_contact(a.db)
+        await until("B to hear of the new contact", lambda: b.lookup_sharing.received >= 1)
+        assert (await b.lookup.lookup(LAB)).display_name == "Lucía Martín"
+        resp = await clients[1].get("/health")
+        shown = (await resp.json())["cluster"]["lookup_cache"]
+        assert shown["redis_ok"] and shown["received"] >= 1 and shown["clears"] == 1
+    finally:
+        for client in reversed(clients):
+            async with asyncio.timeout(15):
+                await client.close()

@@ -110,9 +110,15 @@ class LookupInvalidation:
             await asyncio.wait_for(self._subscribed.wait(), self.settings.renew_seconds * 2)
 
     async def close(self) -> None:
-        """Stop; what is still queued is dropped (the other instances' TTL covers it)."""
-        await channel.stop(self._tasks, (self.redis, self._sub_redis), "lookup invalidation")
+        """Stop, sending what is still queued if Redis answers within ``CLOSE_SECONDS`` (else
+        it is dropped: the other instances' TTL covers it)."""
+        await channel.stop(self._tasks, (), "lookup invalidation")
         self._tasks = []
+        if self.error is None:
+            with contextlib.suppress(*REDIS_FAILURES):
+                async with asyncio.timeout(channel.CLOSE_SECONDS):
+                    await self._flush()
+        await channel.stop((), (self.redis, self._sub_redis), "lookup invalidation")
 
     def health(self) -> dict[str, Any]:
         return {
