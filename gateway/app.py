@@ -43,6 +43,7 @@ from gateway.writeback.outbox import Outbox
 if TYPE_CHECKING:  # the demo's SMTP sink is imported by the demo only
     from gateway.campaigns.replies import ReplyWatcher
     from gateway.campaigns.scheduler import CampaignScheduler
+    from gateway.cluster.invalidation import LookupInvalidation
     from gateway.cluster.owner import Cluster, OwnerHealth
     from gateway.cluster.witness import Witness
     from gateway.demo_mailbox import DemoMailbox
@@ -71,6 +72,8 @@ class Gateway:
         self.connectors = build_connectors(cfg.connectors, public_url=self.public_url)
         self.db: Database | None = None
         self.lookup: LookupChain | None = None
+        # instances sharing a store: a card edited through another leaves this cache too
+        self.lookup_sharing: LookupInvalidation | None = None
         self.call_log: CallLog | None = None
         self.outbox: Outbox | None = None
         self.webhooks: Webhooks | None = None  # lead and call events to other systems
@@ -145,6 +148,10 @@ class Gateway:
         self.lookup = LookupChain(
             StoreCardSource(self.db), self.connectors, self.cfg.lookup, directory=self.directory
         )
+        if self.cfg.cluster is not None:
+            from gateway.cluster.invalidation import for_gateway as share_invalidations
+
+            self.lookup_sharing = share_invalidations(self.cfg.cluster, self.db, self.lookup)
         self.outbox = Outbox(
             self.db.conn,
             self.connectors,
@@ -192,6 +199,8 @@ class Gateway:
                 time_limit=self.cfg.agi.time_limit_ms / 1000,
             )
             await self.agi.start(self.cfg.agi.host, self.cfg.agi.port)
+        if self.lookup_sharing is not None:  # before any pop-up: the cache starts cleared
+            await self.lookup_sharing.start()
         if self.cluster is not None:
             for witness in self.witnesses.values():
                 witness.start()
@@ -241,6 +250,8 @@ class Gateway:
         for c in self.connectors:
             with contextlib.suppress(Exception):
                 await c.close()
+        if self.lookup_sharing is not None:  # after the last writes: it sends their numbers
+            await self.lookup_sharing.close()
         if self.db is not None:
             await self.db.close()
         log.info("gateway stopped calls_logged=%d", self.calls_ended)
@@ -401,6 +412,8 @@ class Gateway:
         if self.cluster is not None:
             doc["instance"] = self.cluster.instance
             doc["cluster"] = self.cluster.summary()
+            if self.lookup_sharing is not None:  # informs, like push and board
+                doc["cluster"]["lookup_cache"] = self.lookup_sharing.health()
         return ok, doc
 
     async def outbox_health(self) -> list[dict[str, Any]]:
