@@ -27,6 +27,10 @@ and when) through Redis:
 
 What comes from Redis is our instances' writing, but it is parsed defensively: a record that
 is not what this module writes is logged and skipped.
+
+The calls in progress, the presence they make and the wallboard's queue figures are shared by
+:class:`~gateway.cluster.calls.SharedCalls`, which this board starts, stops and reports with
+its own (``calls``).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from gateway.cluster import channel
+from gateway.cluster.calls import SharedCalls
 from gateway.cluster.channel import REDIS_FAILURES
 from gateway.cluster.settings import ClusterSettings, mask_url
 from gateway.panel.board import AVAILABLE, PAUSED, Board, RemoteSeat, Seat
@@ -136,6 +141,8 @@ class SharedBoard:
         self._rewrite = True  # everything of this instance to be written again
         self._heard_at = monotonic()  # the last successful round trip
         self._tasks: list[asyncio.Task[None]] = []
+        # the calls in progress of the PBXs each instance owns, on every board
+        self.calls = SharedCalls(settings, board, retry_seconds=retry_seconds, monotonic=monotonic)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -148,10 +155,14 @@ class SharedBoard:
         ]
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._synced.wait(), self.settings.renew_seconds * 2)
+        await self.calls.start()
 
     async def close(self, *, release: bool = True) -> None:
         """Stop; this instance's seats leave every board at once (its agents' tabs are closed
-        with it). ``release=False`` leaves them to expire as a crash would."""
+        with it). ``release=False`` leaves them to expire as a crash would. The calls this
+        instance published stay either way: they go on at the PBX until its next owner
+        replaces them, or they expire."""
+        await self.calls.close()
         await channel.stop(self._tasks, (), "board share")
         self._tasks = []
         if release and self.error is None:
@@ -169,6 +180,7 @@ class SharedBoard:
             "other_instances": sorted(self.board.remote_instances()),
             "announced": self.announced,
             "skipped": self.skipped,
+            "calls": self.calls.health(),
         }
 
     # -- this instance's seats ---------------------------------------------------------------
@@ -178,6 +190,7 @@ class SharedBoard:
         (soon, in one batch with the others) if what Redis has of it differs."""
         self._dirty.add(username)
         self._wake.set()
+        self.calls.agent_changed(username)  # after-call work is shared with the calls
 
     def _record(self, username: str) -> str:
         """What Redis should have of the agent's seat here ('' when not signed in here)."""

@@ -2,12 +2,20 @@
 
 Pure (no I/O, no asyncio, no clock): the panel service feeds it sign-ins and the tracker's call
 events; it answers who must hear about each event and what the supervisors' board shows.
+
+In a cluster (docs/scale-out.md) the board also holds what other instances share through
+Redis: their sign-ins (``seat_remote``) and the calls in progress of the PBXs they own
+(``share_call``, ``share_after_call``: gateway/cluster/calls.py). Those calls are kept apart
+from ``calls`` (this instance's own, from its tracker): they are shown (``snapshot``,
+``calls_of``, the presence they make) but never drive this instance's pop-ups or after-call
+work, which are the PBX owner's. A ``listener`` hears of every change to this instance's own
+calls, so that the share can publish them off the pop-up's path.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.calls.events import CallAnswered, CallEnded, CallRinging
 
@@ -36,19 +44,32 @@ class AgentState:
     # when ``status``/``reason`` were chosen (the gateway's clock): across instances the
     # latest choice wins (gateway/cluster/board.py)
     status_at: float = 0.0
+    # in a cluster, what the owners of other PBXs share (gateway/cluster/calls.py): the keys
+    # of their calls this agent talks on, and the after-call work one of them started
+    shared_calls: frozenset[str] = frozenset()
+    shared_after_call: tuple[float, str | None] | None = None
 
     @property
     def presence(self) -> str:
         if not self.signed_in:
             return OFFLINE
-        if self.calls:
+        if self.calls or self.shared_calls:
             return ON_CALL
-        if self.after_call_until is not None:
+        if self.after_call_until is not None or self.shared_after_call is not None:
             return AFTER_CALL_WORK
         return self.status
 
+    @property
+    def after_call(self) -> tuple[float, str | None] | None:
+        """(until, call) of the after-call work the agent is in: this instance's, else the one
+        a PBX owner elsewhere shares."""
+        if self.after_call_until is not None:
+            return self.after_call_until, self.after_call_call
+        return self.shared_after_call
+
     def to_json(self) -> dict[str, Any]:
         presence = self.presence
+        acw = self.after_call if presence == AFTER_CALL_WORK else None
         return {
             "username": self.username,
             "display_name": self.display_name or self.username,
@@ -56,8 +77,8 @@ class AgentState:
             "extensions": list(self.extensions),
             "status": presence,
             "reason": self.reason if presence == PAUSED else "",
-            "until": self.after_call_until if presence == AFTER_CALL_WORK else None,
-            "after_call_call": self.after_call_call if presence == AFTER_CALL_WORK else None,
+            "until": acw[0] if acw else None,
+            "after_call_call": acw[1] if acw else None,
             # what the agent chose while busy, shown as "pending" until it applies
             "pending": (
                 {"status": self.status, "reason": self.reason}
@@ -109,6 +130,7 @@ class LiveCall:
     answered_agent: str | None = None
     answered_at: float | None = None
     involved: set[str] = field(default_factory=set)  # every user who was told of this call
+    card: dict[str, Any] | None = None  # the caller's card, once the pop-up's lookup found it
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -134,6 +156,15 @@ class LiveCall:
         }
 
 
+class CallListener(Protocol):
+    """Told of every change to the board's own calls (gateway/cluster/calls.py publishes them).
+    Called synchronously on the pop-up's path: it must only note the change."""
+
+    def call_changed(self, key: str) -> None: ...
+
+    def resynced(self, pbx: str) -> None: ...
+
+
 class Board:
     """Agents and live calls; every method returns who must be told about the change."""
 
@@ -150,6 +181,14 @@ class Board:
         self._local: dict[str, Seat] = {}
         self._remote: dict[str, dict[str, Seat]] = {}
         self._local_watchers: list[str] | None = None
+        # the calls of PBXs another instance owns, as it shares them: pbx -> key -> call; who
+        # talks on each (key -> agents, and agent -> keys); after-call work the end of one of
+        # them started: pbx -> agent -> (until, call)
+        self._shared: dict[str, dict[str, LiveCall]] = {}
+        self._shared_talking: dict[str, tuple[str, ...]] = {}
+        self._shared_on_call: dict[str, set[str]] = {}
+        self._shared_acw: dict[str, dict[str, tuple[float, str | None]]] = {}
+        self.listener: CallListener | None = None
 
     # -- agents ------------------------------------------------------------------------------
 
@@ -224,6 +263,7 @@ class Board:
         if agent is None:
             first = seats[0] if seats else Seat(username, "agent", ())
             agent = self.agents[username] = AgentState(username, first.display_name, first.role)
+            self._overlay(username)
         self._unseat(agent)
         self._watchers = self._local_watchers = None
         if not seats:
@@ -314,13 +354,35 @@ class Board:
         call.ringing = tuple(e.ringing)
         call.ringing_agents = tuple(self.agents_at(e.ringing))
         call.involved.update(call.ringing_agents)
+        if self.listener is not None:
+            self.listener.call_changed(key)
         return call, new
 
-    def answered(self, e: CallAnswered) -> tuple[LiveCall | None, list[str]]:
-        """Apply an answer; returns the call and the agents whose presence changed."""
-        call = self.calls.get(f"{e.pbx}:{e.linkedid}")
+    def answered(self, e: CallAnswered) -> tuple[LiveCall, list[str]]:
+        """Apply an answer; returns the call and the agents whose presence changed.
+
+        An answer of a call never seen ringing is a call joined in progress: the tracker read
+        it from the PBX's channel list after a restart or a takeover of the PBX (a cluster's
+        new owner). It is shown from then on, its agents on a call, as if it had rung here."""
+        key = f"{e.pbx}:{e.linkedid}"
+        call = self.calls.get(key)
         if call is None:
-            return None, []
+            outbound = e.direction.value == "outbound"
+            call = self.calls[key] = LiveCall(
+                key=key,
+                pbx=e.pbx,
+                linkedid=e.linkedid,
+                direction=e.direction.value,
+                caller=e.caller,
+                caller_name=None,  # (not in an answer; the call log has it at the end)
+                did=e.did,
+                dialed=e.dialed,
+                number=e.dialed if outbound else e.caller,
+                queue=e.queue,
+                click_to_call=e.click_to_call,
+                call_id=e.call_id,
+                started_at=e.at,  # the answer's time: its ring was not seen
+            )
         call.state = "answered"
         call.call_id = call.call_id or e.call_id
         call.answered_by = e.by
@@ -334,6 +396,8 @@ class Board:
             self.agents[name].calls.add(call.key)
         if takers:
             self._on_call.setdefault(call.key, set()).update(takers)
+        if self.listener is not None:
+            self.listener.call_changed(call.key)
         return call, takers
 
     def ended(self, e: CallEnded) -> tuple[LiveCall | None, list[str]]:
@@ -347,16 +411,132 @@ class Board:
             self.agents[name].calls.discard(key)
         if call is not None:
             call.state = "ended"
+            if self.listener is not None:
+                self.listener.call_changed(key)
         return call, freed
+
+    def set_card(self, key: str, card: dict[str, Any] | None) -> None:
+        """The caller's card the pop-up of ``key`` carried (kept for the share)."""
+        call = self.calls.get(key)
+        if call is not None and card is not None:
+            call.card = card
+            if self.listener is not None:
+                self.listener.call_changed(key)
+
+    def resynced(self, pbx: str) -> None:
+        """The PBX's live calls were read again (a (re)connect): what the board holds of them
+        is the PBX's whole picture now."""
+        if self.listener is not None:
+            self.listener.resynced(pbx)
+
+    def talking(self, key: str) -> list[str]:
+        """The agents talking on this instance's call ``key``, by name."""
+        return sorted(self._on_call.get(key, ()))
+
+    def forget_calls(self, pbx: str) -> list[str]:
+        """Drop this instance's calls of ``pbx``: another instance owns it now, and this one's
+        tracker was reset (those calls end there, not here). Returns the agents freed."""
+        freed: set[str] = set()
+        for key in [k for k, c in self.calls.items() if c.pbx == pbx]:
+            del self.calls[key]
+            for name in self._on_call.pop(key, ()):
+                agent = self.agents.get(name)
+                if agent is not None:
+                    agent.calls.discard(key)
+                    freed.add(name)
+        return sorted(freed)
 
     def snapshot(self) -> dict[str, Any]:
         return {
             "agents": [a.to_json() for a in sorted(self.agents.values(), key=_agent_order)],
-            "calls": [c.to_json() for c in sorted(self.calls.values(), key=_call_order)],
+            "calls": [c.to_json() for c in self.live_calls()],
         }
 
     def calls_of(self, username: str) -> list[LiveCall]:
-        return [c for c in self.calls.values() if username in c.involved]
+        return [c for c in self.live_calls() if username in c.involved]
+
+    def live_calls(self) -> list[LiveCall]:
+        """Every call in progress, this instance's and those other instances share (a key
+        both have is this instance's), oldest first."""
+        calls = list(self.calls.values())
+        for shared in self._shared.values():
+            calls += [c for k, c in shared.items() if k not in self.calls]
+        return sorted(calls, key=_call_order)
+
+    def call(self, key: str) -> LiveCall | None:
+        """The call ``key``, this instance's or a shared one."""
+        call = self.calls.get(key)
+        if call is None:
+            for shared in self._shared.values():
+                call = shared.get(key)
+                if call is not None:
+                    break
+        return call
+
+    # -- other instances' calls (gateway/cluster/calls.py) -----------------------------------
+
+    def share_call(
+        self, pbx: str, key: str, call: LiveCall | None, talking: tuple[str, ...] = ()
+    ) -> None:
+        """Hold (or, ``None``, forget) a call of ``pbx`` as its owner shares it, with the
+        agents talking on it."""
+        calls = self._shared.setdefault(pbx, {})
+        if call is None:
+            calls.pop(key, None)
+            talking = ()
+        else:
+            calls[key] = call
+        if not calls:
+            del self._shared[pbx]
+        before = self._shared_talking.pop(key, ())
+        if talking:
+            self._shared_talking[key] = talking
+        for name in set(before) - set(talking):
+            keys = self._shared_on_call.get(name)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._shared_on_call[name]
+            self._overlay(name)
+        for name in talking:
+            self._shared_on_call.setdefault(name, set()).add(key)
+            self._overlay(name)
+
+    def share_after_call(
+        self, pbx: str, username: str, acw: tuple[float, str | None] | None
+    ) -> None:
+        """Hold (or forget) the after-call work of ``username`` the owner of ``pbx`` shares."""
+        held = self._shared_acw.setdefault(pbx, {})
+        if acw is None:
+            held.pop(username, None)
+        else:
+            held[username] = acw
+        if not held:
+            del self._shared_acw[pbx]
+        self._overlay(username)
+
+    def drop_shared(self, pbx: str) -> None:
+        """Forget everything shared of ``pbx`` (its owner's share expired, or this instance
+        owns it now)."""
+        for key in list(self._shared.get(pbx, {})):
+            self.share_call(pbx, key, None)
+        for name in list(self._shared_acw.get(pbx, {})):
+            self.share_after_call(pbx, name, None)
+
+    def shared_pbxs(self) -> list[str]:
+        """The PBXs whose calls or after-call work another instance shares here."""
+        return sorted({*self._shared, *self._shared_acw})
+
+    def shared_calls(self, pbx: str) -> dict[str, LiveCall]:
+        return dict(self._shared.get(pbx, {}))
+
+    def _overlay(self, username: str) -> None:
+        agent = self.agents.get(username)
+        if agent is None:
+            return
+        agent.shared_calls = frozenset(self._shared_on_call.get(username, ()))
+        acws = [h[username] for h in self._shared_acw.values() if username in h]
+        agent.shared_after_call = max(acws, key=lambda a: a[0]) if acws else None
 
 
 def _agent_order(a: AgentState) -> tuple[bool, str]:

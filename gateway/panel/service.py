@@ -476,6 +476,7 @@ class PanelService:
         the board already (same bus, subscribed first). A pending presence restored from disk
         whose call is gone applies now; one whose call goes on waits for its end. The queue
         pauses the gateway itself makes (after-call work) are squared with what it knows."""
+        self.board.resynced(snap.pbx)  # clustered: the PBX's calls are shared whole again
         for name in sorted(self._restored_pending):
             self._restored_pending.discard(name)
             self.aftercall.apply_restored(name)
@@ -552,6 +553,7 @@ class PanelService:
             self.rings_published += 1
             for agents, msg in pending.held if pending else ():
                 self.hub.publish(agents, msg)
+            self.board.set_card(call.key, card_json)  # clustered: shared with the call
             if call.state == "ended":
                 self._cards.pop(call.key, None)
                 if card_json is not None:  # it ended before its lookup: its wrap-up gets it
@@ -771,7 +773,8 @@ class PanelService:
     def state_of(self, session: Session) -> dict[str, Any]:
         agent = self.board.agents.get(session.username)
         calls = [
-            {"call": c.to_json(), "card": self._cards.get(c.key)}
+            # (a call another instance owns comes with the card its owner found)
+            {"call": c.to_json(), "card": self._cards.get(c.key, c.card)}
             for c in self.board.calls_of(session.username)
         ]
         return {

@@ -22,6 +22,11 @@ supervisor's own pop-ups); a supervisor's tab that (re)connects gets one fresh d
 
 Times are epoch seconds; the browser shows live durations (time in state, call length, longest
 wait) from ``since``/``started_at``/``answered_at``/``longest_wait_since`` against ``now``.
+
+In a cluster only the PBX's owner reads its queue events: it shares its figures of each PBX
+(queues and members) once a second when they changed (gateway/cluster/calls.py), and every
+other instance's wall shows them for that PBX, with the calls in progress and the presence
+they make, which the board shares the same way.
 """
 
 from __future__ import annotations
@@ -63,7 +68,12 @@ _RANK = {
     wb.PAUSED: 4,
     wb.SIGNED_OUT: 5,
 }
-_PRESENCE = {"available": wb.AVAILABLE, "paused": wb.PAUSED, "on_call": wb.ON_CALL}
+_PRESENCE = {
+    "available": wb.AVAILABLE,
+    "paused": wb.PAUSED,
+    "on_call": wb.ON_CALL,
+    AFTER_CALL_WORK: wb.AFTER_CALL_WORK,
+}
 
 
 class WallboardFeed:
@@ -196,6 +206,7 @@ class WallboardFeed:
                 if since_names >= NAMES_REFRESH:
                     since_names = 0.0
                     await self.load_users()
+                self.share()
                 self.push()
             except Exception:  # the wall must not stop for one bad frame
                 log.exception("wallboard: push failed")
@@ -218,16 +229,51 @@ class WallboardFeed:
         self.pushes += 1
         return True
 
+    # -- the cluster's share -----------------------------------------------------------------
+
+    def _shared(self) -> Any:
+        """The panel's share of the calls (gateway/cluster/calls.py); None unclustered."""
+        return getattr(getattr(self.panel, "shared_board", None), "calls", None)
+
+    def share(self) -> None:
+        """Clustered: hand this instance's figures of each PBX to the share, which writes
+        them when they changed and this instance owns the PBX. ``longest_wait`` is left out
+        (it grows every second; a reader works it out from ``longest_wait_since``)."""
+        shared = self._shared()
+        if shared is None:
+            return
+        remote = shared.remote_figures()
+        now = self.clock()
+        for pbx, b in self.boards.items():
+            if pbx in remote:
+                continue  # another instance owns it: what this one has of it is old
+            queues = [{k: v for k, v in q.items() if k != "longest_wait"} for q in b.queues(now)]
+            shared.publish_figures(pbx, {"queues": queues, "members": b.members(now)})
+
+    def _figures(self, now: float) -> dict[str, tuple[list[dict[str, Any]], dict[str, Any]]]:
+        """Each PBX's (queues, members): this instance's own, or its owner's when another
+        instance owns it."""
+        out = {pbx: (b.queues(now), b.members(now)) for pbx, b in self.boards.items()}
+        shared = self._shared()
+        for pbx, doc in (shared.remote_figures() if shared is not None else {}).items():
+            queues = []
+            for q in doc["queues"]:
+                since = q.get("longest_wait_since")
+                wait = round(max(now - since, 0.0), 1) if since is not None else 0.0
+                queues.append({**q, "longest_wait": wait})
+            out[pbx] = (queues, doc["members"])
+        return out
+
     # -- the document ------------------------------------------------------------------------
 
     def snapshot(self, now: float | None = None) -> dict[str, Any]:
         now = self.clock() if now is None else now
         queues: list[dict[str, Any]] = []
         members: dict[str, dict[str, Any]] = {}
-        for pbx, b in sorted(self.boards.items()):
-            for q in b.queues(now):
+        for pbx, (pbx_queues, pbx_members) in sorted(self._figures(now).items()):
+            for q in pbx_queues:
                 queues.append({"pbx": pbx, **q})
-            for ext, mem in b.members(now).items():
+            for ext, mem in pbx_members.items():
                 old = members.get(ext)
                 if old is None or _RANK[mem["state"]] < _RANK[old["state"]]:
                     members[ext] = mem
@@ -235,10 +281,7 @@ class WallboardFeed:
             "now": now,
             "queues": queues,
             "agents": self._agents(members, now),
-            "calls": [
-                self._call(c.to_json())
-                for c in sorted(self.panel.board.calls.values(), key=lambda c: c.started_at)
-            ],
+            "calls": [self._call(c.to_json()) for c in self.panel.board.live_calls()],
         }
 
     def _call(self, call: dict[str, Any]) -> dict[str, Any]:
@@ -292,7 +335,8 @@ class WallboardFeed:
                     or user
                 )
                 entry["signed_in"] = bool(live and live.signed_in)
-                if live and live.calls and entry["state"] in (wb.AVAILABLE, wb.AFTER_CALL_WORK):
+                busy = live and (live.calls or live.shared_calls)
+                if busy and entry["state"] in (wb.AVAILABLE, wb.AFTER_CALL_WORK):
                     entry["state"], entry["since"] = wb.ON_CALL, self._call_since(user, now)
                 elif live and live.presence == AFTER_CALL_WORK and entry["state"] == wb.PAUSED:
                     entry["state"], entry["reason"] = wb.AFTER_CALL_WORK, ""
@@ -335,12 +379,10 @@ class WallboardFeed:
         )
 
     def _call_since(self, username: str, default: float) -> float:
-        live = self.panel.board.agents.get(username)
-        times = [
-            c.answered_at or c.started_at
-            for key in (live.calls if live else ())
-            if (c := self.panel.board.calls.get(key)) is not None
-        ]
+        board = self.panel.board
+        live = board.agents.get(username)
+        keys = {*live.calls, *live.shared_calls} if live else set()
+        times = [c.answered_at or c.started_at for k in keys if (c := board.call(k)) is not None]
         return min(times) if times else default
 
 
