@@ -55,6 +55,9 @@ async def health(request: web.Request) -> web.Response:
         doc["cluster"]["push"] = panel.fanout.health()
     if panel is not None and panel.shared_board is not None and "cluster" in doc:
         doc["cluster"]["board"] = panel.shared_board.health()  # informs, like push
+    if panel is not None and panel.relay is not None and "cluster" in doc:
+        # requests carried to each PBX's owner: informs, like push
+        doc["cluster"]["relay"] = panel.relay.health()
     doc["outbox"] = await gw.outbox_health()
     doc["directories"] = await gw.directory_health()
     return web.json_response(doc, status=200 if ok else 503)

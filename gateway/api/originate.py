@@ -3,7 +3,9 @@
 The same service as the panel's call button (gateway/panel/clicktocall.py): the number is
 validated against dial-string injection and the do-not-call list before anything reaches the
 PBX, originations are rate-limited per caller of the API, the agent's phone rings first and the
-customer is dialed through the configured context once the agent answers.
+customer is dialed through the configured context once the agent answers. In a cluster the
+instance that owns the PBX places the call wherever the request lands, and the attempt's state
+reads back from any instance (docs/scale-out.md).
 """
 
 from __future__ import annotations
@@ -63,10 +65,10 @@ async def originate_status(request: web.Request) -> web.Response:
     principal = require(request, "originate")
     query_as(request, NoQuery)
     call_id = request.match_info["call_id"]
-    attempt = request.app[CLICK_TO_CALL].find(call_id)
-    if attempt is None or attempt.agent != f"api:{principal.name}":
+    found = await request.app[CLICK_TO_CALL].status(call_id)
+    if found is None or found[0] != f"api:{principal.name}":
         raise ApiError(404, "not_found", f"no click-to-call with id {call_id[:100]!r}")
-    return respond(OriginateAttempt, attempt.to_json())
+    return respond(OriginateAttempt, found[1])
 
 
 def setup_originate(app: web.Application, click_to_call: ClickToCall) -> None:

@@ -18,6 +18,14 @@ it out (a live test: the agent answered and the customer was dialed while the pa
 and resynced, the call id variable is looked for on the agent's live channels (``Getvar``),
 then in the call log; the attempt follows what is found. Only when the call is in neither
 place does it fail (``pbx_lost``), and the message does not claim nothing rang.
+
+In a cluster (a ``relay``: gateway/cluster/relay.py) the instance that got the request checks
+the number, the do-not-call list and the agent's limit (counted in Redis for every instance),
+and the PBX's owner places and follows the call: a request from another instance reaches it
+with the call id chosen there, which is also what keeps it from being dialed twice. Each
+attempt is copied to Redis (gateway/cluster/attempts.py), so its state reads back from any
+instance, and a new owner of the PBX adopts the attempts of one that died: it looks for each
+on the PBX as after a drop, and follows it there or says it was lost.
 """
 
 from __future__ import annotations
@@ -28,16 +36,22 @@ import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway.ami.events import AmiEvent
+from gateway.ami.events import AmiEvent, ResyncSnapshot
 from gateway.ami.link import AmiConnectionLost
 from gateway.calls.events import CallAnswered, CallEnded
+from gateway.cluster.relay import NoOwner, RelayLost
 from gateway.config import GatewayConfig
 from gateway.errors import AmiActionTimeout, AmiError, AmiNotConnected, ApiError, InvalidNumber
 from gateway.lookup.numbers import dial_safe, normalize
 from gateway.panel.ratelimit import SlidingWindowLimiter
 from gateway.store.db import Database
+
+if TYPE_CHECKING:  # redis is imported only by a clustered gateway
+    from gateway.cluster.attempts import SharedAttempts
+    from gateway.cluster.ratelimit import SharedRateLimit
+    from gateway.cluster.relay import OwnerRelay
 
 log = logging.getLogger("gateway.panel")
 
@@ -62,7 +76,15 @@ MESSAGES = {
     " call is not there now. Check your phone before calling again.",
     "invalid_number": "That number cannot be dialed.",
 }
+# a request the PBX's owner took but never answered for (it died on it): not known whether
+# anything rang
+NO_ANSWER = (
+    "The phone system took the call but did not confirm it in time; check your phone before"
+    " calling again."
+)
 _FINAL = frozenset({"ended", "failed"})
+_STATES = frozenset({"calling_agent", "calling_customer", "connected", *_FINAL})
+_CALL_ID = re.compile(r"^gw-c2c-[0-9a-f]{12}$")
 # a PJSIP Asterisk answers a busy agent with Reason 0 (IAX2 and chan_sip said 5): the DialEnd
 # of the originate's own dial, which arrives just before, says what really happened
 _DIAL_STATUS = {
@@ -88,6 +110,18 @@ class Attempt:
     message: str = MESSAGES["calling_agent"]
     customer_ended: str | None = None  # the outcome, when the call ended before we knew why
     reconciled: bool = False  # found again after a drop: no OriginateResponse will come
+    linkedid: str = ""  # of an adopted attempt: its events carry no call id (see on_resync)
+    handed_over: bool = False  # another instance follows it now: nothing more said from here
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any], agent: str, pbx: str) -> Attempt | None:
+        """An attempt as ``to_json`` wrote it (another instance's); None if it is not one."""
+        fields = [doc.get(k) for k in ("call_id", "number", "extension", "reason", "message")]
+        state = doc.get("state")
+        if not all(isinstance(f, str) and len(f) <= 1000 for f in fields) or state not in _STATES:
+            return None
+        call_id, number, extension, reason, message = (str(f) for f in fields)
+        return cls(call_id, agent, extension, number, pbx, str(state), reason, message)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -111,6 +145,7 @@ class ClickToCall:
         publish: Publish,
         limiter: SlidingWindowLimiter,
         clock: Callable[[], float],
+        relay: OwnerRelay | None = None,
     ) -> None:
         self.db = db
         self.links = links
@@ -123,11 +158,28 @@ class ClickToCall:
         self.owners: dict[str, str] = {}  # call id -> agent, until the call's record ends
         self._tasks: set[asyncio.Task[None]] = set()
         self._agent_dials: dict[tuple[str, str], str] = {}  # (pbx, extension) -> DialStatus
+        self._linked: dict[tuple[str, str], str] = {}  # (pbx, linkedid) -> adopted call id
+        # clustered: requests carried out by the PBX's owner, attempts and limits in Redis
+        self.relay = relay
+        self.shared: SharedAttempts | None = None
+        self.rate: SharedRateLimit | None = None
+        if relay is not None:
+            from gateway.cluster.attempts import SharedAttempts
+            from gateway.cluster.ratelimit import SharedRateLimit
+
+            self.shared = SharedAttempts(relay.redis, relay.settings)
+            self.rate = SharedRateLimit(
+                relay.redis, limiter, clock, prefix=relay.settings.key_prefix, name="originate"
+            )
+            relay.handle("c2c.start", self._serve_start)
+            relay.on_tell("c2c.drop", self._serve_drop)
 
     def on_ami_event(self, event: AmiEvent) -> None:
         """Keep how the PBX ended each originate's dial of an agent's phone: an originate's
         DialEnd has no ``Channel`` (nothing dialed from a channel), only ``DestChannel``."""
         f = event.frame
+        if self._linked and f.get("Event") == "DialBegin":
+            self._adopted_dialing(event.pbx, f)
         if f.get("Event") != "DialEnd" or f.get("Channel"):
             return
         tech_ext = str(f.get("DestChannel", "")).rsplit("-", 1)[0]
@@ -165,7 +217,7 @@ class ClickToCall:
         if not extensions:
             raise ApiError(400, "no_extension", "You are signed in without an extension to ring.")
         number = await self.check_number(raw_number)
-        wait = self.limiter.take(agent, self.clock())
+        wait = await self._take(agent)
         if wait:
             raise ApiError(
                 429,
@@ -173,13 +225,35 @@ class ClickToCall:
                 f"Too many calls in a short time; try again in {int(wait) + 1} s.",
                 {"retry_after": int(wait) + 1},
             )
+        call_id = f"gw-c2c-{secrets.token_hex(6)}"
         pbx = next(
             (name for name, link in self.links.items() if _link_up(link)),
             None,
         )
-        if pbx is None:
-            raise ApiError(503, "pbx_down", MESSAGES["pbx_down"])
-        attempt = Attempt(f"gw-c2c-{secrets.token_hex(6)}", agent, extensions[0], number, pbx)
+        if pbx is not None:
+            return await self._place(call_id, agent, extensions[0], number, pbx)
+        if self.relay is not None:  # the PBX's owner is another instance
+            return await self._forward(call_id, agent, extensions[0], number)
+        raise ApiError(503, "pbx_down", MESSAGES["pbx_down"])
+
+    async def _take(self, agent: str) -> float:
+        if self.rate is not None:
+            return await self.rate.take(agent)
+        return self.limiter.take(agent, self.clock())
+
+    async def _place(
+        self, call_id: str, agent: str, extension: str, number: str, pbx: str
+    ) -> Attempt:
+        """Place the call on this instance's link of ``pbx`` and follow it."""
+        attempt = Attempt(call_id, agent, extension, number, pbx)
+        if self.shared is not None:
+            # recorded before the Originate leaves: a requester that gave up on this call
+            # (and told its user nothing was dialed) has recorded it first, and wins
+            created = await self.shared.create(call_id, agent, pbx, attempt.to_json())
+            if created is False:
+                log.warning("click-to-call %s came after its requester gave up; not placed",
+                            call_id)  # fmt: skip
+                raise ApiError(503, "pbx_down", MESSAGES["pbx_down"])
         self.attempts[attempt.call_id] = attempt
         self.owners[attempt.call_id] = agent
         while len(self.owners) > 10_000:  # a call whose end we never saw must not stay forever
@@ -189,6 +263,141 @@ class ClickToCall:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return attempt
+
+    # -- in a cluster: the PBX's owner places it ----------------------------------------------
+
+    async def _forward(self, call_id: str, agent: str, extension: str, number: str) -> Attempt:
+        """Have the owner of a PBX place the call (the first PBX whose owner takes it)."""
+        assert self.relay is not None
+        body = {"call_id": call_id, "agent": agent, "extension": extension, "number": number}
+        for pbx in self.links:
+            try:
+                doc = await self.relay.call(pbx, "c2c.start", body, within=self.relay.wait_seconds)
+            except NoOwner:
+                continue  # nobody got it: nothing dialed there
+            except RelayLost:
+                doc = await self._settle(call_id)
+            except ApiError as e:
+                if e.error_id == "pbx_down":
+                    continue  # that owner's link is down: nothing dialed there
+                raise
+            attempt = Attempt.from_json(doc, agent, pbx) if isinstance(doc, dict) else None
+            if attempt is None:
+                raise ApiError(500, "internal", "internal error; see the gateway log")
+            return attempt
+        raise ApiError(503, "pbx_down", MESSAGES["pbx_down"])
+
+    async def _settle(self, call_id: str) -> dict[str, Any]:
+        """The owner took the request and did not answer: the attempt as it recorded it, or
+        503 when it recorded nothing (and now never will: the record is fenced)."""
+        assert self.shared is not None
+        fenced = await self.shared.fence(call_id)
+        if fenced:
+            raise ApiError(503, "pbx_down", MESSAGES["pbx_down"])
+        record = await self.shared.read(call_id) if fenced is False else None
+        if record is None:
+            raise ApiError(504, "pbx_no_answer", NO_ANSWER)
+        return record.attempt
+
+    async def _serve_start(self, pbx: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Another instance's request, checked there (number, do-not-call, the agent's
+        limit): placed here unless this call id is known already (the same request twice)."""
+        call_id, agent, extension, number = (
+            body.get(k) for k in ("call_id", "agent", "extension", "number")
+        )
+        if not (
+            isinstance(call_id, str)
+            and _CALL_ID.match(call_id)
+            and isinstance(agent, str)
+            and 0 < len(agent) <= 200
+            and isinstance(extension, str)
+            and re.fullmatch(r"[0-9]{1,20}", extension)  # it goes into the channel's name
+            and isinstance(number, str)
+            and _is_e164(number)
+        ):
+            raise ApiError(400, "bad_request", "That click-to-call request is not valid.")
+        known = self.find(call_id)
+        if known is not None:
+            return known.to_json()
+        if not _link_up(self.links.get(pbx)):
+            raise ApiError(503, "pbx_down", MESSAGES["pbx_down"])
+        return (await self._place(call_id, agent, extension, number, pbx)).to_json()
+
+    async def _serve_drop(self, sender: str, body: dict[str, Any]) -> None:
+        """The PBX's new owner follows this attempt now: nothing more is said from here."""
+        a = self.attempts.pop(str(body.get("call_id")), None)
+        if a is not None:
+            a.handed_over = True
+            self.owners.pop(a.call_id, None)
+            log.info("click-to-call %s is followed by %s now", a.call_id, sender)
+
+    def on_resync(self, snap: ResyncSnapshot) -> None:
+        """This instance has the PBX's live picture (after taking it over, or a reconnect):
+        the attempts another owner left open on it are carried on from here."""
+        if self.shared is not None:
+            task = asyncio.create_task(self._adopt(snap.pbx), name=f"c2c-adopt-{snap.pbx}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _adopt(self, pbx: str) -> None:
+        assert self.shared is not None and self.relay is not None
+        for call_id in await self.shared.open_ids(pbx):
+            if call_id in self.attempts:
+                continue
+            record = await self.shared.take_over(call_id, pbx)
+            a = Attempt.from_json(record.attempt, record.agent, pbx) if record else None
+            if record is None or a is None or a.state in _FINAL or a.call_id != call_id:
+                continue
+            a.reconciled = True  # its OriginateResponse went to the old owner, if anywhere
+            self.attempts[call_id] = a
+            self.owners[call_id] = a.agent
+            if record.owner != self.relay.instance:
+                await self.relay.tell(record.owner, "c2c.drop", {"call_id": call_id})
+            log.warning("click-to-call %s of %s on pbx=%s carried on from %s", call_id,
+                        a.agent, pbx, record.owner)  # fmt: skip
+            await self._follow_adopted(a)
+
+    async def _follow_adopted(self, a: Attempt) -> None:
+        """As after a drop: the call on the PBX, then in the log, else lost."""
+        found = None
+        try:
+            found = await self._find_live(a, self.links[a.pbx])
+        except AmiError as e:
+            log.warning("click-to-call %s: live check failed: %s", a.call_id, e)
+        if found is not None:
+            state, a.linkedid = found
+            if a.linkedid:
+                self._linked[(a.pbx, a.linkedid)] = a.call_id
+            if state == "Up" and a.state == "calling_agent":
+                self._move(a, "calling_customer")
+            return  # (else nothing new: its record names this instance since take_over)
+        outcome = await self._logged_outcome(a.call_id)
+        if a.state in _FINAL:
+            return
+        if outcome is not None:
+            self._customer_gone(a, outcome)
+        else:
+            self._fail(a, "pbx_lost", MESSAGES["pbx_lost"])
+
+    def _adopted_dialing(self, pbx: str, f: Mapping[str, Any]) -> None:
+        """The agent picked up an adopted attempt's first leg, which now dials the customer
+        (the OriginateResponse that would have said so went to the old owner)."""
+        a = self.attempts.get(self._linked.get((pbx, str(f.get("Linkedid", ""))), ""))
+        if a is None or a.state != "calling_agent":
+            return
+        if re.match(rf"^[^/]+/{re.escape(a.extension)}[-@]", str(f.get("Channel", ""))):
+            self._move(a, "calling_customer")
+
+    async def status(self, call_id: str) -> tuple[str, dict[str, Any]] | None:
+        """Whose attempt it is and its state, from this instance or (clustered) from Redis."""
+        a = self.find(call_id)
+        if a is not None:
+            return a.agent, a.to_json()
+        if self.shared is None or not _CALL_ID.match(call_id):
+            return None
+        record = await self.shared.read(call_id)
+        a = Attempt.from_json(record.attempt, record.agent, "") if record is not None else None
+        return (a.agent, a.to_json()) if a is not None else None
 
     async def _originate(self, a: Attempt) -> None:
         o = self.cfg.originate
@@ -240,9 +449,9 @@ class ClickToCall:
         self._report(a)
         wait_ready = getattr(link, "wait_ready", None)
         ready = bool(wait_ready is not None and await wait_ready(self.cfg.originate.timeout + 15))
-        if a.state in _FINAL or a.state == "connected":
-            return  # the tracker's events have settled it meanwhile
-        found: str | None = None
+        if a.state in _FINAL or a.state == "connected" or a.handed_over:
+            return  # the tracker's events have settled it meanwhile, or the PBX's new owner
+        found: tuple[str, str] | None = None
         if ready:
             try:
                 found = await self._find_live(a, link)
@@ -250,15 +459,15 @@ class ClickToCall:
                 log.warning("click-to-call %s: live check failed: %s", a.call_id, e)
         a.reconciled = True
         if found is not None:
-            log.info("click-to-call %s found live on %s after the drop", a.call_id, found)
-            if found == "Up" and a.state == "calling_agent":
+            log.info("click-to-call %s found live on %s after the drop", a.call_id, found[0])
+            if found[0] == "Up" and a.state == "calling_agent":
                 self._move(a, "calling_customer")  # the agent's leg is answered
             elif a.state == "calling_agent":
                 a.message = MESSAGES["calling_agent"]
                 self._report(a)
             return
         outcome = a.customer_ended or await self._logged_outcome(a.call_id)
-        if a.state in _FINAL:
+        if a.state in _FINAL or a.handed_over:
             return
         if outcome is not None:
             log.info("click-to-call %s ended during the drop: %s", a.call_id, outcome)
@@ -266,8 +475,9 @@ class ClickToCall:
         else:
             self._fail(a, "pbx_lost", MESSAGES["pbx_lost"])
 
-    async def _find_live(self, a: Attempt, link: Any) -> str | None:
-        """The state of the agent's channel carrying our call id, None when there is none.
+    async def _find_live(self, a: Attempt, link: Any) -> tuple[str, str] | None:
+        """The state and Linkedid of the agent's channel carrying our call id, None when there
+        is none.
 
         Only the agent's own channels are asked (the Originate put the variable there), one
         ``Getvar`` each: CoreShowChannels does not carry channel variables.
@@ -286,7 +496,7 @@ class ClickToCall:
             except AmiError:  # hung up in between
                 continue
             if isinstance(got, dict) and got.get("Value") == a.call_id:
-                return str(f.get("ChannelStateDesc") or "")
+                return str(f.get("ChannelStateDesc") or ""), str(f.get("Linkedid") or "")
         return None
 
     async def _logged_outcome(self, call_id: str) -> str | None:
@@ -301,13 +511,13 @@ class ClickToCall:
     # -- events from the tracker -------------------------------------------------------------
 
     def on_answered(self, e: CallAnswered) -> None:
-        a = self.attempts.get(e.call_id or "")
+        a = self.attempts.get(e.call_id or self._linked.get((e.pbx, e.linkedid), ""))
         if a is not None and a.state not in _FINAL:
             self._move(a, "connected")
 
     def on_ended(self, e: CallEnded) -> str | None:
         """Follow a call's end; returns the agent who originated it (None: not ours)."""
-        call_id = e.record.call_id or ""
+        call_id = e.record.call_id or self._linked.get((e.record.pbx, e.record.linkedid), "")
         owner = self.owners.pop(call_id, None)
         a = self.attempts.get(call_id)
         if a is None or a.state in _FINAL:
@@ -338,9 +548,14 @@ class ClickToCall:
         self._report(a)
 
     def _report(self, a: Attempt) -> None:
+        if a.handed_over:
+            return
         self.publish(a.agent, a.to_json())
+        if self.shared is not None:
+            self.shared.update(a.call_id, a.pbx, a.to_json(), final=a.state in _FINAL)
         if a.state in _FINAL:
             self.attempts.pop(a.call_id, None)
+            self._linked.pop((a.pbx, a.linkedid), None)
             # kept a while so a CRM polling GET /api/v1/originate/{id} sees how it ended
             self.finished[a.call_id] = a
             while len(self.finished) > 1000:
@@ -357,6 +572,13 @@ class ClickToCall:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.shared is not None:
+            await self.shared.close()
+
+
+def _is_e164(number: str) -> bool:
+    """What ``check_number`` answers: ``+`` and up to 15 digits."""
+    return bool(re.fullmatch(r"\+[1-9][0-9]{1,14}", number))
 
 
 def _link_up(link: Any) -> bool:

@@ -26,6 +26,11 @@ phone into ``<mode>@panel.spy_context``, whose ``ChanSpy`` (options ``q``, ``w``
 barge) listens to the agent's leg named in ``CENTRALITA_SPY``. The board marks the agent as
 listened to until the supervisor hangs up (the ``Hangup`` of that channel), the Originate fails
 or the agent's call ends.
+
+In a cluster (a ``relay``: gateway/cluster/relay.py) only the instance that owns a PBX's link
+knows its live calls and can act on them, so a control asked of another instance is carried
+out there: the request names the agent (name, role, extensions: never their session) and the
+owner answers exactly as it answers its own agents (``not_your_call``, ``already_on_hold``...).
 """
 
 from __future__ import annotations
@@ -36,17 +41,22 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
 from gateway.ami.events import AmiEvent
+from gateway.cluster.relay import NoOwner, RelayLost
 from gateway.config import GatewayConfig
 from gateway.errors import AmiError, AmiNotConnected, ApiError
 from gateway.lookup.numbers import to_ascii_digits
 from gateway.panel.board import Board, LiveCall
 from gateway.panel.sessions import Session
 from gateway.panel.settings import PanelSettings
+from gateway.panel.users import Role
+
+if TYPE_CHECKING:  # redis is imported only by a clustered gateway
+    from gateway.cluster.relay import OwnerRelay
 
 log = logging.getLogger("gateway.panel")
 
@@ -55,8 +65,11 @@ _CHANNEL = re.compile(r"^[A-Za-z0-9_]+/[A-Za-z0-9_.@:+~-]{1,120}$")
 # the consultation leg an AMI Atxfer dials: Local/<to>@<context>-<id>;1 (its ;2 half rings)
 _LOCAL = re.compile(r"^Local/[A-Za-z0-9_.@:+~-]{1,120};1$")
 _EXTENSION = re.compile(r"^[0-9]{2,6}$")
+_EXTENSION_ANY = re.compile(r"[0-9]{1,20}")  # a signed-in agent's (it goes into channel names)
 SPY_VARIABLE = "CENTRALITA_SPY"
 PBX_DOWN = "The phone system is not reachable right now."
+# the PBX's owner took the request and never answered (it died on it): done or not, unknown
+NO_ANSWER = "The phone system took the request but did not confirm it in time; check your phone."
 
 
 class TransferBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -101,6 +114,7 @@ class Consultation:
 
 
 CheckNumber = Callable[[Any], Awaitable[str]]
+Control = Callable[[Session, str, Any], Awaitable[dict[str, Any]]]  # (session, call id, body)
 PresenceChanged = Callable[[str], None]
 Publish = Callable[[str, str, dict[str, Any]], None]  # (username, type, data)
 MESSAGE = "controls"  # websocket type: an attended transfer started or ended
@@ -120,6 +134,7 @@ class CallControls:
         presence_changed: PresenceChanged,
         publish: Publish | None = None,
         clock: Callable[[], float] = time.time,
+        relay: OwnerRelay | None = None,
     ) -> None:
         self.board = board
         self.links = links
@@ -134,6 +149,114 @@ class CallControls:
         self.spies: dict[str, str] = {}  # supervisor's ChanSpy channel -> agent listened to
         self.consulting: dict[str, Consultation] = {}  # call key -> attended transfer
         self._tasks: set[asyncio.Task[None]] = set()
+        self._controls: dict[str, Control] = {
+            "hangup": lambda s, call_id, _: self._hangup(s, call_id),
+            "transfer": self._transfer,
+            "transfer_complete": lambda s, call_id, _: self._complete_transfer(s, call_id),
+            "transfer_cancel": lambda s, call_id, _: self._cancel_transfer(s, call_id),
+            "hold": lambda s, call_id, _: self._hold(s, call_id),
+            "resume": lambda s, call_id, _: self._resume(s, call_id),
+        }
+        # clustered: controls of calls on a PBX another instance owns are carried out there
+        self.relay = relay
+        if relay is not None:
+            relay.handle("control", self._serve)
+
+    # -- where a control runs ----------------------------------------------------------------
+
+    async def hangup(self, session: Session, call_id: str) -> dict[str, Any]:
+        return await self._route("hangup", session, call_id, None)
+
+    async def transfer(self, session: Session, call_id: str, body: TransferBody) -> dict[str, Any]:
+        return await self._route("transfer", session, call_id, body)
+
+    async def complete_transfer(self, session: Session, call_id: str) -> dict[str, Any]:
+        return await self._route("transfer_complete", session, call_id, None)
+
+    async def cancel_transfer(self, session: Session, call_id: str) -> dict[str, Any]:
+        return await self._route("transfer_cancel", session, call_id, None)
+
+    async def hold(self, session: Session, call_id: str) -> dict[str, Any]:
+        return await self._route("hold", session, call_id, None)
+
+    async def resume(self, session: Session, call_id: str) -> dict[str, Any]:
+        return await self._route("resume", session, call_id, None)
+
+    async def spy(self, session: Session, body: SpyBody) -> dict[str, Any]:
+        """Here when this instance owns every PBX; otherwise on the PBX of the agent's call
+        when this board knows it, else on each PBX in turn until one has the agent on a call."""
+        if self.relay is None or all(self.relay.local(p) for p in self.links):
+            return await self._spy(session, body)
+        agent = self.board.agents.get(body.agent.strip().lower())
+        keys = sorted(agent.calls) if agent is not None else []
+        call = next((self.board.calls[k] for k in keys if k in self.board.calls), None)
+        here = [p for p in self.links if self.relay.local(p)]
+        pbxs = [call.pbx] if call is not None else here + [p for p in self.links if p not in here]
+        last = ApiError(409, "agent_not_on_call", "That agent is not on a call now.")
+        for pbx in pbxs:
+            try:
+                if self.relay.local(pbx):
+                    return await self._spy(session, body)
+                return await self._forward(pbx, "spy", session, "", body)
+            except ApiError as e:
+                if e.error_id not in ("agent_not_on_call", "pbx_down"):
+                    raise
+                last = e
+        raise last
+
+    async def _route(self, op: str, session: Session, call_id: str, body: Any) -> dict[str, Any]:
+        pbx = call_id.partition(":")[0]  # a call's key is <pbx>:<linkedid>
+        if self.relay is None or pbx not in self.links or self.relay.local(pbx):
+            return await self._controls[op](session, call_id, body)
+        return await self._forward(pbx, op, session, call_id, body)
+
+    async def _forward(
+        self, pbx: str, op: str, session: Session, call_id: str, body: Any
+    ) -> dict[str, Any]:
+        """The control carried out by the instance that owns ``pbx``."""
+        assert self.relay is not None
+        request = {
+            "op": op,
+            "session": {
+                "username": session.username,
+                "display_name": session.display_name,
+                "role": session.role.value,
+                "extensions": list(session.extensions),
+                "expires_at": session.expires_at,
+            },
+            "call_id": call_id,
+            "body": msgspec.to_builtins(body) if body is not None else None,
+        }
+        timeout = next((p.action_timeout for p in self.cfg.pbx if p.name == pbx), 5.0)
+        try:
+            # the owner sends up to three actions (the channels, then the control)
+            result = await self.relay.call(pbx, "control", request, within=3 * timeout + 1)
+        except NoOwner:
+            raise ApiError(503, "pbx_down", PBX_DOWN) from None
+        except RelayLost:
+            raise ApiError(504, "pbx_no_answer", NO_ANSWER) from None
+        if not isinstance(result, dict):
+            raise ApiError(500, "internal", "internal error; see the gateway log")
+        return result
+
+    async def _serve(self, pbx: str, request: dict[str, Any]) -> dict[str, Any]:
+        """Another instance's control, for an agent it checked the session of: answered as
+        this instance answers its own agents."""
+        op, call_id, body = request.get("op"), request.get("call_id"), request.get("body")
+        session = _session(request.get("session"))
+        if session is None or not isinstance(call_id, str) or len(call_id) > 200:
+            raise ApiError(400, "bad_request", "That call control request is not valid.")
+        try:
+            if op == "spy":
+                return await self._spy(session, msgspec.convert(body, SpyBody))
+            if op == "transfer":
+                body = msgspec.convert(body, TransferBody)
+        except msgspec.ValidationError as e:
+            raise ApiError(400, "bad_request", f"That call control is not valid: {e}") from None
+        control = self._controls.get(op) if isinstance(op, str) else None
+        if control is None:
+            raise ApiError(400, "bad_request", "That call control request is not valid.")
+        return await control(session, call_id, body)
 
     # -- the agent's own call ----------------------------------------------------------------
 
@@ -149,14 +272,14 @@ class CallControls:
             return call, session.extensions[0]
         raise ApiError(403, "not_your_call", "Only the agent on this call can control it.")
 
-    async def hangup(self, session: Session, call_id: str) -> dict[str, Any]:
+    async def _hangup(self, session: Session, call_id: str) -> dict[str, Any]:
         call, ext = self.own_call(session, call_id)
         legs = await self._legs(call, ext)
         await self._send(call, {"Action": "Hangup", "Channel": legs.agent})
         self.held.pop(call.key, None)
         return {"call_id": call.key, "action": "hangup", "ok": True}
 
-    async def transfer(self, session: Session, call_id: str, body: TransferBody) -> dict[str, Any]:
+    async def _transfer(self, session: Session, call_id: str, body: TransferBody) -> dict[str, Any]:
         call, ext = self.own_call(session, call_id)
         if call.state != "answered":
             raise ApiError(409, "not_answered", "Only an answered call can be transferred.")
@@ -189,7 +312,7 @@ class CallControls:
             "consulting": consult.to_json(),
         }
 
-    async def complete_transfer(self, session: Session, call_id: str) -> dict[str, Any]:
+    async def _complete_transfer(self, session: Session, call_id: str) -> dict[str, Any]:
         """The customer goes to the target: the agent's leg hangs up, as on the phone."""
         call, _ = self.own_call(session, call_id)
         consult = self._consultation(call)
@@ -197,7 +320,7 @@ class CallControls:
         self._over(call.key, "completed")
         return {"call_id": call.key, "action": "transfer_complete", "to": consult.target}
 
-    async def cancel_transfer(self, session: Session, call_id: str) -> dict[str, Any]:
+    async def _cancel_transfer(self, session: Session, call_id: str) -> dict[str, Any]:
         """Drop the consultation: the agent is back with the customer."""
         call, _ = self.own_call(session, call_id)
         consult = self._consultation(call)
@@ -272,7 +395,7 @@ class CallControls:
         }
         self.publish(consult.username if consult else username, MESSAGE, data)
 
-    async def hold(self, session: Session, call_id: str) -> dict[str, Any]:
+    async def _hold(self, session: Session, call_id: str) -> dict[str, Any]:
         call, ext = self.own_call(session, call_id)
         if call.state != "answered":
             raise ApiError(409, "not_answered", "Only an answered call can be put on hold.")
@@ -300,7 +423,7 @@ class CallControls:
         self.held[call.key] = legs
         return {"call_id": call.key, "action": "hold", "held": True}
 
-    async def resume(self, session: Session, call_id: str) -> dict[str, Any]:
+    async def _resume(self, session: Session, call_id: str) -> dict[str, Any]:
         call, _ = self.own_call(session, call_id)
         legs = self.held.get(call.key)
         if legs is None or legs.customer is None:
@@ -319,7 +442,7 @@ class CallControls:
 
     # -- listen / whisper / barge ------------------------------------------------------------
 
-    async def spy(self, session: Session, body: SpyBody) -> dict[str, Any]:
+    async def _spy(self, session: Session, body: SpyBody) -> dict[str, Any]:
         if not session.role.sees_everyone:
             raise ApiError(403, "forbidden", "Only supervisors listen to calls.")
         if not session.extensions:
@@ -482,6 +605,24 @@ class CallControls:
             raise ApiError(
                 502, "pbx_refused", f"The phone system refused: {e}"[:200], {"ami": str(e)[:200]}
             ) from None
+
+
+def _session(doc: Any) -> Session | None:
+    """The agent another instance acts for, as :meth:`CallControls._forward` sends it."""
+    if not isinstance(doc, dict):
+        return None
+    name, display, role, exts = (
+        doc.get(k) for k in ("username", "display_name", "role", "extensions")
+    )
+    expires = doc.get("expires_at")
+    if not (isinstance(name, str) and 0 < len(name) <= 100 and isinstance(display, str)):
+        return None
+    if role not in [r.value for r in Role] or not isinstance(exts, list) or len(exts) > 16:
+        return None
+    if not all(isinstance(e, str) and _EXTENSION_ANY.fullmatch(e) for e in exts):
+        return None
+    at = float(expires) if isinstance(expires, int | float) else 0.0
+    return Session(name, display[:200], Role(role), tuple(exts), at)
 
 
 # -- HTTP routes (registered by gateway/panel/routes.py; access lines in gateway/access.py) ----

@@ -60,6 +60,7 @@ from gateway.store.models import PersonType
 if TYPE_CHECKING:  # redis is imported only by a clustered gateway
     from gateway.cluster.board import SharedBoard
     from gateway.cluster.fanout import RedisFanout
+    from gateway.cluster.relay import OwnerRelay
     from gateway.cluster.settings import ClusterSettings
     from gateway.cluster.signin import RedisSignInGuard
 from gateway.store.repositories import (
@@ -151,6 +152,14 @@ class PanelService:
             self.shared_sign_ins = RedisSignInGuard(
                 self.fanout.redis, self.sign_ins, prefix=cluster.key_prefix
             )
+        # clustered: click-to-call, call controls and queue pauses are carried out by the
+        # instance that owns each PBX's link, wherever the request lands
+        self.relay: OwnerRelay | None = None
+        if cluster is not None:
+            from gateway.cluster.relay import OwnerRelay
+
+            self.relay = OwnerRelay(cluster, links)
+            self.links = self.relay.routed()
         self.clicktocall = ClickToCall(
             db,
             links,
@@ -158,6 +167,7 @@ class PanelService:
             self._publish_progress,
             SlidingWindowLimiter(s.originate_limit, s.originate_window),
             clock,
+            relay=self.relay,
         )
         self.aftercall = AfterCallWork(
             self.board,
@@ -178,6 +188,7 @@ class PanelService:
             self._publish_presence,
             lambda user, type_, data: self.hub.publish([user], m.encode(type_, data)),
             clock,
+            relay=self.relay,
         )
         self.dispositions = {d.id: d.label for d in s.dispositions}
         self._pending: dict[str, _Pending] = {}
@@ -227,12 +238,15 @@ class PanelService:
             sub(AmiEvent, self.clicktocall.on_ami_event),
             sub(AmiEvent, self.controls.on_ami_event),
             sub(ResyncSnapshot, self.on_resync),
+            sub(ResyncSnapshot, self.clicktocall.on_resync),
         ]
 
     async def start(self) -> None:
         self.attach()
         if self.fanout is not None:
             await self.fanout.start()
+        if self.relay is not None:
+            await self.relay.start()
         for s in await self.sessions.active():
             self.board.sign_in(s.username, s.display_name, s.role.value, s.extensions)
         rows = await self.db.conn.execute_fetchall(
@@ -276,6 +290,8 @@ class PanelService:
             await self.fanout.close()
         await self.clicktocall.close()
         await self.controls.close()
+        if self.relay is not None:  # after them: their last writes go through its client
+            await self.relay.close()
         # calls already ended keep their attribution
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._attribution.join(), 5)
