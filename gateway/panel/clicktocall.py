@@ -159,6 +159,7 @@ class ClickToCall:
         self._tasks: set[asyncio.Task[None]] = set()
         self._agent_dials: dict[tuple[str, str], str] = {}  # (pbx, extension) -> DialStatus
         self._linked: dict[tuple[str, str], str] = {}  # (pbx, linkedid) -> adopted call id
+        self._placing: set[str] = set()  # recorded in Redis, not registered here yet
         # clustered: requests carried out by the PBX's owner, attempts and limits in Redis
         self.relay = relay
         self.shared: SharedAttempts | None = None
@@ -249,7 +250,11 @@ class ClickToCall:
         if self.shared is not None:
             # recorded before the Originate leaves: a requester that gave up on this call
             # (and told its user nothing was dialed) has recorded it first, and wins
-            created = await self.shared.create(call_id, agent, pbx, attempt.to_json())
+            self._placing.add(call_id)  # (a resync meanwhile must not adopt it)
+            try:
+                created = await self.shared.create(call_id, agent, pbx, attempt.to_json())
+            finally:
+                self._placing.discard(call_id)
             if created is False:
                 log.warning("click-to-call %s came after its requester gave up; not placed",
                             call_id)  # fmt: skip
@@ -342,7 +347,7 @@ class ClickToCall:
     async def _adopt(self, pbx: str) -> None:
         assert self.shared is not None and self.relay is not None
         for call_id in await self.shared.open_ids(pbx):
-            if call_id in self.attempts:
+            if call_id in self.attempts or call_id in self._placing:
                 continue
             record = await self.shared.take_over(call_id, pbx)
             a = Attempt.from_json(record.attempt, record.agent, pbx) if record else None
