@@ -898,7 +898,14 @@ def _originate_op() -> Schema:
     r["429"] = _error_response(
         "Too many calls in a short time (`rate_limited`, details `{retry_after}` in seconds)."
     )
-    r["503"] = _error_response("No PBX is connected (`pbx_down`); nothing was dialed.")
+    r["503"] = _error_response(
+        "No PBX is connected (`pbx_down`; in a cluster: no instance owns the PBX, or its owner"
+        " did not take the request in time); nothing was dialed."
+    )
+    r["504"] = _error_response(
+        "In a cluster: the PBX's owner took the request but did not confirm it in time"
+        " (`pbx_no_answer`); the call may have been placed."
+    )
     op["responses"] = dict(sorted(r.items()))
     return op
 
