@@ -226,6 +226,31 @@ async def test_after_the_owner_dies_and_a_takeover_each_call_is_shown_once(
     await until("sofia's board on B to drop it", _board_calls(b, []))
 
 
+async def test_a_state_read_before_the_share_is_heard_still_holds_what_its_number_covers(
+    cluster: Callable[..., Any], sim: SimulatedPbx
+) -> None:
+    """A change of the owner's calls and the message about it reach a standby on two Redis
+    connections, in either order (measured: about a third of them message first). A tab that
+    loads its state in between must not get the message's number without the change: it
+    would never be sent that message again. Here B hears no change of the share at all."""
+    a: Node = await cluster("gw-a")
+    await until("gw-a to own the PBX", lambda: a.owns)
+    b: Node = await cluster("gw-b")
+    await b.sign_in("ana", "agent", ["101"])
+    await until("A to seat ana", lambda: a.panel.board.agents_at(["101"]) == ["ana"])
+    shared = b.panel.shared_board.calls
+    for task in shared._tasks[0], shared._tasks[2]:  # its subscriber and its beat: deaf
+        task.cancel()
+    before = b.panel.hub.last_seq("ana")
+
+    lid = sim.start_call("inbound", agent="101", caller="+34911000003")
+    await advance_until(sim, "B to hear the pop-up", lambda: b.panel.hub.last_seq("ana") > before)
+    state = await b.get("/panel/api/state", "ana")
+    assert [c["call"]["id"] for c in state["calls"]] == [f"lab:{lid}"]
+    assert state["seq"] > before
+    assert not b.panel.board.calls  # read from the owner's share, not B's own
+
+
 # -- conditions (async: read over HTTP) ----------------------------------------------------
 
 

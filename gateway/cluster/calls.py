@@ -437,6 +437,26 @@ class SharedCalls:
         for pbx in {*self.board.shared_pbxs(), *self._remote_figures} - seen:
             self._forget(pbx)
 
+    async def settle(self) -> None:
+        """Bring what this board holds of the other owners' calls up to what Redis holds now,
+        before a tab's state is read: the state must hold every change whose message the tab
+        will not be sent again. (A change and its message reach this instance on two
+        connections, in either order; in Redis the change is written first.) Bounded by
+        ``renew_seconds``; with Redis away the state is what this board has."""
+        if self.error is not None:
+            return
+        try:
+            async with asyncio.timeout(self.settings.renew_seconds):
+                answer = list(await self._beat(args=[self.prefix, self.ttl_ms]))
+                for i in range(0, len(answer) - 3, 4):
+                    pbx, _lease, owner, version = (str(x or "") for x in answer[i : i + 4])
+                    if not owner or owner == self._mine.get(pbx) or not version.isdigit():
+                        continue
+                    if self._known.get(pbx) != (owner, int(version)):
+                        await self._load(pbx)
+        except REDIS_FAILURES as e:
+            log.info("calls share: a state was read without catching up (%s)", channel.describe(e))
+
     async def _load(self, pbx: str) -> None:
         """Replace what this board holds of ``pbx`` with its hash as Redis has it."""
         raw = dict(await self.redis.hgetall(f"{self.prefix}:calls:pbx:{pbx}"))

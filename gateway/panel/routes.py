@@ -163,7 +163,7 @@ async def logout(request: web.Request, _: Session | None) -> web.Response:
 
 async def state(request: web.Request, s: Session) -> Any:
     panel = request.app[PANEL]
-    doc = panel.state_of(s)
+    doc = await panel.state(s)
     doc["preferences"] = (await panel.users.preferences(s.username)).to_json()
     doc["languages"] = available_languages()
     doc["wrapups"] = await panel.pending_wrapups(s.username)  # survive a reload and a restart

@@ -786,6 +786,18 @@ class PanelService:
 
     # -- state for a (re)loading tab ---------------------------------------------------------
 
+    async def state(self, session: Session) -> dict[str, Any]:
+        """``state_of`` for a tab that loads it. Clustered, the calls other instances share
+        are caught up first, and the number given is the one before: the tab resumes from it,
+        so the state must hold everything up to it (a message sent again is only a repeat)."""
+        seq, epoch = self.hub.last_seq(session.username), self.hub.epoch
+        if self.shared_board is not None:
+            await self.shared_board.calls.settle()
+        doc = self.state_of(session)
+        if self.hub.epoch == epoch:
+            doc["seq"] = seq
+        return doc
+
     def state_of(self, session: Session) -> dict[str, Any]:
         agent = self.board.agents.get(session.username)
         calls = [
