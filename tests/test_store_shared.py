@@ -12,16 +12,19 @@ from typing import cast
 
 import pytest
 
-from connectors.base import ConnectorHealth
+from connectors.base import ConnectorHealth, DirectoryPage
 from gateway.bus import Bus
+from gateway.campaigns.replies import PollReport, ReplyWatcher
 from gateway.campaigns.scheduler import SENDS_LOCK, CampaignScheduler, MailSender
-from gateway.campaigns.settings import CampaignSettings
+from gateway.campaigns.settings import CampaignSettings, ReplySettings
 from gateway.campaigns.store import CampaignStore
+from gateway.directory import DirectoryStore, DirectorySync
 from gateway.store.db import MIGRATIONS_DIR, Database, discover_migrations
 from gateway.store.postgres import PG_MIGRATIONS_DIR
 from gateway.writeback.outbox import Outbox
 from tests.postgres_fixtures import PostgresServer
 from tests.test_campaign_store import T0, lead, running
+from tests.test_directory import POLICY, Book
 
 
 class RecordingCrm:
@@ -164,3 +167,64 @@ def test_every_migration_has_its_postgresql_twin() -> None:
     sqlite = [(m.version, m.name) for m in discover_migrations(MIGRATIONS_DIR)]
     postgres = [(m.version, m.name) for m in discover_migrations(PG_MIGRATIONS_DIR)]
     assert postgres == sqlite
+
+
+class SlowBook(Book):
+    """A phone book whose pages take a while, noting how many pulls run at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running = self.most = 0
+
+    async def pull(self, module: str, cursor: str, limit: int) -> DirectoryPage:
+        self.running += 1
+        self.most = max(self.most, self.running)
+        try:
+            await asyncio.sleep(0.01)  # a CRM round trip: the other gateway runs meanwhile
+            return await super().pull(module, cursor, limit)
+        finally:
+            self.running -= 1
+
+
+async def test_two_gateways_pull_a_crm_directory_one_at_a_time(
+    two_gateways: tuple[Database, Database],
+) -> None:
+    """Two passes of one module at once would sweep each other's records as deleted."""
+    book = SlowBook()
+    for n in range(40):
+        book.put(f"r{n}", f"Person {n}", f"+3491100{n:04d}")
+    syncs = [
+        DirectorySync(DirectoryStore(db, "ES", [book.name]), [(book, POLICY)], clock=lambda: T0)
+        for db in two_gateways
+    ]
+    for sync in syncs:
+        sync.start()
+    a, _ = two_gateways
+    try:
+        for _ in range(500):  # 10 s at most
+            if any(st.last_full_at for st in await DirectoryStore(a, "ES", [book.name]).states()):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            pytest.fail("no full pass of the directory within 10 s")
+        await asyncio.sleep(0.2)  # the other gateway's round: it must have found the lock held
+    finally:
+        for sync in syncs:
+            await sync.close()
+    assert book.most == 1
+    assert book.pulls == 5  # one full pass of 40 records in pages of 10 (the last one empty)
+
+
+async def test_two_gateways_read_the_reply_mailbox_one_at_a_time(
+    two_gateways: tuple[Database, Database],
+) -> None:
+    a, b = two_gateways
+    async with a.exclusive("campaigns:replies") as mine:  # gateway A is reading it
+        assert mine
+        settings = ReplySettings(
+            host="127.0.0.1", port=1, security="none", username="replies", password="pw"
+        )
+        watcher = ReplyWatcher(b, settings, clock=lambda: T0)
+        report = await watcher.poll()  # B does not connect at all (no IMAP server here)
+        assert report == PollReport()
+        assert watcher.health()["status"] != "error"

@@ -744,8 +744,11 @@ class ReplyWatcher:
 
     async def poll(self) -> PollReport:
         """Read what arrived since the last poll and act on it; MailboxUnavailable (logged,
-        in /health) when the mailbox cannot be read."""
-        async with self._lock:
+        in /health) when the mailbox cannot be read. With several gateways on one store, one
+        reads the mailbox at a time; the others find nothing to do (an empty report)."""
+        async with self._lock, self.db.exclusive("campaigns:replies") as mine:
+            if not mine:
+                return PollReport()
             try:
                 report = await self._poll()
             except MailboxUnavailable as e:

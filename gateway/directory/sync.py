@@ -230,13 +230,16 @@ class DirectorySync:
         while True:
             wake.clear()
             failed = False
-            # the phone book first: the deals' customers are then already known
-            for source, policy in directory:
-                failed |= not await self._guarded(name, self.sync_source(source, policy))
-            for deal_source, settings, policy in deals:
-                failed |= not await self._guarded(
-                    name, self.sync_deals(deal_source, settings, policy)
-                )
+            # with several gateways on one store, one pulls each CRM at a time: two passes of
+            # one module would sweep each other's records; the others wait for the next round
+            async with self.store.db.exclusive(f"directory:{name}") as mine:
+                # the phone book first: the deals' customers are then already known
+                for source, policy in directory if mine else ():
+                    failed |= not await self._guarded(name, self.sync_source(source, policy))
+                for deal_source, settings, policy in deals if mine else ():
+                    failed |= not await self._guarded(
+                        name, self.sync_deals(deal_source, settings, policy)
+                    )
             failures = failures + 1 if failed else 0
             nap = min(interval, 5.0 * 2 ** min(failures, 8)) if failed else interval
             with contextlib.suppress(TimeoutError):
