@@ -233,6 +233,31 @@ async def test_redis_back_without_its_data_the_owner_writes_its_calls_again(
     assert b.shown() == ["sim:c1"] and b.shared.health()["redis_ok"]
 
 
+def test_a_call_joined_in_progress_goes_on_the_board_when_the_resync_is_replayed() -> None:
+    """A takeover's (or a restart's) resync replays an answered call as an answer alone: the
+    new owner's board must hold it (else its whole write would take it off every board)."""
+    board = Board()
+    board.sign_in("ana", "Ana", "agent", ("101",))
+    call, takers = board.answered(answered("j1", "101"))
+    assert (call, takers, board.calls) == (None, [], {})  # an answer alone: kept aside
+    board.answered(answered("x1", "101"))
+    board.ringing(ringing("x1", ("101",)))  # (this one then rang: an ordinary call)
+    assert board.resynced("other") == [] and "sim:j1" not in board.calls
+    assert board.resynced("sim") == ["ana"]
+    assert sorted(board.calls) == ["sim:j1", "sim:x1"]
+    assert board.calls["sim:x1"].state == "ringing"
+    joined = board.calls["sim:j1"]
+    assert (joined.state, joined.answered_agent, joined.number) == (
+        "answered",
+        "ana",
+        "+34911234567",
+    )
+    assert board.agents["ana"].presence == ON_CALL
+    assert board.resynced("sim") == []  # replayed once
+    board.ended(ended("j1", ["101"], "101"))
+    assert board.agents["ana"].presence == "available"
+
+
 async def test_what_is_not_a_record_of_ours_is_skipped(nodes: Callable[..., Any]) -> None:
     a: Node = await nodes("gw-a")
     b: Node = await nodes("gw-b")

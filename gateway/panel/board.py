@@ -21,6 +21,7 @@ from gateway.calls.events import CallAnswered, CallEnded, CallRinging
 
 AVAILABLE, PAUSED, ON_CALL, OFFLINE = "available", "paused", "on_call", "offline"
 AFTER_CALL_WORK = "after_call_work"  # wrap-up time after an answered call (aftercall.py)
+_UNSEEN_KEPT = 1000  # answers of calls never seen ringing, kept until the next resync
 
 
 @dataclass(slots=True)
@@ -189,6 +190,8 @@ class Board:
         self._shared_on_call: dict[str, set[str]] = {}
         self._shared_acw: dict[str, dict[str, tuple[float, str | None]]] = {}
         self.listener: CallListener | None = None
+        # answers of calls never seen ringing, until the resync whose replay they may be
+        self._unseen: dict[str, CallAnswered] = {}
 
     # -- agents ------------------------------------------------------------------------------
 
@@ -331,6 +334,7 @@ class Board:
         key = f"{e.pbx}:{e.linkedid}"
         call = self.calls.get(key)
         new = call is None
+        self._unseen.pop(key, None)
         if call is None:
             call = self.calls[key] = LiveCall(
                 key=key,
@@ -358,31 +362,20 @@ class Board:
             self.listener.call_changed(key)
         return call, new
 
-    def answered(self, e: CallAnswered) -> tuple[LiveCall, list[str]]:
+    def answered(self, e: CallAnswered) -> tuple[LiveCall | None, list[str]]:
         """Apply an answer; returns the call and the agents whose presence changed.
 
-        An answer of a call never seen ringing is a call joined in progress: the tracker read
-        it from the PBX's channel list after a restart or a takeover of the PBX (a cluster's
-        new owner). It is shown from then on, its agents on a call, as if it had rung here."""
+        An answer of a call this board never saw ring is kept aside: when it comes from the
+        replay of a resync (the tracker joined the call in progress after a restart, or a
+        cluster's takeover of the PBX), :meth:`resynced`, which follows the replay, puts the
+        call on the board; otherwise it is dropped, as it always was."""
         key = f"{e.pbx}:{e.linkedid}"
         call = self.calls.get(key)
         if call is None:
-            outbound = e.direction.value == "outbound"
-            call = self.calls[key] = LiveCall(
-                key=key,
-                pbx=e.pbx,
-                linkedid=e.linkedid,
-                direction=e.direction.value,
-                caller=e.caller,
-                caller_name=None,  # (not in an answer; the call log has it at the end)
-                did=e.did,
-                dialed=e.dialed,
-                number=e.dialed if outbound else e.caller,
-                queue=e.queue,
-                click_to_call=e.click_to_call,
-                call_id=e.call_id,
-                started_at=e.at,  # the answer's time: its ring was not seen
-            )
+            self._unseen[key] = e
+            while len(self._unseen) > _UNSEEN_KEPT:
+                del self._unseen[next(iter(self._unseen))]
+            return None, []
         call.state = "answered"
         call.call_id = call.call_id or e.call_id
         call.answered_by = e.by
@@ -404,6 +397,7 @@ class Board:
         """Forget the call; returns it (None if never seen ringing) and the agents freed."""
         key = f"{e.pbx}:{e.linkedid}"
         call = self.calls.pop(key, None)
+        self._unseen.pop(key, None)
         talking = self._on_call.pop(key, set())
         # in the board's order of agents, as a walk over them all would list them
         freed = list(talking) if len(talking) < 2 else [a for a in self.agents if a in talking]
@@ -423,11 +417,38 @@ class Board:
             if self.listener is not None:
                 self.listener.call_changed(key)
 
-    def resynced(self, pbx: str) -> None:
-        """The PBX's live calls were read again (a (re)connect): what the board holds of them
-        is the PBX's whole picture now."""
+    def resynced(self, pbx: str) -> list[str]:
+        """The PBX's live calls were read again (a (re)connect) and replayed: the answered
+        calls the replay joined in progress go on the board (their agents on a call), and what
+        the board holds of the PBX is its whole picture now. Returns the agents now on a call
+        of a call joined so."""
+        joined = [e for e in self._unseen.values() if e.pbx == pbx]
+        self._unseen = {k: e for k, e in self._unseen.items() if e.pbx != pbx}
+        busy: list[str] = []
+        for e in joined:
+            outbound = e.direction.value == "outbound"
+            key = f"{e.pbx}:{e.linkedid}"
+            if key in self.calls:
+                continue
+            self.calls[key] = LiveCall(
+                key=key,
+                pbx=e.pbx,
+                linkedid=e.linkedid,
+                direction=e.direction.value,
+                caller=e.caller,
+                caller_name=None,  # (not in an answer; the call log has it at the end)
+                did=e.did,
+                dialed=e.dialed,
+                number=e.dialed if outbound else e.caller,
+                queue=e.queue,
+                click_to_call=e.click_to_call,
+                call_id=e.call_id,
+                started_at=e.at,  # the answer's time: its ring was not seen
+            )
+            busy += [n for n in self.answered(e)[1] if n not in busy]
         if self.listener is not None:
             self.listener.resynced(pbx)
+        return busy
 
     def talking(self, key: str) -> list[str]:
         """The agents talking on this instance's call ``key``, by name."""
