@@ -357,6 +357,9 @@ async def test_a_takeover_mid_way_carries_the_click_to_call_on_without_dialing_i
     assert (await progress(ws))["state"] == "ended"
     assert len(sent(sim, "Originate")) == 1  # dialed once, by gw-a
     assert b.panel.clicktocall.find(call_id) is not None
+    # gw-b logs it as the click-to-call it was (not as an outbound call of 101's)
+    await until("gw-b to log the call", lambda: _logged(b, call_id))
+    assert await _logged(b, call_id) == [("answered", 1)]
     await ws.close()
 
 

@@ -370,9 +370,10 @@ class ClickToCall:
         except AmiError as e:
             log.warning("click-to-call %s: live check failed: %s", a.call_id, e)
         if found is not None:
-            state, a.linkedid = found
+            state, a.linkedid, channel = found
             if a.linkedid:
                 self._linked[(a.pbx, a.linkedid)] = a.call_id
+            await self._tell_tracker(a, channel)
             if state == "Up" and a.state == "calling_agent":
                 self._move(a, "calling_customer")
             return  # (else nothing new: its record names this instance since take_over)
@@ -383,6 +384,21 @@ class ClickToCall:
             self._customer_gone(a, outcome)
         else:
             self._fail(a, "pbx_lost", MESSAGES["pbx_lost"])
+
+    async def _tell_tracker(self, a: Attempt, channel: str) -> None:
+        """This owner's tracker joined the call from the channel list, which carries no
+        variables: setting the call id again makes the PBX announce it (VarSet), so the call
+        is logged as this click-to-call, as the old owner would have logged it."""
+        action = {
+            "Action": "Setvar",
+            "Channel": channel,
+            "Variable": self.cfg.tracking.call_id_variable,
+            "Value": a.call_id,
+        }
+        try:
+            await self.links[a.pbx].send_action(action)
+        except AmiError as e:  # it hung up meanwhile: its end says how it went
+            log.info("click-to-call %s: the call id could not be set again: %s", a.call_id, e)
 
     def _adopted_dialing(self, pbx: str, f: Mapping[str, Any]) -> None:
         """The agent picked up an adopted attempt's first leg, which now dials the customer
@@ -456,7 +472,7 @@ class ClickToCall:
         ready = bool(wait_ready is not None and await wait_ready(self.cfg.originate.timeout + 15))
         if a.state in _FINAL or a.state == "connected" or a.handed_over:
             return  # the tracker's events have settled it meanwhile, or the PBX's new owner
-        found: tuple[str, str] | None = None
+        found: tuple[str, str, str] | None = None
         if ready:
             try:
                 found = await self._find_live(a, link)
@@ -480,9 +496,9 @@ class ClickToCall:
         else:
             self._fail(a, "pbx_lost", MESSAGES["pbx_lost"])
 
-    async def _find_live(self, a: Attempt, link: Any) -> tuple[str, str] | None:
-        """The state and Linkedid of the agent's channel carrying our call id, None when there
-        is none.
+    async def _find_live(self, a: Attempt, link: Any) -> tuple[str, str, str] | None:
+        """The state, Linkedid and name of the agent's channel carrying our call id, None when
+        there is none.
 
         Only the agent's own channels are asked (the Originate put the variable there), one
         ``Getvar`` each: CoreShowChannels does not carry channel variables.
@@ -501,7 +517,8 @@ class ClickToCall:
             except AmiError:  # hung up in between
                 continue
             if isinstance(got, dict) and got.get("Value") == a.call_id:
-                return str(f.get("ChannelStateDesc") or ""), str(f.get("Linkedid") or "")
+                state, linkedid = str(f.get("ChannelStateDesc") or ""), str(f.get("Linkedid") or "")
+                return state, linkedid, channel
         return None
 
     async def _logged_outcome(self, call_id: str) -> str | None:
