@@ -1,12 +1,14 @@
 """The failover gap: two `centralita run` processes on one Redis, the PBX owner killed mid-traffic.
 
     python bench/failover.py [--agents 100] [--rate 50] [--before 5] [--after 12]
-        [--lease 5] [--renew 1.5] [--runs 3]
+        [--lease 5] [--renew 1.5] [--runs 3] [--postgres [--no-witness]]
 
 A redis-server and the simulated PBX (real AMI over TCP on loopback) run here; instance A and
 instance B are real ``centralita run`` processes with a ``cluster:`` section, each on its own
-SQLite store. A starts first and owns the PBX. Every agent signs in on B and keeps its browser
-socket there: A knows them from the shared board, so their pop-ups cross Redis while A owns
+SQLite store, or with ``--postgres`` both on one PostgreSQL database (Debian's server, started
+in a temporary folder as the tests start it; a new database per run), where B witnesses the
+PBX while A owns it. A starts first and owns the PBX. Every agent signs in on B and keeps its
+browser socket there: A knows them from the shared board, so their pop-ups cross Redis while A owns
 the PBX and come from B once B does.
 
 Calls ring at ``--rate`` per second, each at the next agent's extension. After ``--before``
@@ -16,7 +18,10 @@ on for ``--after`` seconds. Printed per run:
 * the takeover: from the kill until B's /health says B owns the PBX and is logged in;
 * the gap: from the kill until the first pop-up of a call that rang after it;
 * the pop-ups of calls that began ringing before B took over: how many came, and how late;
-* the calls whose pop-up never came.
+* the calls whose pop-up never came;
+* with ``--postgres``, once every call has ended: the calls in the shared call log, those
+  missing from it (a call that ended while nobody owned the PBX, unless B's witness saw it:
+  ``--no-witness`` turns it off to compare) and those logged twice.
 
 ``--lease`` and ``--renew`` are the cluster's ``lease_seconds`` and ``renew_seconds`` (the
 defaults of gateway/cluster/settings.py when not given).
@@ -44,8 +49,11 @@ sys.path.insert(0, str(ROOT))
 
 from bench.popup_latency import TimedPbx  # noqa: E402
 from gateway.cluster.settings import ClusterSettings  # noqa: E402
+from gateway.config import StoreSettings  # noqa: E402
 from gateway.panel.users import HASHER  # noqa: E402
 from gateway.store.db import Database  # noqa: E402
+from tests.postgres_fixtures import PostgresServer  # noqa: E402
+from tests.postgres_fixtures import _bin_dir as postgres_bin  # noqa: E402
 from tests.redis_fixtures import RedisServer  # noqa: E402
 
 PASSWORD = "bench-failover-pass-1"
@@ -60,16 +68,19 @@ def free_port() -> int:
 class Instance:
     """One ``centralita run`` process with its config file, store and HTTP port."""
 
-    def __init__(self, root: Path, name: str, pbx_port: int, redis_url: str, lease: str) -> None:
+    def __init__(
+        self, root: Path, name: str, pbx_port: int, redis_url: str, lease: str, store_url: str
+    ) -> None:
         self.name = name
         self.port = free_port()
-        self.store = root / name / "centralita.db"
+        self.store = StoreSettings(path=str(root / name / "centralita.db"), url=store_url)
         self.config = root / f"{name}.yaml"
+        where = f"url: '{store_url}'" if store_url else f"path: {self.store.path}"
         self.config.write_text(
             f"""
 pbx:
   - {{name: bench, port: {pbx_port}, username: gateway, secret: gw-lab-secret}}
-store: {{path: {self.store}}}
+store: {{{where}}}
 http: {{port: {self.port}}}
 campaigns: {{enabled: false}}
 cluster: {{redis_url: "{redis_url}", instance: {name}{lease}}}
@@ -79,8 +90,8 @@ cluster: {{redis_url: "{redis_url}", instance: {name}{lease}}}
         self.url = f"http://127.0.0.1:{self.port}"
 
     async def add_agents(self, extensions: list[str], password_hash: str) -> None:
-        self.store.parent.mkdir(parents=True, exist_ok=True)
-        db = await Database.open(self.store)
+        Path(self.store.path).parent.mkdir(parents=True, exist_ok=True)
+        db = await Database.open_configured(self.store)
         async with db.transaction() as conn:
             await conn.executemany(
                 "INSERT INTO users (username, display_name, role, password_hash, extensions,"
@@ -130,8 +141,11 @@ async def until(condition: Any, within: float, what: str) -> float:
     return time.monotonic() - t0
 
 
-async def one_run(args: argparse.Namespace, run: int, password_hash: str) -> dict[str, Any]:
+async def one_run(
+    args: argparse.Namespace, run: int, password_hash: str, pg: PostgresServer | None
+) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="centralita-failover-"))
+    store_url = "" if pg is None else await pg.empty_database()
     redis = RedisServer()
     redis.start()
     pbx = TimedPbx(flavour="pjsip", rng=random.Random(run))
@@ -142,8 +156,10 @@ async def one_run(args: argparse.Namespace, run: int, password_hash: str) -> dic
         lease += f", lease_seconds: {args.lease}"
     if args.renew is not None:
         lease += f", renew_seconds: {args.renew}"
-    a = Instance(root, "bench-a", pbx.port, redis.url, lease)
-    b = Instance(root, "bench-b", pbx.port, redis.url, lease)
+    if args.no_witness:
+        lease += ", witness: false"
+    a = Instance(root, "bench-a", pbx.port, redis.url, lease, store_url)
+    b = Instance(root, "bench-b", pbx.port, redis.url, lease, store_url)
     extensions = [str(2000 + i) for i in range(args.agents)]
     arrivals: dict[str, float] = {}
     sockets: list[asyncio.Task[None]] = []
@@ -212,7 +228,9 @@ async def one_run(args: argparse.Namespace, run: int, password_hash: str) -> dic
         in_gap = [(lid, t) for lid, t in after if t < taken_at]
         first_after = min((arrivals[lid] for lid, _ in after if lid in arrivals), default=None)
         late = [(arrivals[lid] - t) * 1000 for lid, t in in_gap if lid in arrivals]
+        log = await call_log(b.store, [f"bench:{lid}" for lid in started]) if pg else {}
         return {
+            **log,
             "takeover": took[0],
             "gap": None if first_after is None else first_after - killed,
             "calls": len(rings),
@@ -233,6 +251,25 @@ async def one_run(args: argparse.Namespace, run: int, password_hash: str) -> dic
         redis.close()
 
 
+async def call_log(store: StoreSettings, expected: list[str]) -> dict[str, Any]:
+    """Once every call has ended (ring 2 s, talk 3 s): which are in the shared call log."""
+    db = await Database.open_configured(store)
+    try:
+        for _ in range(100):  # B writes the last ones within a few seconds
+            rows = await db.conn.execute_fetchall("SELECT id, count(*) FROM calls GROUP BY id")
+            counts = {r[0]: r[1] for r in rows}
+            if all(key in counts for key in expected):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await db.close()
+    return {
+        "logged": sum(1 for key in expected if key in counts),
+        "not_logged": sum(1 for key in expected if key not in counts),
+        "twice": sum(1 for n in counts.values() if n > 1),
+    }
+
+
 async def _answers(http: aiohttp.ClientSession, url: str) -> bool:
     try:
         async with http.get(f"{url}/health") as r:
@@ -250,22 +287,44 @@ async def main(args: argparse.Namespace) -> None:
         f" {args.rate:g} calls/s; A killed with SIGKILL after {args.before:g} s"
     )
     password_hash = HASHER.hash(PASSWORD)
-    gaps = []
-    for run in range(1, args.runs + 1):
-        r = await one_run(args, run, password_hash)
-        late = r["in_gap_late_ms"]
-        gap = "never" if r["gap"] is None else f"{r['gap']:.2f} s"
-        print(
-            f"run {run}: takeover {r['takeover']:.2f} s, gap until the next pop-up {gap};"
-            f" {r['in_gap']} calls rang before B took over, {r['in_gap_popped']} of them popped"
-            + (f" (after {statistics.median(late) / 1000:.2f} s median)" if late else "")
-            + f"; calls without a pop-up: {r['missing']} of {r['calls']}"
-            f" ({r['missing_before']} before the kill)"
-        )
-        if r["gap"] is not None:
-            gaps.append(r["gap"])
+    gaps: list[float] = []
+    pg: PostgresServer | None = None
+    if args.postgres:
+        bin_dir = postgres_bin()
+        if bin_dir is None:
+            raise SystemExit("--postgres: PostgreSQL is not installed (apt-get install postgresql)")
+        pg = PostgresServer(bin_dir)
+        pg.start()
+    try:
+        for run in range(1, args.runs + 1):
+            gaps += await report_run(args, run, password_hash, pg)
+    finally:
+        if pg is not None:
+            pg.stop()
     if gaps:
         print(f"gap over {len(gaps)} runs: min {min(gaps):.2f} s, max {max(gaps):.2f} s")
+
+
+async def report_run(
+    args: argparse.Namespace, run: int, password_hash: str, pg: PostgresServer | None
+) -> list[float]:
+    """One run, printed; its gap (empty if no pop-up came after the kill)."""
+    r = await one_run(args, run, password_hash, pg)
+    late = r["in_gap_late_ms"]
+    gap = "never" if r["gap"] is None else f"{r['gap']:.2f} s"
+    print(
+        f"run {run}: takeover {r['takeover']:.2f} s, gap until the next pop-up {gap};"
+        f" {r['in_gap']} calls rang before B took over, {r['in_gap_popped']} of them popped"
+        + (f" (after {statistics.median(late) / 1000:.2f} s median)" if late else "")
+        + f"; calls without a pop-up: {r['missing']} of {r['calls']}"
+        f" ({r['missing_before']} before the kill)"
+    )
+    if "logged" in r:
+        print(
+            f"  shared call log: {r['logged']} of {r['calls']} calls logged,"
+            f" {r['not_logged']} not logged, {r['twice']} logged twice"
+        )
+    return [] if r["gap"] is None else [r["gap"]]
 
 
 if __name__ == "__main__":
@@ -277,4 +336,6 @@ if __name__ == "__main__":
     p.add_argument("--lease", type=float, help="lease_seconds (default: the config's default)")
     p.add_argument("--renew", type=float, help="renew_seconds (default: the config's default)")
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--postgres", action="store_true", help="both instances on one PostgreSQL store")
+    p.add_argument("--no-witness", action="store_true", help="cluster.witness: false, to compare")
     asyncio.run(main(p.parse_args()))
