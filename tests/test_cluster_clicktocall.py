@@ -32,7 +32,8 @@ from gateway.panel.sessions import COOKIE
 from gateway.panel.settings import PanelSettings
 from gateway.push.messages import CLICKTOCALL_PROGRESS
 from gateway.sim.clock import ManualClock
-from gateway.sim.pbx import Phone, SimulatedPbx
+from gateway.sim.pbx import SimulatedPbx
+from gateway.sim.state import Phone
 from tests.redis_fixtures import RedisServer, redis_server  # noqa: F401
 from tests.test_cluster_failover import LEASE, RENEW, _closed_port, until
 from tests.test_cluster_failover import config as failover_config
@@ -69,7 +70,7 @@ async def sim() -> AsyncIterator[SimulatedPbx]:
 class Node:
     """One gateway of the cluster, its HTTP face and its panel."""
 
-    def __init__(self, gw: Gateway, client: TestClient) -> None:
+    def __init__(self, gw: Gateway, client: TestClient[Any, Any]) -> None:
         self.gw = gw
         self.client = client
         self.panel: PanelService = client.app[PANEL]
@@ -126,7 +127,7 @@ class Cluster:
 
     def __init__(self, tmp_path: Path, sim: SimulatedPbx, redis_url: str) -> None:
         self.tmp_path, self.sim, self.redis_url = tmp_path, sim, redis_url
-        self.started: list[TestClient] = []
+        self.started: list[TestClient[Any, Any]] = []
 
     async def start(self, name: str) -> Node:
         cfg = config(self.tmp_path, name, self.sim.port, self.redis_url)

@@ -133,7 +133,7 @@ async def test_a_request_not_taken_in_time_is_never_carried_out_later(
     late = None
     while late is None:
         late = await frozen.get_message(ignore_subscribe_messages=True, timeout=1)
-    await frozen.aclose()
+    await frozen.aclose()  # type: ignore[no-untyped-call]
     # the request comes to an owner after all (gw-z woke up as gw-a, say)
     await redis.publish("centralita:relay:to:gw-a", late["data"])
     await until("gw-a to drop the late request", lambda: a.health()["dropped"] == 1)
