@@ -198,6 +198,20 @@ async def _wait_for(sink: SmtpSink, n: int) -> list[EmailMessage]:
     return sink.messages
 
 
+async def _wait_for_ledger(store: Database) -> None:
+    """Until no report mail is left 'sending': the server has a message before its answer
+    reaches the mailing, which writes 'sent' after that; a stop in between leaves it
+    'sending' (maybe sent), which is not what these tests are about."""
+    for _ in range(1500):
+        rows = await store.conn.execute_fetchall(
+            "SELECT count(*) FROM report_mails WHERE status = 'sending'"
+        )
+        if next(iter(rows))[0] == 0:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("a report mail stayed 'sending'")
+
+
 async def test_a_restart_sends_what_fell_due_while_down_once_and_nothing_twice(
     store: Database,
     smtp_sink: SmtpSink,  # noqa: F811
@@ -216,6 +230,7 @@ async def test_a_restart_sends_what_fell_due_while_down_once_and_nothing_twice(
     run.start()  # recovers, then sends at once what fell due at 07:00
     try:
         messages = await _wait_for(smtp_sink, 4)
+        await _wait_for_ledger(store)
     finally:
         await run.close()
     got = {(str(m["To"]), str(m["Subject"])): m for m in messages}
@@ -268,6 +283,7 @@ async def test_a_restart_sends_what_fell_due_while_down_once_and_nothing_twice(
     run.start()
     try:
         messages = await _wait_for(smtp_sink, 5)
+        await _wait_for_ledger(store)  # jefa@'s row recovered, boss@'s send recorded
     finally:
         await run.close()
     assert (str(messages[-1]["To"]), str(messages[-1]["Subject"])) == (
