@@ -37,6 +37,7 @@ class _Handler:
     lock: threading.Lock = field(default_factory=threading.Lock)
     deliveries: list[Delivery] = field(default_factory=list)
     refusals: list[int] = field(default_factory=list)  # codes for the next RCPTs, in order
+    refuse_always: dict[str, int] = field(default_factory=dict)  # address -> code, every RCPT
     refused: list[tuple[int, str]] = field(default_factory=list)  # (code, address) refused
     logins: list[str] = field(default_factory=list)
     connections: int = 0
@@ -67,6 +68,7 @@ class _Handler:
     ) -> str:
         with self.lock:
             code = self.refusals.pop(0) if self.refusals else 0
+            code = code or self.refuse_always.get(address, 0)
             if code:
                 self.refused.append((code, address))
         if code >= 500:
@@ -245,6 +247,13 @@ class SmtpSink:
             raise ValueError(f"not an SMTP failure code: {code}")
         with self._handler.lock:
             self._handler.refusals.extend([code] * times)
+
+    def refuse(self, address: str, code: int = 550) -> None:
+        """Refuse every RCPT of ``address`` with ``code``, whenever it comes."""
+        if not (400 <= code < 600):
+            raise ValueError(f"not an SMTP failure code: {code}")
+        with self._handler.lock:
+            self._handler.refuse_always[address] = code
 
     def drop_after_next_message(self) -> None:
         """Close the SMTP session right after accepting the next message (the client thinks

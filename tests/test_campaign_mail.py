@@ -359,6 +359,128 @@ async def test_without_pipelining_each_command_waits_for_its_answer(
     ]
 
 
+def _list_settings(sink: SmtpSink, connections: int, **kw: object) -> MailSettings:
+    return MailSettings(  # type: ignore[arg-type]
+        **{**_settings_dict(MAIL), "port": sink.port, "connections": connections, **kw}
+    )
+
+
+async def test_a_list_goes_out_on_kept_sessions_each_message_with_its_own_result(
+    smtp_sink: SmtpSink,  # noqa: F811
+) -> None:
+    """send_many: one message after another on each session, a result for each in the list's
+    order: a refused recipient is that message's bounce or failure only, an item with
+    nothing to send (None) gets none, one whose message cannot be made fails alone."""
+    smtp_sink.refuse("gone@example.com", 550)
+    smtp_sink.refuse("busy@example.com", 451)
+    names = [f"l{i}" for i in range(12)]
+    names[3], names[7], names[9], names[10] = "gone", "busy", "skip", "broken"
+
+    def make(name: str) -> OutgoingMail | None:
+        if name == "skip":
+            return None
+        if name == "broken":
+            raise ValueError("no template for this one")
+        return composed(to=f"{name}@example.com")
+
+    m = Mailer(_list_settings(smtp_sink, 2))
+    try:
+        results = await m.send_many(names, make)
+    finally:
+        await m.close()
+    statuses = [None if r is None else r.status for r in results]
+    expected: list[str | None] = ["sent"] * 12
+    expected[3], expected[7], expected[9], expected[10] = "bounced", "failed", None, "failed"
+    assert statuses == expected
+    assert results[3] is not None and results[3].code == 550
+    assert results[7] is not None and results[7].code == 451
+    assert results[10] is not None and "no template" in results[10].detail
+    delivered = sorted(d.rcpt_tos[0] for d in smtp_sink.deliveries)
+    sent = sorted(f"{n}@example.com" for n, s in zip(names, statuses, strict=True) if s == "sent")
+    assert delivered == sent  # each once
+    assert 1 <= m.connections_opened <= 2 and smtp_sink.connections == m.connections_opened
+
+
+async def test_with_pipelining_the_next_envelope_goes_with_the_content_before_it() -> None:
+    """RFC 2920 3.1: message content may be the first command of a group, so MAIL, RCPT and
+    DATA of the next message go in the packet that ends this one: one wait a message, not
+    two. A refused recipient in the middle is still that message's bounce alone."""
+    sink = make_smtp_sink(pipelining=True)
+    sink.refuse("gone@example.com", 550)
+    names = ["a", "b", "gone", "c", "d", "e"]
+    m = Mailer(_list_settings(sink, 1))
+    try:
+        results = await m.send_many(names, lambda n: composed(to=f"{n}@example.com"))
+    finally:
+        await m.close()
+        sink.stop()
+    assert [r.status if r else None for r in results] == [
+        "sent", "sent", "bounced", "sent", "sent", "sent"
+    ]  # fmt: skip
+    assert [d.rcpt_tos for d in sink.deliveries] == [
+        [f"{n}@example.com"] for n in names if n != "gone"
+    ]
+    chained = [c for c in sink.chunks if b"\r\n.\r\nMAIL FROM:<ventas@centralita.example>\r\n" in c]
+    assert chained, "no message's end went with the next envelope"
+    assert all(c.endswith(b"DATA\r\n") for c in chained)
+    assert m.connections_opened == 1 and sink.connections == 1
+
+
+@pytest.mark.parametrize("pipelining", [False, True])
+async def test_a_session_dropped_in_the_middle_of_a_list_loses_nothing_and_sends_nothing_twice(
+    pipelining: bool,
+) -> None:
+    """The server closes the session after the first message: the message already built or
+    already announced for that session goes out on a new one; what a result says sent is
+    what the server has, once."""
+    sink = make_smtp_sink(pipelining=pipelining)
+    sink.drop_after_next_message()
+    names = [f"n{i}" for i in range(6)]
+    m = Mailer(_list_settings(sink, 1))
+    try:
+        results = await m.send_many(names, lambda n: composed(to=f"{n}@example.com"))
+    finally:
+        await m.close()
+        sink.stop()
+    delivered = [d.rcpt_tos[0] for d in sink.deliveries]
+    assert len(delivered) == len(set(delivered))  # nothing twice
+    sent = [
+        f"{n}@example.com" for n, r in zip(names, results, strict=True) if r and r.status == "sent"
+    ]
+    assert sorted(delivered) == sorted(sent)
+    assert len(sent) >= 5  # at most the one on the wire when the session ended is lost
+    assert sink.connections == 2 and m.connections_opened == 2
+
+
+async def test_a_server_that_stops_answering_mid_message_times_out_as_a_failure() -> None:
+    """The greeting and EHLO come, then nothing: the message fails with a timeout after
+    ``timeout`` seconds, it does not hang."""
+    writers: list[asyncio.StreamWriter] = []
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        writer.write(b"220 mute.example ESMTP\r\n")
+        await reader.readline()  # EHLO
+        writer.write(b"250 mute.example\r\n")
+        await reader.read()  # MAIL and the rest: no answer, ever
+
+    server = await asyncio.start_server(mute, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    m = Mailer(MailSettings(host="127.0.0.1", port=port, timeout=0.3))
+    try:
+        started = time.monotonic()
+        [result] = await asyncio.wait_for(m.send_many(["x"], lambda _: composed()), timeout=10)
+        took = time.monotonic() - started
+    finally:
+        await m.close()
+        for w in writers:
+            w.close()
+        server.close()
+        await server.wait_closed()
+    assert result is not None and result.status == "failed" and result.detail == "timeout"
+    assert took < 5
+
+
 async def test_a_refused_connection_is_a_failure_not_an_exception() -> None:
     port = _closed_port()
     m = Mailer(MailSettings(host="127.0.0.1", port=port, timeout=5.0))

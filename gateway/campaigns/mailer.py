@@ -17,17 +17,19 @@ import asyncio
 import base64
 import binascii
 import collections
+import itertools
 import logging
 import re
 import secrets
 import ssl
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr
 from functools import lru_cache
-from typing import Literal, cast
+from typing import Any, Generic, Literal, TypeVar, cast
 
 import aiosmtplib
 
@@ -38,6 +40,7 @@ __all__ = ["Attachment", "Mailer", "OutgoingMail", "SendResult", "build_message"
 log = logging.getLogger("gateway.campaigns.mailer")
 
 SendStatus = Literal["sent", "bounced", "failed"]
+_T = TypeVar("_T")
 
 # a kept-open connection unused this long is closed and opened afresh: servers drop idle
 # sessions (RFC 5321 asks them to wait 5 minutes; many wait less)
@@ -90,6 +93,13 @@ def envelope_address(address: str) -> tuple[str, bool]:
     return written, not written.isascii()
 
 
+# MIME boundaries: "=_" never occurs in quoted-printable or base64 text (RFC 2045 6.7 writes
+# every "=" of the text as "=3D"; "_" is no base64 letter), so no part can hold a boundary
+# line; a random prefix a process and a counter make them unique without a system call a mail
+_BOUNDARY = f"=_{secrets.token_hex(8)}"
+_BOUNDARIES = itertools.count()
+
+
 def build_message(mail: OutgoingMail, settings: MailSettings, *, at: float) -> bytes:
     """The message as sent: multipart/alternative, plain text first, then HTML, both UTF-8
     in quoted-printable (7-bit: no relay needs 8BITMIME), non-ASCII headers in RFC 2047; with
@@ -100,8 +110,9 @@ def build_message(mail: OutgoingMail, settings: MailSettings, *, at: float) -> b
     Written out directly rather than through ``email.message.EmailMessage``: the structure is
     always the same, and the stdlib's header registry cost ~2-9 ms a message, which made the
     gateway, not the SMTP server, the limit of a campaign's sending (bench/campaigns.py)."""
-    boundary = f"=_{secrets.token_hex(16)}"
-    mixed = f"=_{secrets.token_hex(16)}" if mail.attachments else ""
+    n = next(_BOUNDARIES)
+    boundary = f"{_BOUNDARY}.{n}a"
+    mixed = f"{_BOUNDARY}.{n}m" if mail.attachments else ""
     to, utf8 = envelope_address(mail.to)
     head = [
         ("From", _from_header(settings.from_name, settings.from_address)),
@@ -212,9 +223,15 @@ def _domain(address: str) -> str:
 _ADDRESS_STATUS = re.compile(r"\b5\.[12]\.\d{1,3}\b")  # RFC 3463: addressing / mailbox status
 _LINE_START_DOT = re.compile(rb"^\.", re.MULTILINE)
 MAX_REPLY_BYTES = 64 * 1024  # a "server" that never ends a reply line is not one
+_NO_SMTPUTF8 = (
+    "the mail server does not take addresses with accents in the mailbox name (no SMTPUTF8)"
+)
+
+# the reply a transaction waits for
+_MAIL, _RCPT, _DATA, _CONTENT, _EMPTY, _RSET = range(6)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass is three times as slow to make
 class _Reply:
     code: int
     text: str
@@ -231,29 +248,137 @@ class _Disconnected(Exception):
     """The server closed the session (or it was closed under us)."""
 
 
+@dataclass(slots=True)
+class _Outgoing:
+    """One message as it goes on the wire: the envelope's commands and the content, ready."""
+
+    index: int  # its place in the caller's list
+    utf8: bool  # needs SMTPUTF8
+    mail_from: bytes
+    rcpt_to: bytes
+    content: bytes  # dot-stuffed, ending with the lone dot
+    attempts: int = 0  # sessions it went out on
+
+
+@dataclass(slots=True)
+class _Tx:
+    """One message's transaction on one session: the replies so far."""
+
+    out: _Outgoing
+    reused: bool  # the session had carried a message before: a stale one may be retried
+    answered: bool = False  # the server answered MAIL: it is not tried again elsewhere
+    mail: _Reply | None = None
+    rcpt: _Reply | None = None
+    result: SendResult | None = None  # known before the RSET that ends a refusal
+
+
+def _prepare(mail: OutgoingMail, settings: MailSettings, at: float | None, index: int) -> _Outgoing:
+    """The message's bytes and envelope; raises for a message that cannot be sent."""
+    written, utf8 = envelope_address(mail.to)
+    _check_address(written)
+    data = build_message(mail, settings, at=time.time() if at is None else at)
+    if data.startswith(b".") or b"\n." in data:
+        data = _LINE_START_DOT.sub(b"..", data)  # RFC 5321 4.5.2: dot-stuffing
+    encoding = "utf-8" if utf8 else "ascii"
+    return _Outgoing(
+        index,
+        utf8,
+        f"MAIL FROM:<{settings.from_address}>{' SMTPUTF8' if utf8 else ''}\r\n".encode(encoding),
+        f"RCPT TO:<{written}>\r\n".encode(encoding),
+        data + (b".\r\n" if data.endswith(b"\r\n") else b"\r\n.\r\n"),
+    )
+
+
+class _Feed(Generic[_T]):
+    """The messages of one ``send_many``: built one at a time as a session asks for the next
+    (a message built while the one before is on the wire), and what became of each."""
+
+    def __init__(
+        self,
+        mailer: Mailer,
+        items: Sequence[_T],
+        make: Callable[[_T], OutgoingMail | None],
+        at: float | None,
+    ) -> None:
+        self.mailer = mailer
+        self.items = items
+        self.make = make
+        self.at = at
+        self.results: list[SendResult | None] = [None] * len(items)
+        self.again: collections.deque[_Outgoing] = collections.deque()  # to try on a new session
+        self._next = 0
+
+    def take(self) -> _Outgoing | None:
+        """The next message to send (those to try again first), or None when all went."""
+        while self.again:
+            out = self.again.popleft()
+            if not self.mailer._closed:
+                return out
+            self.results[out.index] = SendResult("failed", "mailer closed")
+        while self._next < len(self.items):
+            index = self._next
+            self._next += 1
+            if self.mailer._closed:
+                self.results[index] = SendResult("failed", "mailer closed")
+                continue
+            try:
+                mail = self.make(self.items[index])
+                if mail is None:  # the caller has its own reason not to send it
+                    continue
+                return _prepare(mail, self.mailer.settings, self.at, index)
+            except Exception as e:
+                self.results[index] = SendResult("failed", f"message not built: {e}")
+        return None
+
+    def record(self, out: _Outgoing, result: SendResult) -> None:
+        self.results[out.index] = result
+        if result.status != "sent":
+            log.info("mail: %s by %s: %s", result.status, self.mailer.settings.host, result.detail)
+
+
 class _Session(asyncio.Protocol):
     """One SMTP session, opened by aiosmtplib (connect, greeting, EHLO, STARTTLS, AUTH: the
     parts where security is at stake) and taken over for its mail transactions.
 
-    aiosmtplib waits for each reply before the next command and arms a timer per command:
-    ~0.2 ms of CPU a message, as much as the SMTP server itself spends, which made the gateway
-    the limit of a campaign's sending (bench/campaigns.py). Here a transaction is one timer,
-    and with a server that offers PIPELINING (RFC 2920) MAIL, RCPT and DATA go in one packet.
+    aiosmtplib waits for each reply in a task and arms a timer per command, and a task per
+    message woke up for each: most of the gateway's CPU per message, as much as the SMTP
+    server itself spent (bench/campaigns.py). Here the messages of a :meth:`chain` are
+    driven from :meth:`data_received`: each reply writes the next command at once, the next
+    message is built while one is on the wire, and the caller's task wakes up when the list
+    is done. With a server that offers PIPELINING (RFC 2920) MAIL, RCPT and DATA go in one
+    packet, and after the first message, with the content of the one before (RFC 2920 3.1:
+    "the actual transfer of message content is explicitly allowed to be the first command in
+    a group"). One timer per session, not per message, watches for a server that stops
+    answering.
     """
 
-    def __init__(self, client: aiosmtplib.SMTP) -> None:
+    def __init__(self, client: aiosmtplib.SMTP, timeout: float) -> None:
         # a stream transport whatever the loop (uvloop's is no asyncio.WriteTransport subclass)
         transport = cast(asyncio.WriteTransport, client.transport)
         self.transport = transport
         self.extensions = dict(client.esmtp_extensions)
         self.pipelining = "pipelining" in self.extensions
+        self.smtputf8 = "smtputf8" in self.extensions
         self.used_at = time.monotonic()
-        self._waiters: collections.deque[asyncio.Future[_Reply]] = collections.deque()
+        self.carried = False  # a message went out on it (a stale session may be retried)
+        self.timeout = timeout
+        self._loop = asyncio.get_running_loop()
+        # what each reply still expected is for: a command's future, or a transaction's stage
+        self._waiters: collections.deque[asyncio.Future[_Reply] | tuple[_Tx, int]] = (
+            collections.deque()
+        )
         self._buffer = bytearray()
         self._lines: list[str] = []
-        self._writable = asyncio.Event()
-        self._writable.set()
-        self.closed = asyncio.get_running_loop().create_future()
+        self.closed = self._loop.create_future()
+        # the chain under way: where its messages come from, the transaction on the wire, the
+        # one whose envelope went with its content (pipelining), the next one built
+        self._feed: _Feed[Any] | None = None
+        self._done: asyncio.Future[None] | None = None
+        self._tx: _Tx | None = None
+        self._chained: _Tx | None = None
+        self._ahead: _Outgoing | None = None
+        self._deadline = 0.0
+        self._watchdog: asyncio.TimerHandle | None = None
         transport.set_protocol(self)  # from here on the replies come to this object
 
     @property
@@ -263,15 +388,24 @@ class _Session(asyncio.Protocol):
     # -- asyncio.Protocol
 
     def data_received(self, data: bytes) -> None:
-        self._buffer += data
-        while (end := self._buffer.find(b"\n")) >= 0:
-            line = bytes(self._buffer[: end + 1]).rstrip(b"\r\n")
-            del self._buffer[: end + 1]
-            if not (line[:3].isdigit() and line[3:4] in (b" ", b"-", b"")):
+        if self._buffer:  # the end of a line that came in pieces
+            self._buffer += data
+            data = bytes(self._buffer)
+            self._buffer.clear()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):  # an unfinished line waits for the rest
+            self._buffer += data[end:]
+            if len(self._buffer) > MAX_REPLY_BYTES:
+                self._abort("a reply line longer than 64 KiB")
+                return
+        for raw in data[:end].split(b"\n")[:-1]:
+            line = raw.rstrip(b"\r")
+            more = line[3:4]
+            if not (line[:3].isdigit() and more in (b" ", b"-", b"")):
                 self._abort(f"not an SMTP reply: {line[:80]!r}")
                 return
             self._lines.append(line[4:].decode("utf-8", "replace").strip())
-            if line[3:4] == b"-":  # more lines of the same reply follow
+            if more == b"-":  # more lines of the same reply follow
                 continue
             reply = _Reply(int(line[:3]), "\n".join(self._lines))
             self._lines = []
@@ -279,103 +413,40 @@ class _Session(asyncio.Protocol):
                 self._abort(f"a reply nobody asked for: {reply}")
                 return
             waiter = self._waiters.popleft()
-            if not waiter.done():
+            if isinstance(waiter, tuple):
+                self._deadline = self._loop.time() + self.timeout  # still answering
+                self._step(*waiter, reply)
+            elif not waiter.done():
                 waiter.set_result(reply)
-        if len(self._buffer) > MAX_REPLY_BYTES:
-            self._abort("a reply line longer than 64 KiB")
 
     def eof_received(self) -> bool:
         return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._writable.set()
-        self._fail_waiters(_Disconnected(_describe(exc) if exc else "server disconnected"))
+        self._fail(_Disconnected(_describe(exc) if exc else "server disconnected"))
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         if not self.closed.done():
             self.closed.set_result(None)
 
-    def pause_writing(self) -> None:
-        self._writable.clear()  # a big attachment: let the socket drain
-
-    def resume_writing(self) -> None:
-        self._writable.set()
+    # a message is written whole even when the socket is slow (pause_writing): the transport
+    # keeps what the socket did not take, and nothing more is written before the server
+    # answers for all of it
 
     def _abort(self, why: str) -> None:
-        self._fail_waiters(_Disconnected(why))
+        self._fail(_Disconnected(why))
         self.transport.abort()
 
-    def _fail_waiters(self, error: Exception) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_exception(error)
-                waiter.exception()  # retrieved: nobody may be left to await it
+    # -- commands outside a chain (QUIT)
 
-    # -- commands
-
-    def _send(self, data: bytes, replies: int) -> list[asyncio.Future[_Reply]]:
+    async def command(self, line: str) -> _Reply:
         if not self.is_open:
             raise _Disconnected("server disconnected")
-        loop = asyncio.get_running_loop()
-        waiters = [loop.create_future() for _ in range(replies)]
-        self._waiters.extend(waiters)
-        self.transport.write(data)
-        return waiters
-
-    async def command(self, line: str, encoding: str = "ascii") -> _Reply:
-        [waiter] = self._send(f"{line}\r\n".encode(encoding), 1)
+        waiter: asyncio.Future[_Reply] = self._loop.create_future()
+        self._waiters.append(waiter)
+        self.transport.write(f"{line}\r\n".encode("ascii"))
         return await waiter
-
-    async def transact(self, sender: str, to: str, data: bytes, *, utf8: bool) -> SendResult:
-        """MAIL, RCPT, DATA and the message; raises :class:`_Disconnected` when the session
-        ends before MAIL was answered (a stale kept connection: the caller tries a new one)."""
-        encoding = "utf-8" if utf8 else "ascii"
-        mail_from = f"MAIL FROM:<{sender}>{' SMTPUTF8' if utf8 else ''}"
-        rcpt_to = f"RCPT TO:<{to}>"
-        rcpt = go = None
-        if self.pipelining:
-            waiters = self._send(f"{mail_from}\r\n{rcpt_to}\r\nDATA\r\n".encode(encoding), 3)
-            mail = await waiters[0]
-        else:
-            mail = await self.command(mail_from, encoding)
-        try:
-            if self.pipelining:
-                rcpt, go = await waiters[1], await waiters[2]
-            elif mail.ok:
-                rcpt = await self.command(rcpt_to, encoding)
-                go = await self.command("DATA") if rcpt.ok else None
-            return await self._conclude(mail, rcpt, go, data)
-        except _Disconnected as e:
-            return SendResult("failed", str(e))
-
-    async def _conclude(
-        self, mail: _Reply, rcpt: _Reply | None, go: _Reply | None, data: bytes
-    ) -> SendResult:
-        if go is not None and go.code == 354 and not (mail.ok and rcpt is not None and rcpt.ok):
-            # RFC 2920: a server that took DATA after refusing the rest gets an empty message
-            await self._send(b".\r\n", 1)[0]
-            go = None
-        if not mail.ok:
-            return await self._refused("failed", mail)
-        assert rcpt is not None  # RCPT went out (or was pipelined) since MAIL was taken
-        if not rcpt.ok:
-            return await self._refused("bounced" if rcpt.code >= 500 else "failed", rcpt)
-        assert go is not None
-        if go.code != 354:
-            return await self._refused("failed", go)
-        await self._writable.wait()
-        if data.startswith(b".") or b"\n." in data:
-            data = _LINE_START_DOT.sub(b"..", data)  # RFC 5321 4.5.2: dot-stuffing
-        done = await self._send(data + (b".\r\n" if data.endswith(b"\r\n") else b"\r\n.\r\n"), 1)[0]
-        if done.ok:
-            return SendResult("sent", str(done), done.code)
-        address = done.code >= 500 and bool(_ADDRESS_STATUS.search(done.text))
-        return SendResult("bounced" if address else "failed", str(done), done.code)
-
-    async def _refused(self, status: SendStatus, reply: _Reply) -> SendResult:
-        # a refused transaction leaves the session usable once RSET is answered
-        if not (await self.command("RSET")).ok:
-            self.transport.close()
-        return SendResult(status, str(reply), reply.code)
 
     async def quit(self) -> None:
         try:
@@ -383,6 +454,193 @@ class _Session(asyncio.Protocol):
                 await self.command("QUIT")
         finally:
             self.transport.close()
+
+    # -- a chain of transactions
+
+    def chain(self, first: _Outgoing, feed: _Feed[Any]) -> asyncio.Future[None]:
+        """Send ``first``, then every message ``feed`` has, one transaction after another;
+        the future is done when the feed is empty, or the session ended (what it carried
+        is recorded in the feed, or given back to it to try on another session)."""
+        assert self._feed is None, "one chain at a time on a session"
+        self._feed = feed
+        self._done = done = self._loop.create_future()
+        self._start(first)
+        return done
+
+    def _start(self, out: _Outgoing | None) -> None:
+        feed = self._feed
+        assert feed is not None
+        while out is not None and out.utf8 and not self.smtputf8:
+            # not the address's fault: a server that takes RFC 6531 would deliver it
+            feed.record(out, SendResult("failed", _NO_SMTPUTF8))
+            out = feed.take()
+        if out is None:
+            self._end()
+            return
+        self._tx = tx = _Tx(out, self.carried)
+        out.attempts += 1
+        if not self.is_open:  # the server left while idle: as if it had before MAIL
+            self._fail(_Disconnected("server disconnected"))
+            return
+        self._deadline = self._loop.time() + self.timeout
+        if self._watchdog is None:
+            self._watchdog = self._loop.call_at(self._deadline, self._watch)
+        if self.pipelining:
+            self._waiters.extend(((tx, _MAIL), (tx, _RCPT), (tx, _DATA)))
+            self.transport.write(out.mail_from + out.rcpt_to + b"DATA\r\n")
+        else:
+            self._waiters.append((tx, _MAIL))
+            self.transport.write(out.mail_from)
+        if self._ahead is None:  # built while this one is on the wire
+            self._ahead = feed.take()
+
+    def _write(self, tx: _Tx, data: bytes, stage: int) -> None:
+        self._waiters.append((tx, stage))
+        self.transport.write(data)
+
+    def _step(self, tx: _Tx, stage: int, reply: _Reply) -> None:
+        """The next move of a transaction, on each of its replies."""
+        if stage == _MAIL:
+            tx.answered = True
+            tx.mail = reply
+            if self.pipelining:
+                return
+            if reply.ok:
+                self._write(tx, tx.out.rcpt_to, _RCPT)
+            else:
+                self._refuse(tx, "failed", reply)
+        elif stage == _RCPT:
+            tx.rcpt = reply
+            if self.pipelining:
+                return
+            if reply.ok:
+                self._write(tx, b"DATA\r\n", _DATA)
+            else:
+                self._refuse(tx, "bounced" if reply.code >= 500 else "failed", reply)
+        elif stage == _DATA:
+            mail, rcpt = tx.mail, tx.rcpt
+            assert mail is not None and rcpt is not None
+            if not (mail.ok and rcpt.ok):  # pipelined: DATA went out with the refused ones
+                if reply.code == 354:
+                    # RFC 2920: a server that took DATA after refusing the rest gets an
+                    # empty message
+                    self._write(tx, b".\r\n", _EMPTY)
+                else:
+                    self._refused_envelope(tx)
+            elif reply.code != 354:
+                self._refuse(tx, "failed", reply)
+            else:
+                self._content(tx)
+        elif stage == _EMPTY:
+            self._refused_envelope(tx)
+        elif stage == _CONTENT:
+            if reply.ok:
+                self._finish(tx, SendResult("sent", str(reply), reply.code))
+            else:
+                address = reply.code >= 500 and bool(_ADDRESS_STATUS.search(reply.text))
+                self._finish(
+                    tx, SendResult("bounced" if address else "failed", str(reply), reply.code)
+                )
+        else:  # _RSET
+            assert tx.result is not None
+            if not reply.ok:  # a session that cannot be reset is not used again
+                self._finish(tx, tx.result)
+                self.transport.close()
+            else:
+                self._finish(tx, tx.result)
+
+    def _content(self, tx: _Tx) -> None:
+        nxt = self._ahead
+        if nxt is None or not self.pipelining or (nxt.utf8 and not self.smtputf8):
+            self._write(tx, tx.out.content, _CONTENT)
+            return
+        # the next message's envelope goes with this one's content: one packet, one wait
+        self._ahead = None
+        self._chained = ntx = _Tx(nxt, True)
+        nxt.attempts += 1
+        self._waiters.extend(((tx, _CONTENT), (ntx, _MAIL), (ntx, _RCPT), (ntx, _DATA)))
+        self.transport.write(tx.out.content + nxt.mail_from + nxt.rcpt_to + b"DATA\r\n")
+        assert self._feed is not None
+        self._ahead = self._feed.take()
+
+    def _refused_envelope(self, tx: _Tx) -> None:
+        mail, rcpt = tx.mail, tx.rcpt
+        assert mail is not None and rcpt is not None
+        if not mail.ok:
+            self._refuse(tx, "failed", mail)
+        else:
+            self._refuse(tx, "bounced" if rcpt.code >= 500 else "failed", rcpt)
+
+    def _refuse(self, tx: _Tx, status: SendStatus, reply: _Reply) -> None:
+        # a refused transaction leaves the session usable once RSET is answered
+        tx.result = SendResult(status, str(reply), reply.code)
+        self._write(tx, b"RSET\r\n", _RSET)
+
+    def _finish(self, tx: _Tx, result: SendResult) -> None:
+        """A transaction is over: record it, go on with the next."""
+        feed = self._feed
+        assert feed is not None and tx is self._tx
+        feed.record(tx.out, result)
+        self.carried = True
+        if self._chained is not None:  # already on the wire: its replies come next
+            self._tx, self._chained = self._chained, None
+            return
+        self._tx = None
+        nxt, self._ahead = self._ahead, None
+        self._start(nxt if nxt is not None else feed.take())
+
+    def _end(self) -> None:
+        """The chain is over (its feed is empty, or the session ended)."""
+        done, self._done = self._done, None
+        self._feed = None
+        self._tx = self._chained = None
+        if done is not None and not done.done():
+            done.set_result(None)
+
+    def _fail(self, error: Exception) -> None:
+        """The session ended (or timed out) under the chain: what it had on the wire is
+        recorded, or given back to the feed when nothing of it reached the server."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not isinstance(waiter, tuple) and not waiter.done():
+                waiter.set_exception(error)
+                waiter.exception()  # retrieved: nobody may be left to await it
+        feed = self._feed
+        if feed is None:
+            return
+        timeout = isinstance(error, TimeoutError)
+        for tx in (self._tx, self._chained):
+            if tx is None:
+                continue
+            if tx.result is not None:  # the server had answered for the message already
+                feed.record(tx.out, tx.result)
+            elif timeout and tx is self._tx:
+                log.info("mail: %s did not answer in %s s", feed.mailer.settings.host, self.timeout)
+                feed.record(tx.out, SendResult("failed", "timeout"))
+            elif not tx.answered and tx.reused and tx.out.attempts == 1:
+                # a kept session the server had dropped: nothing of it was sent, try again
+                feed.again.append(tx.out)
+            else:
+                feed.record(tx.out, SendResult("failed", str(error)))
+        if self._ahead is not None:  # built, never sent
+            feed.again.appendleft(self._ahead)
+            self._ahead = None
+        self._end()
+
+    def _watch(self) -> None:
+        """A server that stops answering mid-transaction: the chain fails with a timeout."""
+        self._watchdog = None
+        if self._tx is None:
+            return  # idle: armed again by the next transaction
+        if self._loop.time() < self._deadline:
+            self._watchdog = self._loop.call_at(self._deadline, self._watch)
+            return
+        self._fail(TimeoutError())
+        self.transport.abort()
+
+
+def _same(mail: OutgoingMail) -> OutgoingMail:
+    return mail
 
 
 class Mailer:
@@ -404,61 +662,54 @@ class Mailer:
     async def send(self, mail: OutgoingMail, *, at: float | None = None) -> SendResult:
         """Send one message; the result says sent, bounced or failed (never raises except
         on cancellation)."""
-        try:
-            data = build_message(mail, self.settings, at=time.time() if at is None else at)
-            written, utf8 = envelope_address(mail.to)
-            _check_address(written)
-        except Exception as e:
-            return SendResult("failed", f"message not built: {e}")
-        if self._closed:
-            return SendResult("failed", "mailer closed")
+        [result] = await self.send_many([mail], _same, at=at)
+        assert result is not None  # every message handed over gets a result
+        return result
+
+    async def send_many(
+        self,
+        items: Sequence[_T],
+        make: Callable[[_T], OutgoingMail | None],
+        *,
+        at: float | None = None,
+    ) -> list[SendResult | None]:
+        """Send the message ``make`` gives for each item, over up to ``connections`` sessions
+        at once, each carrying one message after another; the results in the items' order
+        (None where ``make`` gave None). ``make`` is called as each session asks for its next
+        message, while the one before is on the wire; if it raises, that item failed. Never
+        raises except on cancellation."""
+        feed = _Feed(self, items, make, at)
+        runners = min(len(items), self.settings.connections)
+        if runners == 1:  # one message (or one connection): no task of its own
+            await self._run(feed)
+        elif runners:
+            await asyncio.gather(*(self._run(feed) for _ in range(runners)))
+        return feed.results
+
+    async def _run(self, feed: _Feed[Any]) -> None:
+        """One session's share of a ``send_many``: a chain until the feed is empty; a new
+        session when one ends under it."""
         async with self._slots:
-            return await self._send(written, data, utf8)
-
-    async def _send(self, to: str, data: bytes, utf8: bool) -> SendResult:
-        for attempt in (1, 2):
-            try:
-                session, reused = await self._acquire()
-            except Exception as e:
-                log.info("mail: cannot reach %s: %s", self.settings.host, _describe(e))
-                return SendResult("failed", _describe(e), _code(e))
-            if utf8 and "smtputf8" not in session.extensions:
+            while (first := feed.take()) is not None:
+                try:
+                    session = await self._acquire()
+                except Exception as e:
+                    log.info("mail: cannot reach %s: %s", self.settings.host, _describe(e))
+                    feed.record(first, SendResult("failed", _describe(e), _code(e)))
+                    continue
+                try:
+                    await session.chain(first, feed)
+                except BaseException:
+                    session.transport.abort()  # mid-conversation: in an unknown state
+                    raise
                 self._release(session)
-                # not the address's fault: a server that takes RFC 6531 would deliver it
-                return SendResult(
-                    "failed",
-                    "the mail server does not take addresses with accents"
-                    " in the mailbox name (no SMTPUTF8)",
-                )
-            try:
-                async with asyncio.timeout(self.settings.timeout):
-                    result = await session.transact(self.settings.from_address, to, data, utf8=utf8)
-            except _Disconnected as e:
-                session.transport.close()
-                if reused and attempt == 1:
-                    continue  # a kept session the server had dropped: nothing was sent
-                return SendResult("failed", str(e))
-            except TimeoutError:
-                session.transport.abort()
-                log.info(
-                    "mail: %s did not answer in %s s", self.settings.host, self.settings.timeout
-                )
-                return SendResult("failed", "timeout")
-            except BaseException:
-                session.transport.abort()  # mid-conversation: the session is in an unknown state
-                raise
-            if result.status != "sent":
-                log.info("mail: %s by %s: %s", result.status, self.settings.host, result.detail)
-            self._release(session)
-            return result
-        return SendResult("failed", "server disconnected")  # pragma: no cover - loop returns
 
-    async def _acquire(self) -> tuple[_Session, bool]:
+    async def _acquire(self) -> _Session:
         now = time.monotonic()
         while self._idle:
             session = self._idle.pop()
             if session.is_open and now - session.used_at < MAX_IDLE_SECONDS:
-                return session, True
+                return session
             session.transport.close()
         s = self.settings
         client = aiosmtplib.SMTP(
@@ -485,7 +736,7 @@ class Mailer:
                     await client.ehlo()
                 except aiosmtplib.SMTPHeloError:
                     await client.helo()  # an old server without ESMTP
-            session = _Session(client)
+            session = _Session(client, s.timeout)
         except BaseException:
             # abort, not close: close() on a TLS session (a refused AUTH after STARTTLS, a
             # server that answers nonsense over TLS) starts a polite TLS shutdown that nobody
@@ -497,7 +748,7 @@ class Mailer:
         self.connections_opened += 1
         self._sessions.add(session)
         session.closed.add_done_callback(lambda _: self._sessions.discard(session))
-        return session, False
+        return session
 
     def _release(self, session: _Session) -> None:
         if self._closed or not session.is_open:
