@@ -4,10 +4,13 @@ steps claimed once per member, pause/resume holding members where they are, and 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from gateway.bus import Bus
+from gateway.campaigns.mailer import Mailer
 from gateway.campaigns.model import (
     CallTask,
     CampaignIn,
@@ -17,13 +20,17 @@ from gateway.campaigns.model import (
     Stop,
     Wait,
 )
+from gateway.campaigns.scheduler import CampaignScheduler
+from gateway.campaigns.settings import CampaignSettings, MailSettings
 from gateway.campaigns.store import Campaign, CampaignBusy, CampaignNotFound, CampaignStore
 from gateway.store.db import Database
+from tests.campaign_fixtures import SmtpSink, smtp_sink  # noqa: F401
 from tests.postgres_fixtures import open_store
 
 T0 = 1_750_000_000.0  # 2025-06-15
 DAY = 86400.0
 MADRID = ZoneInfo("Europe/Madrid")
+MONDAY_10 = datetime(2025, 6, 16, 10, 0, tzinfo=MADRID).timestamp()  # open for e-mail
 
 
 def definition(**kw: object) -> CampaignIn:
@@ -444,3 +451,60 @@ async def test_results_count_the_funnel(store: CampaignStore, db: Database) -> N
     assert r.to_dict()["steps"][2]["dispositions"] == {"interested": 2}
     with pytest.raises(CampaignNotFound):
         await store.results(9999)
+
+
+# -- the scheduler's sending on either engine ------------------------------------------------
+
+
+async def test_a_tick_sends_each_due_mail_once_and_moves_the_members_on(
+    db: Database,
+    store: CampaignStore,
+    smtp_sink: SmtpSink,  # noqa: F811
+) -> None:
+    """Batches of a tick on either engine: the batch's leads read at once, each claimed
+    e-mail sent on kept connections and recorded, a refused address marked, and each member
+    carried on through its wait (in a savepoint of the batch's results) to the next e-mail."""
+    mail = SendEmail(templates={"es": EmailTemplate(subject="Hola", html="<p>Hola</p>")})
+    c = await running(store, steps=[mail, Wait(days=3), mail])
+    people = [await lead(db) for _ in range(12)]
+    async with db.transaction() as conn:
+        for i, pid in enumerate(people):
+            address = "gone@example.com" if i == 4 else f"lead{i}@example.com"
+            await conn.execute(
+                "INSERT INTO emails (person_id, email, email_lower) VALUES (?, ?, ?)",
+                (pid, address, address),
+            )
+    smtp_sink.refuse("gone@example.com", 550)
+    settings = MailSettings(host=smtp_sink.host, port=smtp_sink.port, from_address="v@example.com")
+    scheduler = CampaignScheduler(
+        db,
+        Bus(),
+        Mailer(settings),
+        CampaignSettings(batch_size=5),  # three batches, each sent while the next is read
+        lambda: MONDAY_10,
+        "https://crm.example.com",
+        "Europe/Madrid",
+    )
+    try:
+        first = await scheduler.tick(MONDAY_10)
+        again = await scheduler.tick(MONDAY_10)
+        later = await scheduler.tick(MONDAY_10 + 3 * DAY)
+    finally:
+        await scheduler.close()
+    assert (first.enrolled, first.sent, first.bounced, first.failed) == (12, 11, 1, 0)
+    assert again.sent == 0 and later.sent == 11
+    delivered = [d.rcpt_tos[0] for d in smtp_sink.deliveries]
+    expected = [f"lead{i}@example.com" for i in range(12) if i != 4]
+    assert sorted(delivered) == sorted(expected * 2)  # each of the two e-mails, once each
+    rows = await db.conn.execute_fetchall(
+        "SELECT step, kind, status, count(*) FROM campaign_step_runs WHERE campaign_id = ?"
+        " GROUP BY step, kind, status ORDER BY step, status",
+        (c.id,),
+    )
+    runs = [tuple(r) for r in rows]
+    assert (0, "email", "bounced", 1) in runs and (0, "email", "sent", 11) in runs
+    assert (1, "wait", "done", 12) in runs and (2, "email", "sent", 11) in runs
+    bounced = await db.conn.execute_fetchall(
+        "SELECT email FROM emails WHERE bounced_at IS NOT NULL"
+    )
+    assert [r[0] for r in bounced] == ["gone@example.com"]

@@ -77,6 +77,24 @@ def _compiled(source: str, html: bool) -> jinja2.Template:
     return (_HTML_ENV if html else _TEXT_ENV).from_string(source)
 
 
+# what every template sees besides a lead's context: Jinja's default globals (range, dict,
+# cycler...), which both environments have, merged into each mail's context once rather
+# than copied by every render
+_GLOBALS = dict(_HTML_ENV.globals)
+
+
+def _render(template: jinja2.Template, variables: dict[str, Any]) -> str:
+    """``template.render(variables)`` for ``variables`` that hold the globals already: Jinja's
+    own render copies them into a new dict on every call, and reads the globals' ChainMap,
+    which was a third of a campaign mail's rendering time."""
+    try:
+        return template.environment.concat(
+            template.root_render_func(template.new_context(variables, shared=True))
+        )
+    except Exception:
+        template.environment.handle_exception()  # raises it with the template's line
+
+
 # -- context --------------------------------------------------------------------------------
 
 
@@ -214,25 +232,26 @@ def render(
 ) -> RenderedMail:
     """One lead's e-mail. Raises what Jinja raises (the check makes that unlikely); the
     caller records a failed send."""
-    ctx = {**context, "unsubscribe_url": unsubscribe_url}
+    ctx = {**_GLOBALS, **context, "unsubscribe_url": unsubscribe_url}
     # a subject is one header line: a lead's name must not add lines (header injection)
-    subject = " ".join(_compiled(t.subject, False).render(ctx).split())
-    body = _compiled(t.html, True).render(ctx)
-    text = _compiled(t.text, False).render(ctx) if t.text else html_to_text(body)
+    subject = " ".join(_render(_compiled(t.subject, False), ctx).split())
+    body = _render(_compiled(t.html, True), ctx)
+    text = _render(_compiled(t.text, False), ctx) if t.text else html_to_text(body)
     lang = footer_language(language)
     escaped_url = html_lib.escape(unsubscribe_url, quote=True)
+    ending = []  # what goes before </body>, in one insertion: the footer, then the pixel
     if escaped_url not in body and unsubscribe_url not in body:
         footer = _FOOTER_HTML[lang].format(url=escaped_url)
-        body = _insert_before_body_end(body, f'<p style="{_FOOTER_STYLE}">{footer}</p>')
+        ending.append(f'<p style="{_FOOTER_STYLE}">{footer}</p>')
     if unsubscribe_url not in text:
         text = (
             text.rstrip("\n") + "\n\n-- \n" + _FOOTER_TEXT[lang].format(url=unsubscribe_url) + "\n"
         )
     if open_pixel_url:
         pixel = html_lib.escape(open_pixel_url, quote=True)
-        body = _insert_before_body_end(
-            body, f'<img src="{pixel}" width="1" height="1" alt="" style="border:0">'
-        )
+        ending.append(f'<img src="{pixel}" width="1" height="1" alt="" style="border:0">')
+    if ending:
+        body = _insert_before_body_end(body, "\n".join(ending))
     return RenderedMail(subject, body, text)
 
 
@@ -265,7 +284,6 @@ _TOKEN = re.compile(
     re.S,
 )
 _HREF = re.compile(r"""(?:^|\s)href\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'<>`]+))""", re.I)
-_SPACES = re.compile(r"\s+")
 _BLANK_LINES = re.compile(r"\n{3,}")
 _SPELT_OUT = ("http://", "https://", "mailto:")  # links a reader can follow from plain text
 
@@ -275,13 +293,13 @@ def html_to_text(html: str) -> str:
     out: list[str] = []
     skip = 0
     hrefs: list[str | None] = []
-    for m in _TOKEN.finditer(_RAW_TEXT.sub("", html)):
-        closing, tag, attrs, data = m.groups()
-        if data is not None:
+    # findall, not finditer: tuples without a match object each (groups not matched are "")
+    for closing, tag, attrs, data in _TOKEN.findall(_RAW_TEXT.sub("", html)):
+        if data:
             if not skip:
-                out.append(_SPACES.sub(" ", html_lib.unescape(data) if "&" in data else data))
+                out.append(_collapse(html_lib.unescape(data) if "&" in data else data))
             continue
-        if tag is None:  # a comment, a doctype
+        if not tag:  # a comment, a doctype
             continue
         tag = tag.lower()
         if closing:
@@ -306,3 +324,19 @@ def html_to_text(html: str) -> str:
             hrefs.append(None if h is None else html_lib.unescape(next(g for g in h.groups() if g)))
     lines = [line.strip() for line in "".join(out).split("\n")]
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip() + "\n"
+
+
+def _collapse(data: str) -> str:
+    """Each run of white space as one space, as a browser shows text: str.split() knows the
+    same white space as the regular expression ``\\s`` and takes a fifth of its time."""
+    if "  " not in data and data.isprintable():
+        return data  # only single ASCII spaces (every other white space is not printable)
+    words = data.split()
+    if not words:
+        return " "
+    text = " ".join(words)
+    if data[0].isspace():
+        text = " " + text
+    if data[-1].isspace():
+        text += " "
+    return text
