@@ -1,7 +1,3 @@
--- PostgreSQL: the tables and indexes only. The report derivation (the *_source views and
--- the triggers that keep call_facts and the rollups up to date as calls are written) is
--- SQLite-only so far: on PostgreSQL these tables stay empty and the reports show nothing.
--- Porting it (PL/pgSQL triggers, jsonb_array_elements_text for json_each) is future work.
 -- Version 14: the reports' facts (gateway/reports/). One narrow row per call (call_facts) and
 -- one per call and agent phone that rang, answered or placed it (call_agent_facts), clustered
 -- by start time, so a month of a few hundred thousand calls is one range scan of small rows
@@ -169,15 +165,11 @@ BEGIN
     RETURN NEW;
 END $$;
 
-CREATE TRIGGER calls_facts_insert AFTER INSERT ON calls
-    FOR EACH ROW EXECUTE FUNCTION calls_facts_trigger();
-CREATE TRIGGER calls_facts_update AFTER UPDATE ON calls
-    FOR EACH ROW EXECUTE FUNCTION calls_facts_trigger();
-CREATE TRIGGER calls_facts_delete AFTER DELETE ON calls
+CREATE TRIGGER calls_facts AFTER INSERT OR UPDATE OR DELETE ON calls
     FOR EACH ROW EXECUTE FUNCTION calls_facts_trigger();
 
 -- a wrap-up saved (CallLog.annotate): after-call work ends now, the first time only (runs
--- after calls_facts_update: triggers fire in name order)
+-- after calls_facts: triggers fire in name order)
 CREATE FUNCTION calls_facts_wrapup() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO call_wrapups (call_id, at)

@@ -76,10 +76,11 @@ CREATE INDEX report_agent_handles_call ON report_agent_handles (started_at, id, 
 -- one agent's calls (the agent filter)
 CREATE INDEX report_agent_handles_agent ON report_agent_handles (agent, bin, started_at, hs);
 
-CREATE TABLE report_hours (
-    kind              TEXT NOT NULL,
-    hour              BIGINT NOT NULL,   -- CAST(started_at AS BIGINT) / 3600: UTC
-    value             TEXT NOT NULL,          -- as stored; campaign: its id, '' for none
+-- The sums each rollup row holds after its key (report_call_rows says what a call adds to
+-- each), listed once: the four rollup tables take them (LIKE), and the backfill and the
+-- triggers' upserts below are written from this list (pg_temp.report_add). A temporary
+-- table, dropped at the end: migrate-store copies the tables SQLite has, and no others.
+CREATE TEMPORARY TABLE report_sums (
     calls             BIGINT NOT NULL,
     answered_any      BIGINT NOT NULL,
     offered           BIGINT NOT NULL,
@@ -96,128 +97,62 @@ CREATE TABLE report_hours (
     ctc               BIGINT NOT NULL,
     ctc_connected     BIGINT NOT NULL,
     outbound          BIGINT NOT NULL,
-    outbound_answered BIGINT NOT NULL,
-    h0                BIGINT NOT NULL,
-    h1                BIGINT NOT NULL,
-    h2                BIGINT NOT NULL,
-    h3                BIGINT NOT NULL,
-    h4                BIGINT NOT NULL,
-    h5                BIGINT NOT NULL,
-    h6                BIGINT NOT NULL,
-    h7                BIGINT NOT NULL,
-    h8                BIGINT NOT NULL,
-    h9                BIGINT NOT NULL,
-    h10               BIGINT NOT NULL,
-    h11               BIGINT NOT NULL,
-    h12               BIGINT NOT NULL,
-    h13               BIGINT NOT NULL,
-    h14               BIGINT NOT NULL,
-    h15               BIGINT NOT NULL,
-    h16               BIGINT NOT NULL,
-    h17               BIGINT NOT NULL,
-    h18               BIGINT NOT NULL,
-    h19               BIGINT NOT NULL,
-    h20               BIGINT NOT NULL,
-    h21               BIGINT NOT NULL,
-    h22               BIGINT NOT NULL,
-    h23               BIGINT NOT NULL,
+    outbound_answered BIGINT NOT NULL
+);
+-- h0..h23: the answered calls whose handle time is in that bin
+DO $$
+BEGIN
+    FOR b IN 0..23 LOOP
+        EXECUTE format('ALTER TABLE pg_temp.report_sums ADD COLUMN h%s BIGINT NOT NULL', b);
+    END LOOP;
+END $$;
+
+-- `fmt` formatted with each of `names` (%1$I), joined by `sep`; with each sum's name, in the
+-- rollup tables' order (report_sum_list)
+CREATE FUNCTION pg_temp.report_list(fmt TEXT, names TEXT[], sep TEXT DEFAULT ', ') RETURNS TEXT
+LANGUAGE sql AS $$
+    SELECT string_agg(format(fmt, n), sep ORDER BY i) FROM unnest(names) WITH ORDINALITY AS u(n, i)
+$$;
+CREATE FUNCTION pg_temp.report_sum_list(fmt TEXT) RETURNS TEXT LANGUAGE sql AS $$
+    SELECT pg_temp.report_list(fmt, array_agg(attname::text ORDER BY attnum)) FROM pg_attribute
+    WHERE attrelid = 'pg_temp.report_sums'::regclass AND attnum > 0 AND NOT attisdropped
+$$;
+
+-- An INSERT into the rollup table `rollup` (its key columns `key`, then every sum) of the
+-- rows SELECT `key_values`, then each sum as `each` formats it, FROM `source`; a row whose
+-- key is there already adds its sums to that row's. The backfill and the triggers' functions
+-- below write every rollup table with it.
+CREATE FUNCTION pg_temp.report_add(rollup TEXT, key TEXT, key_values TEXT, each TEXT, source TEXT)
+RETURNS TEXT LANGUAGE sql AS $$
+    SELECT format('INSERT INTO %I AS t (%s, %s) SELECT %s, %s FROM %s'
+                  ' ON CONFLICT (%s) DO UPDATE SET %s',
+                  rollup, key, pg_temp.report_sum_list('%I'), key_values,
+                  pg_temp.report_sum_list(each), source,
+                  key, pg_temp.report_sum_list('%1$I = t.%1$I + excluded.%1$I'))
+$$;
+
+CREATE TABLE report_hours (
+    kind  TEXT NOT NULL,
+    hour  BIGINT NOT NULL,   -- CAST(started_at AS BIGINT) / 3600: UTC
+    value TEXT NOT NULL,     -- as stored; campaign: its id, '' for none
+    LIKE pg_temp.report_sums,
     PRIMARY KEY (kind, hour, value)
 );
 CREATE INDEX report_hours_value ON report_hours (kind, value, hour);
 
 CREATE TABLE report_days (
-    kind              TEXT NOT NULL,
-    day               BIGINT NOT NULL,   -- hour / 24: UTC
-    value             TEXT NOT NULL,
-    calls             BIGINT NOT NULL,
-    answered_any      BIGINT NOT NULL,
-    offered           BIGINT NOT NULL,
-    answered          BIGINT NOT NULL,
-    missed            BIGINT NOT NULL,
-    abandoned         BIGINT NOT NULL,
-    short_abandoned   BIGINT NOT NULL,
-    in_sl             BIGINT NOT NULL,
-    wait_sum          DOUBLE PRECISION NOT NULL,
-    wait_n            BIGINT NOT NULL,
-    handle_sum        DOUBLE PRECISION NOT NULL,
-    rna               BIGINT NOT NULL,
-    transfers         BIGINT NOT NULL,
-    ctc               BIGINT NOT NULL,
-    ctc_connected     BIGINT NOT NULL,
-    outbound          BIGINT NOT NULL,
-    outbound_answered BIGINT NOT NULL,
-    h0                BIGINT NOT NULL,
-    h1                BIGINT NOT NULL,
-    h2                BIGINT NOT NULL,
-    h3                BIGINT NOT NULL,
-    h4                BIGINT NOT NULL,
-    h5                BIGINT NOT NULL,
-    h6                BIGINT NOT NULL,
-    h7                BIGINT NOT NULL,
-    h8                BIGINT NOT NULL,
-    h9                BIGINT NOT NULL,
-    h10               BIGINT NOT NULL,
-    h11               BIGINT NOT NULL,
-    h12               BIGINT NOT NULL,
-    h13               BIGINT NOT NULL,
-    h14               BIGINT NOT NULL,
-    h15               BIGINT NOT NULL,
-    h16               BIGINT NOT NULL,
-    h17               BIGINT NOT NULL,
-    h18               BIGINT NOT NULL,
-    h19               BIGINT NOT NULL,
-    h20               BIGINT NOT NULL,
-    h21               BIGINT NOT NULL,
-    h22               BIGINT NOT NULL,
-    h23               BIGINT NOT NULL,
+    kind  TEXT NOT NULL,
+    day   BIGINT NOT NULL,   -- hour / 24: UTC
+    value TEXT NOT NULL,
+    LIKE pg_temp.report_sums,
     PRIMARY KEY (kind, day, value)
 );
 
 CREATE TABLE report_agent_hours (
-    hour              BIGINT NOT NULL,
-    agent             TEXT NOT NULL,
-    queue             TEXT NOT NULL,
-    calls             BIGINT NOT NULL,
-    answered_any      BIGINT NOT NULL,
-    offered           BIGINT NOT NULL,
-    answered          BIGINT NOT NULL,
-    missed            BIGINT NOT NULL,
-    abandoned         BIGINT NOT NULL,
-    short_abandoned   BIGINT NOT NULL,
-    in_sl             BIGINT NOT NULL,
-    wait_sum          DOUBLE PRECISION NOT NULL,
-    wait_n            BIGINT NOT NULL,
-    handle_sum        DOUBLE PRECISION NOT NULL,
-    rna               BIGINT NOT NULL,
-    transfers         BIGINT NOT NULL,
-    ctc               BIGINT NOT NULL,
-    ctc_connected     BIGINT NOT NULL,
-    outbound          BIGINT NOT NULL,
-    outbound_answered BIGINT NOT NULL,
-    h0                BIGINT NOT NULL,
-    h1                BIGINT NOT NULL,
-    h2                BIGINT NOT NULL,
-    h3                BIGINT NOT NULL,
-    h4                BIGINT NOT NULL,
-    h5                BIGINT NOT NULL,
-    h6                BIGINT NOT NULL,
-    h7                BIGINT NOT NULL,
-    h8                BIGINT NOT NULL,
-    h9                BIGINT NOT NULL,
-    h10               BIGINT NOT NULL,
-    h11               BIGINT NOT NULL,
-    h12               BIGINT NOT NULL,
-    h13               BIGINT NOT NULL,
-    h14               BIGINT NOT NULL,
-    h15               BIGINT NOT NULL,
-    h16               BIGINT NOT NULL,
-    h17               BIGINT NOT NULL,
-    h18               BIGINT NOT NULL,
-    h19               BIGINT NOT NULL,
-    h20               BIGINT NOT NULL,
-    h21               BIGINT NOT NULL,
-    h22               BIGINT NOT NULL,
-    h23               BIGINT NOT NULL,
+    hour  BIGINT NOT NULL,
+    agent TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    LIKE pg_temp.report_sums,
     PRIMARY KEY (hour, agent, queue)
 );
 CREATE INDEX report_agent_hours_agent ON report_agent_hours (agent, hour);
@@ -225,54 +160,15 @@ CREATE INDEX report_agent_hours_queue ON report_agent_hours (queue, hour);
 
 -- (per agent only: transfers put an agent in many queues, and the queues multiply the rows)
 CREATE TABLE report_agent_days (
-    day               BIGINT NOT NULL,
-    agent             TEXT NOT NULL,
-    calls             BIGINT NOT NULL,
-    answered_any      BIGINT NOT NULL,
-    offered           BIGINT NOT NULL,
-    answered          BIGINT NOT NULL,
-    missed            BIGINT NOT NULL,
-    abandoned         BIGINT NOT NULL,
-    short_abandoned   BIGINT NOT NULL,
-    in_sl             BIGINT NOT NULL,
-    wait_sum          DOUBLE PRECISION NOT NULL,
-    wait_n            BIGINT NOT NULL,
-    handle_sum        DOUBLE PRECISION NOT NULL,
-    rna               BIGINT NOT NULL,
-    transfers         BIGINT NOT NULL,
-    ctc               BIGINT NOT NULL,
-    ctc_connected     BIGINT NOT NULL,
-    outbound          BIGINT NOT NULL,
-    outbound_answered BIGINT NOT NULL,
-    h0                BIGINT NOT NULL,
-    h1                BIGINT NOT NULL,
-    h2                BIGINT NOT NULL,
-    h3                BIGINT NOT NULL,
-    h4                BIGINT NOT NULL,
-    h5                BIGINT NOT NULL,
-    h6                BIGINT NOT NULL,
-    h7                BIGINT NOT NULL,
-    h8                BIGINT NOT NULL,
-    h9                BIGINT NOT NULL,
-    h10               BIGINT NOT NULL,
-    h11               BIGINT NOT NULL,
-    h12               BIGINT NOT NULL,
-    h13               BIGINT NOT NULL,
-    h14               BIGINT NOT NULL,
-    h15               BIGINT NOT NULL,
-    h16               BIGINT NOT NULL,
-    h17               BIGINT NOT NULL,
-    h18               BIGINT NOT NULL,
-    h19               BIGINT NOT NULL,
-    h20               BIGINT NOT NULL,
-    h21               BIGINT NOT NULL,
-    h22               BIGINT NOT NULL,
-    h23               BIGINT NOT NULL,
+    day   BIGINT NOT NULL,
+    agent TEXT NOT NULL,
+    LIKE pg_temp.report_sums,
     PRIMARY KEY (day, agent)
 );
 
--- A fact to add to its rollup rows (sign 1) or to take from them (-1): the trigger reads what
--- it adds from report_call_rows (it must be in call_facts then), and removes the row here.
+-- SQLite's queue of facts to add to their rollup rows (sign 1) or take from them (-1). Here
+-- the facts' triggers call <p>_apply instead and these stay empty: kept so both engines have
+-- the same tables (migrate-store copies table by table).
 CREATE TABLE report_changes (sign BIGINT NOT NULL, started_at DOUBLE PRECISION NOT NULL, id TEXT NOT NULL);
 
 CREATE TABLE report_agent_changes (
@@ -307,7 +203,6 @@ CREATE FUNCTION sum_bool_step(acc bigint, b boolean) RETURNS bigint LANGUAGE sql
 $$ SELECT CASE WHEN b IS NULL THEN acc ELSE coalesce(acc, 0) + b::int END $$;
 CREATE AGGREGATE sum(boolean) (SFUNC = sum_bool_step, STYPE = bigint);
 
--- SQLite's max(a, b) and min(a, b) of two values (NULL if either is), which store queries use
 -- SQLite's ifnull(X, Y) keeps X's type: a campaign id, or '' for none, in one column
 CREATE FUNCTION ifnull(a bigint, b text) RETURNS text
     LANGUAGE sql IMMUTABLE AS $$ SELECT coalesce(a::text, b) $$;
@@ -321,6 +216,7 @@ BEGIN
 EXCEPTION WHEN others THEN
     RETURN false;
 END $$;
+-- SQLite's max(a, b) and min(a, b) of two values (NULL if either is), which store queries use
 CREATE FUNCTION max(a double precision, b double precision) RETURNS double precision
     LANGUAGE sql IMMUTABLE STRICT AS $$ SELECT greatest(a, b) $$;
 CREATE FUNCTION min(a double precision, b double precision) RETURNS double precision
@@ -330,30 +226,28 @@ CREATE FUNCTION max(a bigint, b bigint) RETURNS bigint
 CREATE FUNCTION min(a bigint, b bigint) RETURNS bigint
     LANGUAGE sql IMMUTABLE STRICT AS $$ SELECT least(a, b) $$;
 
-CREATE VIEW report_handle_source AS
-SELECT
-    (CASE WHEN hs < 15 THEN 0 WHEN hs < 30 THEN 1 WHEN hs < 45 THEN 2 WHEN hs < 60 THEN 3 WHEN hs < 90 THEN 4 WHEN hs < 120 THEN 5 WHEN hs < 150 THEN 6 WHEN hs < 180 THEN 7 WHEN hs < 210 THEN 8 WHEN hs < 240 THEN 9 WHEN hs < 300 THEN 10 WHEN hs < 360 THEN 11 WHEN hs < 420 THEN 12 WHEN hs < 480 THEN 13 WHEN hs < 600 THEN 14 WHEN hs < 720 THEN 15 WHEN hs < 900 THEN 16 WHEN hs < 1200 THEN 17 WHEN hs < 1800 THEN 18 WHEN hs < 2700 THEN 19 WHEN hs < 3600 THEN 20 WHEN hs < 7200 THEN 21 WHEN hs < 14400 THEN 22 ELSE 23 END)::bigint AS bin,
-    started_at, id, hs, queue, did, campaign_id, disposition
-FROM (SELECT f.started_at, f.id, f.queue, f.did, f.campaign_id, f.disposition,
-             trunc((f.talk + CASE WHEN f.wrapped_at IS NULL OR f.ended_at IS NULL THEN s.after_call
-             ELSE least(greatest(f.wrapped_at - f.ended_at, 0.0), s.after_call) END) + 0.5)::bigint AS hs
-      FROM call_facts f CROSS JOIN report_rollup_settings s
-      WHERE f.dir = 0 AND f.took <> 0) AS f;
-
-CREATE VIEW report_agent_handle_source AS
-SELECT
-    (CASE WHEN hs < 15 THEN 0 WHEN hs < 30 THEN 1 WHEN hs < 45 THEN 2 WHEN hs < 60 THEN 3 WHEN hs < 90 THEN 4 WHEN hs < 120 THEN 5 WHEN hs < 150 THEN 6 WHEN hs < 180 THEN 7 WHEN hs < 210 THEN 8 WHEN hs < 240 THEN 9 WHEN hs < 300 THEN 10 WHEN hs < 360 THEN 11 WHEN hs < 420 THEN 12 WHEN hs < 480 THEN 13 WHEN hs < 600 THEN 14 WHEN hs < 720 THEN 15 WHEN hs < 900 THEN 16 WHEN hs < 1200 THEN 17 WHEN hs < 1800 THEN 18 WHEN hs < 2700 THEN 19 WHEN hs < 3600 THEN 20 WHEN hs < 7200 THEN 21 WHEN hs < 14400 THEN 22 ELSE 23 END)::bigint AS bin,
-    started_at, id, agent, hs, queue
-FROM (SELECT f.started_at, f.id, f.agent, f.queue,
-             trunc((f.talk + CASE WHEN f.wrapped_at IS NULL OR f.ended_at IS NULL THEN s.after_call
-             ELSE least(greatest(f.wrapped_at - f.ended_at, 0.0), s.after_call) END) + 0.5)::bigint AS hs
-      FROM call_agent_facts f CROSS JOIN report_rollup_settings s
-      WHERE f.dir = 0 AND f.took <> 0) AS f;
-
-CREATE VIEW report_call_rows AS
-SELECT
-    f.started_at, f.id, f.queue, f.did, f.campaign_id, f.disposition,
-    trunc(f.started_at)::bigint / 3600 AS hour,
+-- What a fact adds to the rollups, and the function that adds it or takes it out, written
+-- once for both kinds of fact (each row `c` below: a call, in call_facts; an agent phone's
+-- part in one, in call_agent_facts), c.p the prefix of their tables and function:
+-- * view <p>_handle_source: the handle time in whole seconds of an answered inbound call, a
+--   row of <p>_handles (its bin: how many of calls.HANDLE_BIN_EDGES it reaches);
+-- * view c.sums (report_call_rows, report_agent_rows): what a fact adds to each sum of its
+--   rollup rows, the bin of its handle time read back from <p>_handles;
+-- * <p>_apply(sgn, at, call_id[, ext]): a fact's handle time and its sums added to its
+--   hour's and its day's rollup rows (sgn 1), or taken from them (-1, while the fact is
+--   still in its table as it was), rows left at no calls deleted. Those are found by their
+--   keys: report_hours' starts with the kind, and a delete by hour alone read all of its
+--   index (a wrap-up took 27 ms with a year of rows; 5 ms so). The facts' triggers call it.
+-- The backfill fills each table with the same upserts, summing every fact (as
+-- calls.rebuild_statements does for a range of days, but for the days from their hours).
+DO $do$
+DECLARE
+    -- talk and after-call work, capped at the config's (all of it while not wrapped up)
+    handle CONSTANT TEXT := 'f.talk + CASE WHEN f.wrapped_at IS NULL OR f.ended_at IS NULL'
+        ' THEN s.after_call ELSE least(greatest(f.wrapped_at - f.ended_at, 0.0), s.after_call)'
+        ' END';
+    -- report_sums' but h0..h23; %s: handle
+    sums CONSTANT TEXT := $q$
     1 AS calls,
     f.answered AS answered_any,
     (f.dir = 0)::int AS offered,
@@ -364,158 +258,100 @@ SELECT
     (f.dir = 0 AND f.took <> 0 AND f.wait <= s.service_level)::int AS in_sl,
     CASE WHEN f.dir = 0 AND f.took <> 0 THEN f.wait END AS wait_sum,
     (f.dir = 0 AND f.took <> 0 AND f.wait IS NOT NULL)::int AS wait_n,
-    CASE WHEN f.dir = 0 AND f.took <> 0 THEN
-        (f.talk + CASE WHEN f.wrapped_at IS NULL OR f.ended_at IS NULL THEN s.after_call
-             ELSE least(greatest(f.wrapped_at - f.ended_at, 0.0), s.after_call) END)
-    END AS handle_sum,
+    CASE WHEN f.dir = 0 AND f.took <> 0 THEN (%s) END AS handle_sum,
     CASE WHEN f.dir = 0 THEN f.rna END AS rna,
     CASE WHEN f.took <> 0 OR f.dir = 1 THEN f.transfers END AS transfers,
     (f.dir = 1 AND f.ctc <> 0)::int AS ctc,
     (f.dir = 1 AND f.ctc <> 0 AND f.answered <> 0)::int AS ctc_connected,
     (f.dir = 1)::int AS outbound,
     (f.dir = 1 AND f.answered <> 0)::int AS outbound_answered,
-    (h.bin = 0)::int AS h0,
-    (h.bin = 1)::int AS h1,
-    (h.bin = 2)::int AS h2,
-    (h.bin = 3)::int AS h3,
-    (h.bin = 4)::int AS h4,
-    (h.bin = 5)::int AS h5,
-    (h.bin = 6)::int AS h6,
-    (h.bin = 7)::int AS h7,
-    (h.bin = 8)::int AS h8,
-    (h.bin = 9)::int AS h9,
-    (h.bin = 10)::int AS h10,
-    (h.bin = 11)::int AS h11,
-    (h.bin = 12)::int AS h12,
-    (h.bin = 13)::int AS h13,
-    (h.bin = 14)::int AS h14,
-    (h.bin = 15)::int AS h15,
-    (h.bin = 16)::int AS h16,
-    (h.bin = 17)::int AS h17,
-    (h.bin = 18)::int AS h18,
-    (h.bin = 19)::int AS h19,
-    (h.bin = 20)::int AS h20,
-    (h.bin = 21)::int AS h21,
-    (h.bin = 22)::int AS h22,
-    (h.bin = 23)::int AS h23
-FROM call_facts f
-CROSS JOIN report_rollup_settings s
-LEFT JOIN report_handles h
-    ON h.started_at = f.started_at AND h.id = f.id;
-
-CREATE VIEW report_agent_rows AS
-SELECT
-    f.started_at, f.id, f.agent, f.queue,
-    trunc(f.started_at)::bigint / 3600 AS hour,
-    1 AS calls,
-    f.answered AS answered_any,
-    (f.dir = 0)::int AS offered,
-    (f.dir = 0 AND f.took <> 0)::int AS answered,
-    (f.dir = 0 AND f.answered = 0)::int AS missed,
-    (f.dir = 0 AND f.abandoned <> 0)::int AS abandoned,
-    (f.dir = 0 AND f.abandoned <> 0 AND f.wait < s.short_abandon)::int AS short_abandoned,
-    (f.dir = 0 AND f.took <> 0 AND f.wait <= s.service_level)::int AS in_sl,
-    CASE WHEN f.dir = 0 AND f.took <> 0 THEN f.wait END AS wait_sum,
-    (f.dir = 0 AND f.took <> 0 AND f.wait IS NOT NULL)::int AS wait_n,
-    CASE WHEN f.dir = 0 AND f.took <> 0 THEN
-        (f.talk + CASE WHEN f.wrapped_at IS NULL OR f.ended_at IS NULL THEN s.after_call
-             ELSE least(greatest(f.wrapped_at - f.ended_at, 0.0), s.after_call) END)
-    END AS handle_sum,
-    CASE WHEN f.dir = 0 THEN f.rna END AS rna,
-    CASE WHEN f.took <> 0 OR f.dir = 1 THEN f.transfers END AS transfers,
-    (f.dir = 1 AND f.ctc <> 0)::int AS ctc,
-    (f.dir = 1 AND f.ctc <> 0 AND f.answered <> 0)::int AS ctc_connected,
-    (f.dir = 1)::int AS outbound,
-    (f.dir = 1 AND f.answered <> 0)::int AS outbound_answered,
-    (h.bin = 0)::int AS h0,
-    (h.bin = 1)::int AS h1,
-    (h.bin = 2)::int AS h2,
-    (h.bin = 3)::int AS h3,
-    (h.bin = 4)::int AS h4,
-    (h.bin = 5)::int AS h5,
-    (h.bin = 6)::int AS h6,
-    (h.bin = 7)::int AS h7,
-    (h.bin = 8)::int AS h8,
-    (h.bin = 9)::int AS h9,
-    (h.bin = 10)::int AS h10,
-    (h.bin = 11)::int AS h11,
-    (h.bin = 12)::int AS h12,
-    (h.bin = 13)::int AS h13,
-    (h.bin = 14)::int AS h14,
-    (h.bin = 15)::int AS h15,
-    (h.bin = 16)::int AS h16,
-    (h.bin = 17)::int AS h17,
-    (h.bin = 18)::int AS h18,
-    (h.bin = 19)::int AS h19,
-    (h.bin = 20)::int AS h20,
-    (h.bin = 21)::int AS h21,
-    (h.bin = 22)::int AS h22,
-    (h.bin = 23)::int AS h23
-FROM call_agent_facts f
-CROSS JOIN report_rollup_settings s
-LEFT JOIN report_agent_handles h
-    ON h.started_at = f.started_at AND h.id = f.id AND h.agent = f.agent;
-
--- the backfill (calls.rebuild_rollups does the same for a range of days)
-INSERT INTO report_handles SELECT * FROM report_handle_source;
-INSERT INTO report_agent_handles SELECT * FROM report_agent_handle_source;
-INSERT INTO report_hours (kind, hour, value, calls, answered_any, offered, answered, missed, abandoned, short_abandoned, in_sl, wait_sum, wait_n, handle_sum, rna, transfers, ctc, ctc_connected, outbound, outbound_answered, h0, h1, h2, h3, h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15, h16, h17, h18, h19, h20, h21, h22, h23)
-SELECT k.kind, r.hour, CASE k.kind WHEN 'queue' THEN r.queue WHEN 'did' THEN r.did
-               WHEN 'campaign' THEN coalesce(r.campaign_id::text, '')
-               WHEN 'disposition' THEN r.disposition ELSE '' END, total(r.calls), total(r.answered_any), total(r.offered), total(r.answered), total(r.missed), total(r.abandoned), total(r.short_abandoned), total(r.in_sl), total(r.wait_sum), total(r.wait_n), total(r.handle_sum), total(r.rna), total(r.transfers), total(r.ctc), total(r.ctc_connected), total(r.outbound), total(r.outbound_answered), total(r.h0), total(r.h1), total(r.h2), total(r.h3), total(r.h4), total(r.h5), total(r.h6), total(r.h7), total(r.h8), total(r.h9), total(r.h10), total(r.h11), total(r.h12), total(r.h13), total(r.h14), total(r.h15), total(r.h16), total(r.h17), total(r.h18), total(r.h19), total(r.h20), total(r.h21), total(r.h22), total(r.h23)
-FROM report_call_rows r CROSS JOIN report_kinds k GROUP BY 1, 2, 3;
-INSERT INTO report_agent_hours (hour, agent, queue, calls, answered_any, offered, answered, missed, abandoned, short_abandoned, in_sl, wait_sum, wait_n, handle_sum, rna, transfers, ctc, ctc_connected, outbound, outbound_answered, h0, h1, h2, h3, h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15, h16, h17, h18, h19, h20, h21, h22, h23)
-SELECT r.hour, r.agent, r.queue, total(r.calls), total(r.answered_any), total(r.offered), total(r.answered), total(r.missed), total(r.abandoned), total(r.short_abandoned), total(r.in_sl), total(r.wait_sum), total(r.wait_n), total(r.handle_sum), total(r.rna), total(r.transfers), total(r.ctc), total(r.ctc_connected), total(r.outbound), total(r.outbound_answered), total(r.h0), total(r.h1), total(r.h2), total(r.h3), total(r.h4), total(r.h5), total(r.h6), total(r.h7), total(r.h8), total(r.h9), total(r.h10), total(r.h11), total(r.h12), total(r.h13), total(r.h14), total(r.h15), total(r.h16), total(r.h17), total(r.h18), total(r.h19), total(r.h20), total(r.h21), total(r.h22), total(r.h23)
-FROM report_agent_rows r GROUP BY 1, 2, 3;
-INSERT INTO report_days (kind, day, value, calls, answered_any, offered, answered, missed, abandoned, short_abandoned, in_sl, wait_sum, wait_n, handle_sum, rna, transfers, ctc, ctc_connected, outbound, outbound_answered, h0, h1, h2, h3, h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15, h16, h17, h18, h19, h20, h21, h22, h23)
-SELECT kind, hour / 24, value, total(calls), total(answered_any), total(offered), total(answered), total(missed), total(abandoned), total(short_abandoned), total(in_sl), total(wait_sum), total(wait_n), total(handle_sum), total(rna), total(transfers), total(ctc), total(ctc_connected), total(outbound), total(outbound_answered), total(h0), total(h1), total(h2), total(h3), total(h4), total(h5), total(h6), total(h7), total(h8), total(h9), total(h10), total(h11), total(h12), total(h13), total(h14), total(h15), total(h16), total(h17), total(h18), total(h19), total(h20), total(h21), total(h22), total(h23) FROM report_hours GROUP BY 1, 2, 3;
-INSERT INTO report_agent_days (day, agent, calls, answered_any, offered, answered, missed, abandoned, short_abandoned, in_sl, wait_sum, wait_n, handle_sum, rna, transfers, ctc, ctc_connected, outbound, outbound_answered, h0, h1, h2, h3, h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15, h16, h17, h18, h19, h20, h21, h22, h23)
-SELECT hour / 24, agent, total(calls), total(answered_any), total(offered), total(answered), total(missed), total(abandoned), total(short_abandoned), total(in_sl), total(wait_sum), total(wait_n), total(handle_sum), total(rna), total(transfers), total(ctc), total(ctc_connected), total(outbound), total(outbound_answered), total(h0), total(h1), total(h2), total(h3), total(h4), total(h5), total(h6), total(h7), total(h8), total(h9), total(h10), total(h11), total(h12), total(h13), total(h14), total(h15), total(h16), total(h17), total(h18), total(h19), total(h20), total(h21), total(h22), total(h23) FROM report_agent_hours GROUP BY 1, 2;
-
--- what one fact adds to its rollup rows (sgn 1), or takes from them (-1)
-CREATE FUNCTION report_apply(sgn bigint, at DOUBLE PRECISION, call_id TEXT) RETURNS void
-LANGUAGE plpgsql AS $$
+    $q$;
+    -- a call's value in report_hours (report_days) for each kind of report_kinds
+    kind_value CONSTANT TEXT := $q$CASE k.kind WHEN 'queue' THEN r.queue WHEN 'did' THEN r.did
+        WHEN 'campaign' THEN coalesce(r.campaign_id::text, '')
+        WHEN 'disposition' THEN r.disposition ELSE '' END$q$;
+    bins TEXT;
+    fact TEXT;
+    adds TEXT[];    -- the apply function's upserts
+    drops TEXT[];   -- and deletes of rows left at no calls
+    c RECORD;
+    t RECORD;
 BEGIN
-    INSERT INTO report_hours AS t (kind, hour, value, calls, answered_any, offered, answered, missed, abandoned, short_abandoned, in_sl, wait_sum, wait_n, handle_sum, rna, transfers, ctc, ctc_connected, outbound, outbound_answered, h0, h1, h2, h3, h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15, h16, h17, h18, h19, h20, h21, h22, h23)
-    SELECT k.kind, r.hour, CASE k.kind WHEN 'queue' THEN r.queue WHEN 'did' THEN r.did
-               WHEN 'campaign' THEN coalesce(r.campaign_id::text, '')
-               WHEN 'disposition' THEN r.disposition ELSE '' END, sgn * coalesce(r.calls, 0), sgn * coalesce(r.answered_any, 0), sgn * coalesce(r.offered, 0), sgn * coalesce(r.answered, 0), sgn * coalesce(r.missed, 0), sgn * coalesce(r.abandoned, 0), sgn * coalesce(r.short_abandoned, 0), sgn * coalesce(r.in_sl, 0), sgn * coalesce(r.wait_sum, 0), sgn * coalesce(r.wait_n, 0), sgn * coalesce(r.handle_sum, 0), sgn * coalesce(r.rna, 0), sgn * coalesce(r.transfers, 0), sgn * coalesce(r.ctc, 0), sgn * coalesce(r.ctc_connected, 0), sgn * coalesce(r.outbound, 0), sgn * coalesce(r.outbound_answered, 0), sgn * coalesce(r.h0, 0), sgn * coalesce(r.h1, 0), sgn * coalesce(r.h2, 0), sgn * coalesce(r.h3, 0), sgn * coalesce(r.h4, 0), sgn * coalesce(r.h5, 0), sgn * coalesce(r.h6, 0), sgn * coalesce(r.h7, 0), sgn * coalesce(r.h8, 0), sgn * coalesce(r.h9, 0), sgn * coalesce(r.h10, 0), sgn * coalesce(r.h11, 0), sgn * coalesce(r.h12, 0), sgn * coalesce(r.h13, 0), sgn * coalesce(r.h14, 0), sgn * coalesce(r.h15, 0), sgn * coalesce(r.h16, 0), sgn * coalesce(r.h17, 0), sgn * coalesce(r.h18, 0), sgn * coalesce(r.h19, 0), sgn * coalesce(r.h20, 0), sgn * coalesce(r.h21, 0), sgn * coalesce(r.h22, 0), sgn * coalesce(r.h23, 0)
-    FROM report_call_rows r CROSS JOIN report_kinds k
-    WHERE r.started_at = at AND r.id = call_id
-    ON CONFLICT (kind, hour, value) DO UPDATE SET calls = t.calls + excluded.calls, answered_any = t.answered_any + excluded.answered_any, offered = t.offered + excluded.offered, answered = t.answered + excluded.answered, missed = t.missed + excluded.missed, abandoned = t.abandoned + excluded.abandoned, short_abandoned = t.short_abandoned + excluded.short_abandoned, in_sl = t.in_sl + excluded.in_sl, wait_sum = t.wait_sum + excluded.wait_sum, wait_n = t.wait_n + excluded.wait_n, handle_sum = t.handle_sum + excluded.handle_sum, rna = t.rna + excluded.rna, transfers = t.transfers + excluded.transfers, ctc = t.ctc + excluded.ctc, ctc_connected = t.ctc_connected + excluded.ctc_connected, outbound = t.outbound + excluded.outbound, outbound_answered = t.outbound_answered + excluded.outbound_answered, h0 = t.h0 + excluded.h0, h1 = t.h1 + excluded.h1, h2 = t.h2 + excluded.h2, h3 = t.h3 + excluded.h3, h4 = t.h4 + excluded.h4, h5 = t.h5 + excluded.h5, h6 = t.h6 + excluded.h6, h7 = t.h7 + excluded.h7, h8 = t.h8 + excluded.h8, h9 = t.h9 + excluded.h9, h10 = t.h10 + excluded.h10, h11 = t.h11 + excluded.h11, h12 = t.h12 + excluded.h12, h13 = t.h13 + excluded.h13, h14 = t.h14 + excluded.h14, h15 = t.h15 + excluded.h15, h16 = t.h16 + excluded.h16, h17 = t.h17 + excluded.h17, h18 = t.h18 + excluded.h18, h19 = t.h19 + excluded.h19, h20 = t.h20 + excluded.h20, h21 = t.h21 + excluded.h21, h22 = t.h22 + excluded.h22, h23 = t.h23 + excluded.h23;
-    INSERT INTO report_days AS t (kind, day, value, calls, answered_any, offered, answered, missed, abandoned, short_abandoned, in_sl, wait_sum, wait_n, handle_sum, rna, transfers, ctc, ctc_connected, outbound, outbound_answered, h0, h1, h2, h3, h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15, h16, h17, h18, h19, h20, h21, h22, h23)
-    SELECT k.kind, r.hour / 24, CASE k.kind WHEN 'queue' THEN r.queue WHEN 'did' THEN r.did
-               WHEN 'campaign' THEN coalesce(r.campaign_id::text, '')
-               WHEN 'disposition' THEN r.disposition ELSE '' END, sgn * coalesce(r.calls, 0), sgn * coalesce(r.answered_any, 0), sgn * coalesce(r.offered, 0), sgn * coalesce(r.answered, 0), sgn * coalesce(r.missed, 0), sgn * coalesce(r.abandoned, 0), sgn * coalesce(r.short_abandoned, 0), sgn * coalesce(r.in_sl, 0), sgn * coalesce(r.wait_sum, 0), sgn * coalesce(r.wait_n, 0), sgn * coalesce(r.handle_sum, 0), sgn * coalesce(r.rna, 0), sgn * coalesce(r.transfers, 0), sgn * coalesce(r.ctc, 0), sgn * coalesce(r.ctc_connected, 0), sgn * coalesce(r.outbound, 0), sgn * coalesce(r.outbound_answered, 0), sgn * coalesce(r.h0, 0), sgn * coalesce(r.h1, 0), sgn * coalesce(r.h2, 0), sgn * coalesce(r.h3, 0), sgn * coalesce(r.h4, 0), sgn * coalesce(r.h5, 0), sgn * coalesce(r.h6, 0), sgn * coalesce(r.h7, 0), sgn * coalesce(r.h8, 0), sgn * coalesce(r.h9, 0), sgn * coalesce(r.h10, 0), sgn * coalesce(r.h11, 0), sgn * coalesce(r.h12, 0), sgn * coalesce(r.h13, 0), sgn * coalesce(r.h14, 0), sgn * coalesce(r.h15, 0), sgn * coalesce(r.h16, 0), sgn * coalesce(r.h17, 0), sgn * coalesce(r.h18, 0), sgn * coalesce(r.h19, 0), sgn * coalesce(r.h20, 0), sgn * coalesce(r.h21, 0), sgn * coalesce(r.h22, 0), sgn * coalesce(r.h23, 0)
-    FROM report_call_rows r CROSS JOIN report_kinds k
-    WHERE r.started_at = at AND r.id = call_id
-    ON CONFLICT (kind, day, value) DO UPDATE SET calls = t.calls + excluded.calls, answered_any = t.answered_any + excluded.answered_any, offered = t.offered + excluded.offered, answered = t.answered + excluded.answered, missed = t.missed + excluded.missed, abandoned = t.abandoned + excluded.abandoned, short_abandoned = t.short_abandoned + excluded.short_abandoned, in_sl = t.in_sl + excluded.in_sl, wait_sum = t.wait_sum + excluded.wait_sum, wait_n = t.wait_n + excluded.wait_n, handle_sum = t.handle_sum + excluded.handle_sum, rna = t.rna + excluded.rna, transfers = t.transfers + excluded.transfers, ctc = t.ctc + excluded.ctc, ctc_connected = t.ctc_connected + excluded.ctc_connected, outbound = t.outbound + excluded.outbound, outbound_answered = t.outbound_answered + excluded.outbound_answered, h0 = t.h0 + excluded.h0, h1 = t.h1 + excluded.h1, h2 = t.h2 + excluded.h2, h3 = t.h3 + excluded.h3, h4 = t.h4 + excluded.h4, h5 = t.h5 + excluded.h5, h6 = t.h6 + excluded.h6, h7 = t.h7 + excluded.h7, h8 = t.h8 + excluded.h8, h9 = t.h9 + excluded.h9, h10 = t.h10 + excluded.h10, h11 = t.h11 + excluded.h11, h12 = t.h12 + excluded.h12, h13 = t.h13 + excluded.h13, h14 = t.h14 + excluded.h14, h15 = t.h15 + excluded.h15, h16 = t.h16 + excluded.h16, h17 = t.h17 + excluded.h17, h18 = t.h18 + excluded.h18, h19 = t.h19 + excluded.h19, h20 = t.h20 + excluded.h20, h21 = t.h21 + excluded.h21, h22 = t.h22 + excluded.h22, h23 = t.h23 + excluded.h23;
-    IF sgn < 0 THEN
-        DELETE FROM report_hours WHERE hour = trunc(at)::bigint / 3600 AND calls = 0;
-        DELETE FROM report_days WHERE day = trunc(at)::bigint / 3600 / 24 AND calls = 0;
-    END IF;
-END $$;
-
-CREATE FUNCTION report_agent_apply(sgn bigint, at DOUBLE PRECISION, call_id TEXT, ext TEXT)
-RETURNS void LANGUAGE plpgsql AS $$
+    SELECT string_agg(format('(h.bin = %s)::int AS h%1$s', b), ', ' ORDER BY b) INTO bins
+        FROM generate_series(0, 23) AS b;
+    FOR c IN SELECT * FROM (VALUES
+        ('report', 'call_facts', 'report_call_rows', ARRAY['started_at', 'id'],
+         ARRAY['queue', 'did', 'campaign_id', 'disposition'], NULL,
+         'report_call_rows r CROSS JOIN report_kinds k',
+         'kind, hour, value', 'k.kind, r.hour, ' || kind_value,
+         'kind, day, value', 'k.kind, r.hour / 24, ' || kind_value),
+        ('report_agent', 'call_agent_facts', 'report_agent_rows', ARRAY['started_at', 'id', 'agent'],
+         ARRAY['queue'], 'agent',
+         'report_agent_rows r',
+         'hour, agent, queue', 'r.hour, r.agent, r.queue',
+         'day, agent', 'r.hour / 24, r.agent')
+    ) AS c(p,            -- the prefix of its tables and function
+           facts, sums,  -- its table; the view of what each fact adds
+           key, dims,    -- a fact's key; what its handle time is kept with
+           ext,          -- the key column besides start and id (the apply function's ext)
+           src,          -- what its rollup rows are summed from (r: the sums, k: each kind)
+           hour_key, hour_of,  -- its hour's rollup rows: their key, and the fact's values
+           day_key, day_of)    -- its day's
+    LOOP
+        -- one fact, in the apply function
+        fact := 'started_at = at AND id = call_id'
+                || CASE WHEN c.ext IS NOT NULL THEN format(' AND %I = ext', c.ext) ELSE '' END;
+        EXECUTE format($q$
+CREATE VIEW %I AS
+SELECT width_bucket(hs, ARRAY[15, 30, 45, 60, 90, 120, 150, 180, 210, 240, 300, 360, 420, 480,
+                              600, 720, 900, 1200, 1800, 2700, 3600, 7200, 14400])::bigint AS bin,
+       %s, hs, %s
+FROM (SELECT %s, trunc((%s) + 0.5)::bigint AS hs
+      FROM %I f CROSS JOIN report_rollup_settings s
+      WHERE f.dir = 0 AND f.took <> 0) AS f$q$,
+            c.p || '_handle_source', pg_temp.report_list('%I', c.key),
+            pg_temp.report_list('%I', c.dims), pg_temp.report_list('f.%I', c.key || c.dims),
+            handle, c.facts);
+        EXECUTE format($q$
+CREATE VIEW %I AS
+SELECT %s, trunc(f.started_at)::bigint / 3600 AS hour, %s%s
+FROM %I f
+CROSS JOIN report_rollup_settings s
+LEFT JOIN %I h ON %s$q$,
+            c.sums, pg_temp.report_list('f.%I', c.key || c.dims), format(sums, handle), bins,
+            c.facts, c.p || '_handles', pg_temp.report_list('h.%1$I = f.%1$I', c.key, ' AND '));
+        -- the backfill, and what the apply function does to each of the fact's rollup rows
+        EXECUTE format('INSERT INTO %I SELECT * FROM %I', c.p || '_handles', c.p || '_handle_source');
+        adds := '{}';
+        drops := '{}';
+        FOR t IN SELECT * FROM (VALUES (c.p || '_hours', c.hour_key, c.hour_of),
+                                       (c.p || '_days', c.day_key, c.day_of)) AS t(rollup, key, key_of)
+        LOOP
+            EXECUTE pg_temp.report_add(t.rollup, t.key, t.key_of, 'total(r.%I)',
+                                       c.src || ' GROUP BY ' || t.key_of);
+            adds := adds || pg_temp.report_add(t.rollup, t.key, t.key_of, 'sgn * coalesce(r.%I, 0)',
+                                               c.src || ' WHERE ' || fact);
+            drops := drops || format('DELETE FROM %I WHERE (%s) IN (SELECT %s FROM %s WHERE %s)'
+                                     ' AND calls = 0', t.rollup, t.key, t.key_of, c.src, fact);
+        END LOOP;
+        EXECUTE format($q$
+CREATE FUNCTION %I(sgn BIGINT, at DOUBLE PRECISION, call_id TEXT%s) RETURNS void
+LANGUAGE plpgsql AS $f$
 BEGIN
-    INSERT INTO report_agent_hours AS t (hour, agent, queue, calls, answered_any, offered, answered, missed, abandoned, short_abandoned, in_sl, wait_sum, wait_n, handle_sum, rna, transfers, ctc, ctc_connected, outbound, outbound_answered, h0, h1, h2, h3, h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15, h16, h17, h18, h19, h20, h21, h22, h23)
-    SELECT r.hour, r.agent, r.queue, sgn * coalesce(r.calls, 0), sgn * coalesce(r.answered_any, 0), sgn * coalesce(r.offered, 0), sgn * coalesce(r.answered, 0), sgn * coalesce(r.missed, 0), sgn * coalesce(r.abandoned, 0), sgn * coalesce(r.short_abandoned, 0), sgn * coalesce(r.in_sl, 0), sgn * coalesce(r.wait_sum, 0), sgn * coalesce(r.wait_n, 0), sgn * coalesce(r.handle_sum, 0), sgn * coalesce(r.rna, 0), sgn * coalesce(r.transfers, 0), sgn * coalesce(r.ctc, 0), sgn * coalesce(r.ctc_connected, 0), sgn * coalesce(r.outbound, 0), sgn * coalesce(r.outbound_answered, 0), sgn * coalesce(r.h0, 0), sgn * coalesce(r.h1, 0), sgn * coalesce(r.h2, 0), sgn * coalesce(r.h3, 0), sgn * coalesce(r.h4, 0), sgn * coalesce(r.h5, 0), sgn * coalesce(r.h6, 0), sgn * coalesce(r.h7, 0), sgn * coalesce(r.h8, 0), sgn * coalesce(r.h9, 0), sgn * coalesce(r.h10, 0), sgn * coalesce(r.h11, 0), sgn * coalesce(r.h12, 0), sgn * coalesce(r.h13, 0), sgn * coalesce(r.h14, 0), sgn * coalesce(r.h15, 0), sgn * coalesce(r.h16, 0), sgn * coalesce(r.h17, 0), sgn * coalesce(r.h18, 0), sgn * coalesce(r.h19, 0), sgn * coalesce(r.h20, 0), sgn * coalesce(r.h21, 0), sgn * coalesce(r.h22, 0), sgn * coalesce(r.h23, 0)
-    FROM report_agent_rows r
-    WHERE r.started_at = at AND r.id = call_id AND r.agent = ext
-    ON CONFLICT (hour, agent, queue) DO UPDATE SET calls = t.calls + excluded.calls, answered_any = t.answered_any + excluded.answered_any, offered = t.offered + excluded.offered, answered = t.answered + excluded.answered, missed = t.missed + excluded.missed, abandoned = t.abandoned + excluded.abandoned, short_abandoned = t.short_abandoned + excluded.short_abandoned, in_sl = t.in_sl + excluded.in_sl, wait_sum = t.wait_sum + excluded.wait_sum, wait_n = t.wait_n + excluded.wait_n, handle_sum = t.handle_sum + excluded.handle_sum, rna = t.rna + excluded.rna, transfers = t.transfers + excluded.transfers, ctc = t.ctc + excluded.ctc, ctc_connected = t.ctc_connected + excluded.ctc_connected, outbound = t.outbound + excluded.outbound, outbound_answered = t.outbound_answered + excluded.outbound_answered, h0 = t.h0 + excluded.h0, h1 = t.h1 + excluded.h1, h2 = t.h2 + excluded.h2, h3 = t.h3 + excluded.h3, h4 = t.h4 + excluded.h4, h5 = t.h5 + excluded.h5, h6 = t.h6 + excluded.h6, h7 = t.h7 + excluded.h7, h8 = t.h8 + excluded.h8, h9 = t.h9 + excluded.h9, h10 = t.h10 + excluded.h10, h11 = t.h11 + excluded.h11, h12 = t.h12 + excluded.h12, h13 = t.h13 + excluded.h13, h14 = t.h14 + excluded.h14, h15 = t.h15 + excluded.h15, h16 = t.h16 + excluded.h16, h17 = t.h17 + excluded.h17, h18 = t.h18 + excluded.h18, h19 = t.h19 + excluded.h19, h20 = t.h20 + excluded.h20, h21 = t.h21 + excluded.h21, h22 = t.h22 + excluded.h22, h23 = t.h23 + excluded.h23;
-    INSERT INTO report_agent_days AS t (day, agent, calls, answered_any, offered, answered, missed, abandoned, short_abandoned, in_sl, wait_sum, wait_n, handle_sum, rna, transfers, ctc, ctc_connected, outbound, outbound_answered, h0, h1, h2, h3, h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15, h16, h17, h18, h19, h20, h21, h22, h23)
-    SELECT r.hour / 24, r.agent, sgn * coalesce(r.calls, 0), sgn * coalesce(r.answered_any, 0), sgn * coalesce(r.offered, 0), sgn * coalesce(r.answered, 0), sgn * coalesce(r.missed, 0), sgn * coalesce(r.abandoned, 0), sgn * coalesce(r.short_abandoned, 0), sgn * coalesce(r.in_sl, 0), sgn * coalesce(r.wait_sum, 0), sgn * coalesce(r.wait_n, 0), sgn * coalesce(r.handle_sum, 0), sgn * coalesce(r.rna, 0), sgn * coalesce(r.transfers, 0), sgn * coalesce(r.ctc, 0), sgn * coalesce(r.ctc_connected, 0), sgn * coalesce(r.outbound, 0), sgn * coalesce(r.outbound_answered, 0), sgn * coalesce(r.h0, 0), sgn * coalesce(r.h1, 0), sgn * coalesce(r.h2, 0), sgn * coalesce(r.h3, 0), sgn * coalesce(r.h4, 0), sgn * coalesce(r.h5, 0), sgn * coalesce(r.h6, 0), sgn * coalesce(r.h7, 0), sgn * coalesce(r.h8, 0), sgn * coalesce(r.h9, 0), sgn * coalesce(r.h10, 0), sgn * coalesce(r.h11, 0), sgn * coalesce(r.h12, 0), sgn * coalesce(r.h13, 0), sgn * coalesce(r.h14, 0), sgn * coalesce(r.h15, 0), sgn * coalesce(r.h16, 0), sgn * coalesce(r.h17, 0), sgn * coalesce(r.h18, 0), sgn * coalesce(r.h19, 0), sgn * coalesce(r.h20, 0), sgn * coalesce(r.h21, 0), sgn * coalesce(r.h22, 0), sgn * coalesce(r.h23, 0)
-    FROM report_agent_rows r
-    WHERE r.started_at = at AND r.id = call_id AND r.agent = ext
-    ON CONFLICT (day, agent) DO UPDATE SET calls = t.calls + excluded.calls, answered_any = t.answered_any + excluded.answered_any, offered = t.offered + excluded.offered, answered = t.answered + excluded.answered, missed = t.missed + excluded.missed, abandoned = t.abandoned + excluded.abandoned, short_abandoned = t.short_abandoned + excluded.short_abandoned, in_sl = t.in_sl + excluded.in_sl, wait_sum = t.wait_sum + excluded.wait_sum, wait_n = t.wait_n + excluded.wait_n, handle_sum = t.handle_sum + excluded.handle_sum, rna = t.rna + excluded.rna, transfers = t.transfers + excluded.transfers, ctc = t.ctc + excluded.ctc, ctc_connected = t.ctc_connected + excluded.ctc_connected, outbound = t.outbound + excluded.outbound, outbound_answered = t.outbound_answered + excluded.outbound_answered, h0 = t.h0 + excluded.h0, h1 = t.h1 + excluded.h1, h2 = t.h2 + excluded.h2, h3 = t.h3 + excluded.h3, h4 = t.h4 + excluded.h4, h5 = t.h5 + excluded.h5, h6 = t.h6 + excluded.h6, h7 = t.h7 + excluded.h7, h8 = t.h8 + excluded.h8, h9 = t.h9 + excluded.h9, h10 = t.h10 + excluded.h10, h11 = t.h11 + excluded.h11, h12 = t.h12 + excluded.h12, h13 = t.h13 + excluded.h13, h14 = t.h14 + excluded.h14, h15 = t.h15 + excluded.h15, h16 = t.h16 + excluded.h16, h17 = t.h17 + excluded.h17, h18 = t.h18 + excluded.h18, h19 = t.h19 + excluded.h19, h20 = t.h20 + excluded.h20, h21 = t.h21 + excluded.h21, h22 = t.h22 + excluded.h22, h23 = t.h23 + excluded.h23;
-    IF sgn < 0 THEN
-        DELETE FROM report_agent_hours
-            WHERE hour = trunc(at)::bigint / 3600 AND agent = ext AND calls = 0;
-        DELETE FROM report_agent_days
-            WHERE day = trunc(at)::bigint / 3600 / 24 AND agent = ext AND calls = 0;
+    IF sgn > 0 THEN
+        INSERT INTO %3$I SELECT * FROM %4$I WHERE %5$s;
     END IF;
-END $$;
+    %6$s;
+    IF sgn < 0 THEN
+        %7$s;
+        DELETE FROM %3$I WHERE %5$s;
+    END IF;
+END $f$$q$,
+            c.p || '_apply', CASE WHEN c.ext IS NOT NULL THEN ', ext TEXT' ELSE '' END,
+            c.p || '_handles', c.p || '_handle_source', fact,
+            array_to_string(adds, E';\n    '), array_to_string(drops, E';\n        '));
+    END LOOP;
+END $do$;
 
 CREATE VIEW report_callback_source AS
 SELECT started_at, id, d, queue, did, campaign_id, disposition FROM (
@@ -556,10 +392,14 @@ BEGIN
 END $$;
 
 -- The facts' triggers: what a fact adds is taken out before it changes or goes, and added
--- once it is there, its handle time first.
+-- once it is there (<p>_apply); a call's call-backs are found again.
 CREATE FUNCTION report_facts_before() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM report_apply(-1, OLD.started_at, OLD.id);
+    IF TG_TABLE_NAME = 'call_facts' THEN
+        PERFORM report_apply(-1, OLD.started_at, OLD.id);
+    ELSE
+        PERFORM report_agent_apply(-1, OLD.started_at, OLD.id, OLD.agent);
+    END IF;
     IF TG_OP = 'DELETE' THEN
         RETURN OLD;
     END IF;
@@ -569,63 +409,33 @@ END $$;
 CREATE FUNCTION report_facts_after() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
-        DELETE FROM report_handles WHERE started_at = OLD.started_at AND id = OLD.id;
         DELETE FROM report_callbacks WHERE started_at = OLD.started_at AND id = OLD.id;
         PERFORM report_callbacks_of(OLD.dir, OLD.number, OLD.started_at);
     END IF;
-    IF TG_OP = 'DELETE' THEN
-        RETURN OLD;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        PERFORM report_apply(1, NEW.started_at, NEW.id);
+        PERFORM report_callback_put(NEW.started_at, NEW.id);
+        PERFORM report_callbacks_of(NEW.dir, NEW.number, NEW.started_at);
     END IF;
-    INSERT INTO report_handles SELECT * FROM report_handle_source
-        WHERE started_at = NEW.started_at AND id = NEW.id;
-    PERFORM report_apply(1, NEW.started_at, NEW.id);
-    PERFORM report_callback_put(NEW.started_at, NEW.id);
-    PERFORM report_callbacks_of(NEW.dir, NEW.number, NEW.started_at);
-    RETURN NEW;
-END $$;
-
-CREATE TRIGGER report_facts_before_delete BEFORE DELETE ON call_facts
-    FOR EACH ROW EXECUTE FUNCTION report_facts_before();
-CREATE TRIGGER report_facts_before_update BEFORE UPDATE ON call_facts
-    FOR EACH ROW EXECUTE FUNCTION report_facts_before();
-CREATE TRIGGER report_facts_insert AFTER INSERT ON call_facts
-    FOR EACH ROW EXECUTE FUNCTION report_facts_after();
-CREATE TRIGGER report_facts_delete AFTER DELETE ON call_facts
-    FOR EACH ROW EXECUTE FUNCTION report_facts_after();
-CREATE TRIGGER report_facts_update AFTER UPDATE ON call_facts
-    FOR EACH ROW EXECUTE FUNCTION report_facts_after();
-
-CREATE FUNCTION report_agent_facts_before() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM report_agent_apply(-1, OLD.started_at, OLD.id, OLD.agent);
-    IF TG_OP = 'DELETE' THEN
-        RETURN OLD;
-    END IF;
-    RETURN NEW;
+    RETURN NULL;
 END $$;
 
 CREATE FUNCTION report_agent_facts_after() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP IN ('UPDATE', 'DELETE') THEN
-        DELETE FROM report_agent_handles
-            WHERE started_at = OLD.started_at AND id = OLD.id AND agent = OLD.agent;
-    END IF;
-    IF TG_OP = 'DELETE' THEN
-        RETURN OLD;
-    END IF;
-    INSERT INTO report_agent_handles SELECT * FROM report_agent_handle_source
-        WHERE started_at = NEW.started_at AND id = NEW.id AND agent = NEW.agent;
     PERFORM report_agent_apply(1, NEW.started_at, NEW.id, NEW.agent);
-    RETURN NEW;
+    RETURN NULL;
 END $$;
 
-CREATE TRIGGER report_agent_facts_before_delete BEFORE DELETE ON call_agent_facts
-    FOR EACH ROW EXECUTE FUNCTION report_agent_facts_before();
-CREATE TRIGGER report_agent_facts_before_update BEFORE UPDATE ON call_agent_facts
-    FOR EACH ROW EXECUTE FUNCTION report_agent_facts_before();
-CREATE TRIGGER report_agent_facts_insert AFTER INSERT ON call_agent_facts
+CREATE TRIGGER report_facts_before BEFORE UPDATE OR DELETE ON call_facts
+    FOR EACH ROW EXECUTE FUNCTION report_facts_before();
+CREATE TRIGGER report_facts_after AFTER INSERT OR UPDATE OR DELETE ON call_facts
+    FOR EACH ROW EXECUTE FUNCTION report_facts_after();
+CREATE TRIGGER report_agent_facts_before BEFORE UPDATE OR DELETE ON call_agent_facts
+    FOR EACH ROW EXECUTE FUNCTION report_facts_before();
+CREATE TRIGGER report_agent_facts_after AFTER INSERT OR UPDATE ON call_agent_facts
     FOR EACH ROW EXECUTE FUNCTION report_agent_facts_after();
-CREATE TRIGGER report_agent_facts_delete AFTER DELETE ON call_agent_facts
-    FOR EACH ROW EXECUTE FUNCTION report_agent_facts_after();
-CREATE TRIGGER report_agent_facts_update AFTER UPDATE ON call_agent_facts
-    FOR EACH ROW EXECUTE FUNCTION report_agent_facts_after();
+
+DROP FUNCTION pg_temp.report_add(TEXT, TEXT, TEXT, TEXT, TEXT);
+DROP FUNCTION pg_temp.report_sum_list(TEXT);
+DROP FUNCTION pg_temp.report_list(TEXT, TEXT[], TEXT);
+DROP TABLE pg_temp.report_sums;
