@@ -15,7 +15,6 @@ from gateway.panel.wallboard_feed import FEED
 from tests.test_panel_support import open_world, receive_type
 
 
-
 def _earlier_today(tz: str = "Europe/Madrid") -> float:
     """A moment of today in the panel's time zone, before now: the app runs on the real clock
     and its wallboard counts today's calls only (a fixed date passes at midnight)."""
