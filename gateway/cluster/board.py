@@ -48,7 +48,7 @@ from redis.asyncio import Redis
 from gateway.cluster import channel
 from gateway.cluster.calls import SharedCalls
 from gateway.cluster.channel import REDIS_FAILURES
-from gateway.cluster.settings import ClusterSettings, mask_url
+from gateway.cluster.settings import ClusterSettings
 from gateway.panel.board import AVAILABLE, PAUSED, Board, RemoteSeat, Seat
 
 log = logging.getLogger("gateway.cluster.board")
@@ -402,14 +402,11 @@ class SharedBoard:
                     what)  # fmt: skip
 
     def _failed(self, e: BaseException) -> None:
-        why = channel.describe(e)
-        if self.error is None or self.error == "not started":
-            log.error(
-                "board share instance=%s: Redis at %s failed: %s; the board shows this "
-                "instance's sign-ins only until it answers (retrying every %gs)",
-                self.instance, mask_url(self.settings.redis_url), why, self.period,
-            )  # fmt: skip
-        self.error = why
+        self.error = channel.failed(
+            log, self.error, e, who=f"board share instance={self.instance}",
+            settings=self.settings, meanwhile="the board shows this instance's sign-ins only "
+            f"until it answers (retrying every {self.period:g}s)",
+        )  # fmt: skip
 
 
 def _parse(record: Any) -> RemoteSeat | None:

@@ -51,7 +51,7 @@ from redis.asyncio import Redis
 
 from gateway.cluster import channel
 from gateway.cluster.channel import REDIS_FAILURES
-from gateway.cluster.settings import ClusterSettings, mask_url
+from gateway.cluster.settings import ClusterSettings
 from gateway.panel.board import Board, LiveCall
 
 log = logging.getLogger("gateway.cluster.calls")
@@ -579,14 +579,11 @@ class SharedCalls:
                     what)  # fmt: skip
 
     def _failed(self, e: BaseException) -> None:
-        why = channel.describe(e)
-        if self.error is None or self.error == "not started":
-            log.error(
-                "calls share instance=%s: Redis at %s failed: %s; the board shows this "
-                "instance's calls only until it answers (retrying every %gs)",
-                self.instance, mask_url(self.settings.redis_url), why, self.period,
-            )  # fmt: skip
-        self.error = why
+        self.error = channel.failed(
+            log, self.error, e, who=f"calls share instance={self.instance}",
+            settings=self.settings, meanwhile="the board shows this instance's calls only "
+            f"until it answers (retrying every {self.period:g}s)",
+        )  # fmt: skip
 
 
 # -- parsing what comes from Redis (None: not a record of ours) ------------------------------

@@ -21,7 +21,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from gateway.cluster.settings import ClusterSettings
+from gateway.cluster.settings import ClusterSettings, mask_url
 
 # what a Redis round trip may raise when Redis is away, slow or refusing
 REDIS_FAILURES = (RedisError, OSError, TimeoutError)
@@ -45,6 +45,25 @@ def client(settings: ClusterSettings, *, read_timeout: bool = True) -> Redis:
 def describe(e: BaseException) -> str:
     """A failure as one log/``/health`` phrase: ``ConnectionError: ...``."""
     return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+
+
+def failed(
+    log: logging.Logger,
+    error: str | None,
+    e: BaseException,
+    *,
+    who: str,
+    settings: ClusterSettings,
+    meanwhile: str,
+) -> str:
+    """The error a Redis user keeps after ``e`` (shown in ``/health``), logged once per outage
+    ("not started" is no outage yet): ``<who>: Redis at <url> failed: <why>; <meanwhile>``."""
+    why = describe(e)
+    if error is None or error == "not started":
+        log.error(
+            "%s: Redis at %s failed: %s; %s", who, mask_url(settings.redis_url), why, meanwhile
+        )
+    return why
 
 
 async def subscribe_forever(

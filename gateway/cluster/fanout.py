@@ -38,7 +38,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from gateway.cluster import channel
-from gateway.cluster.settings import ClusterSettings, mask_url
+from gateway.cluster.settings import ClusterSettings
 from gateway.push.hub import AgentHub, Snapshot
 from gateway.push.messages import REFRESH, Encoded, control
 
@@ -317,14 +317,11 @@ class RedisFanout:
         return Snapshot(str(epoch), int(seq), list(missed) if int(kept) else None)
 
     def _failed(self, e: BaseException) -> None:
-        why = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-        if self.error is None or self.error == "not started":
-            log.error(
-                "push fanout instance=%s: Redis at %s failed: %s; pop-ups reach this instance's "
-                "tabs only until it answers (retrying every %gs)",
-                self.settings.name, mask_url(self.settings.redis_url), why, self.retry_seconds,
-            )  # fmt: skip
-        self.error = why
+        self.error = channel.failed(
+            log, self.error, e, who=f"push fanout instance={self.settings.name}",
+            settings=self.settings, meanwhile="pop-ups reach this instance's tabs only until "
+            f"it answers (retrying every {self.retry_seconds:g}s)",
+        )  # fmt: skip
 
 
 def _seq_of(text: str) -> int:

@@ -36,7 +36,7 @@ import msgspec
 
 from gateway.cluster import channel
 from gateway.cluster.channel import REDIS_FAILURES
-from gateway.cluster.settings import ClusterSettings, mask_url
+from gateway.cluster.settings import ClusterSettings
 from gateway.store.db import Database
 
 log = logging.getLogger("gateway.cluster.invalidation")
@@ -238,15 +238,11 @@ class LookupInvalidation:
         self.skipped += 1
 
     def _failed(self, e: BaseException) -> None:
-        why = channel.describe(e)
-        if self.error is None or self.error == "not started":
-            log.error(
-                "lookup invalidation instance=%s: Redis at %s failed: %s; cards edited on "
-                "other instances may show here for up to lookup.cache_ttl until it answers "
-                "(retrying every %gs)",
-                self.instance, mask_url(self.settings.redis_url), why, self.period,
-            )  # fmt: skip
-        self.error = why
+        self.error = channel.failed(
+            log, self.error, e, who=f"lookup invalidation instance={self.instance}",
+            settings=self.settings, meanwhile="cards edited on other instances may show here "
+            f"for up to lookup.cache_ttl until it answers (retrying every {self.period:g}s)",
+        )  # fmt: skip
 
 
 def for_gateway(

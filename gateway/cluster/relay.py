@@ -41,7 +41,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from gateway.cluster.settings import ClusterSettings, mask_url
+from gateway.cluster.settings import ClusterSettings
 from gateway.errors import AmiActionTimeout, AmiError, AmiNotConnected, ApiError
 
 if TYPE_CHECKING:
@@ -375,14 +375,13 @@ class OwnerRelay:
     # -- Redis failures ----------------------------------------------------------------------
 
     def _failed(self, e: BaseException) -> None:
-        why = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-        if self.error is None or self.error == "not started":
-            log.error(
-                "relay instance=%s: Redis at %s failed: %s; requests for PBXs owned by other "
-                "instances are answered 503 until it answers",
-                self.instance, mask_url(self.settings.redis_url), why,
-            )  # fmt: skip
-        self.error = why
+        from gateway.cluster import channel
+
+        self.error = channel.failed(
+            log, self.error, e, who=f"relay instance={self.instance}", settings=self.settings,
+            meanwhile="requests for PBXs owned by other instances are answered 503 until it "
+            "answers",
+        )  # fmt: skip
 
     def _ok(self) -> None:
         if self.error is not None and self.error != "not started":
