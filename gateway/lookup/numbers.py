@@ -12,6 +12,7 @@ extension can never be stored or looked up as if it were ``+34101``.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -128,6 +129,17 @@ def normalize(
         raise InvalidNumber(f"expected a phone number as text, got {type(raw).__name__}")
     if len(raw) > MAX_INPUT:
         raise InvalidNumber(f"too long to be a phone number ({len(raw)} characters)")
+    return _normalize(raw, default_region, tuple(extension_digits))
+
+
+# One call's number is parsed half a dozen times (lookup, call log, scoring, campaigns, the
+# pop-up's card), and libphonenumber's parse is the costliest step of a ring's path: the same
+# text gives the same frozen answer, so a bounded memo serves the repeats. Refusals are not
+# kept (an exception is not cached), so hostile input cannot fill it with junk.
+@functools.lru_cache(maxsize=8192)
+def _normalize(
+    raw: str, default_region: str, extension_digits: tuple[int, int]
+) -> NormalizedNumber:
     s = to_ascii_digits(raw).strip()
     if s[:4].lower() == "tel:":
         s = _strip_tel_uri(s[4:])
@@ -235,6 +247,7 @@ def _parse_reason(e: NumberParseException, region: str) -> str:
     return reasons.get(e.error_type, str(e))
 
 
+@functools.lru_cache(maxsize=8192)
 def display_format(e164: str, default_region: str) -> str:
     """How a person reads a stored E.164 number: national format for a number of the
     gateway's own region (``911 23 45 67``), international otherwise (``+1 415-555-0132``).
