@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from gateway.lookup.card import CallFacts
 from gateway.store.calllog import CallLog, CallRecordError
 from gateway.store.cards import StoreCardSource
 from gateway.store.db import Database
@@ -112,6 +113,10 @@ async def test_call_becomes_an_activity_of_the_callers_person(db: Database) -> N
     assert stored is not None and stored["person_id"] == inbound_person.id
     card = source.find("+34911234567")
     assert card is not None and card.interactions[0].kind == "call"
+    # what the log says of the call, for a reader to word in their language
+    facts = CallFacts("inbound", "answered", "102", 45.0)
+    assert acts[0].call == facts and card.interactions[0].call == facts
+    assert out_acts[0].call == CallFacts("outbound", "answered", "102", 45.0)
 
 
 async def test_filters(db: Database) -> None:

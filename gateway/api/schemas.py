@@ -126,6 +126,13 @@ class PersonWritten(Person):
     outcome: Literal["created", "updated"]
 
 
+class CallFacts(msgspec.Struct):
+    direction: Literal["inbound", "outbound", "internal", ""]
+    outcome: Annotated[str, Meta(description="answered, noanswer, busy, abandoned...")]
+    answered_by: Annotated[str | None, Meta(description="the extension that answered")]
+    talk_seconds: float | None
+
+
 class Activity(msgspec.Struct):
     id: int
     person_id: int
@@ -135,6 +142,9 @@ class Activity(msgspec.Struct):
     body: str
     call_id: Annotated[str | None, Meta(description="the call log record")]
     author: str | None
+    call: Annotated[
+        CallFacts | None, Meta(description="a call activity: what the call log says of it")
+    ] = None
 
 
 class FollowUp(msgspec.Struct):
@@ -304,7 +314,10 @@ class ImportReport(msgspec.Struct):
 class CardInteraction(msgspec.Struct):
     kind: str
     at: Epoch
-    summary: str
+    summary: Annotated[str, Meta(description="in English; a call's `call` says it as data")]
+    call: Annotated[
+        CallFacts | None, Meta(description="a call activity: what the call log says of it")
+    ] = None
 
 
 class CardFollowUp(msgspec.Struct):

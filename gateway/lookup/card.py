@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -14,12 +15,33 @@ class PersonKind(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class CallFacts:
+    """What the call log says of a call activity, for a reader to word in their language
+    (the activity's ``summary`` is the log's English line, kept for CRMs and the API)."""
+
+    direction: str
+    outcome: str
+    answered_by: str | None
+    talk_seconds: float | None
+
+    @classmethod
+    def from_json(cls, raw: str | None) -> CallFacts | None:
+        """From the store's ``[direction, outcome, answered_by, talk_seconds]`` (NULL when
+        the activity has no call in the log)."""
+        if not raw:
+            return None
+        direction, outcome, answered_by, talk = json.loads(raw)
+        return cls(direction or "", outcome or "", answered_by or None, talk)
+
+
+@dataclass(frozen=True, slots=True)
 class Interaction:
     """One past activity (call, note, email) shown on the card, newest first."""
 
     kind: str
     at: float  # epoch seconds
     summary: str
+    call: CallFacts | None = None  # a call activity whose call is in the log
 
 
 @dataclass(frozen=True, slots=True)

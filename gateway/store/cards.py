@@ -18,7 +18,14 @@ import msgspec
 
 from gateway.access import note_condition
 from gateway.intel.metrics import CARD_ROW
-from gateway.lookup.card import CallerCard, FollowUp, Insight, Interaction, PersonKind
+from gateway.lookup.card import (
+    CallerCard,
+    CallFacts,
+    FollowUp,
+    Insight,
+    Interaction,
+    PersonKind,
+)
 from gateway.store.db import Database, NumberListener
 
 _decode = msgspec.json.Decoder().decode  # twice as fast as json.loads on the card's metrics
@@ -98,7 +105,7 @@ def _card(e164: str, hit: Sequence[Any], timeline: Iterable[Sequence[Any]]) -> C
     insight: list[Insight] = []
     for what, ident, at, summary, card in timeline:
         if what == "a":
-            interactions.append(Interaction(ident, at, summary))
+            interactions.append(Interaction(ident, at, summary, CallFacts.from_json(card)))
         elif what == "f":
             follow_ups.append(FollowUp(str(ident), at, summary))
         else:
@@ -139,6 +146,22 @@ ORDER BY ph.person_id IS NULL, ph.person_id, ph.account_id
 LIMIT 1
 """
 
+# a call activity's facts as CallFacts.from_json reads them, NULL without a call in the log
+CALL_FACTS = (
+    "(SELECT json_array(c.direction, c.outcome, c.answered_by, c.talk_seconds)"
+    " FROM calls c WHERE c.id = activities.call_id)"
+)
+CALL_FACTS_PG = (
+    "(SELECT json_build_array(c.direction, c.outcome, c.answered_by, c.talk_seconds)::text"
+    " FROM calls c WHERE c.id = activities.call_id)"
+)
+
+
+def call_facts(db: Database) -> str:
+    """The SQL expression of an ``activities`` row's CallFacts, in ``db``'s dialect."""
+    return CALL_FACTS if db.engine == "sqlite" else CALL_FACTS_PG
+
+
 # the card is cached and pushed to every agent the call rings for and to supervisors: it
 # shows only the timeline every agent may read (gateway/access.py: no one's call notes)
 _SHARED_NOTES, _ = note_condition(None, shared=True)
@@ -146,7 +169,7 @@ _SHARED_NOTES, _ = note_condition(None, shared=True)
 # the last interactions (newest first), the open follow-ups (soonest first) and the customer
 # metrics the pop-up shows (precomputed by gateway/intel/service.py as one JSON row), in one trip
 _TIMELINE = f"""
-SELECT * FROM (SELECT 'a', kind, at, summary, NULL FROM activities
+SELECT * FROM (SELECT 'a', kind, at, summary, {CALL_FACTS} FROM activities
                WHERE person_id = ? AND {_SHARED_NOTES}
                ORDER BY at DESC, id DESC LIMIT {INTERACTIONS_ON_CARD}) AS a
 UNION ALL
@@ -166,7 +189,8 @@ _FIND_WITH_TIMELINE = f"""
 WITH hit AS ({_FIND})
 SELECT hit.*, t.what, t.ident, t.at, t.summary, t.card
 FROM hit LEFT JOIN LATERAL (
-    (SELECT 'a' AS what, kind AS ident, at, summary, NULL AS card, -at AS k1, -id AS k2
+    (SELECT 'a' AS what, kind AS ident, at, summary, {CALL_FACTS_PG} AS card, -at AS k1,
+            -id AS k2
      FROM activities WHERE person_id = hit.person_id AND {_SHARED_NOTES}
      ORDER BY at DESC, id DESC LIMIT {INTERACTIONS_ON_CARD})
     UNION ALL

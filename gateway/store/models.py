@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Generic, TypeVar
 
+from gateway.lookup.card import CallFacts
+
 T = TypeVar("T")
 
 
@@ -124,6 +126,7 @@ class Activity:
     body: str = ""
     call_id: str | None = None
     author: str | None = None
+    call: CallFacts | None = None  # its call as the log has it (see CallFacts)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

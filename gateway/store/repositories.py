@@ -47,7 +47,9 @@ import aiosqlite
 from gateway import access
 from gateway.access import Change, Principal, Snapshot
 from gateway.errors import InvalidNumber
+from gateway.lookup.card import CallFacts
 from gateway.lookup.numbers import normalize
+from gateway.store.cards import call_facts
 from gateway.store.db import Database, SqlParam
 from gateway.store.events import LeadCreated, LeadsCreated, LeadStatusChanged
 from gateway.store.models import (
@@ -938,7 +940,8 @@ class ActivityRepository:
         who = viewer if viewer is not None else access.acting()
         visible, args = access.note_condition(who)
         rows = await self.db.conn.execute_fetchall(
-            f"SELECT * FROM activities WHERE person_id = ? AND {visible}"
+            f"SELECT *, {call_facts(self.db)} AS call_facts FROM activities"
+            f" WHERE person_id = ? AND {visible}"
             " ORDER BY at DESC, id DESC LIMIT ?",
             (person_id, *args, max(1, min(limit, MAX_PAGE))),
         )
@@ -955,6 +958,7 @@ def _activity_from_row(r: Any) -> Activity:
         r["body"],
         r["call_id"],
         r["author"],
+        CallFacts.from_json(r["call_facts"]),
     )
 
 

@@ -173,6 +173,53 @@ async def test_spanish_browser_gets_a_spanish_panel_and_english_is_one_setting_a
     await context.close()
 
 
+async def test_a_past_call_reads_in_the_agents_language_on_the_pop_up_and_the_record(
+    browser: Any, world: Any, pbx: SimulatedPbx
+) -> None:
+    """The call log keeps an English line for CRMs; an agent reads the call in their own
+    language, from what the log says of it (direction, outcome, who answered, talk time)."""
+    from gateway.store.calllog import CallLog
+
+    lead = await _lucia(world)
+    await CallLog(world.gw.db, "ES").save(
+        {"id": "lab:past", "pbx": "lab", "linkedid": "past", "direction": "inbound",
+         "caller": "+34911234567", "outcome": "answered", "answered_by": "102",
+         "started_at": 1_700_000_000.0, "answered_at": 1_700_000_006.0,
+         "ended_at": 1_700_000_101.0, "talk_seconds": 95.0}
+    )  # fmt: skip
+    context = await browser.new_context(locale="es-ES", viewport={"width": 1280, "height": 860})
+    page = await _sign_in(context, world)
+    pbx.start_call("inbound_answered", caller="+34911234567", agent="101", ring_seconds=30)
+    await pbx.advance(0.01)
+    popup = page.locator(".popup[data-state='ringing']")
+    await popup.wait_for()
+    line = popup.locator(".timeline .tl-text").first
+    assert await line.text_content() == "Llamada entrante, contestada por 102, 1 min 35 s"
+    assert await _english_on_screen(page) == []
+
+    await page.click(".nav-item[data-view='search']")
+    await page.get_by_label("Nombre, empresa, número o correo").fill("911 23 45 67")
+    await page.locator("#search-form").get_by_role("button", name="Buscar").click()
+    result = page.locator(f"#search-results li[data-person-id='{lead.id}']")
+    await result.get_by_role("button", name="Abrir la ficha de Lucía Martín").click()
+    timeline = page.locator(".record .timeline .tl-text").first
+    assert await timeline.text_content() == "Llamada entrante, contestada por 102, 1 min 35 s"
+
+    await page.click("#open-settings")
+    await page.select_option("#settings-language", "en")
+    await page.click("#settings-save")
+    await page.wait_for_selector("body[data-lang='en']")
+    english = await context.new_page()
+    await english.goto(world.url("/panel/"))
+    await english.wait_for_selector("body[data-socket='live']")
+    await english.locator(".popup[data-state='ringing']").wait_for()
+    assert (
+        await english.locator(".popup .timeline .tl-text").first.text_content()
+        == "Inbound call, answered by 102, 1 min 35 s"
+    )
+    await context.close()
+
+
 # -- axe-core on every view ------------------------------------------------------------------------
 
 

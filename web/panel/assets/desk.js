@@ -8,7 +8,7 @@
 // ended ones go first, so the page stays the same size all day. One call is in focus (full
 // card); the others are compact until the agent opens them.
 import { api, clear, h, initials } from './dom.js';
-import { countryName, duration, t, tId, when } from './i18n.js';
+import { activityText, countryName, duration, t, tId, when } from './i18n.js';
 import { announce, callButton, errorText, toast } from './ui.js';
 import { buildControls, relabelControls } from './callcontrols.js';
 import { buildQualification, relabelQualification } from './qualify.js';
@@ -230,7 +230,7 @@ export class Desk {
         h('section', {},
           h('h3', {}, t('card.last_interactions')),
           interactions.length
-            ? h('ul', { class: 'timeline' }, interactions.map((i) => h('li', {}, h('span', { class: `tl-kind tl-${i.kind}` }, tId('activity', i.kind, i.kind)), h('span', { class: 'tl-text' }, i.summary), h('time', {}, when(i.at)))))
+            ? h('ul', { class: 'timeline' }, interactions.map((i) => h('li', {}, h('span', { class: `tl-kind tl-${i.kind}` }, tId('activity', i.kind, i.kind)), h('span', { class: 'tl-text' }, activityText(i)), h('time', {}, when(i.at)))))
             : h('p', { class: 'muted' }, t('card.no_interactions'))),
         h('section', {},
           h('h3', {}, t('card.open_follow_ups')),
@@ -357,7 +357,9 @@ export class Desk {
     const body = { notes: entry.p.notes.value, disposition: w.disposition, follow_up_at: w.date.value || null };
     for (let attempt = 0; attempt < 5; attempt += 1) {
       try {
-        await api(`/panel/api/calls/${encodeURIComponent(entry.call.id)}/wrapup`, body);
+        const res = await api(`/panel/api/calls/${encodeURIComponent(entry.call.id)}/wrapup`, body);
+        // saved; but the after-call work another instance runs may not have ended with it
+        if (res && res.pbx_warning) toast(t('wrapup.pbx_warning'), 'error');
         entry.saved = true;
         dropDraft(entry.call.id);
         const hadFocus = entry.el.contains(document.activeElement) || document.activeElement === document.body;

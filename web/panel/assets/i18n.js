@@ -115,6 +115,20 @@ export function duration(seconds) {
   return t('unit.hours_minutes', { h: Math.floor(m / 60), m: String(m % 60).padStart(2, '0') });
 }
 
+// A timeline item in the reader's words: a call the log knows ("Llamada entrante, contestada
+// por 101, 1 min 35 s") from its facts; anything else as written (a note's text).
+export function activityText(a) {
+  const c = a.call;
+  if (!c) return a.summary || a.body || '';
+  const outcome = c.answered_by && c.outcome === 'answered'
+    ? t('timeline.answered_by', { ext: c.answered_by })
+    : tId('outcome', c.outcome, c.outcome).toLowerCase();
+  const parts = [t('timeline.call', { direction: tId('direction', c.direction, c.direction), outcome })];
+  if (c.talk_seconds) parts.push(duration(c.talk_seconds));
+  const text = parts.join(', ');  // "inbound call, ..." opens the line: "Inbound call, ..."
+  return text.charAt(0).toLocaleUpperCase(lang) + text.slice(1);
+}
+
 export function countryName(code) {
   if (!code) return '';
   try {

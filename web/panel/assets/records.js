@@ -4,7 +4,7 @@
 // company, phones) and, for a lead, the qualification script and the conversion to a contact.
 // Everything from the CRM is put on the page as text.
 import { api, clear, h } from './dom.js';
-import { countryName, language, number, t, tId, when } from './i18n.js';
+import { activityText, countryName, language, number, t, tId, when } from './i18n.js';
 import { buildQualification } from './qualify.js';
 import { insightList } from './insight.js';
 import { announce, callButton, errorText, toast } from './ui.js';
@@ -113,7 +113,7 @@ export function installRecords(app) {
             h('h3', {}, t('records.emails')), (p.emails || []).length ? emails : h('p', { class: 'muted' }, '—')),
           h('section', {}, h('h3', {}, t('records.timeline')),
             activities.length
-              ? h('ul', { class: 'timeline' }, activities.map((a) => h('li', {}, h('span', { class: `tl-kind tl-${a.kind}` }, tId('activity', a.kind, a.kind)), h('span', { class: 'tl-text' }, a.summary || a.body || ''), h('time', {}, when(a.at)))))
+              ? h('ul', { class: 'timeline' }, activities.map((a) => h('li', {}, h('span', { class: `tl-kind tl-${a.kind}` }, tId('activity', a.kind, a.kind)), h('span', { class: 'tl-text' }, activityText(a)), h('time', {}, when(a.at)))))
               : h('p', { class: 'muted' }, t('card.no_interactions')),
             h('h3', {}, t('card.open_follow_ups')),
             followUps.length
