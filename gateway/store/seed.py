@@ -13,6 +13,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.store.calllog import CallLog
 from gateway.store.db import Database
 from gateway.store.models import PersonType
 from gateway.store.repositories import (
@@ -22,7 +23,8 @@ from gateway.store.repositories import (
     PersonRepository,
 )
 
-DEMO_AGENTS = ("ana", "bruno", "carla")
+DEMO_EXTENSIONS = {"ana": "101", "bruno": "102", "carla": "103"}  # as gateway/panel/users.py
+DEMO_AGENTS = tuple(DEMO_EXTENSIONS)
 LAB_CALLER = "+34911234567"
 
 _FIRST = {
@@ -157,6 +159,7 @@ async def seed_demo(
     accounts_repo = AccountRepository(db, default_region)
     activities = ActivityRepository(db)
     tasks = FollowUpRepository(db)
+    calls = CallLog(db, default_region)
     countries = list(_FIRST)
     counts = {"accounts": 0, "contact": 0, "lead": 0, "merged": 0, "activities": 0, "tasks": 0}
     async with db.transaction():
@@ -196,8 +199,8 @@ async def seed_demo(
             },
         )
         counts["contact"] += 1
-        await activities.add(
-            lab.person.id, "call", "inbound call, answered by 101, talk 95 s", at=now - 3 * 86400
+        await _past_call(
+            calls, "lab", "inbound", "+34 911 23 45 67", "ana", True, 95.0, now - 3 * 86400
         )
         await activities.add(
             lab.person.id,
@@ -259,15 +262,21 @@ async def seed_demo(
             for _ in range(rng.choice((0, 0, 1, 2, 3))):
                 at = now - rng.uniform(0, 60) * 86400
                 if rng.random() < 0.5:
-                    summary = rng.choice(
-                        [
-                            "inbound call, answered",
-                            "outbound call, noanswer",
-                            "outbound call, answered",
-                            "inbound call, abandoned",
-                        ]
+                    # a past call in the log, as the tracker would have saved it: history,
+                    # reports and the card's timeline read it as any other call
+                    direction, answered = rng.choice(
+                        [("inbound", True), ("outbound", False), ("outbound", True)]
                     )
-                    await activities.add(pid, "call", summary, at=at)
+                    await _past_call(
+                        calls,
+                        f"{pid}-{counts['activities']}",
+                        direction,
+                        phones[0]["number"],
+                        data["owner"],
+                        answered,
+                        round(rng.uniform(20, 600)) if answered else 0.0,
+                        at,
+                    )
                 else:
                     await activities.add(
                         pid, "note", rng.choice(_NOTES), at=at, author=data["owner"]
@@ -284,6 +293,42 @@ async def seed_demo(
         counts["merged"],
         counts["activities"],
         counts["tasks"],
+    )
+
+
+async def _past_call(
+    log: CallLog,
+    key: str,
+    direction: str,
+    number: str,
+    agent: str,
+    answered: bool,
+    talk: float,
+    at: float,
+) -> None:
+    """A finished call between ``number`` and ``agent``'s extension, into the call log (which
+    adds it to the number's person's timeline)."""
+    ext = DEMO_EXTENSIONS[agent]
+    ring = 6.0
+    await log.save(
+        {
+            "id": f"seed:{key}",
+            "pbx": "demo-pbx",
+            "linkedid": f"seed-{key}",
+            "direction": direction,
+            "caller": number if direction == "inbound" else ext,
+            "dialed": number if direction == "outbound" else "",
+            "outcome": "answered" if answered else "noanswer",
+            "started_at": at,
+            "answered_at": at + ring if answered else None,
+            "ended_at": at + ring + talk,
+            "ring_seconds": ring,
+            "talk_seconds": talk if answered else None,
+            "total_seconds": ring + talk,
+            "answered_by": ext if answered else None,
+            "agents_rang": [ext],
+            "agents_answered": [ext] if answered else [],
+        }
     )
 
 
