@@ -31,6 +31,7 @@ from gateway.access import ROLE_SCOPES
 from gateway.ami.events import AmiEvent, ResyncSnapshot
 from gateway.api.auth import Principal
 from gateway.calls.events import CallAnswered, CallEnded, CallRinging
+from gateway.cluster.relay import NoOwner, RelayLost
 from gateway.config import GatewayConfig
 from gateway.errors import AmiError, ApiError
 from gateway.lookup.card import CallerCard
@@ -73,6 +74,16 @@ from gateway.store.validation import FieldError
 log = logging.getLogger("gateway.panel")
 
 MISSED = ("noanswer", "abandoned", "busy")
+# the wrap-up was saved but the after-call work the PBX's owner runs could not be ended there
+# (clustered: docs/scale-out.md); shown by the panel as ``wrapup.pbx_warning``
+AFTER_CALL_NOT_ENDED = (
+    "Saved, but the phone system is not reachable right now to end your after-call work;"
+    " your queues may keep you paused until it ends on its own."
+)
+AFTER_CALL_UNCONFIRMED = (
+    "Saved, but the phone system did not confirm the end of your after-call work;"
+    " your queues may keep you paused until it ends on its own."
+)
 PENDING_WRAPUPS_KEPT = 200  # per user, newest first (the desk's pending list holds as many)
 # how often open sockets are checked against the sessions table, which `centralita user`
 # changes from another process (changes made through the API take effect at once)
@@ -190,6 +201,11 @@ class PanelService:
             clock,
             relay=self.relay,
         )
+        if self.relay is not None:
+            # what only a PBX's owner keeps of a desk: its after-call work (timer and queue
+            # pause), and the parts of a tab's state it alone knows
+            self.relay.handle("desk.aftercall", self._serve_after_call)
+            self.relay.handle("desk.state", self._serve_state)
         self.dispositions = {d.id: d.label for d in s.dispositions}
         self._pending: dict[str, _Pending] = {}
         self._cards: dict[str, dict[str, Any]] = {}
@@ -753,13 +769,34 @@ class PanelService:
                 session.username, session.display_name, session.role.value, session.extensions
             )
             self.board.set_status(session.username, status, reason, now)
-        if not self.aftercall.chose(session.username):
-            # on a call: kept as pending (shown so) and applied, with the queues, at its end
-            self._publish_presence(session.username)
-            return {**agent.to_json(), "pbx_warning": ""}
-        warning = await self._queue_pause(session.extensions, status == PAUSED, reason)
-        self._publish_presence(session.username)
+        acw = agent.shared_after_call if agent.after_call_until is None else None
+        pbx = acw[1].partition(":")[0] if acw is not None and acw[1] else ""
+        if self._owned_elsewhere(pbx):
+            # in after-call work the PBX's owner runs: the choice ends it there, and the
+            # owner sends the queue action (its timer must not apply the old choice later)
+            body = {"op": "presence", "username": session.username, "status": status,
+                    "reason": reason, "at": agent.status_at}  # fmt: skip
+            ended, warning = await self._after_call_on_owner(pbx, body)
+            if ended or warning:
+                if ended:  # as the owner's share will say in a moment
+                    self.board.share_after_call(pbx, session.username, None)
+                self._publish_presence(session.username)
+                return {**agent.to_json(), "pbx_warning": warning}
+        warning = await self._choose(session.username, session.extensions, status, reason)
         return {**agent.to_json(), "pbx_warning": warning}
+
+    async def _choose(
+        self, username: str, extensions: tuple[str, ...], status: str, reason: str
+    ) -> str:
+        """Apply a presence the agent chose (already on the board): to the queues now, or,
+        on a call, kept as pending and applied at its end. Returns the PBX's warning."""
+        if not self.aftercall.chose(username):
+            # on a call: kept as pending (shown so) and applied, with the queues, at its end
+            self._publish_presence(username)
+            return ""
+        warning = await self._queue_pause(extensions, status == PAUSED, reason)
+        self._publish_presence(username)
+        return warning
 
     async def _queue_pause(self, extensions: tuple[str, ...], paused: bool, reason: str) -> str:
         if not extensions:
@@ -793,13 +830,27 @@ class PanelService:
         seq, epoch = self.hub.last_seq(session.username), self.hub.epoch
         if self.shared_board is not None:
             await self.shared_board.calls.settle()
-        doc = self.state_of(session)
+        owned = await self._asked_of_owners(session.username)
+        doc = self.state_of(session, owned)
         if self.hub.epoch == epoch:
             doc["seq"] = seq
         return doc
 
-    def state_of(self, session: Session) -> dict[str, Any]:
+    def state_of(
+        self, session: Session, owned: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """The tab's state; ``owned``: what the owners of the PBXs this instance does not
+        run keep of the agent (``_owned_state``, through the relay)."""
         agent = self.board.agents.get(session.username)
+        mine = self._owned_state(session.username, None)
+        for part in owned or ():
+            mine["clicktocall"] += part["clicktocall"]
+            mine["held"] += part["held"]
+            mine["consulting"].update(part["consulting"])
+            mine["spy"] = mine["spy"] or part["spy"]
+        presence = agent.to_json() if agent else None
+        if presence is not None and presence["spy"] is None:
+            presence["spy"] = mine["spy"]
         calls = [
             # (a call another instance owns comes with the card its owner found)
             {"call": c.to_json(), "card": self._cards.get(c.key, c.card)}
@@ -807,16 +858,123 @@ class PanelService:
         ]
         return {
             "me": session.to_json(),
-            "presence": agent.to_json() if agent else None,
+            "presence": presence,
             "calls": calls,
-            "clicktocall": [a.to_json() for a in self.clicktocall.of(session.username)],
+            "clicktocall": mine["clicktocall"],
             "dispositions": [{"id": k, "label": v} for k, v in self.dispositions.items()],
             "after_call_seconds": self.aftercall.seconds,
-            "held": self.controls.held_of(session.username),
-            "consulting": self.controls.consulting_of(session.username),
+            "held": mine["held"],
+            "consulting": mine["consulting"],
             "seq": self.hub.last_seq(session.username),
             "epoch": self.hub.epoch,
         }
+
+    # -- what only a PBX's owner keeps (clustered: asked of it through the relay) -------------
+
+    def _owned_elsewhere(self, pbx: str) -> bool:
+        """Whether another instance of the cluster runs ``pbx``'s link (not this one)."""
+        return self.relay is not None and pbx in self.links and not self.relay.local(pbx)
+
+    def _owned_state(self, username: str, pbx: str | None) -> dict[str, Any]:
+        """What this instance, as the owner of ``pbx`` (None: of every PBX it runs), keeps of
+        the agent's desk: click-to-calls in progress, calls on hold and in an attended
+        transfer, a supervisor listening in."""
+
+        def on(key: str) -> bool:
+            return pbx is None or key.partition(":")[0] == pbx
+
+        agent = self.board.agents.get(username)
+        attempts = self.clicktocall.of(username)
+        return {
+            "clicktocall": [a.to_json() for a in attempts if pbx is None or a.pbx == pbx],
+            "held": [k for k in self.controls.held_of(username) if on(k)],
+            "consulting": {k: c for k, c in self.controls.consulting_of(username).items() if on(k)},
+            "spy": agent.to_json()["spy"] if agent is not None else None,
+        }
+
+    async def _serve_state(self, pbx: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Another instance loads a tab's state: this owner's part of it."""
+        username = body.get("username")
+        if not isinstance(username, str) or not 0 < len(username) <= 100:
+            raise ApiError(400, "bad_request", "That state request is not valid.")
+        return self._owned_state(username, pbx)
+
+    async def _asked_of_owners(self, username: str) -> list[dict[str, Any]]:
+        """``_owned_state`` of the agent from the owner of each PBX this instance does not
+        run; a PBX whose owner does not answer adds nothing (the tab's messages follow)."""
+        pbxs = [p for p in self.links if self._owned_elsewhere(p)]
+        if self.relay is None or not pbxs:
+            return []
+        relay = self.relay
+
+        async def ask(pbx: str) -> dict[str, Any] | None:
+            try:
+                doc = await relay.call(pbx, "desk.state", {"username": username}, within=1.0)
+            except (NoOwner, RelayLost, ApiError, AmiError) as e:
+                log.info("panel: the state of %s lacks pbx=%s's part: %s", username, pbx, e)
+                return None
+            return _owned_part(doc)
+
+        return [doc for doc in await asyncio.gather(*map(ask, pbxs)) if doc is not None]
+
+    async def _wrapped_up(self, username: str, call_id: str) -> str:
+        """The wrap-up of ``call_id`` was saved: the after-call work it started ends, here or
+        on the PBX's owner. Returns a warning for the agent ('' when ended or none)."""
+        if self.aftercall.wrapped_up(username, call_id):
+            return ""
+        pbx = call_id.partition(":")[0]
+        if not self._owned_elsewhere(pbx):
+            return ""
+        body = {"op": "wrapup", "username": username, "call_id": call_id}
+        ended, warning = await self._after_call_on_owner(pbx, body)
+        if ended:  # as the owner's share will say in a moment
+            self.board.share_after_call(pbx, username, None)
+        return warning
+
+    async def _after_call_on_owner(self, pbx: str, body: dict[str, Any]) -> tuple[bool, str]:
+        """Ask the owner of ``pbx`` to end the agent's after-call work (``_serve_after_call``):
+        (ended there, a warning for the agent)."""
+        assert self.relay is not None
+        timeout = next((p.action_timeout for p in self.cfg.pbx if p.name == pbx), 5.0)
+        try:  # the owner may send a QueuePause per extension first (a presence chosen)
+            result = await self.relay.call(pbx, "desk.aftercall", body, within=3 * timeout + 1)
+        except NoOwner as e:
+            log.warning("panel: after-call work of %s not ended on pbx=%s: %s",
+                        body["username"], pbx, e)  # fmt: skip
+            return False, AFTER_CALL_NOT_ENDED
+        except (RelayLost, ApiError, AmiError) as e:
+            log.warning("panel: after-call work of %s on pbx=%s not confirmed: %s",
+                        body["username"], pbx, e)  # fmt: skip
+            return False, AFTER_CALL_UNCONFIRMED
+        if not isinstance(result, dict):
+            return False, AFTER_CALL_UNCONFIRMED
+        return result.get("ended") is True, str(result.get("pbx_warning") or "")[:400]
+
+    async def _serve_after_call(self, pbx: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Another instance's agent ended the after-call work this owner runs: their wrap-up
+        was saved (``wrapup``) or they chose a presence (``presence``), as on this instance."""
+        op, username = body.get("op"), body.get("username")
+        if not isinstance(username, str) or not 0 < len(username) <= 100:
+            raise ApiError(400, "bad_request", "That after-call request is not valid.")
+        if op == "wrapup":
+            call_id = body.get("call_id")
+            if not isinstance(call_id, str) or len(call_id) > 200:
+                raise ApiError(400, "bad_request", "That after-call request is not valid.")
+            return {"ended": self.aftercall.wrapped_up(username, call_id), "pbx_warning": ""}
+        status, reason, at = body.get("status"), body.get("reason"), body.get("at")
+        if op != "presence" or status not in (AVAILABLE, PAUSED) or not isinstance(reason, str):
+            raise ApiError(400, "bad_request", "That after-call request is not valid.")
+        if not isinstance(at, int | float) or not _is_date(float(at)):
+            raise ApiError(400, "bad_request", "That after-call request is not valid.")
+        agent = self.board.agents.get(username)
+        if agent is None or agent.after_call_until is None:
+            return {"ended": False, "pbx_warning": ""}  # over already: the choice is theirs
+        reason = reason[:60]
+        # the choice reaches this board with the agent's seat too; taken now, so that the
+        # end of the after-call work applies it
+        self.board.set_status(username, status, reason, float(at))
+        warning = await self._choose(username, agent.extensions, status, reason)
+        return {"ended": True, "pbx_warning": warning}
 
     def board_of(self, session: Session) -> dict[str, Any]:
         if not session.role.sees_everyone:
@@ -950,7 +1108,7 @@ class PanelService:
                 "DELETE FROM pending_wrapups WHERE username = ? AND call_id = ?",
                 (session.username, call_id),
             )
-        self.aftercall.wrapped_up(session.username, call_id)  # ends its after-call work
+        warning = await self._wrapped_up(session.username, call_id)  # ends its after-call work
         person_id = call.get("person_id")
         label = self.dispositions.get(disposition, "")
         task = None
@@ -991,6 +1149,7 @@ class PanelService:
             "notes": notes,
             "disposition": disposition,
             "follow_up": task.to_dict() if task else None,
+            "pbx_warning": warning,
         }
 
     async def create_person(self, session: Session, body: Any) -> dict[str, Any]:
@@ -1105,6 +1264,21 @@ def _follow_up_time(value: Any) -> float | None:
     if isinstance(value, str):
         return _time_param(value, "follow_up_at")
     raise ApiError(400, "bad_time", "follow_up_at: expected a date or epoch seconds")
+
+
+def _owned_part(doc: Any) -> dict[str, Any] | None:
+    """An owner's ``_owned_state`` as it came through Redis, or None if it is not one."""
+    if not isinstance(doc, dict):
+        return None
+    attempts, held = doc.get("clicktocall"), doc.get("held")
+    consulting, spy = doc.get("consulting"), doc.get("spy")
+    if not (isinstance(attempts, list) and all(isinstance(a, dict) for a in attempts)):
+        return None
+    if not (isinstance(held, list) and all(isinstance(k, str) for k in held)):
+        return None
+    if not isinstance(consulting, dict) or not (spy is None or isinstance(spy, dict)):
+        return None
+    return {"clicktocall": attempts, "held": held, "consulting": consulting, "spy": spy}
 
 
 def _is_date(f: float) -> bool:
