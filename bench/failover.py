@@ -16,12 +16,17 @@ seconds A is killed with SIGKILL (no code of it runs: no lease release, no Logof
 on for ``--after`` seconds. Printed per run:
 
 * the takeover: from the kill until B's /health says B owns the PBX and is logged in;
-* the gap: from the kill until the first pop-up of a call that rang after it;
+* the gap: from the kill until the first pop-up of a call that started ringing after it (the
+  frame that starts the phone's ring: DialBegin);
 * the pop-ups of calls that began ringing before B took over: how many came, and how late;
 * the calls whose pop-up never came;
 * with ``--postgres``, once every call has ended: the calls in the shared call log, those
   missing from it (a call that ended while nobody owned the PBX, unless B's witness saw it:
   ``--no-witness`` turns it off to compare) and those logged twice.
+
+These figures are bench/failover_gap.py's, which ``bench/popup_latency.py --instances 2`` prints
+too, at 10,000 agents, half of them with their socket on the owner (gone with it); there the
+owner is the app ``centralita run`` serves, started by the bench in a process of its own.
 
 ``--lease`` and ``--renew`` are the cluster's ``lease_seconds`` and ``renew_seconds`` (the
 defaults of gateway/cluster/settings.py when not given).
@@ -35,7 +40,6 @@ import json
 import random
 import signal
 import socket
-import statistics
 import sys
 import tempfile
 import time
@@ -47,7 +51,8 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.popup_latency import TimedPbx  # noqa: E402
+from bench.failover_gap import Failover, describe, failover_figures, owns, until  # noqa: E402
+from bench.popup_latency import TimedPbx, drive_calls  # noqa: E402
 from gateway.cluster.settings import ClusterSettings  # noqa: E402
 from gateway.config import StoreSettings  # noqa: E402
 from gateway.panel.users import HASHER  # noqa: E402
@@ -108,12 +113,7 @@ cluster: {{redis_url: "{redis_url}", instance: {name}{lease}}}
 
     async def owns(self, http: aiohttp.ClientSession) -> bool:
         """This instance holds the PBX's lease and its link is logged in."""
-        try:
-            async with http.get(f"{self.url}/health") as r:
-                (line,) = (await r.json())["pbx"]
-        except (aiohttp.ClientError, ValueError, KeyError):
-            return False
-        return bool(line["this_instance_owns"] and line["logged_in"])
+        return await owns(http, self.url)
 
     async def sign_in(self, http: aiohttp.ClientSession, username: str) -> str:
         async with http.post(
@@ -132,18 +132,10 @@ cluster: {{redis_url: "{redis_url}", instance: {name}{lease}}}
                 await self.proc.wait()
 
 
-async def until(condition: Any, within: float, what: str) -> float:
-    t0 = time.monotonic()
-    while not await condition():
-        if time.monotonic() - t0 > within:
-            raise SystemExit(f"timed out after {within:g} s waiting for {what}")
-        await asyncio.sleep(0.02)
-    return time.monotonic() - t0
-
-
 async def one_run(
     args: argparse.Namespace, run: int, password_hash: str, pg: PostgresServer | None
-) -> dict[str, Any]:
+) -> tuple[Failover, dict[str, Any]]:
+    """One kill: its figures, and with ``--postgres`` the shared call log's."""
     root = Path(tempfile.mkdtemp(prefix="centralita-failover-"))
     store_url = "" if pg is None else await pg.empty_database()
     redis = RedisServer()
@@ -190,25 +182,8 @@ async def one_run(
         await asyncio.wait_for(connected.wait(), 30)
         await asyncio.sleep(0.5)
 
-        started: list[str] = []  # linkedids, in order
-
-        async def ring(seconds: float) -> None:
-            t0 = time.monotonic()
-            for i in range(int(args.rate * seconds)):
-                delay = t0 + i / args.rate - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                ext = extensions[len(started) % len(extensions)]
-                lid = pbx.start_call(
-                    "inbound_answered",
-                    agent=ext,
-                    caller=f"+3460{random.randrange(10**7):07d}",
-                    ring_seconds=2.0,
-                    talk_seconds=3.0,
-                )
-                started.append(lid)
-
-        await ring(args.before)
+        # linkedids, in order: call i rings the agent at extensions[i % len(extensions)]
+        started = await drive_calls(pbx, extensions, args.rate, args.before)
         assert a.proc is not None
         killed = time.time()
         a.proc.kill()
@@ -218,28 +193,13 @@ async def one_run(
             took.append(await until(lambda: b.owns(http), 60, "instance B to take over"))
 
         watcher = asyncio.create_task(watch_takeover())
-        await ring(args.after)
+        started += await drive_calls(pbx, extensions, args.rate, args.after, first=len(started))
         await watcher
         await asyncio.sleep(3)  # the last pop-ups
-        taken_at = killed + took[0]
-        # (linkedid, when its first frame left the PBX)
-        rings = [(lid, pbx.first_sent[lid]) for lid in started if lid in pbx.first_sent]
-        after = [(lid, t) for lid, t in rings if t >= killed]
-        in_gap = [(lid, t) for lid, t in after if t < taken_at]
-        first_after = min((arrivals[lid] for lid, _ in after if lid in arrivals), default=None)
-        late = [(arrivals[lid] - t) * 1000 for lid, t in in_gap if lid in arrivals]
+        # (linkedid, when the PBX started its ring)
+        rings = [(lid, pbx.ring_sent[lid]) for lid in started if lid in pbx.ring_sent]
         log = await call_log(b.store, [f"bench:{lid}" for lid in started]) if pg else {}
-        return {
-            **log,
-            "takeover": took[0],
-            "gap": None if first_after is None else first_after - killed,
-            "calls": len(rings),
-            "in_gap": len(in_gap),
-            "in_gap_popped": len(late),
-            "in_gap_late_ms": late,
-            "missing": sum(1 for lid, _ in rings if lid not in arrivals),
-            "missing_before": sum(1 for lid, t in rings if t < killed and lid not in arrivals),
-        }
+        return failover_figures(rings, arrivals, killed, took[0]), log
     finally:
         for task in sockets:
             task.cancel()
@@ -309,22 +269,14 @@ async def report_run(
     args: argparse.Namespace, run: int, password_hash: str, pg: PostgresServer | None
 ) -> list[float]:
     """One run, printed; its gap (empty if no pop-up came after the kill)."""
-    r = await one_run(args, run, password_hash, pg)
-    late = r["in_gap_late_ms"]
-    gap = "never" if r["gap"] is None else f"{r['gap']:.2f} s"
-    print(
-        f"run {run}: takeover {r['takeover']:.2f} s, gap until the next pop-up {gap};"
-        f" {r['in_gap']} calls rang before B took over, {r['in_gap_popped']} of them popped"
-        + (f" (after {statistics.median(late) / 1000:.2f} s median)" if late else "")
-        + f"; calls without a pop-up: {r['missing']} of {r['calls']}"
-        f" ({r['missing_before']} before the kill)"
-    )
-    if "logged" in r:
+    r, log = await one_run(args, run, password_hash, pg)
+    print(f"run {run}: {describe(r, 'B')}")
+    if log:
         print(
-            f"  shared call log: {r['logged']} of {r['calls']} calls logged,"
-            f" {r['not_logged']} not logged, {r['twice']} logged twice"
+            f"  shared call log: {log['logged']} of {r.calls} calls logged,"
+            f" {log['not_logged']} not logged, {log['twice']} logged twice"
         )
-    return [] if r["gap"] is None else [r["gap"]]
+    return [] if r.gap is None else [r.gap]
 
 
 if __name__ == "__main__":

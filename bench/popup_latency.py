@@ -1,4 +1,4 @@
-"""Ring-to-pop-up latency with 1,000 agents connected and 50 new calls per second.
+"""Ring-to-pop-up latency, 1,000 agents, 50 new calls/s; with --instances 2 the failover gap too.
 
 The server process runs the simulated PBX (real AMI over TCP on loopback), the gateway (AMI
 link, tracker, store lookup) and the panel's websocket hub. A separate process holds 1,000
@@ -12,18 +12,30 @@ simulator replays (the burst before the ring). Both processes read the same wall
 
     python bench/popup_latency.py [--agents 1000] [--rate 50] [--seconds 20]
         [--stages] [--pbx-process] [--clients N] [--agents-after-settle] [--profile FILE]
-        [--instances 2]
+        [--instances 2 [--kill-after 2] [--failover-seconds 8]]
 
 ``--instances 2`` runs a cluster (docs/scale-out.md): a redis-server on loopback (Debian's,
-as the tests start it), instance A in the server process (it owns the PBX, tracks the calls
-and publishes the pop-ups) and instance B in a process of its own; the agents are split
-between them (every other one connects to B), so half the pop-ups cross Redis to reach their
-socket. Each agent is signed in only on the instance that holds their socket: A seats its
-half, B its own, and A (the PBX owner) learns B's through the shared board in Redis
-(gateway/cluster/board.py). Each instance has its own SQLite store; B is handed a copy of the
-session rows A made for B's agents (sessions are not shared across instances yet). Latency is
-the same span, measured for every agent wherever its socket is; RSS per connection adds both
-instances' growth.
+as the tests start it), instance A, the PBX owner (it tracks the calls and publishes the
+pop-ups), in a process of its own, and instance B, the standby, in the bench's process; A
+starts first, so it takes the PBX's lease. The agents are split between them (every other one
+connects to A), so half the pop-ups cross Redis to reach their socket. Each agent is signed in
+only on the instance that holds their socket: the bench makes every session in B's store and
+moves A's half to A's before either serves (each instance has its own SQLite store; sessions
+are not shared across instances yet); A (the PBX owner) learns B's agents through the shared
+board in Redis (gateway/cluster/board.py). Latency is the same span, measured for every agent
+wherever its socket is; RSS per connection adds both instances' growth; the GC, loop-lag and
+RSS-while-ringing lines are B's (this process), A's loop lag and CPU are printed beside them.
+
+Then, in the same run and with the same agents connected, the failover phase: calls ring on at
+``--rate`` for ``--kill-after`` (2) + ``--failover-seconds`` (8) s, and ``--kill-after`` s in A
+is killed with SIGKILL, as a crash would (no lease release, no Logoff: that is why A is not
+the bench's own process). The agents whose socket was on A lose it (counted and printed; here
+they do not reconnect); only the calls at B's agents count for the figures, measured as
+bench/failover.py measures them (bench/failover_gap.py): the takeover (from the kill until B's
+/health says B owns the PBX and is logged in), the gap (from the kill until the first pop-up
+of a call that started ringing after it), the calls that started ringing before B took over
+(how many popped, how late) and the calls whose pop-up never came. ``--stages`` times the
+PBX owner's path in the bench's process: it is not available with ``--instances 2``.
 
 ``--stages`` also prints where the time goes, per call: the PBX's own gap from the first frame
 of the burst to the frame that starts the ring (DialBegin, 2.7 ms of the capture's timeline
@@ -62,8 +74,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import aiohttp
 from aiohttp import web
 
+from bench.failover_gap import describe, failover_figures, owns, until
 from gateway.app import Gateway, create_app, settle
 from gateway.config import GatewayConfig, PbxSettings, StoreSettings
 from gateway.panel.routes import PANEL
@@ -122,13 +136,13 @@ def rss_kib() -> int:
 
 
 def agents_process(
-    url: str, origin: str, tokens: list[str], ready: Any, results: Any, stop: Any
+    url: str, origin: str, tokens: list[str], ready: Any, results: Any, measured: Any, stop: Any
 ) -> None:
-    asyncio.run(_agents(url, origin, tokens, ready, results, stop))
+    asyncio.run(_agents(url, origin, tokens, ready, results, measured, stop))
 
 
 async def _agents(
-    url: str, origin: str, tokens: list[str], ready: Any, results: Any, stop: Any
+    url: str, origin: str, tokens: list[str], ready: Any, results: Any, measured: Any, stop: Any
 ) -> None:
     import websockets
 
@@ -137,24 +151,31 @@ async def _agents(
     lags: list[float] = []
 
     async def agent(token: str) -> None:
-        async with websockets.connect(
-            url,
-            origin=origin,
-            additional_headers={"Cookie": f"centralita_session={token}"},
-            max_queue=None,
-            compression=None,
-        ) as ws:
-            connected.append(1)
-            if len(connected) == len(tokens):
-                all_in.set()
-            async for raw in ws:
-                now = time.time()
-                counts["messages"] += 1
-                if '"type":"call.ringing"' in raw:
-                    linkedid = json.loads(raw)["data"]["call"]["linkedid"]
-                    arrivals.setdefault(linkedid, now)
+        try:
+            async with websockets.connect(
+                url,
+                origin=origin,
+                additional_headers={"Cookie": f"centralita_session={token}"},
+                max_queue=None,
+                compression=None,
+            ) as ws:
+                connected.append(1)
+                if len(connected) == len(tokens):
+                    all_in.set()
+                async for raw in ws:
+                    now = time.time()
+                    counts["messages"] += 1
+                    if '"type":"call.ringing"' in raw:
+                        linkedid = json.loads(raw)["data"]["call"]["linkedid"]
+                        arrivals.setdefault(linkedid, now)
+        except websockets.ConnectionClosed:
+            pass
+        # the socket closed under it (its instance was killed: --instances 2); the
+        # cancellation at the end of the run skips this
+        lost[0] += 1
 
     connected: list[int] = []
+    lost = [0]
     all_in = asyncio.Event()
     tasks = []
     for i in range(0, len(tokens), 100):  # connect in waves: a SYN flood helps nobody
@@ -165,14 +186,25 @@ async def _agents(
     gc.disable()
     watcher = asyncio.create_task(watch_loop(lags))
     ready.set()
-    # the server tells us when traffic is over by setting ``stop``
+    # the server tells us when the latency phase is over (``measured``: the lag figure is
+    # its, not the failover phase's, when thousands of sockets may close at once) and when
+    # traffic is over (``stop``)
     loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, measured.wait)
+    in_phase = len(lags)
     await loop.run_in_executor(None, stop.wait)
     watcher.cancel()
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    results.put({"arrivals": arrivals, "messages": counts["messages"], "lags": lags})
+    results.put(
+        {
+            "arrivals": arrivals,
+            "messages": counts["messages"],
+            "lags": lags[:in_phase],
+            "lost": lost[0],
+        }
+    )
 
 
 # -- stage stamps (--stages) ------------------------------------------------------------------
@@ -301,8 +333,10 @@ def print_stages(
 
 
 async def drive_calls(
-    pbx: TimedPbx, extensions: list[str], rate: float, seconds: float
+    pbx: TimedPbx, extensions: list[str], rate: float, seconds: float, first: int = 0
 ) -> list[str]:
+    """Start ``rate`` calls a second for ``seconds``, the call numbered k (from ``first``) at
+    the agent at ``extensions[k % len(extensions)]``; their linkedids, in order."""
     t0 = time.monotonic()
     started: list[str] = []
     for i in range(int(rate * seconds)):
@@ -310,7 +344,7 @@ async def drive_calls(
         delay = due - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        ext = extensions[i % len(extensions)]
+        ext = extensions[(first + i) % len(extensions)]
         caller = f"+3460{random.randrange(10**7):07d}"
         started.append(
             pbx.start_call(
@@ -328,8 +362,9 @@ def pbx_process(
     port: Any,
     go: Any,
     results: Any,
+    more: Any,
 ) -> None:
-    asyncio.run(_pbx(extensions, rate, seconds, stages, port, go, results))
+    asyncio.run(_pbx(extensions, rate, seconds, stages, port, go, results, more))
 
 
 async def _pbx(
@@ -340,7 +375,9 @@ async def _pbx(
     port: Any,
     go: Any,
     results: Any,
+    more: Any,
 ) -> None:
+    """The latency phase's calls, then (``more``: seconds, 0 for none) the failover phase's."""
     pbx = TimedPbx(flavour="pjsip", rng=random.Random(1))
     pbx.queues.clear()
     await pbx.start()
@@ -358,61 +395,140 @@ async def _pbx(
             "sent_log": pbx.sent_log,
         }
     )
+    seconds = await asyncio.get_running_loop().run_in_executor(None, more.get)
+    if seconds:  # --instances 2: calls go on while the owner is killed
+        more_started = await drive_calls(pbx, extensions, rate, seconds, first=len(started))
+        await asyncio.sleep(3)  # the last pop-ups (a call rings 2 s)
+        results.put({"started": more_started, "ring_sent": pbx.ring_sent})
     await pbx.stop()
 
 
-# -- instance B (--instances 2) ----------------------------------------------------------------
+# -- instance A, the PBX owner (--instances 2) --------------------------------------------------
 
 
-def instance_b_process(
-    db_a: str, agents: list[str], pbx_port: int, redis_url: str, out: Any, go: Any, done: Any
-) -> None:
-    asyncio.run(_instance_b(db_a, agents, pbx_port, redis_url, out, go, done))
+def owner_process(*args: Any) -> None:
+    """The entry point of A's process: ``_owner(*args)``."""
+    asyncio.run(_owner(*args))
 
 
-async def copy_sessions(db: Any, db_a: str, agents: list[str]) -> None:
-    """The users of A's store, and the sessions A made for ``agents``, into this one's:
-    sessions are not shared across instances yet (docs/scale-out.md), so the bench hands B
-    the ones A made for B's agents (signed in on B only; A seats them through Redis)."""
-    await db.conn.execute("ATTACH DATABASE ? AS a", (db_a,))
+async def copy_sessions(db: Any, db_from: str, agents: list[str]) -> None:
+    """The users of another instance's store, and the sessions it made for ``agents``, into
+    this one's: sessions are not shared across instances yet (docs/scale-out.md), so the
+    bench hands each instance the ones of the agents whose socket it holds (each agent is
+    signed in there only; the PBX owner seats the others through Redis)."""
+    await db.conn.execute("ATTACH DATABASE ? AS other", (db_from,))
     async with db.transaction() as conn:
-        await conn.execute("INSERT OR IGNORE INTO users SELECT * FROM a.users")
+        await conn.execute("INSERT OR IGNORE INTO users SELECT * FROM other.users")
         await conn.execute(
-            "INSERT OR IGNORE INTO sessions SELECT * FROM a.sessions"
+            "INSERT OR IGNORE INTO sessions SELECT * FROM other.sessions"
             " WHERE username IN (SELECT value FROM json_each(?))",
             (json.dumps(agents),),
         )
-    await db.conn.execute("DETACH DATABASE a")
+    await db.conn.execute("DETACH DATABASE other")
 
 
-async def _instance_b(
-    db_a: str, agents: list[str], pbx_port: int, redis_url: str, out: Any, go: Any, done: Any
+async def _owner(
+    db_b: str,
+    agents: list[str],
+    total: int,
+    pbx_port: int,
+    redis_url: str,
+    settle_first: bool,
+    freeze: bool,
+    out: Any,
+    ctl: Any,
 ) -> None:
-    """A second gateway on the same Redis, with its own store: standby for the PBX, it holds
-    half the sockets."""
+    """Instance A: started first, it takes the PBX's lease and tracks every call; it holds
+    the sockets of ``agents``. In a process of its own so that the failover phase can kill
+    it with SIGKILL, as a crash would (no lease release, no Logoff). It answers the bench on
+    ``out`` at each step the bench asks for on ``ctl``."""
     from gateway.cluster.settings import ClusterSettings
 
     cfg = GatewayConfig(
         pbx=[PbxSettings(name="bench", port=pbx_port, username="gateway", secret="gw-lab-secret")],
-        store=StoreSettings(path=str(Path(db_a).with_name("bench-b.db"))),
-        cluster=ClusterSettings(redis_url=redis_url, instance="bench-b"),
+        store=StoreSettings(path=str(Path(db_b).with_name("bench-a.db"))),
+        cluster=ClusterSettings(redis_url=redis_url, instance="bench-a"),
     )
     gw = Gateway(cfg)
     app = await create_app(cfg, gw)
-    await copy_sessions(gw.db, db_a, agents)
+    await copy_sessions(gw.db, db_b, agents)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    await settle(gw)
+    for _ in range(3000):  # the lease is free: it takes it at once, then logs in
+        if gw.links["bench"].health().logged_in:
+            break
+        await asyncio.sleep(0.01)
+    else:
+        raise SystemExit("instance A did not log in to the PBX within 30 s")
+    if settle_first and freeze:
+        await settle(gw)
     loop = asyncio.get_running_loop()
     out.put((port, rss_kib()))
-    await loop.run_in_executor(None, go.wait)  # the agents are in
     panel = app[PANEL]
-    out.put((panel.hub.connections(), rss_kib()))
-    await loop.run_in_executor(None, done.wait)
+    deadline = time.monotonic() + 30  # B's agents, from the shared board
+    while sum(a.signed_in for a in panel.board.agents.values()) < total:
+        if time.monotonic() > deadline:
+            raise SystemExit("instance A did not seat B's agents within 30 s")
+        await asyncio.sleep(0.05)
+    out.put("seated")
+    await loop.run_in_executor(None, ctl.get)  # the agents are in
+    conns, rss = panel.hub.connections(), rss_kib()
+    if freeze and not settle_first:
+        await settle(gw)
+    out.put((conns, rss))
+    lags: list[float] = []
+    watcher = asyncio.create_task(watch_loop(lags))
+    cpu0, sent0 = time.process_time(), panel.hub.messages_sent
+    await loop.run_in_executor(None, ctl.get)  # the latency phase is over
+    watcher.cancel()
+    out.put(
+        {
+            "cpu": time.process_time() - cpu0,
+            "sent": panel.hub.messages_sent - sent0,
+            "lags": sorted(lags),
+            "fanout": panel.fanout.health() if panel.fanout is not None else {},
+        }
+    )
+    await loop.run_in_executor(None, ctl.get)  # (the failover phase kills it first)
     await runner.cleanup()
+
+
+async def failover_phase(
+    args: argparse.Namespace,
+    a_proc: Any,
+    url_b: str,
+    extensions: list[str],
+    first: int,
+    pbx: TimedPbx | None,
+    pbx_more: Any,
+    pbx_results: Any,
+) -> tuple[float, float, list[str], dict[str, float]]:
+    """Calls ring at ``--rate`` for ``--kill-after`` + ``--failover-seconds``, numbered on
+    from ``first``; ``--kill-after`` s in, instance A (the owner) is killed with SIGKILL.
+    Returns when A was killed (``time.time``), how long B took to own the PBX and be logged
+    in (polling its /health), the calls started and when each began ringing."""
+    seconds = args.kill_after + args.failover_seconds
+    loop = asyncio.get_running_loop()
+    async with aiohttp.ClientSession() as http:
+        if pbx is not None:
+            ringing = asyncio.create_task(
+                drive_calls(pbx, extensions, args.rate, seconds, first=first)
+            )
+        else:
+            pbx_more.put(seconds)
+        await asyncio.sleep(args.kill_after)
+        killed = time.time()
+        a_proc.kill()
+        takeover = await until(lambda: owns(http, url_b), 60, "instance B to take over")
+    if pbx is not None:
+        started = await ringing
+        await asyncio.sleep(3)  # the last pop-ups (a call rings 2 s)
+        return killed, takeover, started, pbx.ring_sent
+    done = await loop.run_in_executor(None, pbx_results.get)
+    return killed, takeover, done["started"], done["ring_sent"]
 
 
 # -- the server ---------------------------------------------------------------------------------
@@ -423,11 +539,22 @@ async def main(args: argparse.Namespace) -> None:
     ctx = mp.get_context("spawn")
     extensions = [str(2000 + i) for i in range(args.agents)]
     pbx: TimedPbx | None = None
+    pbx_more = None
     if args.pbx_process:
         pbx_port, pbx_go, pbx_results = ctx.Queue(), ctx.Event(), ctx.Queue()
+        pbx_more = ctx.Queue()
         pbx_proc = ctx.Process(
             target=pbx_process,
-            args=(extensions, args.rate, args.seconds, args.stages, pbx_port, pbx_go, pbx_results),
+            args=(
+                extensions,
+                args.rate,
+                args.seconds,
+                args.stages,
+                pbx_port,
+                pbx_go,
+                pbx_results,
+                pbx_more,
+            ),
         )
         pbx_proc.start()
         port_of_pbx = await asyncio.get_running_loop().run_in_executor(None, pbx_port.get)
@@ -444,7 +571,8 @@ async def main(args: argparse.Namespace) -> None:
 
         redis_server = RedisServer()
         redis_server.start()
-        cluster = ClusterSettings(redis_url=redis_server.url, instance="bench-a")
+        # this process is instance B, the standby; A, the owner, runs in a process of its own
+        cluster = ClusterSettings(redis_url=redis_server.url, instance="bench-b")
     cfg = GatewayConfig(
         pbx=[
             PbxSettings(name="bench", port=port_of_pbx, username="gateway", secret="gw-lab-secret")
@@ -453,19 +581,11 @@ async def main(args: argparse.Namespace) -> None:
         cluster=cluster,
     )
     gw = Gateway(cfg)
-    app = await create_app(cfg, gw)  # the app `centralita run` serves
+    app = await create_app(cfg, gw)  # the app `centralita run` serves (its store open)
     panel = app[PANEL]
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    for _ in range(500):
-        if gw.links["bench"].health().logged_in:
-            break
-        await asyncio.sleep(0.01)
 
-    # 1,000 agents, each at their own extension, each with a session (no argon2 in the loop)
+    # the agents, each at their own extension, each with a session (no argon2 in the loop);
+    # the panel seats every session of its store as it starts
     tokens = []
     async with gw.db.transaction() as conn:
         await conn.executemany(
@@ -473,46 +593,60 @@ async def main(args: argparse.Namespace) -> None:
             " created_at, updated_at) VALUES (?, ?, 'agent', 'x', ?, 0, 0)",
             [(f"agent{e}", f"Agent {e}", json.dumps([e])) for e in extensions],
         )
-    for i, ext in enumerate(extensions):
+    for ext in extensions:
         user = User(f"agent{ext}", f"Agent {ext}", Role.AGENT, (ext,))
-        token, s = await panel.sessions.create(user, (ext,))
-        if i % args.instances == 0:  # the others sign in on B (below), not here
-            panel.board.sign_in(s.username, s.display_name, "agent", s.extensions)
-            if panel.shared_board is not None:  # as a sign-in through the panel announces it
-                panel.shared_board.changed(s.username)
+        token, _ = await panel.sessions.create(user, (ext,))
         tokens.append(token)
+    ports = []
+    a_proc = None
+    if redis_server is not None:
+        # instance A, started first so that it owns the PBX, with every other agent's session
+        # (moved there: each agent is signed in only where their socket is)
+        on_a = [f"agent{e}" for e in extensions[0::2]]
+        a_out, a_ctl = ctx.Queue(), ctx.Queue()
+        a_proc = ctx.Process(
+            target=owner_process,
+            args=(
+                str(state / "bench.db"),
+                on_a,
+                len(extensions),
+                port_of_pbx,
+                redis_server.url,
+                args.agents_after_settle,
+                not args.no_freeze,
+                a_out,
+                a_ctl,
+            ),
+        )
+        a_proc.start()
+        port_a, a_rss_before = await asyncio.get_running_loop().run_in_executor(None, a_out.get)
+        ports.append(port_a)
+        async with gw.db.transaction() as conn:
+            await conn.execute(
+                "DELETE FROM sessions WHERE username IN (SELECT value FROM json_each(?))",
+                (json.dumps(on_a),),
+            )
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    ports.append(port)
+    if a_proc is None:
+        for _ in range(500):
+            if gw.links["bench"].health().logged_in:
+                break
+            await asyncio.sleep(0.01)
+    else:  # A seats B's agents from the shared board
+        await asyncio.get_running_loop().run_in_executor(None, a_out.get)
 
     if args.agents_after_settle and not args.no_freeze:
         await settle(gw)  # production's order: settled when it listens, agents sign in later
-    ports = [port]
-    b_proc = None
-    if redis_server is not None:  # instance B, on the same store and Redis
-        b_out, b_go, b_done = ctx.Queue(), ctx.Event(), ctx.Event()
-        b_proc = ctx.Process(
-            target=instance_b_process,
-            args=(
-                str(state / "bench.db"),
-                [f"agent{e}" for e in extensions[1::2]],  # every other agent is on B
-                port_of_pbx,
-                redis_server.url,
-                b_out,
-                b_go,
-                b_done,
-            ),
-        )
-        b_proc.start()
-        port_b, b_rss_before = await asyncio.get_running_loop().run_in_executor(None, b_out.get)
-        ports.append(port_b)
-        deadline = time.monotonic() + 30  # A seats B's agents from the shared board
-        while sum(a.signed_in for a in panel.board.agents.values()) < len(extensions):
-            if time.monotonic() > deadline:
-                raise SystemExit("instance A did not seat B's agents within 30 s")
-            await asyncio.sleep(0.05)
     rss_before = rss_kib()
-    results, stop = ctx.Queue(), ctx.Event()
+    results, measured, stop = ctx.Queue(), ctx.Event(), ctx.Event()
     procs, readies = [], []
     n_proc = max(1, args.clients)
-    for i, on in enumerate(ports):  # with two instances, every other agent is on B
+    for i, on in enumerate(ports):  # with two instances, every other agent is on A
         mine = tokens[i :: len(ports)]
         for k in range(n_proc):
             ready = ctx.Event()
@@ -524,28 +658,34 @@ async def main(args: argparse.Namespace) -> None:
                     mine[k::n_proc],
                     ready,
                     results,
+                    measured,
                     stop,
                 ),
             )
-            # starting a spawned process holds the caller ~1 s: not on the loop, whose PBX
-            # lease (--instances 2) must be renewed within 2.75 s
+            # starting a spawned process holds the caller ~1 s: not on the loop, which
+            # must keep serving (with --instances 2, answering Redis and the shared board)
             await asyncio.get_running_loop().run_in_executor(None, proc.start)
             procs.append(proc)
             readies.append(ready)
     for ready in readies:
         await asyncio.get_running_loop().run_in_executor(None, ready.wait)
     await asyncio.sleep(0.5)
-    b_conns, b_rss_after = 0, 0
-    if b_proc is not None:
-        b_go.set()
-        b_conns, b_rss_after = await asyncio.get_running_loop().run_in_executor(None, b_out.get)
+    a_conns, a_rss_after = 0, 0
+    if a_proc is not None:
+        a_ctl.put("in")  # A settles (unless --agents-after-settle) and measures
+        a_conns, a_rss_after = await asyncio.get_running_loop().run_in_executor(None, a_out.get)
     stages = install_stage_stamps(gw, panel) if args.stages else None
     if args.stages and pbx is not None:
         pbx.sent_log = {}
     rss_after = rss_kib()
     print(
-        f"agents connected: {panel.hub.connections()}"
-        + (f" on A (PBX owner), {b_conns} on B" if b_proc is not None else "")
+        "agents connected: "
+        + (
+            f"{a_conns} on A (the PBX owner, its own process), {panel.hub.connections()} on B"
+            f" (the standby, this process)"
+            if a_proc is not None
+            else f"{panel.hub.connections()}"
+        )
     )
 
     lags: list[float] = []
@@ -599,19 +739,38 @@ async def main(args: argparse.Namespace) -> None:
     gc.callbacks.remove(on_gc)
     sent = panel.hub.messages_sent - sent_before
     buffered = panel.hub.buffered()
+    measured.set()
+    a_report: dict[str, Any] = {}
+    failover = None
+    if a_proc is not None:
+        a_ctl.put("report")
+        a_report = await asyncio.get_running_loop().run_in_executor(None, a_out.get)
+        # the same agents stay connected; A is killed while calls go on ringing
+        failover = await failover_phase(
+            args,
+            a_proc,
+            f"http://127.0.0.1:{port}",
+            extensions,
+            len(started),
+            pbx,
+            pbx_more,
+            None if pbx is not None else pbx_results,
+        )
+    elif pbx_more is not None:
+        pbx_more.put(0)
     stop.set()
-    report: dict[str, Any] = {"arrivals": {}, "messages": 0, "lags": []}
+    report: dict[str, Any] = {"arrivals": {}, "messages": 0, "lags": [], "lost": 0}
     for _ in procs:
         part = await asyncio.get_running_loop().run_in_executor(None, results.get)
         for lid, at in part["arrivals"].items():
             report["arrivals"][lid] = min(at, report["arrivals"].get(lid, at))
         report["messages"] += part["messages"]
         report["lags"] += part["lags"]
+        report["lost"] += part["lost"]
     for proc in procs:
         proc.join(10)
-    if b_proc is not None:
-        b_done.set()
-        b_proc.join(20)
+    if a_proc is not None:
+        a_proc.join(10)  # (killed)
     await runner.cleanup()
     if redis_server is not None:
         redis_server.close()
@@ -647,7 +806,7 @@ async def main(args: argparse.Namespace) -> None:
             f"  from the call's first frame (its burst before the ring included): p50"
             f" {pct(from_first, 50):.2f}  p99 {pct(from_first, 99):.2f}  max {from_first[-1]:.2f}"
         )
-    if b_proc is not None and lat:  # call i rings agent i; every other agent is on B
+    if a_proc is not None and lat:  # call i rings agent i; every other agent is on A
         for name, side in (("A (the PBX owner)", 0), ("B (across Redis)", 1)):
             part = sorted(
                 (report["arrivals"][lid] - ring_sent[lid]) * 1000
@@ -662,13 +821,19 @@ async def main(args: argparse.Namespace) -> None:
                     f"  agents on {name}: {len(part)} pop-ups, p50"
                     f" {part[len(part) // 2]:.2f}  p99 {p99:.2f}  max {part[-1]:.2f} ms"
                 )
+    this = "server" if a_proc is None else "instance B (the standby, this process)"
+    if a_proc is not None:
+        sent = a_report["sent"]
     print(
         f"hub messages sent: {sent} ({sent / elapsed:.0f}/s over {elapsed:.1f} s)"
-        + (" by A alone" if b_proc is not None else "")
+        + (" by A alone" if a_proc is not None else "")
     )
-    print(f"agent process received: {report['messages']} messages")
     print(
-        f"server GC while ringing: {len(gc_pauses)} collections,"
+        f"agent process received: {report['messages']} messages"
+        + (" (the failover phase's included)" if a_proc is not None else "")
+    )
+    print(
+        f"{this} GC while ringing: {len(gc_pauses)} collections,"
         f" longest {max(gc_pauses, default=0):.1f} ms,"
         f" total {sum(gc_pauses):.0f} ms"
     )
@@ -684,30 +849,38 @@ async def main(args: argparse.Namespace) -> None:
     lags.sort()
     if lags:
         print(
-            f"server event-loop lag ms: p50 {lags[len(lags) // 2]:.2f}  "
+            f"{this} event-loop lag ms: p50 {lags[len(lags) // 2]:.2f}  "
             f"p99 {lags[int(len(lags) * 0.99)]:.2f}  max {lags[-1]:.2f}; "
-            f"server CPU {100 * cpu / elapsed:.0f}% of one core"
+            f"CPU {100 * cpu / elapsed:.0f}% of one core"
             + ("" if args.pbx_process else " (PBX simulator included)")
+        )
+    a_lags = a_report.get("lags")
+    if a_lags:
+        print(
+            f"instance A (the PBX owner) event-loop lag ms: p50 {a_lags[len(a_lags) // 2]:.2f}  "
+            f"p99 {a_lags[int(len(a_lags) * 0.99)]:.2f}  max {a_lags[-1]:.2f}; "
+            f"CPU {100 * a_report['cpu'] / elapsed:.0f}% of one core"
         )
     clags = sorted(report["lags"])
     if clags:
         print(
             f"agent process(es) x{n_proc} event-loop lag ms: p50 {clags[len(clags) // 2]:.2f}  "
             f"p99 {clags[int(len(clags) * 0.99)]:.2f}  max {clags[-1]:.2f}"
+            + (" (the latency phase)" if a_proc is not None else "")
         )
     if stages is not None:
         stages["receive"] = report["arrivals"]
         print_stages(first_sent, sent_log, started, stages)
     per_conn = (rss_after - rss_before) * 1024 / max(1, args.agents)
-    if b_proc is not None:
-        grown = (rss_after - rss_before) + (b_rss_after - b_rss_before)
+    if a_proc is not None:
+        grown = (rss_after - rss_before) + (a_rss_after - a_rss_before)
         per_conn = grown * 1024 / max(1, args.agents)
         print(
-            f"instance A RSS: {rss_before / 1024:.1f} -> {rss_after / 1024:.1f} MiB,"
-            f" instance B RSS: {b_rss_before / 1024:.1f} -> {b_rss_after / 1024:.1f} MiB"
+            f"instance A RSS: {a_rss_before / 1024:.1f} -> {a_rss_after / 1024:.1f} MiB,"
+            f" instance B RSS: {rss_before / 1024:.1f} -> {rss_after / 1024:.1f} MiB"
             f" = {per_conn / 1024:.1f} KiB per connection over both"
         )
-        fan = panel.fanout.health() if panel.fanout is not None else {}
+        fan = a_report["fanout"]
         print(
             f"fanout on A: {fan.get('published')} messages in {fan.get('batches')} Redis"
             f" round trips, delivered locally only: {fan.get('delivered_locally')}"
@@ -719,7 +892,7 @@ async def main(args: argparse.Namespace) -> None:
         )
     half = len(rss_samples) // 2
     print(
-        f"server RSS while ringing (every 5 s): first {rss_samples[0] / 1024:.1f} MiB,"
+        f"{this} RSS while ringing (every 5 s): first {rss_samples[0] / 1024:.1f} MiB,"
         f" max {max(rss_samples) / 1024:.1f}, max of the second half"
         f" {max(rss_samples[half:]) / 1024:.1f}, last {rss_samples[-1] / 1024:.1f} MiB"
     )
@@ -728,6 +901,39 @@ async def main(args: argparse.Namespace) -> None:
         f"  of which the hub's replay buffers: {buffered[0]} messages, {buffered[1] / 2**20:.1f}"
         f" MiB of text (bounded: {panel.hub.buffer_size} messages per agent)"
     )
+    if failover is not None:
+        print_failover(args, failover, report, extensions, len(started))
+
+
+def print_failover(
+    args: argparse.Namespace,
+    failover: tuple[float, float, list[str], dict[str, float]],
+    report: dict[str, Any],
+    extensions: list[str],
+    first: int,
+) -> None:
+    """The failover phase's figures, counting only the calls at B's agents (A's lost their
+    sockets with A)."""
+    killed, takeover, started, ring_sent = failover
+    n = len(extensions)
+    # call k rings the agent at extensions[k % n]; the odd ones hold their socket on B
+    rings = [
+        (lid, ring_sent[lid])
+        for k, lid in enumerate(started, start=first)
+        if (k % n) % 2 == 1 and lid in ring_sent
+    ]
+    figures = failover_figures(rings, report["arrivals"], killed, takeover)
+    print(
+        f"failover: instance A (the PBX owner) killed with SIGKILL (no lease release, no"
+        f" Logoff) {args.kill_after:g} s into {args.kill_after + args.failover_seconds:g} s"
+        f" more of calls at {args.rate:g}/s ({len(started)} calls)"
+    )
+    print(
+        f"  sockets lost with A: {report['lost']} (the agents whose socket was on A; here they"
+        f" do not reconnect, a browser would, to B): only the calls at B's {n - n // 2} agents"
+        f" count below ({len(rings)} calls)"
+    )
+    print(f"  {describe(figures, 'B')}")
 
 
 if __name__ == "__main__":
@@ -768,4 +974,19 @@ if __name__ == "__main__":
         help="2: a cluster on a loopback Redis, the agents split between the PBX owner and a"
         " second instance (in a process of its own)",
     )
-    asyncio.run(main(p.parse_args()))
+    p.add_argument(
+        "--kill-after",
+        type=float,
+        default=2.0,
+        help="--instances 2: seconds of calls, after the latency phase, before A is killed",
+    )
+    p.add_argument(
+        "--failover-seconds",
+        type=float,
+        default=8.0,
+        help="--instances 2: seconds of calls after A is killed",
+    )
+    args = p.parse_args()
+    if args.instances == 2 and args.stages:
+        p.error("--stages times the PBX owner's path in this process: not with --instances 2")
+    asyncio.run(main(args))
