@@ -228,3 +228,32 @@ async def test_two_gateways_read_the_reply_mailbox_one_at_a_time(
         report = await watcher.poll()  # B does not connect at all (no IMAP server here)
         assert report == PollReport()
         assert watcher.health()["status"] != "error"
+
+
+async def test_an_instance_reads_on_after_another_migrated_the_schema_under_it(
+    two_gateways: tuple[Database, Database],
+) -> None:
+    """An upgrade one instance at a time: the first of the new version migrates the shared
+    schema (a column more) while the others still run. Their statements prepared before
+    (``SELECT *`` included) read on, in a transaction or not, instead of failing until a
+    restart."""
+    a, b = two_gateways
+    await a.conn.execute(
+        "INSERT INTO people (kind, first_name, created_at, updated_at)"
+        " VALUES ('lead', 'Lucía', 0, 0)"
+    )
+    read = "SELECT * FROM people WHERE first_name = ?"
+    read_in_tx = "SELECT * FROM people WHERE first_name = ? AND kind = 'lead'"
+    before = list(await b.conn.execute_fetchall(read, ("Lucía",)))
+    async with b.transaction() as conn:
+        assert len(list(await conn.execute_fetchall(read_in_tx, ("Lucía",)))) == 1
+    await a.conn.execute("ALTER TABLE people ADD COLUMN nickname TEXT")  # what 00NN adds
+
+    after = list(await b.conn.execute_fetchall(read, ("Lucía",)))
+    assert [r["first_name"] for r in after] == ["Lucía"]
+    assert len(list(after[0].keys())) == len(list(before[0].keys())) + 1
+    async with b.transaction() as conn:  # the stale statement first met in a transaction
+        rows = list(await conn.execute_fetchall(read_in_tx, ("Lucía",)))
+        await conn.execute("UPDATE people SET score = 1 WHERE first_name = ?", ("Lucía",))
+    assert [r["first_name"] for r in rows] == ["Lucía"]
+    assert [r["score"] for r in await a.conn.execute_fetchall(read, ("Lucía",))] == [1]

@@ -406,6 +406,12 @@ class _Statement:
     convert: tuple[Callable[[Any], Any] | None, ...]
 
 
+def _described_otherwise(e: asyncpg.ProtocolError) -> bool:
+    """asyncpg's refusal of a result row whose columns are not those the statement was
+    described with when prepared (its message is the only thing that tells it apart)."""
+    return "is different from what was described" in str(e)
+
+
 def _rowcount(status: str) -> int:
     """``UPDATE 3`` / ``INSERT 0 1`` / ``DELETE 0`` -> 3 / 1 / 0; -1 for anything else."""
     last = status.rsplit(" ", 1)[-1]
@@ -561,6 +567,16 @@ class PgConnection:
                 self._statements.pop((sql, True), None)
                 if self.raw.is_in_transaction():
                     raise
+                return await self._run(await self._statement(sql, True), parameters)
+            except asyncpg.ProtocolError as e:
+                if not _described_otherwise(e):
+                    raise
+                # an unnamed statement's rows no longer match what it was described as when
+                # prepared (a ``SELECT *`` of a table another instance gave a column: an
+                # upgrade one instance at a time). The server ran it and the transaction is
+                # whole: only this side's description is stale, so describe it again and run
+                # it again
+                self._statements.pop((sql, True), None)
                 return await self._run(await self._statement(sql, True), parameters)
 
     @contextlib.asynccontextmanager
