@@ -220,6 +220,21 @@ async def test_a_past_call_reads_in_the_agents_language_on_the_pop_up_and_the_re
     await context.close()
 
 
+async def test_a_badge_is_worded_as_spanish_writes_it(
+    browser: Any, world: Any, pbx: SimulatedPbx
+) -> None:
+    """Only a label's first letter is capitalised on screen: Spanish writes "Llamante nuevo",
+    not "Llamante Nuevo" (what ``text-transform: capitalize`` showed)."""
+    context = await browser.new_context(locale="es-ES", viewport={"width": 1280, "height": 860})
+    page = await _sign_in(context, world)
+    pbx.start_call("inbound_answered", caller="+34600111222", agent="101", ring_seconds=30)
+    await pbx.advance(0.01)
+    badge = page.locator(".popup[data-state='ringing'] .badge.kind-unknown")
+    await badge.wait_for()
+    assert await badge.inner_text() == "Llamante nuevo"  # as rendered, CSS applied
+    await context.close()
+
+
 # -- axe-core on every view ------------------------------------------------------------------------
 
 
