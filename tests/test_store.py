@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.lookup.card import CallFacts
 from gateway.store.db import MIGRATIONS_DIR, Database, StoreError, discover_migrations
 from gateway.store.deals import delete_deals, people_of
 from gateway.store.models import PersonType
@@ -402,6 +403,16 @@ async def test_seed_is_deterministic_and_knows_the_lab_caller(tmp_path: Path) ->
             summary = await seed_demo(db, 60, rng=random.Random(3), now=1_700_000_000.0)
             lab = await PersonRepository(db).find_by_number(LAB_CALLER)
             assert lab is not None and lab.display_name == "Lucía Martín"
+            # past calls are calls in the log: on their person's timeline with what the log
+            # says of them (the panel words it in the reader's language), in an agent's history
+            timeline = await ActivityRepository(db).for_person(int(lab.id))
+            assert [a.call for a in timeline if a.kind == "call"] == [
+                CallFacts("inbound", "answered", "101", 95.0)
+            ]
+            unattributed = await db.conn.execute_fetchall(
+                "SELECT count(*) FROM calls WHERE id NOT IN (SELECT call_id FROM call_users)"
+            )
+            assert next(iter(unattributed))[0] == 0
             rows = await db.conn.execute_fetchall(
                 "SELECT p.first_name, p.last_name, p.status, p.owner, ph.raw, ph.e164"
                 " FROM people p JOIN phones ph ON ph.person_id = p.id ORDER BY ph.id"

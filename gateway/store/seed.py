@@ -307,12 +307,14 @@ async def _past_call(
     at: float,
 ) -> None:
     """A finished call between ``number`` and ``agent``'s extension, into the call log (which
-    adds it to the number's person's timeline)."""
+    adds it to the number's person's timeline) and the agent's history (the panel records who
+    sat at the extension when a live call ends)."""
     ext = DEMO_EXTENSIONS[agent]
     ring = 6.0
+    call_id = f"seed:{key}"
     await log.save(
         {
-            "id": f"seed:{key}",
+            "id": call_id,
             "pbx": "demo-pbx",
             "linkedid": f"seed-{key}",
             "direction": direction,
@@ -330,6 +332,10 @@ async def _past_call(
             "agents_answered": [ext] if answered else [],
         }
     )
+    async with log.db.transaction() as conn:
+        await conn.execute(
+            "INSERT OR IGNORE INTO call_users (call_id, username) VALUES (?, ?)", (call_id, agent)
+        )
 
 
 # -- campaigns -----------------------------------------------------------------------------------
