@@ -199,9 +199,7 @@ async def seed_demo(
             },
         )
         counts["contact"] += 1
-        await _past_call(
-            calls, "lab", "inbound", "+34 911 23 45 67", "ana", True, 95.0, now - 3 * 86400
-        )
+        await _past_call(calls, "lab", "inbound", LAB_CALLER, "ana", True, 95.0, now - 3 * 86400)
         await activities.add(
             lab.person.id,
             "note",
@@ -271,7 +269,7 @@ async def seed_demo(
                         calls,
                         f"{pid}-{counts['activities']}",
                         direction,
-                        phones[0]["number"],
+                        result.person.phones[0].e164,  # as a PBX gives it, not as typed
                         data["owner"],
                         answered,
                         round(rng.uniform(20, 600)) if answered else 0.0,
