@@ -105,6 +105,20 @@ def pauses(pbx: SimulatedPbx) -> list[tuple[str, str]]:
     return [(p["Paused"], p.get("Reason", "")) for p in sent(pbx, "QueuePause")]
 
 
+async def no_more_pauses(
+    a: Node,
+    b: Node,
+    sim: SimulatedPbx,  # noqa: F811
+    expected: list[tuple[str, str]],
+) -> None:
+    """The after-call work's time runs out: no timer of either instance fires, and the queue
+    got ``expected`` and nothing more."""
+    await sim.advance(ACW_SECONDS + 1)
+    assert a.panel.aftercall.tick() == [] and b.panel.aftercall.tick() == []
+    await asyncio.sleep(0.2)  # a further QueuePause would have reached the PBX by now
+    assert pauses(sim) == expected
+
+
 async def wrapping_up(a: Node, b: Node, sim: SimulatedPbx, cookie: str) -> str:  # noqa: F811
     """ana (extension 101, her tab on gw-b) answers a call and hangs up: she is in after-call
     work on gw-a (paused in the queue), which gw-b shows; the call is in the shared log."""
@@ -156,10 +170,7 @@ async def test_a_wrap_up_saved_on_the_standby_ends_the_owners_after_call_work_on
     # saved again, and the wrap-up's time running out: nothing more reaches the queue
     status, doc = await b.post(f"/panel/api/calls/{key}/wrapup", ana, {"notes": "done."})
     assert status == 200 and doc["pbx_warning"] == "", doc
-    await sim.advance(ACW_SECONDS + 1)
-    assert a.panel.aftercall.tick() == [] and b.panel.aftercall.tick() == []
-    await asyncio.sleep(0.2)  # a second QueuePause would have left by now; none may
-    assert pauses(sim) == [("true", AFTER_CALL_REASON), ("false", "")]
+    await no_more_pauses(a, b, sim, [("true", AFTER_CALL_REASON), ("false", "")])
     await ws.close()
 
 
@@ -181,10 +192,7 @@ async def test_a_presence_chosen_on_the_standby_during_after_call_work_ends_it_o
     await until("the pause for lunch", lambda: len(pauses(sim)) == 2)
     assert pauses(sim) == [("true", AFTER_CALL_REASON), ("true", "lunch")]
     await until("gw-a's presence", lambda: a.panel.board.agents["ana"].presence == "paused")
-    await sim.advance(ACW_SECONDS + 1)
-    assert a.panel.aftercall.tick() == []
-    await asyncio.sleep(0.2)
-    assert pauses(sim) == [("true", AFTER_CALL_REASON), ("true", "lunch")]
+    await no_more_pauses(a, b, sim, [("true", AFTER_CALL_REASON), ("true", "lunch")])
     await ws.close()
 
 

@@ -173,6 +173,18 @@ async def test_spanish_browser_gets_a_spanish_panel_and_english_is_one_setting_a
     await context.close()
 
 
+async def _ringing_in_spanish(
+    browser: Any, world: Any, pbx: SimulatedPbx, caller: str
+) -> tuple[Any, Any]:
+    """Ana's desk in a Spanish browser, with ``caller`` ringing at her extension."""
+    context = await browser.new_context(locale="es-ES", viewport={"width": 1280, "height": 860})
+    page = await _sign_in(context, world)
+    pbx.start_call("inbound_answered", caller=caller, agent="101", ring_seconds=30)
+    await pbx.advance(0.01)
+    await page.locator(".popup[data-state='ringing']").wait_for()
+    return context, page
+
+
 async def test_a_past_call_reads_in_the_agents_language_on_the_pop_up_and_the_record(
     browser: Any, world: Any, pbx: SimulatedPbx
 ) -> None:
@@ -187,12 +199,8 @@ async def test_a_past_call_reads_in_the_agents_language_on_the_pop_up_and_the_re
          "started_at": 1_700_000_000.0, "answered_at": 1_700_000_006.0,
          "ended_at": 1_700_000_101.0, "talk_seconds": 95.0}
     )  # fmt: skip
-    context = await browser.new_context(locale="es-ES", viewport={"width": 1280, "height": 860})
-    page = await _sign_in(context, world)
-    pbx.start_call("inbound_answered", caller="+34911234567", agent="101", ring_seconds=30)
-    await pbx.advance(0.01)
+    context, page = await _ringing_in_spanish(browser, world, pbx, "+34911234567")
     popup = page.locator(".popup[data-state='ringing']")
-    await popup.wait_for()
     line = popup.locator(".timeline .tl-text").first
     assert await line.text_content() == "Llamada entrante, contestada por 102, 1 min 35 s"
     assert await _english_on_screen(page) == []
@@ -225,12 +233,8 @@ async def test_a_badge_is_worded_as_spanish_writes_it(
 ) -> None:
     """Only a label's first letter is capitalised on screen: Spanish writes "Llamante nuevo",
     not "Llamante Nuevo" (what ``text-transform: capitalize`` showed)."""
-    context = await browser.new_context(locale="es-ES", viewport={"width": 1280, "height": 860})
-    page = await _sign_in(context, world)
-    pbx.start_call("inbound_answered", caller="+34600111222", agent="101", ring_seconds=30)
-    await pbx.advance(0.01)
+    context, page = await _ringing_in_spanish(browser, world, pbx, "+34600111222")
     badge = page.locator(".popup[data-state='ringing'] .badge.kind-unknown")
-    await badge.wait_for()
     assert await badge.inner_text() == "Llamante nuevo"  # as rendered, CSS applied
     await context.close()
 
