@@ -158,6 +158,10 @@ async def _agents(
                 additional_headers={"Cookie": f"centralita_session={token}"},
                 max_queue=None,
                 compression=None,
+                # a browser never pings (it answers the hub's pings): the library's own
+                # pings every 20 s, sent by every socket at once, put thousands of wake-ups
+                # in the server's young generation together that no real tab causes
+                ping_interval=None,
             ) as ws:
                 connected.append(1)
                 if len(connected) == len(tokens):
