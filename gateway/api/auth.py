@@ -173,7 +173,9 @@ async def auth_middleware(
     if not isinstance(who, Principal):
         return who
     refused = access.refusal(rule, who, request.match_info)
-    if refused is None and who.kind == "user":
+    # a read changes nothing (and a websocket's handshake is a GET): no need to parse its
+    # content type, which the request would then keep for the socket's whole life
+    if refused is None and who.kind == "user" and request.method not in access.SAFE_METHODS:
         refused = access.cross_site_refusal(
             request.method,
             request.headers.get("Origin"),
