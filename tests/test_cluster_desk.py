@@ -119,6 +119,19 @@ async def no_more_pauses(
     assert pauses(sim) == expected
 
 
+async def ana_wrapping_up_on_the_standby(
+    cluster: Cluster,
+    sim: SimulatedPbx,  # noqa: F811
+) -> tuple[Node, Node, str, aiohttp.ClientWebSocketResponse, str]:
+    """gw-a owns the PBX; ana is signed in on gw-b with a tab open there, and a call of hers
+    has just ended: her after-call work runs on gw-a. Returns (a, b, her cookie, the tab,
+    the call's id)."""
+    a, b = await cluster.pair()
+    ana = await b.sign_in("ana", ["101"])
+    ws = await b.tab(ana)
+    return a, b, ana, ws, await wrapping_up(a, b, sim, ana)
+
+
 async def wrapping_up(a: Node, b: Node, sim: SimulatedPbx, cookie: str) -> str:  # noqa: F811
     """ana (extension 101, her tab on gw-b) answers a call and hangs up: she is in after-call
     work on gw-a (paused in the queue), which gw-b shows; the call is in the shared log."""
@@ -146,10 +159,7 @@ async def test_a_wrap_up_saved_on_the_standby_ends_the_owners_after_call_work_on
     cluster: Cluster,
     sim: SimulatedPbx,  # noqa: F811
 ) -> None:
-    a, b = await cluster.pair()
-    ana = await b.sign_in("ana", ["101"])
-    ws = await b.tab(ana)
-    key = await wrapping_up(a, b, sim, ana)
+    a, b, ana, ws, key = await ana_wrapping_up_on_the_standby(cluster, sim)
 
     status, doc = await b.post(f"/panel/api/calls/{key}/wrapup", ana, {"notes": "done"})
     assert status == 200 and doc["pbx_warning"] == "", doc
@@ -178,10 +188,7 @@ async def test_a_presence_chosen_on_the_standby_during_after_call_work_ends_it_o
     cluster: Cluster,
     sim: SimulatedPbx,  # noqa: F811
 ) -> None:
-    a, b = await cluster.pair()
-    ana = await b.sign_in("ana", ["101"])
-    ws = await b.tab(ana)
-    key = await wrapping_up(a, b, sim, ana)
+    a, b, ana, ws, key = await ana_wrapping_up_on_the_standby(cluster, sim)
 
     status, doc = await b.post("/panel/api/presence", ana, {"status": "paused", "reason": "lunch"})
     assert status == 200 and doc["pbx_warning"] == "", doc
@@ -200,9 +207,7 @@ async def test_with_no_owner_to_end_it_the_saved_wrap_up_says_the_queues_were_no
     cluster: Cluster,
     sim: SimulatedPbx,  # noqa: F811
 ) -> None:
-    a, b = await cluster.pair()
-    ana = await b.sign_in("ana", ["101"])
-    key = await wrapping_up(a, b, sim, ana)
+    a, b, ana, ws, key = await ana_wrapping_up_on_the_standby(cluster, sim)
     await a.crash()  # its lease names it for a while yet; nobody listens for gw-a
     status, doc = await b.post(f"/panel/api/calls/{key}/wrapup", ana, {"notes": "done"})
     assert status == 200, doc  # the notes are kept: the wrap-up itself is in the store
@@ -213,6 +218,7 @@ async def test_with_no_owner_to_end_it_the_saved_wrap_up_says_the_queues_were_no
     await until("gw-b to take the PBX over", lambda: b.linked, within=LEASE + 5)
     await until("the unpause", lambda: pauses(sim)[-1:] == [("false", "")])
     assert len(pauses(sim)) == 2
+    await ws.close()
 
 
 async def test_a_tab_reloaded_on_the_standby_gets_the_owners_state(

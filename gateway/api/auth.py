@@ -173,16 +173,16 @@ async def auth_middleware(
     if not isinstance(who, Principal):
         return who
     refused = access.refusal(rule, who, request.match_info)
-    # a read changes nothing (and a websocket's handshake is a GET): no need to parse its
-    # content type, which the request would then keep for the socket's whole life
-    if refused is None and who.kind == "user" and request.method not in access.SAFE_METHODS:
+    if refused is None and who.kind == "user":
         refused = access.cross_site_refusal(
             request.method,
             request.headers.get("Origin"),
             request.headers.get("Referer"),
             request.host,
             _trusted_origins(request),
-            request.content_type,
+            # only a body has a type to check; parsed for none else (a websocket's handshake
+            # would keep the parse for the socket's whole life)
+            request.content_type if request.body_exists else "",
             request.body_exists,
         )
     if refused is not None:

@@ -41,6 +41,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from gateway.cluster import channel
 from gateway.cluster.settings import ClusterSettings
 from gateway.errors import AmiActionTimeout, AmiError, AmiNotConnected, ApiError
 
@@ -375,8 +376,6 @@ class OwnerRelay:
     # -- Redis failures ----------------------------------------------------------------------
 
     def _failed(self, e: BaseException) -> None:
-        from gateway.cluster import channel
-
         self.error = channel.failed(
             log, self.error, e, who=f"relay instance={self.instance}", settings=self.settings,
             meanwhile="requests for PBXs owned by other instances are answered 503 until it "

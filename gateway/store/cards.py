@@ -147,14 +147,12 @@ LIMIT 1
 """
 
 # a call activity's facts as CallFacts.from_json reads them, NULL without a call in the log
-CALL_FACTS = (
-    "(SELECT json_array(c.direction, c.outcome, c.answered_by, c.talk_seconds)"
+_CALL_FACTS = (
+    "(SELECT {array}(c.direction, c.outcome, c.answered_by, c.talk_seconds){cast}"
     " FROM calls c WHERE c.id = activities.call_id)"
 )
-CALL_FACTS_PG = (
-    "(SELECT json_build_array(c.direction, c.outcome, c.answered_by, c.talk_seconds)::text"
-    " FROM calls c WHERE c.id = activities.call_id)"
-)
+CALL_FACTS = _CALL_FACTS.format(array="json_array", cast="")
+CALL_FACTS_PG = _CALL_FACTS.format(array="json_build_array", cast="::text")
 
 
 def call_facts(db: Database) -> str:
