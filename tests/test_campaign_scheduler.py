@@ -565,6 +565,43 @@ async def test_batches_overlap_without_sending_anything_twice(world: World) -> N
     assert sorted(tuple(r) for r in due) == [(p, 3, MON_0900, "active") for p in leads]
 
 
+async def test_a_batch_sent_before_the_store_fails_is_recorded_as_sent(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch is recorded while the next one is on the wire; when the store fails while the
+    batch after that is prepared, the batch on the wire is let finish and recorded as sent
+    (not cut short and left for the recovery to call 'unknown'), and the next tick sends
+    nothing twice."""
+    world.cfg = msgspec.structs.replace(
+        world.cfg, campaigns=CampaignSettings(tick_seconds=3600, batch_size=2)
+    )
+    await world.reopen()
+    for i in range(6):
+        await world.lead(f"L{i}", emails=[f"l{i}@example.es"])
+    await world.campaign([email("Uno")])
+    await world.tick(FRI_0700)
+    store = world.scheduler.store
+    due_members = store.due_members
+    calls = []
+
+    async def fails_third(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 3:  # while the second batch is on the wire
+            raise RuntimeError("database is locked")
+        return await due_members(*args, **kwargs)
+
+    monkeypatch.setattr(store, "due_members", fails_third)
+    with pytest.raises(RuntimeError, match="locked"):
+        await world.tick(FRI_0900)
+    runs = await world.rows("SELECT status, count(*) FROM campaign_step_runs GROUP BY status")
+    assert [tuple(r) for r in runs] == [("sent", 4)]
+    monkeypatch.setattr(store, "due_members", due_members)
+    await world.reopen()
+    report = await world.tick(FRI_0900 + 60)
+    assert report.sent == 2
+    assert sorted(world.to()) == [f"l{i}@example.es" for i in range(6)]
+
+
 async def test_the_agent_s_name_in_an_email_is_read_once_a_tick_and_follows_a_rename(
     world: World,
 ) -> None:

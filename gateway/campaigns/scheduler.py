@@ -341,39 +341,52 @@ class CampaignScheduler:
             return report
 
     async def _run_due(self, now: float, report: TickReport) -> None:
-        """Every due member, batch by batch. While one batch's e-mails are on the wire, the
-        next batch is prepared (its members read, its steps decided, its e-mails claimed), so
-        that the mail server is not kept waiting for the store between batches."""
+        """Every due member, batch by batch, in three stages: prepare (read the members,
+        decide their steps, claim their e-mails), send, record (what each send did; the
+        members move on). One batch is on the wire at a time; the store's work for the batches
+        around it (the next one prepared, the one before recorded) is done meanwhile, so that
+        the mail server is never kept waiting for the store."""
         seen: dict[int, int] = {}
         sending: asyncio.Task[None] | None = None
-        in_flight: set[int] = set()  # members of the batch on the wire: not due again yet
+        sent: list[_Pending] = []  # the batch on the wire
+        in_flight: set[int] = set()  # members of batches sent, not yet recorded: not due yet
         try:
             while True:
                 due = await self.store.due_members(now, self.settings.batch_size, exclude=in_flight)
                 # a member back at a step this tick already visited is stuck: stop (the next
                 # tick tries again) rather than spin
                 fresh = [(m, c) for m, c in due if seen.get(m.id) != m.step]
-                if not fresh:
-                    if sending is None:
-                        return
-                    # members that just sent an e-mail are due again now (their next step)
-                    await sending
-                    sending, in_flight = None, set()
-                    continue
                 for m, _c in fresh:
                     seen[m.id] = m.step
-                pending = await self._prepare(fresh, now, report)
+                if not fresh and sending is None:
+                    return
+                pending = await self._prepare(fresh, now, report) if fresh else []
                 if sending is not None:  # one batch on the wire at a time
                     await sending
                     sending = None
+                recording, sent = sent, pending
                 if pending:
-                    in_flight = {p.job.member.id for p in pending}
-                    sending = asyncio.create_task(self._deliver(pending, now, report))
-        finally:
+                    in_flight.update(p.job.member.id for p in pending)
+                    sending = asyncio.create_task(self._send_all(pending, now))
+                if recording:  # the batch just sent, while the next one is on the wire
+                    await self._record(recording, now, report)
+                    in_flight.difference_update(p.job.member.id for p in recording)
+        except Exception:
+            if sending is not None:
+                # the store failed: the batch on the wire is let finish and is recorded, rather
+                # than cut short and left for the recovery to call 'unknown'
+                try:
+                    await sending
+                    await self._record(sent, now, report)
+                except Exception:
+                    log.exception("campaigns: recording a sent batch of %d failed", len(sent))
+            raise
+        except BaseException:  # cancelled: the gateway stops
             if sending is not None and not sending.done():
                 sending.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sending
+            raise
 
     # -- enrollment --------------------------------------------------------------------------
 
@@ -465,14 +478,10 @@ class CampaignScheduler:
         log.debug("campaigns: batch of %d: visit %.3f s", len(due), time.perf_counter() - t0)
         return pending
 
-    async def _deliver(self, pending: list[_Pending], now: float, report: TickReport) -> None:
-        """Phases 2 to 4 of a batch: send its claimed e-mails, record what each did, and
-        carry its members on."""
-        t1 = time.perf_counter()
-        # phase 2, no lock held: render and hand every claimed e-mail to SMTP
-        await self._send_all(pending, now)
-        t2 = time.perf_counter()
-        # phase 3, one transaction: what each send did, and the members move on (due now)
+    async def _record(self, pending: list[_Pending], now: float, report: TickReport) -> None:
+        """The last stage of a batch, one transaction: what each send did, and its members
+        carried on (due now, at their next step)."""
+        t0 = time.perf_counter()
         async with self.db.transaction() as conn:
             done = [await self._finish_mail(conn, p, now, report) for p in pending]
             moves = {p.job.member.id: (p.next_index, now, p.job.member.id) for p in pending}
@@ -494,10 +503,9 @@ class CampaignScheduler:
                 )
             await self.store.finish_sends(done, list(moves.values()))
         log.debug(
-            "campaigns: sent %d in %.3f s, finish and carry on %.3f s",
+            "campaigns: batch of %d: record and carry on %.3f s",
             len(pending),
-            t2 - t1,
-            time.perf_counter() - t2,
+            time.perf_counter() - t0,
         )
 
     async def _carry_on(
@@ -987,6 +995,7 @@ class CampaignScheduler:
                 return None
             return p.mail
 
+        t0 = time.perf_counter()
         try:
             results = await self.mailer.send_many(pending, make, at=now)
         except Exception as e:  # the mailer should not raise; never lose the batch
@@ -996,6 +1005,7 @@ class CampaignScheduler:
             return
         for p, result in zip(pending, results, strict=True):
             p.result = result
+        log.debug("campaigns: sent %d in %.3f s", len(pending), time.perf_counter() - t0)
 
     async def _finish_mail(
         self, conn: Any, p: _Pending, now: float, report: TickReport
