@@ -37,6 +37,8 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -79,13 +81,48 @@ def process_cpu(pid: int) -> float | None:
         return None
 
 
-def cpu_per_mail(before: float | None, after: float | None, n: int) -> str:
-    return "?" if before is None or after is None else f"{1000 * (after - before) / n:.2f} ms"
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """A timed run: the mails it handed over, and the CPU each side spent on them."""
+
+    mails: int
+    elapsed: float
+    own_cpu: float
+    server_cpu: float | None  # None where /proc cannot tell
+
+    @property
+    def rate(self) -> float:
+        return self.mails / self.elapsed
+
+    def cpu(self, own: str) -> str:
+        """CPU per mail of each side, and how busy each kept a core: on a machine whose cores
+        are all busy, throughput follows the sum; the side near 100 % of a core limits."""
+
+        def per_mail(used: float | None) -> str:
+            return "?" if used is None else f"{1000 * used / self.mails:.2f} ms"
+
+        def busy(used: float | None) -> str:
+            return "?" if used is None else f"{100 * used / self.elapsed:.0f} % of a core"
+
+        return (
+            f"CPU per mail: {own} {per_mail(self.own_cpu)}, SMTP server "
+            f"{per_mail(self.server_cpu)}; busy: {own} {busy(self.own_cpu)}, SMTP server "
+            f"{busy(self.server_cpu)}"
+        )
 
 
-def busy(cpu_seconds: float | None, elapsed: float) -> str:
-    """Share of one core a side kept busy: the side near 100 % is the limit."""
-    return "?" if cpu_seconds is None else f"{100 * cpu_seconds / elapsed:.0f} % of a core"
+async def measure(work: Awaitable[int], server_pid: int) -> Measured:
+    """Times ``work`` (which returns how many mails it handed over) and the CPU used meanwhile
+    by this process and the server's."""
+    server_before, own_before = process_cpu(server_pid), time.process_time()
+    started = time.perf_counter()
+    mails = await work
+    elapsed = time.perf_counter() - started
+    own_after, server_after = time.process_time(), process_cpu(server_pid)
+    server_cpu = (
+        None if server_before is None or server_after is None else server_after - server_before
+    )
+    return Measured(mails, elapsed, own_after - own_before, server_cpu)
 
 
 def _serve(port_out: Any, stop: Any, pipelining: bool) -> None:
@@ -286,38 +323,20 @@ class SampleKeeper(Mailer):
         return await super().send_many(items, keep, at=at)
 
 
-async def sink_ceiling(port: int, n: int, mail: MailSettings, message: OutgoingMail) -> float:
-    """Messages per second the server takes when nothing but the mailer feeds it: one of the
+async def feed_only(mailer: Mailer, n: int, message: OutgoingMail) -> int:
+    """The server's ceiling: what it takes when nothing but the mailer feeds it, one of the
     tick's messages sent over and over on the same connections (``Mailer.send_many``, as a
     tick sends), no store, no templates."""
-    mailer = Mailer(mail)
-    started = time.perf_counter()
     results = await mailer.send_many(range(n), lambda _: message, at=MONDAY)
-    elapsed = time.perf_counter() - started
-    await mailer.close()
     assert all(r is not None and r.status == "sent" for r in results)
-    return n / elapsed
+    return n
 
 
-async def timed_tick(scheduler: CampaignScheduler, server_pid: int | None) -> dict[str, Any]:
-    """A tick over the due sample: how long, how many sent, the CPU each side used."""
-    sink_cpu, own_cpu = process_cpu(server_pid or 0), time.process_time()
-    started = time.perf_counter()
+async def sent_by(scheduler: CampaignScheduler) -> int:
+    """A tick over the due sample: the e-mails it handed to SMTP (none may fail)."""
     report = await scheduler.tick()
-    elapsed = time.perf_counter() - started
-    own_after, sink_after = time.process_time(), process_cpu(server_pid or 0)
-    sink_used = None if sink_after is None or sink_cpu is None else sink_after - sink_cpu
-    return {
-        "report": report,
-        "elapsed": elapsed,
-        "rate": report.sent / elapsed,
-        "cpu": (
-            f"CPU per mail: gateway {cpu_per_mail(own_cpu, own_after, report.sent)}, "
-            f"SMTP server {cpu_per_mail(sink_cpu, sink_after, report.sent)}; busy: gateway "
-            f"{busy(own_after - own_cpu, elapsed)}, SMTP server "
-            f"{busy(sink_used, elapsed)}"
-        ),
-    }
+    assert report.failed == 0, report
+    return report.sent
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -383,37 +402,37 @@ async def run(args: argparse.Namespace) -> None:
         # sending: hold the big campaign, run a small one over the sample
         await store.set_status(revival.id, "paused", SUNDAY)
         await sample_due("sample")
-        tick = await timed_tick(scheduler, server.pid)
+        tick = await measure(sent_by(scheduler), server.pid)
         print(
-            f"scheduler tick: {tick['report'].sent:,} e-mails sent ({tick['report'].failed} "
-            f"failed) in {tick['elapsed']:.2f} s = {tick['rate']:,.0f} e-mails/s handed to SMTP "
-            f"on {args.connections} connection(s); {tick['cpu']}"
+            f"scheduler tick: {tick.mails:,} e-mails sent in {tick.elapsed:.2f} s = "
+            f"{tick.rate:,.0f} e-mails/s handed to SMTP on {args.connections} connection(s); "
+            f"{tick.cpu('gateway')}"
         )
-        sink_cpu, own_cpu = process_cpu(server.pid), time.process_time()
         assert mailer.sample is not None
-        ceiling = await sink_ceiling(port, args.send, mail, mailer.sample)
+        feeder = Mailer(mail)
+        ceiling = await measure(feed_only(feeder, args.send, mailer.sample), server.pid)
+        await feeder.close()
         print(
             f"SMTP server's ceiling (fed by the mailer alone, same connections): "
-            f"{ceiling:,.0f} messages/s; CPU per mail: client "
-            f"{cpu_per_mail(own_cpu, time.process_time(), args.send)}, SMTP server "
-            f"{cpu_per_mail(sink_cpu, process_cpu(server.pid), args.send)} -> the scheduler "
-            f"reaches {100 * tick['rate'] / ceiling:.0f} % of the server's ceiling"
+            f"{ceiling.rate:,.0f} messages/s; {ceiling.cpu('client')} -> the scheduler "
+            f"reaches {100 * tick.rate / ceiling.rate:.0f} % of the server's ceiling"
         )
 
         # the same tick, the server replaced by one that is never the limit
-        await mailer.close()
+        await scheduler.close()
         scheduler = scheduler_with(Mailer(msgspec.structs.replace(mail, port=bare_port)))
         await sample_due("bare")
-        alone = await timed_tick(scheduler, bare.pid)
+        alone = await measure(sent_by(scheduler), bare.pid)
         verdict = (
             "the SMTP server is the limit, not the gateway"
-            if alone["rate"] > ceiling
+            if alone.rate > ceiling.rate
             else "the gateway is the limit"
         )
         print(
             f"the gateway alone (the same tick, a bare SMTP responder that takes each message "
-            f"at almost no cost): {alone['rate']:,.0f} e-mails/s; {alone['cpu']} -> the gateway "
-            f"can hand over {alone['rate'] / ceiling:.2f} x the server's ceiling: {verdict}"
+            f"at almost no cost): {alone.rate:,.0f} e-mails/s; {alone.cpu('gateway')} -> the "
+            f"gateway can hand over {alone.rate / ceiling.rate:.2f} x the server's ceiling: "
+            f"{verdict}"
         )
         await scheduler.close()
         await db.close()

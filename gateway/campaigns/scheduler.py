@@ -348,10 +348,10 @@ class CampaignScheduler:
         the mail server is never kept waiting for the store."""
         seen: dict[int, int] = {}
         sending: asyncio.Task[None] | None = None
-        sent: list[_Pending] = []  # the batch on the wire
-        in_flight: set[int] = set()  # members of batches sent, not yet recorded: not due yet
+        sent: list[_Pending] = []  # the batch on the wire: its members are not due yet
         try:
             while True:
+                in_flight = {p.job.member.id for p in sent}
                 due = await self.store.due_members(now, self.settings.batch_size, exclude=in_flight)
                 # a member back at a step this tick already visited is stuck: stop (the next
                 # tick tries again) rather than spin
@@ -366,11 +366,9 @@ class CampaignScheduler:
                     sending = None
                 recording, sent = sent, pending
                 if pending:
-                    in_flight.update(p.job.member.id for p in pending)
                     sending = asyncio.create_task(self._send_all(pending, now))
                 if recording:  # the batch just sent, while the next one is on the wire
                     await self._record(recording, now, report)
-                    in_flight.difference_update(p.job.member.id for p in recording)
         except Exception:
             if sending is not None:
                 # the store failed: the batch on the wire is let finish and is recorded, rather
